@@ -1,0 +1,261 @@
+"""Settings: read once from arguments or the environment, validated strictly.
+
+Every environment variable shadowguard reads is named here, and only here.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, Literal
+
+from shadowguard.errors import ConfigError
+
+__all__ = [
+    "ENV_BAGGAGE",
+    "ENV_HOST_SUFFIX",
+    "ENV_MARKER_HEADER",
+    "ENV_MARKER_SECRET",
+    "ENV_MAX_SUPPRESSIONS",
+    "ENV_SHADOW_HOSTS",
+    "ENV_SHADOW_MODE",
+    "Mode",
+    "Settings",
+    "configure",
+    "get_settings",
+    "parse_bool",
+]
+
+logger = logging.getLogger("shadowguard")
+
+#: Whole-process switch: true -> every request is shadow, false -> every request is
+#: primary (per-request signals ignored), unset/empty/``auto`` -> per-request detection.
+ENV_SHADOW_MODE = "SHADOW_MODE"
+#: Name of the marker header a proxy adds to mirrored requests; empty disables it.
+ENV_MARKER_HEADER = "SHADOWGUARD_MARKER_HEADER"
+#: When set, the marker header only counts if its value equals this secret.
+ENV_MARKER_SECRET = "SHADOWGUARD_MARKER_SECRET"
+#: Whether the ``-shadow`` Host/``:authority`` suffix marks a request as shadow.
+ENV_HOST_SUFFIX = "SHADOWGUARD_HOST_SUFFIX"
+#: Comma-separated exact shadow host names; when set, only these hosts count as shadow.
+ENV_SHADOW_HOSTS = "SHADOWGUARD_SHADOW_HOSTS"
+#: Whether the W3C ``baggage`` entry ``shadow=true`` marks a request as shadow.
+ENV_BAGGAGE = "SHADOWGUARD_BAGGAGE"
+#: How many Suppression records one scope keeps (counts stay exact beyond it).
+ENV_MAX_SUPPRESSIONS = "SHADOWGUARD_MAX_SUPPRESSIONS"
+
+TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
+FALSE_VALUES = frozenset({"false", "0", "no", "off"})
+_BOOL_ACCEPTED = "true/1/yes/on or false/0/no/off (case-insensitive)"
+
+Mode = Literal["auto", "shadow", "primary"]
+_MODES: tuple[Mode, ...] = ("auto", "shadow", "primary")
+
+DEFAULT_MARKER_HEADER = "x-shadow-request"
+DEFAULT_MAX_SUPPRESSIONS = 1000
+
+# RFC 9110 token characters: what a header name may contain.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def parse_bool(name: str, raw: str) -> bool:
+    """Parse a boolean setting strictly; anything unknown raises ConfigError naming ``name``."""
+    value = raw.strip().lower()
+    if value in TRUE_VALUES:
+        return True
+    if value in FALSE_VALUES:
+        return False
+    raise ConfigError(f"{name}={raw!r} is not valid: accepted values are {_BOOL_ACCEPTED}")
+
+
+def parse_mode(raw: str | bool | None, name: str = ENV_SHADOW_MODE) -> Mode:
+    """Parse ``SHADOW_MODE``: a boolean, or unset/empty/``auto`` for per-request detection."""
+    if raw is None:
+        return "auto"
+    if isinstance(raw, bool):
+        return "shadow" if raw else "primary"
+    value = raw.strip().lower()
+    if value in ("", "auto"):
+        return "auto"
+    if name != ENV_SHADOW_MODE and value in _MODES:
+        return value
+    if value in TRUE_VALUES:
+        return "shadow"
+    if value in FALSE_VALUES:
+        return "primary"
+    raise ConfigError(
+        f"{name}={raw!r} is not valid: accepted values are true/1/yes/on (every request is "
+        "shadow), false/0/no/off (every request is primary), or empty/auto (detect per "
+        "request), case-insensitive"
+    )
+
+
+def _normalize_host(host: str) -> str:
+    return host.strip().lower().rstrip(".")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved shadowguard settings. Build with :meth:`from_env` or directly with arguments."""
+
+    mode: Mode = "auto"
+    marker_header: str | None = DEFAULT_MARKER_HEADER
+    marker_secret: str | None = field(default=None, repr=False)
+    host_suffix: bool = True
+    shadow_hosts: frozenset[str] | None = None
+    baggage: bool = False
+    max_suppressions: int = DEFAULT_MAX_SUPPRESSIONS
+
+    def __post_init__(self) -> None:
+        mode = parse_mode(self.mode, "mode")
+        object.__setattr__(self, "mode", mode)
+        header = self.marker_header
+        if header is not None:
+            if not isinstance(header, str) or (header and not _TOKEN.match(header)):
+                raise ConfigError(
+                    f"marker_header={header!r} is not valid: accepted values are an HTTP "
+                    "header name (letters, digits and !#$%&'*+-.^_`|~) or empty to disable"
+                )
+            object.__setattr__(self, "marker_header", header.lower() or None)
+        if self.marker_secret is not None and not isinstance(self.marker_secret, str):
+            raise ConfigError("marker_secret must be a string")
+        if self.marker_secret == "":
+            object.__setattr__(self, "marker_secret", None)
+        for name in ("host_suffix", "baggage"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"{name}={getattr(self, name)!r} is not valid: accepted values are True or False"
+                )
+        if self.shadow_hosts is not None:
+            hosts: object = self.shadow_hosts
+            if isinstance(hosts, str) or not isinstance(hosts, Iterable):
+                raise ConfigError(
+                    f"shadow_hosts={hosts!r} is not valid: accepted values are a collection "
+                    "of host names (without port)"
+                )
+            normalized = frozenset(_normalize_host(h) for h in hosts if _normalize_host(h))
+            object.__setattr__(self, "shadow_hosts", normalized or None)
+        limit = self.max_suppressions
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+            raise ConfigError(
+                f"max_suppressions={limit!r} is not valid: accepted values are whole numbers >= 0"
+            )
+
+    @property
+    def forced(self) -> bool | None:
+        """True or False when ``mode`` decides for every request, None for per-request detection."""
+        return None if self.mode == "auto" else self.mode == "shadow"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``environ`` (default ``os.environ``); keyword arguments take precedence."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        if ENV_SHADOW_MODE in env:
+            values["mode"] = parse_mode(env[ENV_SHADOW_MODE])
+        if ENV_MARKER_HEADER in env:
+            values["marker_header"] = env[ENV_MARKER_HEADER].strip()
+            if values["marker_header"] and not _TOKEN.match(values["marker_header"]):
+                raise ConfigError(
+                    f"{ENV_MARKER_HEADER}={env[ENV_MARKER_HEADER]!r} is not valid: accepted "
+                    "values are an HTTP header name, or empty to disable the marker header"
+                )
+        if ENV_MARKER_SECRET in env:
+            values["marker_secret"] = env[ENV_MARKER_SECRET]
+        if ENV_HOST_SUFFIX in env:
+            values["host_suffix"] = parse_bool(ENV_HOST_SUFFIX, env[ENV_HOST_SUFFIX])
+        if ENV_BAGGAGE in env:
+            values["baggage"] = parse_bool(ENV_BAGGAGE, env[ENV_BAGGAGE])
+        if ENV_SHADOW_HOSTS in env:
+            values["shadow_hosts"] = [h for h in env[ENV_SHADOW_HOSTS].split(",") if h.strip()]
+        if ENV_MAX_SUPPRESSIONS in env:
+            raw = env[ENV_MAX_SUPPRESSIONS].strip()
+            if not raw.isascii() or not raw.isdigit():
+                raise ConfigError(
+                    f"{ENV_MAX_SUPPRESSIONS}={env[ENV_MAX_SUPPRESSIONS]!r} is not valid: "
+                    "accepted values are whole numbers >= 0"
+                )
+            values["max_suppressions"] = int(raw)
+        known = {f.name for f in fields(cls)}
+        unknown = set(overrides) - known
+        if unknown:
+            raise ConfigError(
+                f"unknown setting(s) {', '.join(sorted(unknown))}: accepted settings are "
+                f"{', '.join(sorted(known))}"
+            )
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied (validated like the constructor)."""
+        return replace(self, **changes)
+
+
+_settings: Settings | None = None
+_load_error: ConfigError | None = None
+
+
+def _load_from_env() -> Settings:
+    global _settings, _load_error
+    try:
+        _settings = Settings.from_env()
+        _load_error = None
+    except ConfigError as exc:
+        _load_error = exc
+        raise
+    return _settings
+
+
+def get_settings() -> Settings:
+    """The process-wide settings; raises ConfigError if the environment is malformed."""
+    if _settings is not None:
+        return _settings
+    return _load_from_env()
+
+
+def settings_or_defaults() -> Settings:
+    """Like :func:`get_settings`, but never raises (for code on the request path)."""
+    try:
+        return get_settings()
+    except ConfigError:
+        return Settings()
+
+
+def configure(settings: Settings | None = None, **options: Any) -> Settings:
+    """Set the process-wide settings, from ``settings`` or from the environment plus ``options``."""
+    global _settings, _load_error
+    new = settings.replace(**options) if settings is not None else Settings.from_env(**options)
+    _settings = new
+    _load_error = None
+    from shadowguard import _context
+
+    _context.set_process_mode(new.forced)
+    return new
+
+
+def reset() -> None:
+    """Forget configured settings; the next use reads the environment again."""
+    global _settings, _load_error
+    _settings = None
+    _load_error = None
+    from shadowguard import _context
+
+    _context.set_process_mode(initial_process_shadow())
+
+
+def initial_process_shadow() -> bool:
+    """Whether the process is shadow according to the environment, failing closed.
+
+    Used at import, where raising would break every program that merely imports
+    shadowguard: a malformed ``SHADOW_MODE`` makes the process shadow (nothing persists)
+    and the ConfigError is raised at start-up by ``install()``, ``configure()`` or a
+    middleware instead.
+    """
+    try:
+        return _load_from_env().forced is True
+    except ConfigError as exc:
+        logger.error("%s; treating the whole process as shadow until this is fixed", exc)
+        return True

@@ -1,0 +1,279 @@
+"""The shadow state of the current context: scopes and what they suppressed.
+
+The state is one ContextVar holding the innermost :class:`Scope` (or None). Every
+``set()`` is paired with a ``reset(token)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
+from types import MappingProxyType, TracebackType
+from typing import Any, ParamSpec, TypeVar, cast, overload
+
+from shadowguard import _config, telemetry
+
+__all__ = [
+    "Scope",
+    "Suppression",
+    "current_scope",
+    "is_shadow",
+    "propagate",
+    "record_suppression",
+    "shadow",
+]
+
+logger = logging.getLogger("shadowguard")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One side effect that shadowguard did not let happen.
+
+    ``kind`` is the channel (``"db.commit"``, ``"kafka.produce"``, ``"http.request"``,
+    ``"mail.send"``, ``"call"``); ``target`` a printable name without secrets (engine URL
+    without password, topic, URL, function); ``detail`` a read-only mapping of what was
+    suppressed; ``error`` the validation error the operation hit, if it would have failed
+    on the primary too.
+    """
+
+    kind: str
+    target: str
+    detail: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+    error: BaseException | None = field(default=None, hash=False)
+
+
+class Scope:
+    """A block of code running as shadow traffic.
+
+    ``suppressed`` keeps at most ``limit`` records (the ``SHADOWGUARD_MAX_SUPPRESSIONS``
+    setting); ``counts`` and ``total`` stay exact. Records made in a nested scope are
+    also reported to every enclosing scope.
+    """
+
+    __slots__ = (
+        "_exit_callbacks",
+        "_lock",
+        "counts",
+        "dropped",
+        "limit",
+        "parent",
+        "reason",
+        "suppressed",
+        "total",
+    )
+
+    def __init__(
+        self, reason: str | None = None, parent: Scope | None = None, *, limit: int | None = None
+    ) -> None:
+        self.reason = reason
+        self.parent = parent
+        self.limit = _config.settings_or_defaults().max_suppressions if limit is None else limit
+        self.suppressed: list[Suppression] = []
+        self.counts: Counter[str] = Counter()
+        self.total = 0
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._exit_callbacks: list[Callable[[], object]] = []
+
+    def __repr__(self) -> str:
+        return f"<shadowguard.Scope reason={self.reason!r} suppressed={self.total}>"
+
+    @property
+    def root(self) -> Scope:
+        """The outermost enclosing scope."""
+        scope = self
+        while scope.parent is not None:
+            scope = scope.parent
+        return scope
+
+    def _add(self, suppression: Suppression) -> None:
+        with self._lock:
+            self.total += 1
+            self.counts[suppression.kind] += 1
+            if len(self.suppressed) < self.limit:
+                self.suppressed.append(suppression)
+            else:
+                self.dropped += 1
+
+    def on_exit(self, callback: Callable[[], object]) -> None:
+        """Run ``callback`` when this scope ends (last registered runs first).
+
+        Guards use this to undo work that must not outlive the shadow scope, such as
+        rolling back a transaction. A failing callback is logged; the others still run.
+        """
+        with self._lock:
+            self._exit_callbacks.append(callback)
+
+    def _run_exit_callbacks(self) -> None:
+        while True:
+            with self._lock:
+                if not self._exit_callbacks:
+                    return
+                callback = self._exit_callbacks.pop()
+            try:
+                callback()
+            except Exception:
+                logger.exception("shadowguard: clean-up at the end of a shadow scope failed")
+
+
+_current: ContextVar[Scope | None] = ContextVar("shadowguard_scope", default=None)
+_process_shadow = False
+
+
+def set_process_mode(forced: bool | None) -> None:
+    """Make the whole process shadow (``True``) or follow the context (anything else)."""
+    global _process_shadow
+    _process_shadow = forced is True
+
+
+def is_shadow() -> bool:
+    """Is the current context shadow traffic?"""
+    return _current.get() is not None or _process_shadow
+
+
+def current_scope() -> Scope | None:
+    """The innermost shadow scope of the current context, or None."""
+    return _current.get()
+
+
+def record_suppression(
+    kind: str,
+    target: str,
+    detail: Mapping[str, Any] | None = None,
+    error: BaseException | None = None,
+) -> Suppression:
+    """Record a suppressed side effect in every enclosing scope and in telemetry.
+
+    Called by the guards; also public for applications with a channel of their own.
+    """
+    suppression = Suppression(
+        kind, target, MappingProxyType(dict(detail)) if detail else _EMPTY, error
+    )
+    scope = _current.get()
+    while scope is not None:
+        scope._add(suppression)
+        scope = scope.parent
+    telemetry.record_suppression(suppression)
+    logger.debug("shadowguard suppressed %s %s", kind, target)
+    return suppression
+
+
+class shadow:
+    """Run the enclosed code as shadow traffic.
+
+    A context manager (``with`` and ``async with``) that yields the new :class:`Scope`,
+    and a decorator for sync and async functions (each call gets its own scope)::
+
+        with shadowguard.shadow("replay") as scope:
+            place_order()
+        assert scope.counts["db.commit"] == 1
+    """
+
+    def __init__(self, reason: str | None = None) -> None:
+        self.reason = reason
+        self._entered: list[tuple[Token[Scope | None], Scope]] = []
+
+    def __enter__(self) -> Scope:
+        scope = Scope(self.reason, _current.get())
+        self._entered.append((_current.set(scope), scope))
+        telemetry.mark_span_shadow()
+        return scope
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, scope = self._entered.pop()
+        try:
+            scope._run_exit_callbacks()
+        finally:
+            _current.reset(token)
+
+    async def __aenter__(self) -> Scope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
+        if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):
+            # A generator suspended inside the scope would leave the caller's context
+            # shadow between items; refuse rather than blur primary and shadow.
+            raise TypeError(
+                f"shadow() cannot decorate the generator function {fn.__qualname__}; "
+                "use 'with shadow():' around the code that consumes it"
+            )
+        reason = self.reason
+        if inspect.iscoroutinefunction(fn):
+            afn = cast(Callable[..., Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with shadow(reason):
+                    return await afn(*args, **kwargs)
+
+            return cast(Callable[P, R], run_async)
+
+        @functools.wraps(fn)
+        def run(*args: P.args, **kwargs: P.kwargs) -> R:
+            with shadow(reason):
+                return fn(*args, **kwargs)
+
+        return run
+
+
+@overload
+def propagate(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]: ...
+@overload
+def propagate(fn: Callable[P, R]) -> Callable[P, R]: ...
+def propagate(fn: Callable[P, Any]) -> Callable[P, Any]:
+    """Return ``fn`` bound to the caller's shadow state, for threads and executors.
+
+    ``threading.Thread``, ``ThreadPoolExecutor.submit`` and ``loop.run_in_executor`` do
+    not copy context variables: without ``propagate`` work handed to them runs as
+    primary (unless ``SHADOW_MODE`` is true).
+    """
+    scope = _current.get()
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def bound_async(*args: Any, **kwargs: Any) -> Any:
+            token = _current.set(scope)
+            try:
+                return await fn(*args, **kwargs)
+            finally:
+                _current.reset(token)
+
+        return bound_async
+
+    @functools.wraps(fn)
+    def bound(*args: P.args, **kwargs: P.kwargs) -> Any:
+        token = _current.set(scope)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _current.reset(token)
+
+    return bound
+
+
+set_process_mode(_config.initial_process_shadow())

@@ -1,0 +1,57 @@
+"""Sinks: one module per side-effect channel, each with ``install()`` and ``uninstall()``.
+
+This module knows which integrations exist, which library each one guards and which
+extra installs it. It imports none of them until asked.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass
+from types import ModuleType
+
+__all__ = ["INTEGRATIONS", "Integration", "load", "missing_extra_error"]
+
+
+@dataclass(frozen=True)
+class Integration:
+    """An integration: its shadowguard module, the library it needs, and the extra for it."""
+
+    name: str
+    module: str
+    requires: str
+    extra: str
+
+    def available(self) -> bool:
+        """Is the guarded library importable here?"""
+        try:
+            return importlib.util.find_spec(self.requires) is not None
+        except (ImportError, ValueError):
+            return False
+
+
+_KNOWN: tuple[Integration, ...] = (
+    # One line per integration, in install order.
+)
+INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
+
+
+def missing_extra_error(library: str, extra: str) -> ImportError:
+    """The ImportError a sink raises when its library is missing."""
+    return ImportError(
+        f"shadowguard needs {library!r} for this integration: pip install 'shadowguard[{extra}]'"
+    )
+
+
+def load(name: str) -> ModuleType:
+    """Import the integration module ``name``, or raise ImportError naming its extra."""
+    try:
+        integration = INTEGRATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown integration {name!r}: accepted values are {', '.join(INTEGRATIONS) or 'none yet'}"
+        ) from None
+    if not integration.available():
+        raise missing_extra_error(integration.requires, integration.extra)
+    return importlib.import_module(integration.module)
