@@ -171,6 +171,7 @@ class Reply:
             headers.setdefault("content-type", "text/plain; charset=utf-8")
         else:
             body = self.content or b""
+        headers.setdefault("content-length", str(len(body)))
         headers[STUB_HEADER] = "1"
         return self.status, list(headers.items()), body
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, TypeVar
 
@@ -52,6 +52,29 @@ def _outbound(request: Any, content: bytes | None, client: str) -> OutboundReque
     )
 
 
+_STREAM_CLASSES: dict[str, type] = {}
+
+
+def _stream_class(module: ModuleType) -> type:
+    """A body stream of ``module``'s own types, unread until the caller reads it."""
+    cls = _STREAM_CLASSES.get(module.__name__)
+    if cls is None:
+
+        def __init__(self: Any, body: bytes) -> None:
+            self._body = body
+
+        def __iter__(self: Any) -> Iterator[bytes]:
+            yield self._body
+
+        async def __aiter__(self: Any) -> AsyncIterator[bytes]:
+            yield self._body
+
+        bases = (module.SyncByteStream, module.AsyncByteStream)
+        namespace = {"__init__": __init__, "__iter__": __iter__, "__aiter__": __aiter__}
+        cls = _STREAM_CLASSES[module.__name__] = type("ShadowStubStream", bases, namespace)
+    return cls
+
+
 class _Guarded:
     """A transport wrapper used only in shadow: send allowed reads marked, stub the rest."""
 
@@ -66,7 +89,8 @@ class _Guarded:
     def _stub(self, request: Any, content: bytes | None, decision: Any) -> Any:
         reply = self._rules.answer(decision, _outbound(request, content, self._library))
         status, headers, body = reply.render()
-        return self._module.Response(status, headers=headers, content=body, request=request)
+        stream = _stream_class(self._module)(body)
+        return self._module.Response(status, headers=headers, stream=stream, request=request)
 
     def handle_request(self, request: Any) -> Any:
         decision = self._rules.decide(request.method, str(request.url), request.headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,7 +51,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.server.state.lock:
             self.server.state.hits.append(hit)
         path = self.path.split("?", 1)[0]
-        if path.startswith("/redirect"):
+        if path.endswith("/redirect"):
             self.send_response(302)
             self.send_header("location", "/landing")
             self.send_header("content-length", "0")
@@ -93,3 +94,11 @@ def http_server(_http_server_session: HttpServer) -> HttpServer:
     """The loopback HTTP server, with its hit list cleared for this test."""
     _http_server_session.clear()
     return _http_server_session
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
