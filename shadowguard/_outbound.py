@@ -321,7 +321,7 @@ class Rules:
                 f"default={default!r} is not valid: accepted values are a Stub, a Reply or "
                 f"{BLOCK!r} (raise ShadowSideEffectBlocked)"
             )
-        self.default: Stub | None = None if default == BLOCK else default  # type: ignore[assignment]
+        self.default: Stub | None = default if isinstance(default, Stub) else None
 
     def decide(self, method: str, url: str, headers: Mapping[str, str] | None = None) -> Decision:
         """Should this shadow request go out, or which stub answers it?"""

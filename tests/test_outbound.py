@@ -133,7 +133,8 @@ def test_answer_records_the_suppression_and_block_raises() -> None:
         with pytest.raises(ShadowSideEffectBlocked, match="Stub rule"):
             rules.answer(decision, request)
         reply = Rules().answer(Rules().decide("POST", request.url), request)
-    assert reply.render()[0] == 200 and (STUB_HEADER, "1") in reply.render()[1]
+    assert reply.render()[0] == 200
+    assert (STUB_HEADER, "1") in reply.render()[1]
     assert [s.target for s in scope.suppressed] == ["POST https://pay.test/charge?key=***"] * 2
     assert [s.detail["action"] for s in scope.suppressed] == ["blocked", "stubbed"]
 

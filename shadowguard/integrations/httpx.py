@@ -47,9 +47,7 @@ def _mark(headers: Any) -> None:
 
 
 def _outbound(request: Any, content: bytes | None, client: str) -> OutboundRequest:
-    return OutboundRequest(
-        request.method, str(request.url), dict(request.headers), content, client
-    )
+    return OutboundRequest(request.method, str(request.url), dict(request.headers), content, client)
 
 
 _STREAM_CLASSES: dict[str, type] = {}
@@ -203,7 +201,7 @@ def guard(
 
     get_scope = _context._current.get
     state = _context
-    cls = type(client)
+    cls: Any = type(client)
 
     def _transport_for_url(url: Any) -> Any:
         original = cls._transport_for_url

@@ -192,7 +192,13 @@ def _urllib3_stub(
     )
 
 
-def guard(session: S, *, allow: Iterable[Allow | str] | None = None, stubs: Iterable[Stub] | None = None, default: Default | None = None) -> S:
+def guard(
+    session: S,
+    *,
+    allow: Iterable[Allow | str] | None = None,
+    stubs: Iterable[Stub] | None = None,
+    default: Default | None = None,
+) -> S:
     """Guard one ``requests.Session``, with or without ``install()``; returns it.
 
     Without rule arguments the session follows the rules given to ``install()``; with

@@ -122,7 +122,8 @@ def test_proxies_are_guarded(lib: ModuleType, http_server: HttpServer) -> None:
     with lib.Client(proxy=http_server.url) as client:
         with shadowguard.shadow():
             stub = client.post("http://upstream.invalid/charge")
-        assert http_server.count() == 0 and stub.headers[STUB_HEADER] == "1"
+        assert http_server.count() == 0
+        assert stub.headers[STUB_HEADER] == "1"
         client.post("http://upstream.invalid/charge")
     assert [h.path for h in http_server.hits] == ["http://upstream.invalid/charge"]
 
@@ -148,7 +149,9 @@ async def test_async_client_forms(lib: ModuleType, http_server: HttpServer) -> N
             async with client.stream("POST", f"{http_server.url}/pay") as streamed:
                 chunks = [c async for c in streamed.aiter_bytes()]
             read = await client.get(f"{http_server.url}/read/1")
-        assert first.json() == {} and chunks == [b"{}"] and read.json()["real"] is True
+        assert first.json() == {}
+        assert chunks == [b"{}"]
+        assert read.json()["real"] is True
         assert [h.path for h in http_server.hits] == ["/read/1"]
         assert http_server.hits[0].headers[MARKER] == "1"
         assert scope.counts["http.request"] == 2
@@ -157,7 +160,8 @@ async def test_async_client_forms(lib: ModuleType, http_server: HttpServer) -> N
     async with lib.AsyncClient(transport=lib.ASGITransport(app=peer.app)) as client:
         with shadowguard.shadow():
             stub = await client.post("http://app.test/pay")
-        assert peer.calls == [] and stub.headers[STUB_HEADER] == "1"
+        assert peer.calls == []
+        assert stub.headers[STUB_HEADER] == "1"
         assert (await client.post("http://app.test/pay")).json() == {"asgi": True}
     assert len(peer.calls) == 1
 
@@ -168,9 +172,13 @@ def test_allowed_reads_go_out_with_the_marker(lib: ModuleType, http_server: Http
         response = lib.get(f"{http_server.url}/read/items?page=2")
         head = lib.head(f"{http_server.url}/read/items")
         posted = lib.post(f"{http_server.url}/read/items")
-    assert response.json()["real"] is True and head.status_code == 200
+    assert response.json()["real"] is True
+    assert head.status_code == 200
     assert posted.headers[STUB_HEADER] == "1"
-    assert [(h.method, h.headers[MARKER]) for h in http_server.hits] == [("GET", "1"), ("HEAD", "1")]
+    assert [(h.method, h.headers[MARKER]) for h in http_server.hits] == [
+        ("GET", "1"),
+        ("HEAD", "1"),
+    ]
     assert scope.counts["http.request"] == 1
 
 
@@ -229,8 +237,10 @@ def test_stubs_behave_like_real_responses(lib: ModuleType, http_server: HttpServ
     assert http_server.count() == 0
     assert excinfo.value.response.status_code == 402
     assert excinfo.value.request.url.path == "/declined"
-    assert echoed.json() == {"got": {"n": 1}} and echoed.headers["x-echo"] == "PUT"
-    assert text == "hé" and streamed.headers["x-a"] == "b"
+    assert echoed.json() == {"got": {"n": 1}}
+    assert echoed.headers["x-echo"] == "PUT"
+    assert text == "hé"
+    assert streamed.headers["x-a"] == "b"
     assert streamed.headers["content-type"].startswith("text/plain")
 
 
@@ -252,7 +262,8 @@ def test_default_block_raises_before_anything_is_sent(
 def test_websocket_upgrades_are_never_allowed(lib: ModuleType, http_server: HttpServer) -> None:
     with shadowguard.shadow():
         response = lib.get(f"{http_server.url}/read/ws", headers={"Upgrade": "websocket"})
-    assert http_server.count() == 0 and response.headers[STUB_HEADER] == "1"
+    assert http_server.count() == 0
+    assert response.headers[STUB_HEADER] == "1"
 
 
 @pytest.mark.usefixtures("sink")
@@ -266,11 +277,13 @@ def test_threads_keep_shadow_only_with_propagate(lib: ModuleType, http_server: H
         worker = threading.Thread(target=shadowguard.propagate(call))
         worker.start()
         worker.join()
-        assert http_server.count() == 0 and results[0].headers[STUB_HEADER] == "1"
+        assert http_server.count() == 0
+        assert results[0].headers[STUB_HEADER] == "1"
         plain = threading.Thread(target=call)  # a plain thread starts as primary
         plain.start()
         plain.join()
-    assert http_server.count() == 1 and STUB_HEADER not in results[1].headers
+    assert http_server.count() == 1
+    assert STUB_HEADER not in results[1].headers
 
 
 @pytest.mark.usefixtures("sink")
@@ -281,7 +294,8 @@ def test_shadow_mode_without_a_scope_is_guarded(lib: ModuleType, http_server: Ht
         response = lib.post(f"{http_server.url}/pay")
     finally:
         reset()
-    assert http_server.count() == 0 and response.headers[STUB_HEADER] == "1"
+    assert http_server.count() == 0
+    assert response.headers[STUB_HEADER] == "1"
 
 
 def test_guard_one_client_without_install(lib: ModuleType, http_server: HttpServer) -> None:
