@@ -160,8 +160,9 @@ class Reply:
         if not isinstance(self.status, int) or not 100 <= self.status <= 599:
             raise ConfigError(f"stub status={self.status!r} is not valid: give 100 to 599")
 
-    def render(self) -> tuple[int, list[tuple[str, str]], bytes]:
-        """``(status, headers, body)``: content type filled in, the stub header added."""
+    def render(self, method: str = "GET") -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, body)``: content type and length filled in, the stub header
+        added; the body left out for HEAD, as a server would."""
         headers = {k.lower(): str(v) for k, v in self.headers.items()}
         if self.json is not _UNSET:
             body = _json.dumps(self.json).encode()
@@ -173,7 +174,7 @@ class Reply:
             body = self.content or b""
         headers.setdefault("content-length", str(len(body)))
         headers[STUB_HEADER] = "1"
-        return self.status, list(headers.items()), body
+        return self.status, list(headers.items()), b"" if method.upper() == "HEAD" else body
 
 
 Respond = Callable[[OutboundRequest], Reply]

@@ -148,3 +148,10 @@ def test_a_failing_respond_callable_is_recorded_with_its_error() -> None:
     with shadowguard.shadow() as scope, pytest.raises(ValueError, match="input"):
         rules.answer(rules.decide("POST", request.url), request)
     assert isinstance(scope.suppressed[0].error, ValueError)
+
+
+def test_head_stubs_have_headers_but_no_body() -> None:
+    status, headers, body = Reply(json={"a": 1}).render("HEAD")
+    assert (status, body) == (200, b"")
+    assert ("content-length", "8") in headers
+    assert Reply(json={"a": 1}).render("GET")[2] == b'{"a": 1}'

@@ -86,7 +86,7 @@ class _Guarded:
 
     def _stub(self, request: Any, content: bytes | None, decision: Any) -> Any:
         reply = self._rules.answer(decision, _outbound(request, content, self._library))
-        status, headers, body = reply.render()
+        status, headers, body = reply.render(request.method)
         stream = _stream_class(self._module)(body)
         return self._module.Response(status, headers=headers, stream=stream, request=request)
 

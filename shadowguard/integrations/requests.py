@@ -18,6 +18,7 @@ import inspect
 import io
 import sys
 from collections.abc import Iterable
+from http.client import responses
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -40,6 +41,7 @@ from shadowguard.integrations import missing_extra_error
 
 try:
     import urllib3
+    from urllib3._collections import HTTPHeaderDict
     from urllib3.connectionpool import HTTPConnectionPool
 except ImportError:  # pragma: no cover - exercised only without the extra
     raise missing_extra_error("urllib3", "requests") from None
@@ -73,12 +75,10 @@ def _body(body: object) -> bytes | None:
 
 
 def _urllib3_response(reply: Reply, method: str, url: str, **options: Any) -> Any:
-    status, headers, body = reply.render()
-    from http.client import responses
-
+    status, headers, body = reply.render(method)
     return urllib3.HTTPResponse(
         body=io.BytesIO(body),
-        headers=urllib3.HTTPHeaderDict(headers),
+        headers=HTTPHeaderDict(headers),
         status=status,
         reason=responses.get(status, ""),
         preload_content=options.get("preload_content", True),
@@ -159,7 +159,7 @@ def _urlopen_hook(original: Any) -> Any:
         full_url = url
         if not urlsplit(url).scheme:
             full_url = f"{self.scheme}://{_authority(self)}{url}"
-        headers = urllib3.HTTPHeaderDict(
+        headers = HTTPHeaderDict(
             self.headers if arguments["headers"] is None else arguments["headers"]
         )
         decision = _rules.decide(method, full_url, headers)

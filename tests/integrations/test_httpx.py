@@ -374,3 +374,17 @@ def test_stubbed_requests_tag_the_span(lib: ModuleType, span_exporter: Any) -> N
     (span,) = span_exporter.get_finished_spans()
     assert span.attributes["http.request_stubbed"] is True
     assert json.dumps(span.events[0].attributes["target"]) == '"POST http://127.0.0.1:9/pay"'
+
+
+@pytest.mark.asyncio
+async def test_guard_one_async_client(lib: ModuleType, http_server: HttpServer) -> None:
+    from shadowguard.integrations import httpx as sink
+
+    async with sink.guard(lib.AsyncClient()) as client:
+        with shadowguard.shadow():
+            head = await client.head(f"{http_server.url}/pay")
+        assert http_server.count() == 0
+        assert head.headers[STUB_HEADER] == "1"
+        assert head.content == b""
+        await client.post(f"{http_server.url}/pay")
+    assert http_server.count() == 1
