@@ -139,6 +139,23 @@ def test_mock_transport_is_guarded(lib: ModuleType) -> None:
     assert len(peer.calls) == 1
 
 
+@pytest.mark.usefixtures("sink")
+def test_wsgi_transport_is_guarded(lib: ModuleType) -> None:
+    calls: list[str] = []
+
+    def app(environ: Any, start_response: Any) -> list[bytes]:
+        calls.append(environ["PATH_INFO"])
+        start_response("201 Created", [("content-type", "text/plain")])
+        return [b"wsgi"]
+
+    with lib.Client(transport=lib.WSGITransport(app=app)) as client:
+        with shadowguard.shadow():
+            assert client.post("http://app.test/pay").headers[STUB_HEADER] == "1"
+        assert calls == []
+        assert client.post("http://app.test/pay").text == "wsgi"
+    assert calls == ["/pay"]
+
+
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("sink")
 async def test_async_client_forms(lib: ModuleType, http_server: HttpServer) -> None:

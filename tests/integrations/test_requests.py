@@ -231,6 +231,19 @@ def test_get_adapter_still_exposes_the_real_adapter_in_shadow() -> None:
 
 
 @pytest.mark.usefixtures("installed")
+def test_responses_point_back_to_the_guarded_adapter(http_server: HttpServer) -> None:
+    """Digest auth resends through ``response.connection``: it must be the guard."""
+    with shadowguard.shadow():
+        allowed = requests.get(f"{http_server.url}/read/1")
+        resent = allowed.connection.send(allowed.request)
+        stub = requests.post(f"{http_server.url}/pay")
+        resent_stub = stub.connection.send(stub.request)
+    assert resent.json()["real"] is True
+    assert resent_stub.headers[STUB_HEADER] == "1"
+    assert [h.path for h in http_server.hits] == ["/read/1", "/read/1"]
+
+
+@pytest.mark.usefixtures("installed")
 def test_threads_keep_shadow_only_with_propagate(http_server: HttpServer) -> None:
     results: list[Any] = []
 
