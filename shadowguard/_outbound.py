@@ -16,6 +16,9 @@ from types import MappingProxyType
 from typing import Any, Final, Literal
 from urllib.parse import SplitResult, urlsplit
 
+from opentelemetry import context as otel_context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
 from shadowguard import _config
 from shadowguard._context import record_suppression
 from shadowguard.errors import ConfigError, ShadowSideEffectBlocked
@@ -285,7 +288,6 @@ class Decision:
 
     allowed: bool
     stub: Stub | None = None
-    target: str = ""
 
 
 class Rules:
@@ -293,7 +295,10 @@ class Rules:
 
     Order: the first matching stub rule wins (even for a read an allow rule names), then
     allow rules, then the default. A request with an ``Upgrade`` header (WebSocket, h2c)
-    is never allowed: it would open a two-way channel, not a read.
+    is never allowed: it would open a two-way channel, not a read. With
+    ``telemetry_exports`` (the default), requests the OpenTelemetry SDK sends while
+    exporting (it marks them with its suppress-instrumentation context key) go out
+    unjudged, so a shadow process keeps its traces and metrics.
     """
 
     def __init__(
@@ -301,7 +306,15 @@ class Rules:
         allow: Iterable[Allow | str] = (),
         stubs: Iterable[Stub] = (),
         default: Default = DEFAULT_STUB,
+        *,
+        telemetry_exports: bool = True,
     ) -> None:
+        if not isinstance(telemetry_exports, bool):
+            raise ConfigError(
+                f"telemetry_exports={telemetry_exports!r} is not valid: accepted values are "
+                "True or False"
+            )
+        self.telemetry_exports = telemetry_exports
         if isinstance(allow, (str, Allow)) or isinstance(stubs, Stub):
             raise ConfigError("allow= and stubs= take lists of rules")
         self.allow = tuple(_as_allow(rule) for rule in allow)
@@ -326,6 +339,8 @@ class Rules:
 
     def decide(self, method: str, url: str, headers: Mapping[str, str] | None = None) -> Decision:
         """Should this shadow request go out, or which stub answers it?"""
+        if self.telemetry_exports and _exporting_telemetry():
+            return Decision(True)
         method = method.upper()
         host, base, query = normalize_url(url)
         for stub in self.stubs:
@@ -361,6 +376,13 @@ class Rules:
         detail["status"] = reply.status
         record_suppression("http.request", target, detail)
         return reply
+
+
+def _exporting_telemetry() -> bool:
+    try:
+        return bool(otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY))
+    except Exception:  # telemetry fails open; the request is then judged as any other
+        return False
 
 
 def _as_allow(rule: Allow | str) -> Allow:

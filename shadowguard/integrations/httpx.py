@@ -126,11 +126,12 @@ class _Flavor:
         allow: Iterable[Allow | str] = (),
         stubs: Iterable[Stub] = (),
         default: Default = DEFAULT_STUB,
+        telemetry_exports: bool = True,
     ) -> None:
         if self.patches:
             return
         module = self.module()
-        self.rules = Rules(allow, stubs, default)
+        self.rules = Rules(allow, stubs, default, telemetry_exports=telemetry_exports)
         for cls in (module.Client, module.AsyncClient):
             current = vars(cls).get("_transport_for_url")
             if current is None or hasattr(current, _ORIGINAL):
@@ -223,15 +224,17 @@ def install(
     allow: Iterable[Allow | str] = (),
     stubs: Iterable[Stub] = (),
     default: Default = DEFAULT_STUB,
+    telemetry_exports: bool = True,
 ) -> None:
     """Guard every ``httpx.Client`` and ``httpx.AsyncClient``; idempotent.
 
     ``allow``: :class:`Allow` rules (or host / URL patterns) for shadow reads that may
     really go out, marked with the shadow marker header. ``stubs``: :class:`Stub` rules
     answering the rest. ``default``: the stub for requests no rule names (200, ``{}``) or
-    ``BLOCK`` to raise ``ShadowSideEffectBlocked``.
+    ``BLOCK`` to raise ``ShadowSideEffectBlocked``. ``telemetry_exports``: let the
+    OpenTelemetry SDK's own export requests through (default True).
     """
-    _httpx.install(allow=allow, stubs=stubs, default=default)
+    _httpx.install(allow=allow, stubs=stubs, default=default, telemetry_exports=telemetry_exports)
 
 
 def uninstall() -> None:

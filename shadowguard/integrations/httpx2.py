@@ -21,9 +21,10 @@ def install(
     allow: Iterable[Allow | str] = (),
     stubs: Iterable[Stub] = (),
     default: Default = DEFAULT_STUB,
+    telemetry_exports: bool = True,
 ) -> None:
     """Guard every ``httpx2.Client`` and ``httpx2.AsyncClient``; options as for httpx."""
-    _httpx2.install(allow=allow, stubs=stubs, default=default)
+    _httpx2.install(allow=allow, stubs=stubs, default=default, telemetry_exports=telemetry_exports)
 
 
 def uninstall() -> None:

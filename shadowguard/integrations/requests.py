@@ -230,17 +230,19 @@ def install(
     allow: Iterable[Allow | str] = (),
     stubs: Iterable[Stub] = (),
     default: Default = DEFAULT_STUB,
+    telemetry_exports: bool = True,
 ) -> None:
     """Guard every ``requests`` session and every urllib3 connection pool; idempotent.
 
     Options as for ``shadowguard.integrations.httpx.install``: ``allow`` rules for shadow
     reads that may go out (marked), ``stubs`` answering the rest, ``default`` for requests
-    no rule names (200, ``{}``) or ``BLOCK``.
+    no rule names (200, ``{}``) or ``BLOCK``, ``telemetry_exports`` to let the OpenTelemetry
+    SDK's own export requests through (default True).
     """
     global _rules
     if _patches:
         return
-    _rules = Rules(allow, stubs, default)
+    _rules = Rules(allow, stubs, default, telemetry_exports=telemetry_exports)
     _patches.setattr(
         HTTPConnectionPool, "urlopen", _urlopen_hook(vars(HTTPConnectionPool)["urlopen"])
     )

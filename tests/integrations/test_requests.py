@@ -317,3 +317,48 @@ def test_top_level_install_passes_options(http_server: HttpServer) -> None:
     finally:
         shadowguard.uninstall()
     assert [h.method for h in http_server.hits] == ["GET"]
+
+
+class PostingExporter:
+    """A span exporter that POSTs span names to the loopback server, like OTLP over HTTP."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        requests.post(self.url, json=[span.name for span in spans])
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("telemetry_exports", [True, False])
+def test_telemetry_exports_from_shadow_still_go_out(
+    http_server: HttpServer, telemetry_exports: bool
+) -> None:
+    """The SDK exports a span ended inside a shadow scope: it reaches the collector."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(
+        SimpleSpanProcessor(PostingExporter(f"{http_server.url}/v1/traces"))
+    )
+    sink.install(telemetry_exports=telemetry_exports)
+    try:
+        with shadowguard.shadow() as scope:
+            with provider.get_tracer("test").start_as_current_span("checkout"):
+                requests.post(f"{http_server.url}/pay")
+    finally:
+        sink.uninstall()
+        provider.shutdown()
+    exported = [h for h in http_server.hits if h.path == "/v1/traces"]
+    assert [h.path for h in http_server.hits if h.path == "/pay"] == []
+    assert len(exported) == (1 if telemetry_exports else 0)
+    assert scope.counts["http.request"] == (1 if telemetry_exports else 2)
