@@ -155,3 +155,17 @@ def test_head_stubs_have_headers_but_no_body() -> None:
     assert (status, body) == (200, b"")
     assert ("content-length", "8") in headers
     assert Reply(json={"a": 1}).render("GET")[2] == b'{"a": 1}'
+
+
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "get", "DELETE"]),
+    url=st.one_of(st.text(max_size=60), st.builds("http://{}".format, st.text(max_size=40))),
+)
+def test_any_url_is_judged_without_error(method: str, url: str) -> None:
+    """Garbage in a URL never breaks the request path, and never allows it by accident."""
+    rules = Rules(allow=["api.partner.test", "https://cdn.test/*"], stubs=[Stub(url="http://x/*")])
+    decision = rules.decide(method, url)
+    redact_url(url)
+    if decision.allowed:
+        host = normalize_url(url)[0]
+        assert host in ("api.partner.test", "cdn.test")
