@@ -11,6 +11,8 @@ import pytest
 import requests
 import requests.adapters
 import urllib3
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked, configure
@@ -319,23 +321,15 @@ def test_top_level_install_passes_options(http_server: HttpServer) -> None:
     assert [h.method for h in http_server.hits] == ["GET"]
 
 
-class PostingExporter:
+class PostingExporter(SpanExporter):
     """A span exporter that POSTs span names to the loopback server, like OTLP over HTTP."""
 
     def __init__(self, url: str) -> None:
         self.url = url
 
-    def export(self, spans: Any) -> Any:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
+    def export(self, spans: Any) -> SpanExportResult:
         requests.post(self.url, json=[span.name for span in spans])
         return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
 
 
 @pytest.mark.parametrize("telemetry_exports", [True, False])
@@ -343,18 +337,17 @@ def test_telemetry_exports_from_shadow_still_go_out(
     http_server: HttpServer, telemetry_exports: bool
 ) -> None:
     """The SDK exports a span ended inside a shadow scope: it reaches the collector."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-
     provider = TracerProvider()
     provider.add_span_processor(
         SimpleSpanProcessor(PostingExporter(f"{http_server.url}/v1/traces"))
     )
     sink.install(telemetry_exports=telemetry_exports)
     try:
-        with shadowguard.shadow() as scope:
-            with provider.get_tracer("test").start_as_current_span("checkout"):
-                requests.post(f"{http_server.url}/pay")
+        with (
+            shadowguard.shadow() as scope,
+            provider.get_tracer("test").start_as_current_span("checkout"),
+        ):
+            requests.post(f"{http_server.url}/pay")
     finally:
         sink.uninstall()
         provider.shutdown()
