@@ -12,7 +12,6 @@ import json as _json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any, Final, Literal
 from urllib.parse import SplitResult, urlsplit
 
@@ -48,17 +47,24 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _REDACTED = "***"
 
 
+def _glob_source(pattern: str, star: str = ".*") -> str:
+    return star.join(re.escape(part) for part in pattern.split("*"))
+
+
 def _glob(pattern: str) -> re.Pattern[str]:
     """``*`` matches any run of characters; everything else is literal."""
-    return re.compile(".*".join(re.escape(part) for part in pattern.split("*")), re.DOTALL)
+    return re.compile(_glob_source(pattern), re.DOTALL)
 
 
 def _url_glob(pattern: str) -> re.Pattern[str]:
     # Scheme and host compare case-insensitively (they are normalized to lower case);
-    # the path keeps its case, as servers treat it.
+    # the path keeps its case, as servers treat it. A ``*`` in the host part stops at
+    # the first ``/``, so ``https://*.partner.test/*`` cannot match a URL whose path
+    # merely contains ``.partner.test/``.
     scheme, _, rest = pattern.partition("://")
     authority, _, path = rest.partition("/")
-    return _glob(f"{scheme.lower()}://{authority.lower()}/{path}")
+    host_part = _glob_source(f"{scheme.lower()}://{authority.lower()}/", "[^/]*")
+    return re.compile(host_part + _glob_source(path), re.DOTALL)
 
 
 def _host_of(parts: SplitResult) -> str:
@@ -403,6 +409,3 @@ def marker() -> tuple[str, str] | None:
     if not settings.marker_header:
         return None
     return settings.marker_header, settings.marker_secret or "1"
-
-
-EMPTY_HEADERS: Mapping[str, str] = MappingProxyType({})

@@ -82,11 +82,13 @@ def test_host_patterns(sub: str, other: str) -> None:
     assert not exact.matches("GET", *normalize_url(f"http://api.partner.test.{other}/"))
 
 
-def test_userinfo_cannot_fake_an_allowed_host() -> None:
-    rules = Rules(allow=["https://api.partner.test/*"])
+def test_userinfo_or_path_cannot_fake_an_allowed_host() -> None:
+    rules = Rules(allow=["https://api.partner.test/*", "https://*.cdn.test/*"])
     assert not rules.decide("GET", "https://api.partner.test@evil.test/x").allowed
     assert not rules.decide("GET", "https://api.partner.test.evil.test/x").allowed
+    assert not rules.decide("GET", "https://evil.test/.cdn.test/x").allowed
     assert rules.decide("GET", "https://api.partner.test/x").allowed
+    assert rules.decide("GET", "https://a.b.cdn.test/x/y").allowed
 
 
 @pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "CONNECT", "TRACE"])
