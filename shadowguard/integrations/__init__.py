@@ -33,6 +33,10 @@ class Integration:
 
 _KNOWN: tuple[Integration, ...] = (
     # One line per integration, in install order.
+    Integration("httpx", "shadowguard.integrations.httpx", "httpx", "httpx"),
+    Integration("httpx2", "shadowguard.integrations.httpx2", "httpx2", "httpx2"),
+    Integration("requests", "shadowguard.integrations.requests", "urllib3", "requests"),
+    Integration("smtplib", "shadowguard.integrations.smtplib", "smtplib", ""),  # stdlib: no extra
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

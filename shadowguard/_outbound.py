@@ -1,0 +1,411 @@
+"""Rules for outbound HTTP in shadow traffic, shared by every HTTP client integration.
+
+A shadow request leaves the process only if an :class:`Allow` rule names it (safe reads
+only); every other request is answered by a :class:`Stub` rule or the default stub. The
+client integrations (httpx, requests, urllib3) turn a :class:`Reply` into their own
+response objects; the matching, redaction and recording live here, once.
+"""
+
+from __future__ import annotations
+
+import json as _json
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Literal
+from urllib.parse import SplitResult, urlsplit
+
+from opentelemetry import context as otel_context
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+from shadowguard import _config
+from shadowguard._context import record_suppression
+from shadowguard.errors import ConfigError, ShadowSideEffectBlocked
+
+__all__ = [
+    "BLOCK",
+    "SAFE_METHODS",
+    "STUB_HEADER",
+    "Allow",
+    "OutboundRequest",
+    "Reply",
+    "Rules",
+    "Stub",
+    "marker",
+    "redact_url",
+]
+
+#: Header carried by every stub response, so callers and logs can tell stubs apart.
+STUB_HEADER: Final = "x-shadowguard-stub"
+#: The only methods an allow rule may name: reads that change nothing by HTTP's own rules.
+SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+#: ``default=BLOCK`` makes an unmatched shadow request raise ShadowSideEffectBlocked.
+BLOCK: Final = "block"
+
+_UNSET: Any = object()
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_REDACTED = "***"
+
+
+def _glob_source(pattern: str, star: str = ".*") -> str:
+    return star.join(re.escape(part) for part in pattern.split("*"))
+
+
+def _glob(pattern: str) -> re.Pattern[str]:
+    """``*`` matches any run of characters; everything else is literal."""
+    return re.compile(_glob_source(pattern), re.DOTALL)
+
+
+def _url_glob(pattern: str) -> re.Pattern[str]:
+    # Scheme and host compare case-insensitively (they are normalized to lower case);
+    # the path keeps its case, as servers treat it. A ``*`` in the host part stops at
+    # the first ``/``, so ``https://*.partner.test/*`` cannot match a URL whose path
+    # merely contains ``.partner.test/``.
+    scheme, _, rest = pattern.partition("://")
+    authority, _, path = rest.partition("/")
+    host_part = _glob_source(f"{scheme.lower()}://{authority.lower()}/", "[^/]*")
+    return re.compile(host_part + _glob_source(path), re.DOTALL)
+
+
+def _host_of(parts: SplitResult) -> str:
+    host = (parts.hostname or "").rstrip(".")
+    return f"[{host}]" if ":" in host else host
+
+
+def normalize_url(url: str) -> tuple[str, str, str]:
+    """``(host, url without userinfo/query/fragment, query)`` as rules match them.
+
+    Scheme and host are lowercased, a default port is dropped, an empty path becomes ``/``.
+    An unparsable URL gives empty strings, which no allow rule matches.
+    """
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return "", "", ""
+    scheme = parts.scheme.lower()
+    host = _host_of(parts)
+    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return host.strip("[]"), f"{scheme}://{netloc}{parts.path or '/'}", parts.query
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo or fragment, every query value replaced by ``***``.
+
+    Query names are kept (they say which endpoint variant was called); values are not,
+    since any of them may be a token, key or signature.
+    """
+    _, base, query = normalize_url(url)
+    if not base:
+        return "<unparsable URL>"
+    if not query:
+        return base
+    names = [pair.split("=", 1)[0] for pair in query.split("&") if pair]
+    return base + "?" + "&".join(f"{name}={_REDACTED}" for name in names)
+
+
+def _methods(value: str | Iterable[str] | None, what: str) -> frozenset[str] | None:
+    if value is None or value == "*":
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    if not names or not all(isinstance(m, str) and m.strip() for m in names):
+        raise ConfigError(f"{what} methods={value!r} is not valid: give HTTP method names")
+    return frozenset(m.strip().upper() for m in names)
+
+
+@dataclass(frozen=True)
+class _UrlMatcher:
+    pattern: re.Pattern[str]
+    with_query: bool
+
+    def __call__(self, url: str, query: str) -> bool:
+        if self.with_query and query:
+            return self.pattern.fullmatch(f"{url}?{query}") is not None
+        return self.pattern.fullmatch(url) is not None
+
+
+def _url_pattern(value: str | re.Pattern[str] | None, what: str) -> _UrlMatcher | None:
+    if value is None:
+        return None
+    if isinstance(value, re.Pattern):
+        return _UrlMatcher(value, with_query=True)
+    if not isinstance(value, str) or "://" not in value:
+        raise ConfigError(
+            f"{what} url={value!r} is not valid: accepted values are a URL pattern with "
+            "scheme ('https://api.example.com/v1/*', '*' matches anything) or a compiled regex"
+        )
+    return _UrlMatcher(_url_glob(value), with_query=False)
+
+
+@dataclass(frozen=True)
+class OutboundRequest:
+    """What a stub callable sees of the request it answers."""
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    content: bytes | None = None
+    client: str = ""
+
+    def json(self) -> Any:
+        """The request body parsed as JSON."""
+        return _json.loads(self.content or b"null")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A stub response: status, headers and one of ``json``, ``text`` or ``content``."""
+
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = _UNSET
+    text: str | None = None
+    content: bytes | None = None
+
+    def __post_init__(self) -> None:
+        given = [self.json is not _UNSET, self.text is not None, self.content is not None]
+        if sum(given) > 1:
+            raise ConfigError("a stub reply takes one of json=, text= or content=, not several")
+        if not isinstance(self.status, int) or not 100 <= self.status <= 599:
+            raise ConfigError(f"stub status={self.status!r} is not valid: give 100 to 599")
+
+    def render(self, method: str = "GET") -> tuple[int, list[tuple[str, str]], bytes]:
+        """``(status, headers, body)``: content type and length filled in, the stub header
+        added; the body left out for HEAD, as a server would."""
+        headers = {k.lower(): str(v) for k, v in self.headers.items()}
+        if self.json is not _UNSET:
+            body = _json.dumps(self.json).encode()
+            headers.setdefault("content-type", "application/json")
+        elif self.text is not None:
+            body = self.text.encode()
+            headers.setdefault("content-type", "text/plain; charset=utf-8")
+        else:
+            body = self.content or b""
+        headers.setdefault("content-length", str(len(body)))
+        headers[STUB_HEADER] = "1"
+        return self.status, list(headers.items()), b"" if method.upper() == "HEAD" else body
+
+
+Respond = Callable[[OutboundRequest], Reply]
+
+
+@dataclass(frozen=True)
+class Allow:
+    """Let matching shadow reads really go out (with the shadow marker header).
+
+    Give ``host`` (``"api.example.com"``, ``"*.example.com"``) and/or ``url`` (a pattern
+    with scheme, ``*`` matching anything, compared without query; or a compiled regex
+    matched in full against the URL with its query). ``methods`` may only name GET, HEAD
+    and OPTIONS.
+    """
+
+    host: str | None = None
+    url: str | re.Pattern[str] | None = None
+    methods: str | Iterable[str] = ("GET", "HEAD", "OPTIONS")
+    _host_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _url_re: _UrlMatcher | None = field(init=False, repr=False, compare=False)
+    _methods: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.host is None and self.url is None:
+            raise ConfigError("an allow rule needs host= or url=; an empty rule would allow all")
+        if self.host is not None and (not isinstance(self.host, str) or not self.host.strip()):
+            raise ConfigError(f"allow host={self.host!r} is not valid: give a host name")
+        methods = _methods(self.methods, "allow")
+        if methods is None or not methods <= SAFE_METHODS:
+            raise ConfigError(
+                f"allow methods={self.methods!r} is not valid: accepted values are GET, HEAD "
+                "and OPTIONS (other methods may change state; answer them with a Stub)"
+            )
+        host_re = _glob(self.host.strip().rstrip(".").lower()) if self.host else None
+        object.__setattr__(self, "_host_re", host_re)
+        object.__setattr__(self, "_url_re", _url_pattern(self.url, "allow"))
+        object.__setattr__(self, "_methods", methods)
+
+    def matches(self, method: str, host: str, url: str, query: str) -> bool:
+        if method not in self._methods or not url:
+            return False
+        if self._host_re is not None and not self._host_re.fullmatch(host):
+            return False
+        return self._url_re is None or self._url_re(url, query)
+
+
+@dataclass(frozen=True)
+class Stub:
+    """Answer matching shadow requests with a reply instead of sending them.
+
+    ``method`` is a name, a collection of names, or ``"*"`` (any); ``url`` a pattern as
+    for :class:`Allow` (``None``: any URL). The reply is given inline (``status``,
+    ``headers``, ``json``/``text``/``content``) or built by ``respond(request) -> Reply``.
+    """
+
+    method: str | Iterable[str] = "*"
+    url: str | re.Pattern[str] | None = None
+    status: int = 200
+    headers: Mapping[str, str] = field(default_factory=dict)
+    json: Any = _UNSET
+    text: str | None = None
+    content: bytes | None = None
+    respond: Respond | None = None
+    _reply: Reply | None = field(init=False, repr=False, compare=False)
+    _url_re: _UrlMatcher | None = field(init=False, repr=False, compare=False)
+    _methods: frozenset[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_methods", _methods(self.method, "stub"))
+        object.__setattr__(self, "_url_re", _url_pattern(self.url, "stub"))
+        if self.respond is not None:
+            if not callable(self.respond):
+                raise ConfigError(f"stub respond={self.respond!r} is not valid: give a callable")
+            object.__setattr__(self, "_reply", None)
+        else:
+            reply = Reply(self.status, self.headers, self.json, self.text, self.content)
+            object.__setattr__(self, "_reply", reply)
+
+    def matches(self, method: str, url: str, query: str) -> bool:
+        if self._methods is not None and method not in self._methods:
+            return False
+        return self._url_re is None or self._url_re(url, query)
+
+    def reply(self, request: OutboundRequest) -> Reply:
+        if self._reply is not None:
+            return self._reply
+        assert self.respond is not None
+        reply = self.respond(request)
+        if not isinstance(reply, Reply):
+            raise TypeError(f"a stub's respond() must return shadowguard Reply, got {reply!r}")
+        return reply
+
+    def describe(self) -> str:
+        methods = "*" if self._methods is None else ",".join(sorted(self._methods))
+        pattern = self.url.pattern if isinstance(self.url, re.Pattern) else self.url
+        return f"{methods} {pattern or '*'}"
+
+
+#: What answers a shadow request no rule names: 200, ``{}`` as JSON, the stub header.
+DEFAULT_STUB: Final = Stub(json={})
+
+Default = Stub | Reply | Literal["block"]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``allowed`` (send it, marked) or the stub that answers it (``None`` with BLOCK)."""
+
+    allowed: bool
+    stub: Stub | None = None
+
+
+class Rules:
+    """Allow rules, stub rules and the default, validated once.
+
+    Order: the first matching stub rule wins (even for a read an allow rule names), then
+    allow rules, then the default. A request with an ``Upgrade`` header (WebSocket, h2c)
+    is never allowed: it would open a two-way channel, not a read. With
+    ``telemetry_exports`` (the default), requests the OpenTelemetry SDK sends while
+    exporting (it marks them with its suppress-instrumentation context key) go out
+    unjudged, so a shadow process keeps its traces and metrics.
+    """
+
+    def __init__(
+        self,
+        allow: Iterable[Allow | str] = (),
+        stubs: Iterable[Stub] = (),
+        default: Default = DEFAULT_STUB,
+        *,
+        telemetry_exports: bool = True,
+    ) -> None:
+        if not isinstance(telemetry_exports, bool):
+            raise ConfigError(
+                f"telemetry_exports={telemetry_exports!r} is not valid: accepted values are "
+                "True or False"
+            )
+        self.telemetry_exports = telemetry_exports
+        if isinstance(allow, (str, Allow)) or isinstance(stubs, Stub):
+            raise ConfigError("allow= and stubs= take lists of rules")
+        self.allow = tuple(_as_allow(rule) for rule in allow)
+        self.stubs = tuple(stubs)
+        for stub in self.stubs:
+            if not isinstance(stub, Stub):
+                raise ConfigError(f"stubs= takes shadowguard Stub rules, got {stub!r}")
+        if isinstance(default, Reply):
+            default = Stub(
+                status=default.status,
+                headers=default.headers,
+                json=default.json,
+                text=default.text,
+                content=default.content,
+            )
+        if default != BLOCK and not isinstance(default, Stub):
+            raise ConfigError(
+                f"default={default!r} is not valid: accepted values are a Stub, a Reply or "
+                f"{BLOCK!r} (raise ShadowSideEffectBlocked)"
+            )
+        self.default: Stub | None = default if isinstance(default, Stub) else None
+
+    def decide(self, method: str, url: str, headers: Mapping[str, str] | None = None) -> Decision:
+        """Should this shadow request go out, or which stub answers it?"""
+        if self.telemetry_exports and _exporting_telemetry():
+            return Decision(True)
+        method = method.upper()
+        host, base, query = normalize_url(url)
+        for stub in self.stubs:
+            if stub.matches(method, base, query):
+                return Decision(False, stub)
+        upgrade = headers is not None and any(k.lower() == "upgrade" for k in headers)
+        if not upgrade:
+            for rule in self.allow:
+                if rule.matches(method, host, base, query):
+                    return Decision(True)
+        return Decision(False, self.default)
+
+    def answer(self, decision: Decision, request: OutboundRequest) -> Reply:
+        """Record the suppression and build the reply (or raise with BLOCK)."""
+        target = f"{request.method.upper()} {redact_url(request.url)}"
+        detail: dict[str, Any] = {"client": request.client, "method": request.method.upper()}
+        stub = decision.stub
+        if stub is None:
+            detail["action"] = "blocked"
+            record_suppression("http.request", target, detail)
+            raise ShadowSideEffectBlocked(
+                f"{target} (no allow or stub rule matches it)",
+                remedy="Add a Stub rule for it, or an Allow rule if it is a safe read "
+                "(install(allow=[...], stubs=[...]) or guard(client, ...))",
+            )
+        detail["action"] = "stubbed"
+        detail["rule"] = "default" if stub is self.default else stub.describe()
+        try:
+            reply = stub.reply(request)
+        except Exception as exc:
+            record_suppression("http.request", target, detail, exc)
+            raise
+        detail["status"] = reply.status
+        record_suppression("http.request", target, detail)
+        return reply
+
+
+def _exporting_telemetry() -> bool:
+    try:
+        return bool(otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY))
+    except Exception:  # telemetry fails open; the request is then judged as any other
+        return False
+
+
+def _as_allow(rule: Allow | str) -> Allow:
+    if isinstance(rule, Allow):
+        return rule
+    if isinstance(rule, str):
+        return Allow(url=rule) if "://" in rule else Allow(host=rule)
+    raise ConfigError(f"allow= takes Allow rules or host/URL patterns, got {rule!r}")
+
+
+def marker() -> tuple[str, str] | None:
+    """The ``(name, value)`` header marking an allowed shadow request, or None if disabled.
+
+    The value is the marker secret when one is configured (the downstream service
+    requires it), else ``"1"``.
+    """
+    settings = _config.settings_or_defaults()
+    if not settings.marker_header:
+        return None
+    return settings.marker_header, settings.marker_secret or "1"

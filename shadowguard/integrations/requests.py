@@ -1,0 +1,264 @@
+"""requests and urllib3: in shadow, requests are stubbed unless an allow rule names them.
+
+Two seams, both patched by :func:`install`:
+
+- ``requests.Session.get_adapter``: every request of every session (``requests.get`` too)
+  and every redirect hop asks it for the adapter, whatever is mounted. In shadow it
+  returns the adapter wrapped in a guard; the stub is a real ``requests.Response``.
+- ``urllib3.HTTPConnectionPool.urlopen``: every request urllib3 sends, through a
+  ``PoolManager``, a ``ProxyManager``, ``urllib3.request()`` or a pool used directly.
+
+On the primary path each calls the original and nothing else.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import inspect
+import io
+import sys
+from collections.abc import Iterable
+from http.client import responses
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from shadowguard import _context
+from shadowguard._outbound import (
+    BLOCK,
+    DEFAULT_STUB,
+    STUB_HEADER,
+    Allow,
+    Decision,
+    Default,
+    OutboundRequest,
+    Reply,
+    Rules,
+    Stub,
+    marker,
+)
+from shadowguard._patching import Patches
+from shadowguard.integrations import missing_extra_error
+
+try:
+    import urllib3
+    from urllib3._collections import HTTPHeaderDict
+    from urllib3.connectionpool import HTTPConnectionPool
+except ImportError:  # pragma: no cover - exercised only without the extra
+    raise missing_extra_error("urllib3", "requests") from None
+
+__all__ = ["BLOCK", "STUB_HEADER", "Allow", "Reply", "Stub", "guard", "install", "uninstall"]
+
+S = TypeVar("S")
+_ORIGINAL = "__shadowguard_original__"
+
+_patches = Patches("requests")
+_rules = Rules()
+# Set while a request already allowed at the requests level goes through its adapter, so
+# urllib3 below does not judge it again (a session guarded with its own rules).
+_allowed_above: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "shadowguard_requests_allowed", default=False
+)
+
+
+def _marked(headers: Any) -> None:
+    header = marker()
+    if header is not None:
+        headers[header[0]] = header[1]
+
+
+def _body(body: object) -> bytes | None:
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    return None
+
+
+def _urllib3_response(reply: Reply, method: str, url: str, **options: Any) -> Any:
+    status, headers, body = reply.render(method)
+    return urllib3.HTTPResponse(
+        body=io.BytesIO(body),
+        headers=HTTPHeaderDict(headers),
+        status=status,
+        reason=responses.get(status, ""),
+        preload_content=options.get("preload_content", True),
+        decode_content=options.get("decode_content", True),
+        request_method=method,
+        request_url=url,
+    )
+
+
+class _GuardedAdapter:
+    """An adapter wrapper used only in shadow: send allowed reads marked, stub the rest.
+
+    Other attributes are read from the real adapter, so code that inspects
+    ``session.get_adapter(url)`` sees the same values in shadow.
+    """
+
+    def __init__(self, inner: Any, rules: Rules) -> None:
+        self._shadowguard_inner = inner
+        self._shadowguard_rules = rules
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._shadowguard_inner, name)
+
+    def send(self, request: Any, **kwargs: Any) -> Any:
+        rules = self._shadowguard_rules
+        url = request.url.decode() if isinstance(request.url, bytes) else request.url
+        decision = rules.decide(request.method or "GET", url, request.headers)
+        if decision.allowed:
+            _marked(request.headers)
+            token = _allowed_above.set(True)
+            try:
+                response = self._shadowguard_inner.send(request, **kwargs)
+            finally:
+                _allowed_above.reset(token)
+        else:
+            import requests.adapters
+
+            outbound = OutboundRequest(
+                request.method or "GET", url, dict(request.headers), _body(request.body), "requests"
+            )
+            reply = rules.answer(decision, outbound)
+            raw = _urllib3_response(reply, outbound.method, url, preload_content=False)
+            response = requests.adapters.HTTPAdapter.build_response(self, request, raw)  # type: ignore[arg-type]
+        # Digest auth resends through ``response.connection.send``: keep it guarded.
+        response.connection = self
+        return response
+
+    def close(self) -> None:
+        self._shadowguard_inner.close()
+
+
+def _get_adapter_hook(original: Any, rules: Any) -> Any:
+    get_scope = _context._current.get
+    state = _context
+
+    def get_adapter(self: Any, url: str) -> Any:
+        if get_scope() is None and not state._process_shadow:
+            return original(self, url)
+        return _GuardedAdapter(original(self, url), rules())
+
+    setattr(get_adapter, _ORIGINAL, original)
+    return get_adapter
+
+
+def _urlopen_hook(original: Any) -> Any:
+    get_scope = _context._current.get
+    state = _context
+    signature = inspect.signature(original)
+
+    def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        if get_scope() is None and not state._process_shadow:
+            return original(self, method, url, *args, **kwargs)
+        if _allowed_above.get():
+            return original(self, method, url, *args, **kwargs)
+        bound = signature.bind(self, method, url, *args, **kwargs)
+        bound.apply_defaults()
+        arguments = bound.arguments
+        full_url = url
+        if not urlsplit(url).scheme:
+            full_url = f"{self.scheme}://{_authority(self)}{url}"
+        headers = HTTPHeaderDict(
+            self.headers if arguments["headers"] is None else arguments["headers"]
+        )
+        decision = _rules.decide(method, full_url, headers)
+        if decision.allowed:
+            _marked(headers)
+            arguments["headers"] = headers
+            return original(*bound.args, **bound.kwargs)
+        return _urllib3_stub(decision, method, full_url, headers, arguments)
+
+    setattr(urlopen, _ORIGINAL, original)
+    return urlopen
+
+
+def _authority(pool: Any) -> str:
+    host = pool.host if ":" not in pool.host else f"[{pool.host}]"
+    return host if pool.port is None else f"{host}:{pool.port}"
+
+
+def _urllib3_stub(
+    decision: Decision, method: str, url: str, headers: Any, arguments: dict[str, Any]
+) -> Any:
+    outbound = OutboundRequest(method, url, dict(headers), _body(arguments["body"]), "urllib3")
+    reply = _rules.answer(decision, outbound)
+    return _urllib3_response(
+        reply,
+        method,
+        url,
+        preload_content=arguments["preload_content"],
+        decode_content=arguments["decode_content"],
+    )
+
+
+def guard(
+    session: S,
+    *,
+    allow: Iterable[Allow | str] | None = None,
+    stubs: Iterable[Stub] | None = None,
+    default: Default | None = None,
+) -> S:
+    """Guard one ``requests.Session``, with or without ``install()``; returns it.
+
+    Without rule arguments the session follows the rules given to ``install()``; with
+    any of them it gets rules of its own. Guarding again replaces the rules.
+    """
+    requests = sys.modules.get("requests")
+    if requests is None or not isinstance(session, requests.Session):
+        raise TypeError(f"guard() needs a requests.Session, got {session!r}")
+    if allow is None and stubs is None and default is None:
+
+        def rules() -> Rules:
+            return _rules
+
+    else:
+        own = Rules(allow or (), stubs or (), DEFAULT_STUB if default is None else default)
+
+        def rules() -> Rules:
+            return own
+
+    cls_method = type(session).get_adapter
+    original = getattr(cls_method, _ORIGINAL, cls_method)
+    hook = _get_adapter_hook(original, rules)
+    vars(session)["get_adapter"] = hook.__get__(session)
+    return session
+
+
+def install(
+    *,
+    allow: Iterable[Allow | str] = (),
+    stubs: Iterable[Stub] = (),
+    default: Default = DEFAULT_STUB,
+    telemetry_exports: bool = True,
+) -> None:
+    """Guard every ``requests`` session and every urllib3 connection pool; idempotent.
+
+    Options as for ``shadowguard.integrations.httpx.install``: ``allow`` rules for shadow
+    reads that may go out (marked), ``stubs`` answering the rest, ``default`` for requests
+    no rule names (200, ``{}``) or ``BLOCK``, ``telemetry_exports`` to let the OpenTelemetry
+    SDK's own export requests through (default True).
+    """
+    global _rules
+    if _patches:
+        return
+    _rules = Rules(allow, stubs, default, telemetry_exports=telemetry_exports)
+    _patches.setattr(
+        HTTPConnectionPool, "urlopen", _urlopen_hook(vars(HTTPConnectionPool)["urlopen"])
+    )
+    try:
+        import requests
+    except ImportError:
+        return
+    _patches.setattr(
+        requests.Session,
+        "get_adapter",
+        _get_adapter_hook(vars(requests.Session)["get_adapter"], lambda: _rules),
+    )
+
+
+def uninstall() -> None:
+    """Restore requests and urllib3 as they were before :func:`install`."""
+    global _rules
+    _patches.restore()
+    _rules = Rules()

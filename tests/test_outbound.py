@@ -1,0 +1,173 @@
+"""Outbound HTTP rules: matching, precedence, validation and redaction of recorded URLs."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlencode
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import shadowguard
+from shadowguard import ConfigError, ShadowSideEffectBlocked
+from shadowguard._outbound import (
+    BLOCK,
+    STUB_HEADER,
+    Allow,
+    OutboundRequest,
+    Reply,
+    Rules,
+    Stub,
+    normalize_url,
+    redact_url,
+)
+
+_label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
+_hosts = st.lists(_label, min_size=1, max_size=4).map(".".join)
+_segments = st.lists(
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789-_.~", min_size=1, max_size=8),
+    max_size=4,
+)
+_paths = _segments.map(lambda parts: "/" + "/".join(parts))
+_query_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10)
+_query_values = st.text(min_size=1, max_size=20).map(lambda v: "SECRET" + v)
+
+
+@given(
+    host=_hosts,
+    path=_paths,
+    query=st.dictionaries(_query_names, _query_values, min_size=1, max_size=5),
+)
+def test_redaction_keeps_names_and_drops_every_query_value(
+    host: str, path: str, query: dict[str, str]
+) -> None:
+    url = f"https://USER:PA55WORD@{host}{path}?{urlencode(query)}#FRAGMENT"
+    target = redact_url(url)
+    for secret in ("SECRET", "USER", "PA55WORD", "@", "FRAGMENT"):
+        assert secret not in target
+    assert target.startswith(f"https://{host}{path or '/'}?")
+    assert [pair.split("=")[0] for pair in target.split("?", 1)[1].split("&")] == list(query)
+    assert all(pair.endswith("=***") for pair in target.split("?", 1)[1].split("&"))
+
+
+@given(host=_hosts, path=_paths)
+def test_a_literal_url_pattern_matches_exactly_that_url(host: str, path: str) -> None:
+    rule = Allow(url=f"https://{host}{path}")
+    h, base, query = normalize_url(f"HTTPS://{host.upper()}:443{path}?q=1")
+    assert rule.matches("GET", h, base, query)
+    h, base, query = normalize_url(f"https://{host}{path}x")
+    assert not rule.matches("GET", h, base, query)
+    h, base, query = normalize_url(f"https://{host}.evil.test{path}")
+    assert not rule.matches("GET", h, base, query)
+    h, base, query = normalize_url(f"http://{host}{path}")
+    assert not rule.matches("GET", h, base, query)
+
+
+@given(host=_hosts, prefix=_paths, rest=_paths)
+def test_a_star_matches_any_continuation(host: str, prefix: str, rest: str) -> None:
+    rule = Allow(url=f"https://{host}{prefix}*")
+    assert rule.matches("GET", *normalize_url(f"https://{host}{prefix}{rest}"))
+    assert not rule.matches("GET", *normalize_url(f"https://x{host}{prefix}{rest}"))
+
+
+@given(sub=_hosts, other=_hosts)
+def test_host_patterns(sub: str, other: str) -> None:
+    rule = Allow(host="*.partner.test")
+    assert rule.matches("GET", *normalize_url(f"https://{sub}.partner.test/x"))
+    assert not rule.matches("GET", *normalize_url("https://partner.test/x"))
+    assert not rule.matches("GET", *normalize_url(f"https://{sub}.partner.test.{other}/x"))
+    exact = Allow(host="api.partner.test")
+    assert exact.matches("HEAD", *normalize_url("http://API.partner.test:8080/x"))
+    assert not exact.matches("GET", *normalize_url(f"http://api.partner.test.{other}/"))
+
+
+def test_userinfo_or_path_cannot_fake_an_allowed_host() -> None:
+    rules = Rules(allow=["https://api.partner.test/*", "https://*.cdn.test/*"])
+    assert not rules.decide("GET", "https://api.partner.test@evil.test/x").allowed
+    assert not rules.decide("GET", "https://api.partner.test.evil.test/x").allowed
+    assert not rules.decide("GET", "https://evil.test/.cdn.test/x").allowed
+    assert rules.decide("GET", "https://api.partner.test/x").allowed
+    assert rules.decide("GET", "https://a.b.cdn.test/x/y").allowed
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH", "DELETE", "CONNECT", "TRACE"])
+def test_allow_rules_only_name_safe_reads(method: str) -> None:
+    with pytest.raises(ConfigError, match="GET, HEAD and OPTIONS"):
+        Allow(host="api.partner.test", methods=[method])
+    rules = Rules(allow=["api.partner.test"])
+    assert not rules.decide(method, "https://api.partner.test/").allowed
+
+
+def test_rule_validation_names_the_way_out() -> None:
+    with pytest.raises(ConfigError, match="host= or url="):
+        Allow()
+    with pytest.raises(ConfigError, match="scheme"):
+        Stub(url="/relative/*")
+    with pytest.raises(ConfigError, match="one of json=, text= or content="):
+        Stub(json={}, text="x")
+    with pytest.raises(ConfigError, match="default="):
+        Rules(default="ignore")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="lists of rules"):
+        Rules(allow="api.partner.test")
+
+
+def test_stub_rules_win_over_allow_rules_and_upgrades_are_never_allowed() -> None:
+    stub = Stub(method="GET", url="https://api.partner.test/prices", json=[1])
+    rules = Rules(allow=["api.partner.test"], stubs=[stub])
+    assert rules.decide("GET", "https://api.partner.test/prices?x=1").stub is stub
+    assert rules.decide("GET", "https://api.partner.test/other").allowed
+    upgrade = rules.decide("GET", "https://api.partner.test/ws", {"Upgrade": "websocket"})
+    assert not upgrade.allowed
+
+
+def test_regex_patterns_see_the_query() -> None:
+    rules = Rules(stubs=[Stub(url=re.compile(r"https://api\.test/search\?q=.*"), status=418)])
+    assert rules.decide("POST", "https://api.test/search?q=x").stub is rules.stubs[0]
+    assert rules.decide("POST", "https://api.test/search").stub is rules.default
+
+
+def test_answer_records_the_suppression_and_block_raises() -> None:
+    request = OutboundRequest("post", "https://pay.test/charge?key=sk_live", {}, b"{}", "x")
+    rules = Rules(default=BLOCK)
+    with shadowguard.shadow() as scope:
+        decision = rules.decide("POST", request.url)
+        with pytest.raises(ShadowSideEffectBlocked, match="Stub rule"):
+            rules.answer(decision, request)
+        reply = Rules().answer(Rules().decide("POST", request.url), request)
+    assert reply.render()[0] == 200
+    assert (STUB_HEADER, "1") in reply.render()[1]
+    assert [s.target for s in scope.suppressed] == ["POST https://pay.test/charge?key=***"] * 2
+    assert [s.detail["action"] for s in scope.suppressed] == ["blocked", "stubbed"]
+
+
+def test_a_failing_respond_callable_is_recorded_with_its_error() -> None:
+    def respond(request: OutboundRequest) -> Reply:
+        raise ValueError(request.json()["bad"])
+
+    rules = Rules(stubs=[Stub(respond=respond)])
+    request = OutboundRequest("POST", "https://pay.test/", {}, b'{"bad": "input"}')
+    with shadowguard.shadow() as scope, pytest.raises(ValueError, match="input"):
+        rules.answer(rules.decide("POST", request.url), request)
+    assert isinstance(scope.suppressed[0].error, ValueError)
+
+
+def test_head_stubs_have_headers_but_no_body() -> None:
+    status, headers, body = Reply(json={"a": 1}).render("HEAD")
+    assert (status, body) == (200, b"")
+    assert ("content-length", "8") in headers
+    assert Reply(json={"a": 1}).render("GET")[2] == b'{"a": 1}'
+
+
+@given(
+    method=st.sampled_from(["GET", "HEAD", "POST", "get", "DELETE"]),
+    url=st.one_of(st.text(max_size=60), st.builds("http://{}".format, st.text(max_size=40))),
+)
+def test_any_url_is_judged_without_error(method: str, url: str) -> None:
+    """Garbage in a URL never breaks the request path, and never allows it by accident."""
+    rules = Rules(allow=["api.partner.test", "https://cdn.test/*"], stubs=[Stub(url="http://x/*")])
+    decision = rules.decide(method, url)
+    redact_url(url)
+    if decision.allowed:
+        host = normalize_url(url)[0]
+        assert host in ("api.partner.test", "cdn.test")
