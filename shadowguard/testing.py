@@ -180,9 +180,10 @@ def _snapshot_postgresql(conn: Connection, ignore: frozenset[str]) -> DatabaseSn
     for start in range(0, len(names), _PG_CHUNK):
         chunk = names[start : start + _PG_CHUNK]
         # Hashing and summing on the server: only two numbers per table cross the wire, and
-        # a sum of row hashes does not depend on the order the rows come back in.
+        # a sum of row hashes does not depend on the order the rows come back in. ROW(t.*),
+        # not t: a column named "t" would win over the whole-row reference.
         sql = " UNION ALL ".join(
-            f"SELECT {i}, count(*), coalesce(sum(hashtextextended(t::text, 0)), 0)::text "
+            f"SELECT {i}, count(*), coalesce(sum(hashtextextended(ROW(t.*)::text, 0)), 0)::text "
             f"FROM {quote(schema)}.{quote(table)} AS t"
             for i, (schema, table) in enumerate(chunk)
         )
