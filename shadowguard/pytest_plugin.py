@@ -81,8 +81,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--shadowguard-audit",
         action="store_true",
         dest="shadowguard_audit",
-        help="run every selected test as shadow traffic and report which side-effect channels "
-        "leaked, per test, without failing the tests that are not marked shadow",
+        help="run every selected test as shadow traffic and report, per test, which side-effect "
+        "channels leaked; leaks fail only the tests marked shadow (a refused connection still "
+        "raises where it is made)",
     )
     parser.addini(
         "shadowguard_allow_hosts",
@@ -161,7 +162,9 @@ def _plan_for(item: pytest.Item) -> _Plan | None:
 
 def _wraps_obj(item: pytest.Item) -> bool:
     # unittest and doctest items do not call item.obj; their bodies get the scope directly.
-    return isinstance(item, pytest.Function) and not hasattr(item, "_testcase")
+    return isinstance(item, pytest.Function) and not any(
+        cls.__name__ == "TestCaseFunction" for cls in type(item).__mro__
+    )
 
 
 @pytest.hookimpl(tryfirst=True)

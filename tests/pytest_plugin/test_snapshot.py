@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -20,60 +18,18 @@ from shadowguard.testing import (
     assert_nothing_persisted,
     snapshot,
 )
-from tests.pytest_plugin.conftest import LoopbackServer
+from tests.pytest_plugin.conftest import BOTH_DATABASES, Database, LoopbackServer
 
 
-class Database:
-    """An engine plus a fresh table ``name`` (id, item) in its own database."""
-
-    def __init__(self, engine: sa.Engine, schema: str) -> None:
-        self.engine = engine
-        self.name = f"orders_{uuid.uuid4().hex[:8]}"
-        self.qualified = f"{schema}.{self.name}"
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE TABLE {self.name} (id integer PRIMARY KEY, item text)")
-            conn.exec_driver_sql(f"INSERT INTO {self.name} VALUES (1, 'seed')")
-
-    def raw_write(self, sql: str) -> None:
-        """A write through the DBAPI connection: a path no SQLAlchemy event sees."""
-        dbapi = self.engine.raw_connection()
-        try:
-            cursor = dbapi.cursor()
-            cursor.execute(sql.format(table=self.name))
-            dbapi.commit()
-        finally:
-            dbapi.close()
-
-    def count(self) -> int:
-        with self.engine.connect() as conn:
-            return int(conn.exec_driver_sql(f"SELECT count(*) FROM {self.name}").scalar_one())
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Database]:
-    if request.param == "sqlite":
-        engine = sa.create_engine(f"sqlite:///{tmp_path / 'app.db'}")
-        schema = "main"
-    else:
-        engine = sa.create_engine(request.getfixturevalue("postgres_url"))
-        schema = "public"
-    database = Database(engine, schema)
-    try:
-        yield database
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {database.name}")
-        engine.dispose()
-
-
+@BOTH_DATABASES
 def test_unchanged_database_passes(db: Database) -> None:
     before = snapshot(db.engine)
-    with assert_nothing_persisted(db.engine):
-        with db.engine.connect() as conn:
-            conn.exec_driver_sql(f"SELECT * FROM {db.name}").fetchall()
+    with assert_nothing_persisted(db.engine), db.engine.connect() as conn:
+        conn.exec_driver_sql(f"SELECT * FROM {db.name}").fetchall()
     assert_nothing_persisted(since=before)
 
 
+@BOTH_DATABASES
 def test_raw_dbapi_insert_is_named_with_its_row_difference(db: Database) -> None:
     with (
         pytest.raises(AssertionError) as info,
@@ -84,6 +40,7 @@ def test_raw_dbapi_insert_is_named_with_its_row_difference(db: Database) -> None
     assert db.count() == 2  # the write really reached the database
 
 
+@BOTH_DATABASES
 def test_update_and_delete_are_seen(db: Database) -> None:
     before = snapshot(db.engine)
     db.raw_write("UPDATE {table} SET item = 'changed' WHERE id = 1")
@@ -95,6 +52,7 @@ def test_update_and_delete_are_seen(db: Database) -> None:
         assert_nothing_persisted(since=before)
 
 
+@BOTH_DATABASES
 def test_schema_changes_are_seen(db: Database) -> None:
     before = snapshot(db.engine)
     extra = f"extra_{uuid.uuid4().hex[:8]}"
@@ -111,12 +69,14 @@ def test_schema_changes_are_seen(db: Database) -> None:
         assert_nothing_persisted(since=before)
 
 
+@BOTH_DATABASES
 def test_ignored_tables_are_left_out(db: Database) -> None:
     for ignore in ([db.name], [db.qualified]):
         with assert_nothing_persisted(db.engine, ignore_tables=ignore):
             db.raw_write("INSERT INTO {table} (id, item) SELECT max(id) + 1, 'x' FROM {table}")
 
 
+@BOTH_DATABASES
 def test_open_transaction_is_not_persisted_yet(db: Database) -> None:
     """The snapshot reads through its own connection: only committed rows count."""
     before = snapshot(db.engine)
@@ -128,20 +88,21 @@ def test_open_transaction_is_not_persisted_yet(db: Database) -> None:
         assert_nothing_persisted(since=before)
 
 
+@BOTH_DATABASES
 def test_url_strings_work(db: Database) -> None:
     url = db.engine.url.render_as_string(hide_password=False)
     with pytest.raises(AssertionError, match=r"\+1 row"), assert_nothing_persisted(url):
         db.raw_write("INSERT INTO {table} VALUES (3, 'leak')")
 
 
+@BOTH_DATABASES
 def test_since_with_engines_is_refused(db: Database) -> None:
     with pytest.raises(TypeError, match="do not pass engines"):
         assert_nothing_persisted(db.engine, since=snapshot(db.engine))
 
 
-def test_network_is_refused_inside_the_block(
-    db: Database, loopback_server: LoopbackServer
-) -> None:
+@BOTH_DATABASES
+def test_network_is_refused_inside_the_block(db: Database, loopback_server: LoopbackServer) -> None:
     import http.client
 
     with pytest.raises(AssertionError) as info, assert_nothing_persisted(db.engine):
@@ -251,10 +212,13 @@ def test_snapshot_changes_exactly_when_stored_rows_change(
         action = data.draw(st.sampled_from(["insert", "update", "delete", "reorder"]))
         with engine.begin() as conn:
             if action == "insert":
-                conn.exec_driver_sql("INSERT INTO t VALUES (?, ?)", data.draw(st.tuples(VALUES, VALUES)))
+                conn.exec_driver_sql(
+                    "INSERT INTO t VALUES (?, ?)", data.draw(st.tuples(VALUES, VALUES))
+                )
             elif action == "update" and rows:
                 conn.exec_driver_sql(
-                    "UPDATE t SET b = ? WHERE rowid = (SELECT min(rowid) FROM t)", (data.draw(VALUES),)
+                    "UPDATE t SET b = ? WHERE rowid = (SELECT min(rowid) FROM t)",
+                    (data.draw(VALUES),),
                 )
             elif action == "delete" and rows:
                 conn.exec_driver_sql("DELETE FROM t WHERE rowid = (SELECT max(rowid) FROM t)")
