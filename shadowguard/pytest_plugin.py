@@ -15,10 +15,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from shadowguard import Scope, shadow as shadow_cm
+    from shadowguard import Scope
+    from shadowguard import shadow as shadow_cm
     from shadowguard.testing import EngineLike
 
-__all__ = ["shadow", "shadowguard_engines"]
+__all__ = ["shadow", "shadowguard_allow_hosts", "shadowguard_engines"]
 
 _OPTIONS = {
     "reason": None,
@@ -160,11 +161,13 @@ def _plan_for(item: pytest.Item) -> _Plan | None:
     )
 
 
-def _wraps_obj(item: pytest.Item) -> bool:
-    # unittest and doctest items do not call item.obj; their bodies get the scope directly.
-    return isinstance(item, pytest.Function) and not any(
+def _function(item: pytest.Item) -> pytest.Function | None:
+    """The item if it runs ``item.obj``; unittest and doctest items do not."""
+    if isinstance(item, pytest.Function) and not any(
         cls.__name__ == "TestCaseFunction" for cls in type(item).__mro__
-    )
+    ):
+        return item
+    return None
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -173,15 +176,17 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if plan is None:
         return
     item.stash[_PLAN] = plan
-    if _wraps_obj(item):
+    if _function(item) is not None:
         plan.enter()
 
 
 @pytest.fixture(autouse=True)
 def _shadowguard_engines_of_shadow_tests(request: pytest.FixtureRequest) -> None:
     plan = request.node.stash.get(_PLAN, None)
-    if plan is not None and plan.check_database:
+    if plan is not None and (plan.check_database or plan.block_network):
         plan.engines = tuple(request.getfixturevalue("shadowguard_engines"))
+    if plan is not None and plan.block_network:
+        plan.allow_hosts += _listed(request.getfixturevalue("shadowguard_allow_hosts"))
 
 
 @pytest.fixture
@@ -195,9 +200,19 @@ def shadowguard_engines() -> Sequence[EngineLike]:
 
 
 @pytest.fixture
+def shadowguard_allow_hosts() -> Sequence[str]:
+    """Hosts shadow tests may connect to, known only at run time. Override me.
+
+    For peers on random ports (a test broker, a stub server): return their ``host:port``.
+    Added to the ``shadowguard_allow_hosts`` ini option and the marker's ``allow_hosts``.
+    """
+    return ()
+
+
+@pytest.fixture
 def shadow(request: pytest.FixtureRequest) -> Scope:
     """Run this test's body as shadow traffic; the value is its ``Scope``."""
-    plan = request.node.stash.get(_PLAN, None)
+    plan: _Plan | None = request.node.stash.get(_PLAN, None)
     if plan is None or plan.scope is None:
         raise pytest.UsageError(
             f"{request.node.nodeid}: the 'shadow' fixture works for test functions only"
@@ -220,16 +235,15 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         block = NetworkBlock([*plan.allow_hosts, *database_endpoints(plan.engines)])
         block.install()
     failure: BaseException | None = None
-    function = item if _wraps_obj(item) else None
-    original = function.obj if function is not None else None
+    function = _function(item)
+    original: Any = function.obj if function is not None else None
     try:
         if function is not None:
             assert plan.context is not None
-            function.obj = plan.context.run(propagate, original)
+            function.obj = plan.context.run(lambda: propagate(original))
             yield
         else:
-            with shadow(plan.reason) as scope:
-                plan.scope = scope
+            with shadow(plan.reason) as plan.scope:
                 yield
     except BaseException as exc:
         failure = exc
@@ -270,7 +284,7 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
         plan.close()  # the call phase never ran (a setup error): still end the scope
 
 
-@dataclass
+@dataclass(eq=False)  # pluggy keeps plugins in sets
 class _Report:
     """Collects each shadow test's record (also from xdist workers) for the summary."""
 

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any
 
 from shadowguard._netblock import NetworkBlock, ShadowConnectionBlocked, endpoint_of_url
 
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
-    EngineLike = Union[Engine, AsyncEngine, str]
+    EngineLike = Engine | AsyncEngine | str
 else:
     EngineLike = Any
 

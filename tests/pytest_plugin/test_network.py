@@ -50,9 +50,11 @@ def test_allowed_hosts_pass(loopback_server: LoopbackServer, allow: list[str]) -
 
 
 def test_other_port_of_an_allowed_host_is_refused(loopback_server: LoopbackServer) -> None:
-    with NetworkBlock([f"127.0.0.1:{loopback_server.port + 1}"]):
-        with pytest.raises(ShadowConnectionBlocked):
-            _get(loopback_server)
+    with (
+        NetworkBlock([f"127.0.0.1:{loopback_server.port + 1}"]),
+        pytest.raises(ShadowConnectionBlocked),
+    ):
+        _get(loopback_server)
     assert loopback_server.hits == 0
 
 
@@ -96,9 +98,12 @@ def test_unix_sockets_are_refused_unless_listed() -> None:
         with socket.socket(socket.AF_UNIX) as listener:
             listener.bind(path)
             listener.listen()
-            with NetworkBlock() as block, socket.socket(socket.AF_UNIX) as client:
-                with pytest.raises(ShadowConnectionBlocked):
-                    client.connect(path)
+            with (
+                NetworkBlock() as block,
+                socket.socket(socket.AF_UNIX) as client,
+                pytest.raises(ShadowConnectionBlocked),
+            ):
+                client.connect(path)
             assert block.blocked == [f"unix socket {path!r}"]
             for allow in ([path], [tmp + "/"]):
                 with NetworkBlock(allow), socket.socket(socket.AF_UNIX) as client:

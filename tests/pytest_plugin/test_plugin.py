@@ -177,7 +177,7 @@ def test_database_channel(run: Run, db: Database) -> None:
         ]
     )
     with db.engine.connect() as conn:
-        rows = dict(conn.exec_driver_sql(f"SELECT id, item FROM {db.name}").all())
+        rows: dict[int, str] = dict(conn.exec_driver_sql(f"SELECT id, item FROM {db.name}").all())
     # The seed, the primary write and the three leaks; never the guarded shadow write.
     assert rows == {1: "changed", 2: "orm", 3: "raw", 200: "saved"}
 
@@ -256,7 +256,9 @@ def test_marker_precedence(run: Run, option: list[str]) -> None:
     result.stdout.fnmatch_lines(["FAILED*test_function_marker_wins_key_by_key*"])
 
 
-def test_fixture_makes_a_shadow_test_and_yields_its_scope(run: Run) -> None:
+def test_fixture_makes_a_shadow_test_and_yields_its_scope(
+    run: Run, loopback_server: LoopbackServer
+) -> None:
     result = run(
         """
         @shadowguard.side_effect
@@ -272,6 +274,14 @@ def test_fixture_makes_a_shadow_test_and_yields_its_scope(run: Run) -> None:
         def test_fixture_leak(shadow, engine):
             raw_insert(engine, 20)
 
+        class TestRuntimeHosts:
+            @pytest.fixture
+            def shadowguard_allow_hosts(self):
+                return [ADDRESS]
+
+            def test_allowed_by_fixture(self, shadow):
+                assert get() == 200
+
         @pytest.mark.shadow(enabled=False)
         def test_contradiction(shadow):
             pass
@@ -281,7 +291,8 @@ def test_fixture_makes_a_shadow_test_and_yields_its_scope(run: Run) -> None:
             pass
         """
     )
-    result.assert_outcomes(passed=1, failed=1, errors=2)
+    result.assert_outcomes(passed=2, failed=1, errors=2)
+    assert loopback_server.hits == 1
     result.stdout.fnmatch_lines_random(
         [
             "LEAKED test_inner.py::test_fixture_leak: database",
@@ -435,7 +446,7 @@ def test_asyncpg_engine_connects_and_its_write_is_caught(
     try:
         result = pytester.runpytest("-p", "no:cacheprovider")
         result.assert_outcomes(failed=1)
-        result.stdout.fnmatch_lines([f"LEAKED *: database", f"*public.{db.name}: *(+1 row)"])
+        result.stdout.fnmatch_lines(["LEAKED *: database", f"*public.{db.name}: *(+1 row)"])
         assert "refused" not in result.stdout.str()
     finally:
         with sync.begin() as conn:
