@@ -233,11 +233,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     block = None
     if plan.block_network:
         block = NetworkBlock([*plan.allow_hosts, *database_endpoints(plan.engines)])
-        block.install()
     failure: BaseException | None = None
     function = _function(item)
     original: Any = function.obj if function is not None else None
     try:
+        if block is not None:
+            block.install()
         if function is not None:
             assert plan.context is not None
             function.obj = plan.context.run(lambda: propagate(original))
@@ -264,6 +265,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         "channels": channels,
         "details": lines,
         "suppressed": dict(scope.counts) if scope is not None else {},
+        "databases": len(engines),
     }
     item.user_properties.append((_PROPERTY, record))
     message = "shadowguard: this shadow test persisted something:\n" + "\n".join(lines)
@@ -309,6 +311,12 @@ class _Report:
             f"{len(self.records)} test(s) ran as shadow traffic, {len(leaked)} leaked"
             + (" (audit: leaks fail only the tests marked shadow)" if audit else "")
         )
+        unchecked = sum(1 for _, r in self.records if not r.get("databases"))
+        if audit and unchecked:
+            tr.write_line(
+                f"{unchecked} of them checked no database: the shadowguard_engines fixture "
+                "returned nothing (or check_database=False)"
+            )
         for nodeid, record in leaked:
             tr.write_line(f"LEAKED {nodeid}: {', '.join(record['channels'])}")
             for line in record["details"]:
