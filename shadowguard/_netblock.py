@@ -30,6 +30,8 @@ class ShadowConnectionBlocked(ShadowSideEffectBlocked):
     Not an ``OSError`` on purpose: client retry loops catch ``OSError`` and would hide it.
     """
 
+    __module__ = "shadowguard.testing"  # its public home, shown in pytest's report
+
     def __init__(self, host: str) -> None:
         self.host = host
         super().__init__(

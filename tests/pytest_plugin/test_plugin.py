@@ -454,6 +454,46 @@ def test_asyncpg_engine_connects_and_its_write_is_caught(
         sync.dispose()
 
 
+def test_audit_covers_unittest_and_doctest_items_and_notes_unchecked_databases(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, loopback_server: LoopbackServer
+) -> None:
+    monkeypatch.setenv("SG_HTTP_PORT", str(loopback_server.port))
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        test_inner='''
+        import os
+        import socket
+        import unittest
+
+        import shadowguard
+
+        class Case(unittest.TestCase):
+            def test_unit(self):
+                assert shadowguard.is_shadow()
+                socket.create_connection(("127.0.0.1", int(os.environ["SG_HTTP_PORT"])))
+
+        def documented():
+            """
+            >>> import shadowguard
+            >>> shadowguard.is_shadow()
+            True
+            """
+        '''
+    )
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--doctest-modules", "--shadowguard-audit"
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "2 test(s) ran as shadow traffic, 1 leaked*",
+            "2 of them checked no database: the shadowguard_engines fixture returned nothing*",
+            "LEAKED test_inner.py::Case::test_unit: network",
+        ]
+    )
+    assert loopback_server.hits == 0
+
+
 def test_plugin_is_registered_and_can_be_disabled(pytester: pytest.Pytester) -> None:
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     assert "--shadowguard-audit" in pytester.runpytest("--help").stdout.str()
