@@ -45,6 +45,9 @@ _SYNC_DRIVER = {
     "mysql+asyncmy": "mysql+pymysql",
 }
 _PG_CHUNK = 200  # tables per statement: one round trip for a typical schema
+# A transaction the code under test left open can hold a lock on a table; the snapshot
+# then fails with a clear error instead of hanging the test run.
+LOCK_TIMEOUT_MS = 5000
 
 
 @dataclass(frozen=True)
@@ -166,6 +169,7 @@ def _reader(engine: EngineLike) -> Iterator[tuple[str, Connection]]:
 
 
 def _snapshot_postgresql(conn: Connection, ignore: frozenset[str]) -> DatabaseSnapshot:
+    conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(LOCK_TIMEOUT_MS)}")
     cursor = conn.exec_driver_sql(
         "SELECT n.nspname, c.relname FROM pg_catalog.pg_class c "
         "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "

@@ -174,6 +174,26 @@ def test_postgresql_types_and_prepared_transactions(postgres_url: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.postgres
+def test_lock_held_by_an_open_transaction_fails_fast(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shadowguard import testing
+
+    monkeypatch.setattr(testing, "LOCK_TIMEOUT_MS", 100)
+    engine = sa.create_engine(postgres_url)
+    db = Database(engine, "public")
+    try:
+        with engine.connect() as holder:
+            holder.exec_driver_sql(f"LOCK TABLE {db.name} IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                snapshot(engine)
+    finally:
+        with engine.begin() as conn:
+            conn.exec_driver_sql(f"DROP TABLE {db.name}")
+        engine.dispose()
+
+
 def test_prepared_transaction_left_behind_is_reported() -> None:
     # The test server runs with max_prepared_transactions=0, so no real one can be made.
     table = {"public.t": TableState(0, "0")}
