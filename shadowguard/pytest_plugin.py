@@ -48,6 +48,7 @@ class _Plan:
     block_network: bool
     check_database: bool
     engines: Sequence[EngineLike] = ()
+    resolved: bool = False
     context: contextvars.Context | None = None
     manager: shadow_cm | None = None
     scope: Scope | None = None
@@ -129,19 +130,23 @@ def _listed(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else [str(v) for v in value]
 
 
-def _plan_for(item: pytest.Item) -> _Plan | None:
+def _plan_for(item: pytest.Item, *, fixture: bool = False) -> _Plan | None:
+    """The plan for ``item``, or None when it runs as primary.
+
+    ``fixture`` is true when the ``shadow`` fixture asks: the fixture is only known to be
+    ours once it runs (a project may define a fixture of that name), so it decides then.
+    """
     options = _options(item)
-    wants_fixture = "shadow" in getattr(item, "fixturenames", ())
     config = item.config
     if options is not None and not options["enabled"]:
-        if wants_fixture:
+        if fixture:
             pytest.fail(
                 "this test requests the 'shadow' fixture but is marked shadow(enabled=False); "
                 "remove one of them",
                 pytrace=False,
             )
         return None
-    if options is not None or wants_fixture:
+    if options is not None or fixture:
         enforce = True
     elif config.getoption("shadowguard_all") or config.getoption("shadowguard_audit"):
         enforce = bool(config.getoption("shadowguard_all"))
@@ -180,13 +185,22 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         plan.enter()
 
 
+def _resolve(plan: _Plan, request: pytest.FixtureRequest) -> None:
+    """Fetch the engines and run-time hosts of a shadow test from their fixtures, once."""
+    if plan.resolved:
+        return
+    plan.resolved = True
+    if plan.check_database or plan.block_network:
+        plan.engines = tuple(request.getfixturevalue("shadowguard_engines"))
+    if plan.block_network:
+        plan.allow_hosts += _listed(request.getfixturevalue("shadowguard_allow_hosts"))
+
+
 @pytest.fixture(autouse=True)
 def _shadowguard_engines_of_shadow_tests(request: pytest.FixtureRequest) -> None:
     plan = request.node.stash.get(_PLAN, None)
-    if plan is not None and (plan.check_database or plan.block_network):
-        plan.engines = tuple(request.getfixturevalue("shadowguard_engines"))
-    if plan is not None and plan.block_network:
-        plan.allow_hosts += _listed(request.getfixturevalue("shadowguard_allow_hosts"))
+    if plan is not None:
+        _resolve(plan, request)
 
 
 @pytest.fixture
@@ -212,10 +226,18 @@ def shadowguard_allow_hosts() -> Sequence[str]:
 @pytest.fixture
 def shadow(request: pytest.FixtureRequest) -> Scope:
     """Run this test's body as shadow traffic; the value is its ``Scope``."""
-    plan: _Plan | None = request.node.stash.get(_PLAN, None)
-    if plan is None or plan.scope is None:
+    item = request.node
+    plan: _Plan | None = item.stash.get(_PLAN, None)
+    if plan is None:
+        plan = _plan_for(item, fixture=True)
+        assert plan is not None
+        item.stash[_PLAN] = plan
+        if _function(item) is not None:
+            plan.enter()
+    _resolve(plan, request)
+    if plan.scope is None:
         raise pytest.UsageError(
-            f"{request.node.nodeid}: the 'shadow' fixture works for test functions only"
+            f"{item.nodeid}: the 'shadow' fixture works for test functions only"
         )
     return plan.scope
 

@@ -274,6 +274,15 @@ def test_fixture_makes_a_shadow_test_and_yields_its_scope(
         def test_fixture_leak(shadow, engine):
             raw_insert(engine, 20)
 
+        class TestOwnFixtureNamedShadow:
+            @pytest.fixture
+            def shadow(self):
+                return "a project fixture of the same name"
+
+            def test_primary(self, shadow):
+                assert shadow == "a project fixture of the same name"
+                assert not shadowguard.is_shadow()
+
         class TestRuntimeHosts:
             @pytest.fixture
             def shadowguard_allow_hosts(self):
@@ -291,7 +300,7 @@ def test_fixture_makes_a_shadow_test_and_yields_its_scope(
             pass
         """
     )
-    result.assert_outcomes(passed=2, failed=1, errors=2)
+    result.assert_outcomes(passed=3, failed=1, errors=2)
     assert loopback_server.hits == 1
     result.stdout.fnmatch_lines_random(
         [
