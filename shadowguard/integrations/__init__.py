@@ -33,6 +33,7 @@ class Integration:
 
 _KNOWN: tuple[Integration, ...] = (
     # One line per integration, in install order.
+    Integration("sqlalchemy", "shadowguard.integrations.sqlalchemy", "sqlalchemy", "sqlalchemy"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

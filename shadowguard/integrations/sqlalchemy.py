@@ -1,0 +1,537 @@
+"""SQLAlchemy guard: in shadow, every statement runs and is validated, nothing is committed.
+
+Seams, from the lowest up:
+
+- ``DefaultDialect.do_commit`` (every root commit of every dialect, and a pool's
+  commit-on-return): in shadow it validates (on PostgreSQL ``SET CONSTRAINTS ALL
+  IMMEDIATE``) and rolls back instead, recording a ``db.commit`` suppression.
+- a ``before_cursor_execute`` listener on :class:`~sqlalchemy.engine.Engine`: refuses,
+  before execution, DDL, transaction control in SQL text, two-phase statements and any
+  write on an autocommit connection (statements are classified by an allowlist).
+- two-phase methods of :class:`~sqlalchemy.engine.Connection`: refused in shadow.
+- ``SessionTransaction._connection_for_bind``: in shadow a Session keeps one connection
+  per engine with an open transaction, and each Session transaction is a savepoint in it,
+  so reads after ``commit()`` see the earlier writes; rolled back when the scope ends or
+  the Session closes.
+- a ``reset`` listener on :class:`~sqlalchemy.pool.Pool`: a connection used in shadow is
+  rolled back and, on PostgreSQL, cleared of session state before the pool keeps it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from shadowguard import _context
+from shadowguard._context import record_suppression
+from shadowguard._patching import Patches
+from shadowguard.errors import ShadowGuardError, ShadowSideEffectBlocked
+from shadowguard.integrations import missing_extra_error
+
+try:
+    from sqlalchemy import event
+    from sqlalchemy import exc as sa_exc
+    from sqlalchemy.engine import Connection, Engine
+    from sqlalchemy.engine.default import DefaultDialect
+    from sqlalchemy.orm import Session
+    from sqlalchemy.orm.session import SessionTransaction
+    from sqlalchemy.pool import Pool
+    from sqlalchemy.pool import base as _pool_base
+    from sqlalchemy.util import concurrency as _concurrency
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise missing_extra_error("sqlalchemy", "sqlalchemy") from exc
+
+__all__ = ["classify", "install", "uninstall"]
+
+logger = logging.getLogger("shadowguard")
+
+_patches = Patches("sqlalchemy")
+_lock = threading.Lock()
+_get_scope = _context._current.get
+_state = _context  # _process_shadow is read at call time: configure() may change it
+
+# Keys in the pool connection record's ``info``; the pool reset listener clears them.
+_USED = "shadowguard.used"
+_WRITES = "shadowguard.writes"
+_TARGET = "shadowguard.target"
+_DIALECT = "shadowguard.dialect"
+_SCOPE = "shadowguard.scope"
+_MAX_STATEMENTS = 20
+
+# Undoes what a shadow scope can leave on a PostgreSQL session. DISCARD ALL would also
+# DEALLOCATE ALL, which breaks the prepared-statement caches of asyncpg and psycopg.
+_PG_RESET = (
+    "CLOSE ALL",
+    "SET SESSION AUTHORIZATION DEFAULT",
+    "RESET ALL",
+    "UNLISTEN *",
+    "SELECT pg_advisory_unlock_all()",
+    "DISCARD PLANS",
+    "DISCARD TEMP",
+    "DISCARD SEQUENCES",
+)
+
+# Statement kinds.
+READ = "read"  # reads: allowed everywhere
+SESSION = "session"  # session state, undone when the connection returns to the pool
+TXN = "transaction"  # savepoints, BEGIN, ROLLBACK, SET CONSTRAINTS...: harmless
+WRITE = "write"  # undone by the rollback; refused on an autocommit connection
+UNKNOWN = "unknown"  # treated as a write
+REFUSE = "refuse"  # never in shadow
+
+_AUTOCOMMIT_OK = frozenset({READ, SESSION, TXN})
+_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()+", re.S)
+_WORD = re.compile(r"[A-Za-z_]+")
+_DML = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.I)
+_INTO = re.compile(r"\bINTO\b", re.I)
+_DDL = frozenset(
+    "CREATE ALTER DROP TRUNCATE COMMENT GRANT REVOKE REINDEX CLUSTER VACUUM ANALYZE "
+    "REFRESH SECURITY IMPORT ATTACH DETACH COPY".split()
+)
+_WRITES_KW = frozenset("INSERT UPDATE DELETE MERGE UPSERT REPLACE NOTIFY".split())
+_READS_KW = frozenset("SELECT SHOW VALUES TABLE FETCH".split())
+_SESSION_KW = frozenset("SET RESET LISTEN UNLISTEN DISCARD CLOSE".split())
+_TXN_KW = frozenset("BEGIN START SAVEPOINT RELEASE ROLLBACK ABORT LOCK".split())
+
+
+def classify(statement: str, dialect: str = "") -> tuple[str, str]:
+    """Classify a SQL statement for shadow traffic: ``(kind, verb)``.
+
+    ``kind`` is one of ``read``, ``session``, ``transaction``, ``write``, ``unknown``
+    and ``refuse``; ``verb`` names the statement in messages.
+    """
+    head = _LEADING.match(statement)
+    words = _WORD.findall(statement[head.end() if head else 0 :][:200])[:4]
+    if not words:
+        return UNKNOWN, "an empty statement"
+    w = [x.upper() for x in words] + ["", "", ""]
+    verb = w[0]
+    if verb in ("COMMIT", "END") or (verb == "PREPARE" and w[1] == "TRANSACTION"):
+        return REFUSE, " ".join(x for x in w[:2] if x)
+    if verb == "ROLLBACK" and w[1] == "PREPARED":
+        return REFUSE, "ROLLBACK PREPARED"
+    if verb in _DDL:
+        if (
+            verb == "CREATE"
+            and dialect == "postgresql"
+            and w[1] in ("TEMP", "TEMPORARY")
+            and w[2] == "TABLE"
+        ):
+            return SESSION, "CREATE TEMPORARY TABLE"
+        return REFUSE, verb
+    if verb == "SELECT":
+        # SELECT ... INTO creates a table.
+        return (REFUSE, "SELECT INTO") if _INTO.search(statement) else (READ, verb)
+    if verb in _READS_KW:
+        return READ, verb
+    if verb == "EXPLAIN":
+        return (WRITE, "EXPLAIN ANALYZE") if "ANALYZE" in statement.upper() else (READ, verb)
+    if verb == "WITH":
+        return (WRITE, "WITH") if _DML.search(statement) else (READ, verb)
+    if verb in _WRITES_KW:
+        return WRITE, verb
+    if verb == "PRAGMA":
+        return (REFUSE, "PRAGMA assignment") if "=" in statement else (READ, verb)
+    if verb in _SESSION_KW:
+        return (TXN, verb) if w[1] in ("LOCAL", "CONSTRAINTS", "TRANSACTION") else (SESSION, verb)
+    if verb in _TXN_KW:
+        return TXN, verb
+    return UNKNOWN, verb
+
+
+def _shadow_now() -> bool:
+    return _get_scope() is not None or _state._process_shadow
+
+
+def _target(conn: Connection) -> str:
+    return conn.engine.url.render_as_string(hide_password=True)
+
+
+def _driver_autocommit(conn: Connection) -> bool:
+    dbapi = conn.connection.dbapi_connection
+    try:
+        return bool(conn.dialect.detect_autocommit_setting(dbapi))
+    except (AttributeError, NotImplementedError):
+        return getattr(dbapi, "autocommit", False) is True
+
+
+def _is_autocommit(conn: Connection) -> bool:
+    return conn._is_autocommit_isolation() or _driver_autocommit(conn)
+
+
+def _covered(dialect: Any) -> None:
+    commit = type(dialect).do_commit
+    if getattr(commit, "_shadowguard", False) is not True:
+        raise ShadowGuardError(
+            f"shadowguard cannot guard the {dialect.name}+{dialect.driver} dialect: "
+            f"{type(dialect).__qualname__} overrides do_commit. Use a dialect built on "
+            "sqlalchemy's DefaultDialect.do_commit, or keep this engine out of shadow traffic"
+        )
+
+
+# -- statements ------------------------------------------------------------------------
+
+
+def _before_cursor_execute(
+    conn: Connection,
+    cursor: Any,
+    statement: str,
+    parameters: Any,
+    context: Any,
+    executemany: bool,
+) -> None:
+    if _get_scope() is None and not _state._process_shadow:
+        return
+    _check_statement(conn, cursor, statement, context)
+
+
+def _check_statement(conn: Connection, cursor: Any, statement: str, context: Any) -> None:
+    dialect = conn.dialect
+    _covered(dialect)
+    kind, verb = classify(statement, dialect.name)
+    if kind == REFUSE:
+        raise ShadowSideEffectBlocked(
+            f"{verb} on {_target(conn)} (a rollback cannot undo it)",
+            remedy="Run schema changes and transaction control outside shadow traffic",
+        )
+    autocommit = _is_autocommit(conn)
+    if autocommit and kind not in _AUTOCOMMIT_OK:
+        raise ShadowSideEffectBlocked(
+            f"{verb} on an AUTOCOMMIT connection to {_target(conn)} (it would persist at once)",
+            remedy="Use a connection in a transaction (no isolation_level='AUTOCOMMIT') "
+            "for writes that shadow traffic makes",
+        )
+    info = conn.connection.info
+    if not info.get(_USED):
+        info[_USED] = True
+        info[_TARGET] = _target(conn)
+        info[_DIALECT] = dialect
+    scope = _get_scope()
+    if scope is not None:
+        root = scope.root
+        if info.get(_SCOPE) is not root:
+            info[_SCOPE] = root
+            root.on_exit(functools.partial(_end_of_scope, weakref.ref(conn)))
+    if kind in (WRITE, UNKNOWN) or verb == "SAVEPOINT":
+        if dialect.name == "sqlite" and not autocommit:
+            dbapi = conn.connection.dbapi_connection
+            # pysqlite begins lazily, only before DML: a SAVEPOINT outside a transaction
+            # starts one that its RELEASE would commit.
+            if dbapi is not None and not dbapi.in_transaction:
+                cursor.execute("BEGIN")
+        if kind != TXN:
+            writes = info.setdefault(_WRITES, [])
+            if len(writes) < _MAX_STATEMENTS:
+                writes.append(" ".join(statement.split())[:200])
+
+
+def _end_of_scope(ref: weakref.ref[Connection]) -> None:
+    """Roll back what a connection still holds when the shadow scope that used it ends."""
+    conn = ref()
+    if conn is None or conn.closed or not conn.in_transaction():
+        return
+    if conn.dialect.is_async and not _in_greenlet():
+        conn.invalidate()  # no IO possible here: drop the connection, the server rolls back
+    else:
+        conn.rollback()
+
+
+def _in_greenlet() -> bool:
+    check: Callable[[], bool] | None = getattr(_concurrency, "in_greenlet", None)
+    return bool(check and check())
+
+
+# -- commit ----------------------------------------------------------------------------
+
+
+def _tables(statements: list[str]) -> list[str]:
+    found = set()
+    for s in statements:
+        m = re.search(r"\b(?:INTO|UPDATE|FROM)\s+([\w.\"]+)", s, re.I)
+        if m:
+            found.add(m.group(1).strip('"'))
+    return sorted(found)
+
+
+def _detail(info: dict[str, Any], how: str) -> dict[str, Any]:
+    statements = list(info.pop(_WRITES, ()))
+    return {"statements": statements, "tables": _tables(statements), "suppressed_by": how}
+
+
+def _make_do_commit(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    def do_commit(self: Any, dbapi_connection: Any) -> None:
+        if _get_scope() is None and not _state._process_shadow:
+            return original(self, dbapi_connection)
+        _shadow_commit(self, dbapi_connection)
+        return None
+
+    do_commit._shadowguard = True  # type: ignore[attr-defined]
+    return do_commit
+
+
+def _shadow_commit(dialect: Any, dbapi_connection: Any) -> None:
+    """A root commit in shadow: validate what is pending, then roll back."""
+    info = getattr(dbapi_connection, "info", None)
+    info = info if isinstance(info, dict) else {}
+    error: BaseException | None = None
+    try:
+        if getattr(dialect, "name", "") == "postgresql" and info.get(_WRITES):
+            cursor = dbapi_connection.cursor()
+            try:
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            finally:
+                cursor.close()
+    except Exception as exc:
+        error = exc
+    try:
+        dialect.do_rollback(dbapi_connection)
+    finally:
+        target = info.get(_TARGET) or getattr(dialect, "name", "database")
+        record_suppression("db.commit", target, _detail(info, "rollback"), error)
+    if error is not None:
+        raise error
+
+
+def _refuse_twophase(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(original)
+    def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _get_scope() is None and not _state._process_shadow:
+            return original(self, *args, **kwargs)
+        raise ShadowSideEffectBlocked(
+            f"two-phase commit ({name}) on {_target(self)}: a prepared transaction "
+            "outlives the connection and a rollback cannot undo it",
+            remedy="Keep two-phase transactions (Session(twophase=True)) out of shadow traffic",
+        )
+
+    return guarded
+
+
+# -- sessions: read your own writes ----------------------------------------------------
+
+
+class _Pin:
+    """A Session's connection to one engine, held open across its shadow transactions."""
+
+    __slots__ = ("conn", "roots")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.roots: set[str] = set()
+
+
+_pins: weakref.WeakKeyDictionary[Session, dict[Engine, _Pin]] = weakref.WeakKeyDictionary()
+
+
+def _pin_for(session: Session, engine: Engine) -> _Pin:
+    with _lock:
+        pins = _pins.setdefault(session, {})
+        pin = pins.get(engine)
+    if pin is not None and not pin.conn.closed and not pin.conn.invalidated:
+        if not pin.conn.in_transaction():
+            pin.conn.begin()
+        return pin
+    conn = engine.connect()
+    try:
+        conn.begin()
+        pin = _Pin(conn)
+        event.listen(conn, "release_savepoint", functools.partial(_on_release, pin))
+    except BaseException:
+        conn.close()
+        raise
+    with _lock:
+        pins[engine] = pin
+    scope = _get_scope()
+    if scope is not None:
+        scope.root.on_exit(functools.partial(_release_pins, weakref.ref(session), engine))
+    return pin
+
+
+def _on_release(pin: _Pin, conn: Connection, name: str, context: Any) -> None:
+    """The savepoint standing for a Session's commit: validate, then keep the rows."""
+    if name not in pin.roots:
+        return
+    pin.roots.discard(name)
+    info = conn.connection.info
+    error: BaseException | None = None
+    if conn.dialect.name == "postgresql" and info.get(_WRITES):
+        check = conn.begin_nested()
+        try:
+            conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+        except sa_exc.DBAPIError as exc:
+            error = exc
+        finally:
+            # Rolling the check back restores each constraint's deferral mode.
+            check.rollback()
+        if error is not None:
+            # As on the primary, a failed commit leaves none of the transaction's rows.
+            conn.dialect.do_rollback_to_savepoint(conn, name)
+    record_suppression(
+        "db.commit", info.get(_TARGET) or _target(conn), _detail(info, "savepoint"), error
+    )
+    if error is not None:
+        raise error
+
+
+def _release_pins(session_ref: weakref.ref[Session], engine: Engine | None = None) -> None:
+    session = session_ref()
+    if session is None:
+        return
+    with _lock:
+        pins = _pins.get(session)
+        if not pins:
+            return
+        chosen = [pins.pop(engine)] if engine is not None and engine in pins else []
+        if engine is None:
+            chosen = list(pins.values())
+            pins.clear()
+    for pin in chosen:
+        _release(pin.conn)
+
+
+def _release(conn: Connection) -> None:
+    if conn.closed:
+        return
+    if conn.dialect.is_async and not _in_greenlet():
+        conn.invalidate()
+        return
+    try:
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+def _make_connection_for_bind(original: Callable[..., Connection]) -> Callable[..., Connection]:
+    def _connection_for_bind(
+        self: SessionTransaction, bind: Any, execution_options: Any
+    ) -> Connection:
+        if (
+            (_get_scope() is None and not _state._process_shadow)
+            or self._parent is not None
+            or not isinstance(bind, Engine)
+            or bind in self._connections
+            or self.session.twophase
+        ):
+            return original(self, bind, execution_options)
+        session = self.session
+        pin = _pin_for(session, bind)
+        mode = session.join_transaction_mode
+        session.join_transaction_mode = "create_savepoint"
+        try:
+            conn = original(self, pin.conn, execution_options)
+        finally:
+            session.join_transaction_mode = mode
+        savepoint = getattr(self._connections[conn][1], "_savepoint", None)
+        if savepoint is not None:
+            pin.roots.add(savepoint)
+        conn.connection.info.pop(_WRITES, None)
+        return conn
+
+    return _connection_for_bind
+
+
+def _make_close_impl(original: Callable[..., None]) -> Callable[..., None]:
+    def _close_impl(self: Session, *args: Any, **kwargs: Any) -> None:
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            if _pins and self in _pins:
+                _release_pins(weakref.ref(self))
+
+    return _close_impl
+
+
+# -- pool ------------------------------------------------------------------------------
+
+
+def _on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
+    if connection_record is None:
+        return
+    info = connection_record.info
+    if not info.get(_USED):
+        return
+    dialect = info.get(_DIALECT)
+    for key in (_USED, _WRITES, _TARGET, _DIALECT, _SCOPE):
+        info.pop(key, None)
+    if not getattr(reset_state, "asyncio_safe", True) or dbapi_connection is None:
+        return  # the pool discards this connection without touching it
+    # An exception here makes the pool invalidate the connection: still no trace.
+    dbapi_connection.rollback()
+    if getattr(dialect, "name", "") == "postgresql":
+        cursor = dbapi_connection.cursor()
+        try:
+            for statement in _PG_RESET:
+                cursor.execute(statement)
+        finally:
+            cursor.close()
+        dbapi_connection.commit()
+
+
+# -- install ---------------------------------------------------------------------------
+
+
+def install(**options: Any) -> None:
+    """Guard every SQLAlchemy engine, connection and session, existing and future.
+
+    Idempotent. Takes no options.
+    """
+    if options:
+        raise TypeError(
+            f"shadowguard.integrations.sqlalchemy.install() takes no options, got "
+            f"{', '.join(sorted(options))}"
+        )
+    with _lock:
+        if _patches:
+            return
+        try:
+            _install()
+        except BaseException:
+            _patches.restore()
+            raise
+
+
+def _install() -> None:
+    for owner in (DefaultDialect, _pool_base._ConnDialect):
+        _patches.setattr(owner, "do_commit", _make_do_commit(owner.do_commit))
+    for name in ("begin_twophase", "_prepare_twophase_impl", "_commit_twophase_impl"):
+        _patches.setattr(Connection, name, _refuse_twophase(name, getattr(Connection, name)))
+    _patches.setattr(
+        Connection, "commit_prepared", _refuse_twophase("COMMIT PREPARED", Connection.commit_prepared)
+    )
+    _patches.setattr(
+        SessionTransaction,
+        "_connection_for_bind",
+        _make_connection_for_bind(SessionTransaction._connection_for_bind),
+    )
+    _patches.setattr(Session, "_close_impl", _make_close_impl(Session._close_impl))
+
+    # event.listen sets Engine._has_events for good; put the old value back on uninstall.
+    had = "_has_events" in vars(Engine)
+    old = vars(Engine).get("_has_events")
+
+    def restore_has_events() -> None:
+        if had:
+            Engine._has_events = old
+        elif "_has_events" in vars(Engine):
+            del Engine._has_events
+
+    _patches.add("sqlalchemy.engine.Engine._has_events", restore_has_events)
+    for target, name, fn in (
+        (Engine, "before_cursor_execute", _before_cursor_execute),
+        (Pool, "reset", _on_reset),
+    ):
+        event.listen(target, name, fn)
+        _patches.add(
+            f"event {target.__name__}.{name}",
+            functools.partial(event.remove, target, name, fn),
+        )
+
+
+def uninstall() -> None:
+    """Remove every patch and listener :func:`install` made."""
+    with _lock:
+        _patches.restore()
