@@ -291,7 +291,7 @@ def _shadow_commit(dialect: Any, dbapi_connection: Any) -> None:
     try:
         dialect.do_rollback(dbapi_connection)
     finally:
-        target = info.get(_TARGET) or getattr(dialect, "name", "database")
+        target = info.get(_TARGET) or f"{dialect.name}+{dialect.driver}"
         record_suppression("db.commit", target, _detail(info, "rollback"), error)
     if error is not None:
         raise error
@@ -374,6 +374,7 @@ def _on_release(pin: _Pin, conn: Connection, name: str, context: Any) -> None:
         "db.commit", info.get(_TARGET) or _target(conn), _detail(info, "savepoint"), error
     )
     if error is not None:
+        error._shadowguard_recorded = True  # type: ignore[attr-defined]
         raise error
 
 
@@ -432,6 +433,25 @@ def _make_connection_for_bind(original: Callable[..., Connection]) -> Callable[.
         return conn
 
     return _connection_for_bind
+
+
+def _make_session_commit(original: Callable[..., None]) -> Callable[..., None]:
+    def commit(self: SessionTransaction, *args: Any, **kwargs: Any) -> None:
+        if _get_scope() is None and not _state._process_shadow:
+            return original(self, *args, **kwargs)
+        try:
+            return original(self, *args, **kwargs)
+        except sa_exc.StatementError as exc:
+            # A flush that fails inside commit(): the commit the primary would have tried.
+            if not getattr(exc, "_shadowguard_recorded", False):
+                conns = [c for c in self._connections.values() if isinstance(c, tuple)]
+                target = _target(conns[0][0]) if conns else "session"
+                statement = " ".join(str(exc.statement or "").split())[:200]
+                detail = {"statements": [statement], "tables": _tables([statement])}
+                record_suppression("db.commit", target, detail | {"suppressed_by": "error"}, exc)
+            raise
+
+    return commit
 
 
 def _make_close_impl(original: Callable[..., None]) -> Callable[..., None]:
@@ -506,6 +526,9 @@ def _install() -> None:
         SessionTransaction,
         "_connection_for_bind",
         _make_connection_for_bind(SessionTransaction._connection_for_bind),
+    )
+    _patches.setattr(
+        SessionTransaction, "commit", _make_session_commit(SessionTransaction.commit)
     )
     _patches.setattr(Session, "_close_impl", _make_close_impl(Session._close_impl))
 
