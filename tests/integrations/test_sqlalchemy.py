@@ -633,7 +633,9 @@ def test_a_dialect_that_cannot_be_covered_is_refused_loudly(backend: Backend) ->
     engine = backend.engine()
     dialect = engine.dialect
     dialect.__class__ = type(
-        "OwnCommitDialect", (type(dialect),), {"do_commit": lambda self, c: c.commit()}
+        "OwnCommitDialect",
+        (type(dialect),),
+        {"do_commit": lambda self, c: c.commit(), "supports_statement_cache": True},
     )
     with shadowguard.shadow(), engine.connect() as c:
         with pytest.raises(ShadowGuardError, match="overrides do_commit"):
