@@ -90,13 +90,16 @@ _WORD = re.compile(r"[A-Za-z_]+")
 _DML = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.I)
 _INTO = re.compile(r"\bINTO\b", re.I)
 _DDL = frozenset(
-    "CREATE ALTER DROP TRUNCATE COMMENT GRANT REVOKE REINDEX CLUSTER VACUUM ANALYZE "
-    "REFRESH SECURITY IMPORT ATTACH DETACH COPY".split()
+    {
+        *("CREATE", "ALTER", "DROP", "TRUNCATE", "COMMENT", "GRANT", "REVOKE", "REINDEX"),
+        *("CLUSTER", "VACUUM", "ANALYZE", "REFRESH", "SECURITY", "IMPORT", "ATTACH"),
+        *("DETACH", "COPY"),
+    }
 )
-_WRITES_KW = frozenset("INSERT UPDATE DELETE MERGE UPSERT REPLACE NOTIFY".split())
-_READS_KW = frozenset("SELECT SHOW VALUES TABLE FETCH".split())
-_SESSION_KW = frozenset("SET RESET LISTEN UNLISTEN DISCARD CLOSE".split())
-_TXN_KW = frozenset("BEGIN START SAVEPOINT RELEASE ROLLBACK ABORT LOCK".split())
+_WRITES_KW = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "REPLACE", "NOTIFY"})
+_READS_KW = frozenset({"SELECT", "SHOW", "VALUES", "TABLE", "FETCH"})
+_SESSION_KW = frozenset({"SET", "RESET", "LISTEN", "UNLISTEN", "DISCARD", "CLOSE"})
+_TXN_KW = frozenset({"BEGIN", "START", "SAVEPOINT", "RELEASE", "ROLLBACK", "ABORT", "LOCK"})
 
 
 def classify(statement: str, dialect: str = "") -> tuple[str, str]:
@@ -154,6 +157,8 @@ def _target(conn: Connection) -> str:
 
 def _driver_autocommit(conn: Connection) -> bool:
     dbapi = conn.connection.dbapi_connection
+    if dbapi is None:
+        return False
     try:
         return bool(conn.dialect.detect_autocommit_setting(dbapi))
     except (AttributeError, NotImplementedError):
@@ -520,21 +525,21 @@ def _install() -> None:
     for name in ("begin_twophase", "_prepare_twophase_impl", "_commit_twophase_impl"):
         _patches.setattr(Connection, name, _refuse_twophase(name, getattr(Connection, name)))
     _patches.setattr(
-        Connection, "commit_prepared", _refuse_twophase("COMMIT PREPARED", Connection.commit_prepared)
+        Connection,
+        "commit_prepared",
+        _refuse_twophase("COMMIT PREPARED", Connection.commit_prepared),
     )
     _patches.setattr(
         SessionTransaction,
         "_connection_for_bind",
         _make_connection_for_bind(SessionTransaction._connection_for_bind),
     )
-    _patches.setattr(
-        SessionTransaction, "commit", _make_session_commit(SessionTransaction.commit)
-    )
+    _patches.setattr(SessionTransaction, "commit", _make_session_commit(SessionTransaction.commit))
     _patches.setattr(Session, "_close_impl", _make_close_impl(Session._close_impl))
 
     # event.listen sets Engine._has_events for good; put the old value back on uninstall.
     had = "_has_events" in vars(Engine)
-    old = vars(Engine).get("_has_events")
+    old: bool = vars(Engine).get("_has_events", False)
 
     def restore_has_events() -> None:
         if had:

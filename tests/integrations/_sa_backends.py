@@ -18,7 +18,9 @@ from sqlalchemy import Engine, create_engine
 
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 
-SCHEMA = "id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL DEFAULT 'dflt', n INTEGER NOT NULL DEFAULT 0"
+SCHEMA = (
+    "id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL DEFAULT 'dflt', n INTEGER NOT NULL DEFAULT 0"
+)
 
 
 @dataclass
@@ -37,8 +39,8 @@ class Backend:
                 return list(db.execute(sql).fetchall())
         import psycopg
 
-        with psycopg.connect(self.dsn, autocommit=True) as db:
-            return list(db.execute(sql).fetchall())  # type: ignore[arg-type]
+        with psycopg.connect(self.dsn, autocommit=True) as pgdb:
+            return list(pgdb.execute(sql).fetchall())
 
     def execute(self, sql: str) -> None:
         if self.name == "sqlite":
@@ -51,8 +53,8 @@ class Backend:
             return
         import psycopg
 
-        with psycopg.connect(self.dsn, autocommit=True) as db:
-            db.execute(sql)  # type: ignore[arg-type]
+        with psycopg.connect(self.dsn, autocommit=True) as pgdb:
+            pgdb.execute(sql)
 
     def create_table(self, name: str | None = None, schema: str = SCHEMA) -> str:
         name = name or self.table
@@ -66,6 +68,17 @@ class Backend:
         engine = create_engine(self.url, **kwargs)
         self.engines.append(engine)
         return engine
+
+
+def checked_out(engine: Any) -> int:
+    """Connections of ``engine`` (sync or async) not returned to its pool."""
+    pool = getattr(engine, "sync_engine", engine).pool
+    return int(pool.checkedout())
+
+
+def advisory_locks(backend: Backend, pid: Any) -> int:
+    sql = f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}"
+    return int(backend.oracle(sql)[0][0])
 
 
 def postgres_backend(database: str) -> Backend:

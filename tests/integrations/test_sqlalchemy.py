@@ -34,7 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 import shadowguard
 from shadowguard import ShadowGuardError, ShadowSideEffectBlocked, _context
 from shadowguard.integrations import sqlalchemy as sg
-from tests.integrations._sa_backends import Backend, make_backend
+from tests.integrations._sa_backends import Backend, advisory_locks, checked_out, make_backend
 
 pytestmark = pytest.mark.postgres
 
@@ -133,9 +133,8 @@ def _joined(mode: str) -> Callable[[Any, str], None]:
 
 
 def _core_begin_nested(engine: Any, t: str) -> None:
-    with engine.connect() as c, c.begin():
-        with c.begin_nested():
-            c.execute(insert(core(t)).values(id=1))
+    with engine.connect() as c, c.begin(), c.begin_nested():
+        c.execute(insert(core(t)).values(id=1))
 
 
 def _session_begin_nested(engine: Any, t: str) -> None:
@@ -244,7 +243,7 @@ def test_write_path_leaves_nothing_in_shadow_and_persists_as_primary(
     assert backend.count(path.where) == path.shadow_count
     assert scope.counts["db.commit"] >= 1
     assert all(s.target.startswith(backend.url.split(":")[0]) for s in scope.suppressed)
-    assert engine.pool.checkedout() == 0
+    assert checked_out(engine) == 0
 
     path.run(engine, t)
     assert backend.count(path.where) == path.primary_count
@@ -255,9 +254,8 @@ def test_write_path_leaves_nothing_in_shadow_and_persists_as_primary(
 
 def _both(run: Callable[[], None]) -> tuple[BaseException, BaseException, shadowguard.Scope]:
     """Run ``run`` in shadow then as primary; return both exceptions and the scope."""
-    with shadowguard.shadow() as scope:
-        with pytest.raises(sa_exc.DBAPIError) as shadow_exc:
-            run()
+    with shadowguard.shadow() as scope, pytest.raises(sa_exc.DBAPIError) as shadow_exc:
+        run()
     with pytest.raises(sa_exc.DBAPIError) as primary_exc:
         run()
     return shadow_exc.value, primary_exc.value, scope
@@ -390,7 +388,7 @@ def test_session_reads_its_own_writes_until_the_scope_ends(backend: Backend) -> 
             s.rollback()
             assert s.scalar(select(func_count(Row))) == 2
             assert backend.count(table=t) == 0
-        assert engine.pool.checkedout() == 0  # closing the Session released its connection
+        assert checked_out(engine) == 0  # closing the Session released its connection
     assert scope.counts["db.commit"] == 2
     assert backend.count(table=t) == 0
     with Session(engine) as s:
@@ -412,8 +410,8 @@ def test_scope_end_rolls_back_a_session_left_open(backend: Backend) -> None:
     with shadowguard.shadow():
         s.add(model(backend.table)(id=1))
         s.commit()
-        assert engine.pool.checkedout() == 1
-    assert engine.pool.checkedout() == 0
+        assert checked_out(engine) == 1
+    assert checked_out(engine) == 0
     assert backend.count() == 0
     s.close()
 
@@ -439,7 +437,7 @@ def test_process_wide_shadow_mode_without_a_scope(backend: Backend) -> None:
             s.add(model(backend.table)(id=1))
             s.commit()
             assert s.get(model(backend.table), 1) is not None
-        assert engine.pool.checkedout() == 0
+        assert checked_out(engine) == 0
         _core_commit_as_you_go(engine, backend.table)
     finally:
         _context.set_process_mode(False)
@@ -452,10 +450,7 @@ def test_process_wide_shadow_mode_without_a_scope(backend: Backend) -> None:
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("how", ["engine", "execution_options", "driver"])
 def test_writes_on_autocommit_connections_are_refused(backend: Backend, how: str) -> None:
-    if how == "engine":
-        engine = backend.engine(isolation_level="AUTOCOMMIT")
-    else:
-        engine = backend.engine()
+    engine = backend.engine(**({"isolation_level": "AUTOCOMMIT"} if how == "engine" else {}))
     if how == "driver":
 
         @event.listens_for(engine, "connect")
@@ -483,9 +478,12 @@ def test_writes_on_autocommit_connections_are_refused(backend: Backend, how: str
 def test_unknown_statements_on_autocommit_fail_closed(pg: Backend) -> None:
     engine = pg.engine(isolation_level="AUTOCOMMIT")
     sql = f"DO $$ BEGIN INSERT INTO {pg.table} (id) VALUES (1); END $$"
-    with shadowguard.shadow(), engine.connect() as c:
-        with pytest.raises(ShadowSideEffectBlocked, match="DO on an AUTOCOMMIT"):
-            c.execute(text(sql))
+    with (
+        shadowguard.shadow(),
+        engine.connect() as c,
+        pytest.raises(ShadowSideEffectBlocked, match="DO on an AUTOCOMMIT"),
+    ):
+        c.execute(text(sql))
     assert pg.count() == 0
     with engine.connect() as c:
         c.execute(text(sql))
@@ -516,14 +514,19 @@ def test_transaction_control_in_sql_text_is_refused(backend: Backend, sql: str) 
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize(
     "ddl",
-    ["create_all", "CREATE TABLE {t}_new (i INTEGER)", "DROP TABLE {t}", "ALTER TABLE {t} ADD x INT"],
+    [
+        "create_all",
+        "CREATE TABLE {t}_new (i INTEGER)",
+        "DROP TABLE {t}",
+        "ALTER TABLE {t} ADD x INT",
+    ],
 )
 @pytest.mark.parametrize("autocommit", [False, True])
 def test_ddl_is_refused(backend: Backend, ddl: str, autocommit: bool) -> None:
     kwargs = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
     engine = backend.engine(**kwargs)
     t = backend.table
-    with shadowguard.shadow(), pytest.raises(ShadowSideEffectBlocked):
+    with shadowguard.shadow(), pytest.raises(ShadowSideEffectBlocked):  # noqa: PT012
         if ddl == "create_all":
             metadata = MetaData()
             Table(f"{t}_meta", metadata, Column("i", Integer))
@@ -537,7 +540,9 @@ def test_ddl_is_refused(backend: Backend, ddl: str, autocommit: bool) -> None:
         else backend.oracle("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
     )
     names = {r[0] for r in tables}
-    assert t in names and f"{t}_new" not in names and f"{t}_meta" not in names
+    assert t in names
+    assert f"{t}_new" not in names
+    assert f"{t}_meta" not in names
     assert backend.count() == 0  # the table is intact and has no column x
     backend.oracle(f"SELECT id, name, n FROM {t}")
 
@@ -546,7 +551,7 @@ def test_ddl_is_refused(backend: Backend, ddl: str, autocommit: bool) -> None:
 @pytest.mark.parametrize("how", ["session", "connection"])
 def test_two_phase_commit_is_refused(pg: Backend, how: str) -> None:
     engine = pg.engine()
-    with shadowguard.shadow(), pytest.raises(ShadowSideEffectBlocked, match="two-phase"):
+    with shadowguard.shadow(), pytest.raises(ShadowSideEffectBlocked, match="two-phase"):  # noqa: PT012
         if how == "session":
             with Session(engine, twophase=True) as s:
                 s.add(model(pg.table)(id=1))
@@ -575,14 +580,14 @@ def test_pooled_connection_keeps_no_session_state(pg: Backend, autocommit: bool)
         c.execute(text("CREATE TEMP TABLE sg_tmp (i INTEGER)"))
         c.execute(text("LISTEN sg_channel"))
         c.commit()
-        assert pg.oracle(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")[0][0] == 1
+        assert advisory_locks(pg, pid) == 1
     with engine.connect() as c:
         assert c.execute(text("SELECT pg_backend_pid()")).scalar() == pid  # the same connection
         assert c.execute(text("SHOW statement_timeout")).scalar() == "0"
         assert c.execute(text("SHOW search_path")).scalar() == '"$user", public'
         assert c.execute(text("SELECT to_regclass('pg_temp.sg_tmp')")).scalar() is None
         assert c.execute(text("SELECT count(*) FROM pg_listening_channels()")).scalar() == 0
-    assert pg.oracle(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")[0][0] == 0
+    assert advisory_locks(pg, pid) == 0
 
 
 # -- coverage of objects and the install life cycle -------------------------------------
@@ -637,9 +642,12 @@ def test_a_dialect_that_cannot_be_covered_is_refused_loudly(backend: Backend) ->
         (type(dialect),),
         {"do_commit": lambda self, c: c.commit(), "supports_statement_cache": True},
     )
-    with shadowguard.shadow(), engine.connect() as c:
-        with pytest.raises(ShadowGuardError, match="overrides do_commit"):
-            c.execute(insert(core(backend.table)).values(id=1))
+    with (
+        shadowguard.shadow(),
+        engine.connect() as c,
+        pytest.raises(ShadowGuardError, match="overrides do_commit"),
+    ):
+        c.execute(insert(core(backend.table)).values(id=1))
     assert backend.count() == 0
 
 
@@ -661,9 +669,9 @@ def test_install_takes_no_options() -> None:
 
 # -- the statement classifier ----------------------------------------------------------
 
-_prefix = st.lists(
-    st.sampled_from([" ", "\n", "\t", "-- note\n", "/* c */", "("]), max_size=4
-).map("".join)
+_prefix = st.lists(st.sampled_from([" ", "\n", "\t", "-- note\n", "/* c */", "("]), max_size=4).map(
+    "".join
+)
 _case = st.sampled_from([str.upper, str.lower, str.title])
 
 

@@ -6,14 +6,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text
 from sqlalchemy import exc as sa_exc
+from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.integrations import sqlalchemy as sg
-from tests.integrations._sa_backends import Backend, make_backend
+from tests.integrations._sa_backends import Backend, advisory_locks, checked_out, make_backend
 from tests.integrations.test_sqlalchemy import core, model
 
 pytestmark = pytest.mark.postgres
@@ -51,11 +51,12 @@ async def test_async_session_commit(pg: Backend, driver: str) -> None:
                 s.add(Row(id=1))
                 await s.commit()
                 row = await s.get(Row, 1)  # read your own writes
-                assert row is not None and row.name == "dflt"
+                assert row is not None
+                assert row.name == "dflt"
                 s.add(Row(id=2))
                 await s.commit()
                 assert (await s.scalar(text(f"SELECT count(*) FROM {pg.table}"))) == 2
-            assert engine.sync_engine.pool.checkedout() == 0
+            assert checked_out(engine) == 0
             assert pg.count() == 0
         assert scope.counts["db.commit"] == 2
         assert pg.count() == 0
@@ -101,7 +102,7 @@ async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driv
             await s.commit()
         assert pg.count() == 0
         await s.close()
-        assert engine.sync_engine.pool.checkedout() == 0
+        assert checked_out(engine) == 0
         async with engine.connect() as c:  # the pool still serves working connections
             assert (await c.scalar(select(text("1")))) == 1
     finally:
@@ -153,7 +154,6 @@ async def test_asyncpg_pooled_connection_keeps_no_session_state(pg: Backend) -> 
             # the prepared-statement cache still works after the clean-up
             for _ in range(3):
                 assert (await c.scalar(select(text("1")))) == 1
-        locks = pg.oracle(f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}")
-        assert locks[0][0] == 0
+        assert advisory_locks(pg, pid) == 0
     finally:
         await engine.dispose()

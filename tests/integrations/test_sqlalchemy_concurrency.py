@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 import shadowguard
 from shadowguard.integrations import sqlalchemy as sg
-from tests.integrations._sa_backends import Backend, make_backend
+from tests.integrations._sa_backends import Backend, checked_out, make_backend
 from tests.integrations.test_sqlalchemy import core, model
 
 pytestmark = pytest.mark.postgres
@@ -47,7 +47,8 @@ def _plan(seed: int) -> list[tuple[int, bool]]:
 def _check(pg: Backend, plan: list[tuple[int, bool]]) -> None:
     shadow_ids = [i for i, shadow in plan if shadow]
     primary_ids = [i for i, shadow in plan if not shadow]
-    assert shadow_ids and primary_ids
+    assert shadow_ids
+    assert primary_ids
     assert pg.count(f"id IN ({', '.join(map(str, shadow_ids))})") == 0
     assert pg.count(f"id IN ({', '.join(map(str, primary_ids))})") == len(primary_ids)
     assert pg.count() == len(primary_ids)
@@ -79,7 +80,7 @@ def test_threads_interleaving_shadow_and_primary(pg: Backend) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         for future in [pool.submit(unit, i, shadow) for i, shadow in plan]:
             future.result()
-    assert engine.pool.checkedout() == 0
+    assert checked_out(engine) == 0
     _check(pg, plan)
 
 
@@ -116,7 +117,7 @@ async def test_asyncio_tasks_interleaving_shadow_and_primary(pg: Backend) -> Non
 
     try:
         await asyncio.gather(*(task() for _ in range(50)))
-        assert engine.sync_engine.pool.checkedout() == 0
+        assert checked_out(engine) == 0
     finally:
         await engine.dispose()
     _check(pg, plan)
