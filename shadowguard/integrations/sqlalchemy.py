@@ -2,12 +2,13 @@
 
 Seams, from the lowest up:
 
-- ``DefaultDialect.do_commit`` (every root commit of every dialect, and a pool's
+- the dialect's ``do_commit`` (every root commit of every dialect, and a pool's
   commit-on-return): in shadow it validates (on PostgreSQL ``SET CONSTRAINTS ALL
   IMMEDIATE``) and rolls back instead, recording a ``db.commit`` suppression.
-- a ``before_cursor_execute`` listener on :class:`~sqlalchemy.engine.Engine`: refuses,
-  before execution, DDL, transaction control in SQL text, two-phase statements and any
-  write on an autocommit connection (statements are classified by an allowlist).
+- the dialect's ``do_execute``/``do_executemany``/``do_execute_no_params``: refuse, before
+  execution, DDL, transaction control in SQL text, two-phase statements and any write on
+  an autocommit connection (statements are classified by an allowlist). Dialect classes
+  that override one of these are wrapped too, when their first engine is created.
 - two-phase methods of :class:`~sqlalchemy.engine.Connection`: refused in shadow.
 - ``SessionTransaction._connection_for_bind``: in shadow a Session keeps one connection
   per engine with an open transaction, and each Session transaction is a savepoint in it,
@@ -169,36 +170,71 @@ def _is_autocommit(conn: Connection) -> bool:
     return conn._is_autocommit_isolation() or _driver_autocommit(conn)
 
 
-def _covered(dialect: Any) -> None:
-    commit = type(dialect).do_commit
-    if getattr(commit, "_shadowguard", False) is not True:
+_GUARDED = ("do_commit", "do_execute", "do_executemany", "do_execute_no_params")
+
+
+def _cover(cls: type) -> None:
+    """Wrap every guarded method that ``cls`` defines itself (idempotent)."""
+    if not issubclass(cls, DefaultDialect) and cls is not _pool_base._ConnDialect:
         raise ShadowGuardError(
-            f"shadowguard cannot guard the {dialect.name}+{dialect.driver} dialect: "
-            f"{type(dialect).__qualname__} overrides do_commit. Use a dialect built on "
-            "sqlalchemy's DefaultDialect.do_commit, or keep this engine out of shadow traffic"
+            f"shadowguard cannot guard the dialect {cls.__qualname__}: it does not derive "
+            "from sqlalchemy's DefaultDialect. Keep engines using it out of shadow traffic"
         )
+    with _lock:
+        for name in _GUARDED:
+            own = vars(cls).get(name)
+            if own is not None and not getattr(own, "_shadowguard", False):
+                _patches.setattr(cls, name, _WRAPPERS[name](own))
+
+
+def _covered(dialect: Any) -> None:
+    cls = type(dialect)
+    if all(getattr(getattr(cls, n, None), "_shadowguard", False) for n in _GUARDED):
+        return
+    # a dialect class defined after install() that overrides a guarded method
+    if not issubclass(cls, DefaultDialect):
+        _cover(cls)  # raises: not a DefaultDialect
+    for klass in cls.__mro__:
+        if issubclass(klass, DefaultDialect):
+            _cover(klass)
 
 
 # -- statements ------------------------------------------------------------------------
 
 
-def _before_cursor_execute(
-    conn: Connection,
-    cursor: Any,
-    statement: str,
-    parameters: Any,
-    context: Any,
-    executemany: bool,
-) -> None:
-    if _get_scope() is None and not _state._process_shadow:
-        return
-    _check_statement(conn, cursor, statement, context)
+def _make_do_execute(original: Callable[..., Any]) -> Callable[..., Any]:
+    def do_execute(
+        self: Any, cursor: Any, statement: str, parameters: Any, context: Any = None
+    ) -> Any:
+        if _get_scope() is None and not _state._process_shadow:
+            return original(self, cursor, statement, parameters, context)
+        _check_statement(self, cursor, statement, context)
+        return original(self, cursor, statement, parameters, context)
+
+    do_execute._shadowguard = True  # type: ignore[attr-defined]
+    return do_execute
 
 
-def _check_statement(conn: Connection, cursor: Any, statement: str, context: Any) -> None:
-    dialect = conn.dialect
+def _make_do_execute_no_params(original: Callable[..., Any]) -> Callable[..., Any]:
+    def do_execute_no_params(self: Any, cursor: Any, statement: str, context: Any = None) -> Any:
+        if _get_scope() is None and not _state._process_shadow:
+            return original(self, cursor, statement, context)
+        _check_statement(self, cursor, statement, context)
+        return original(self, cursor, statement, context)
+
+    do_execute_no_params._shadowguard = True  # type: ignore[attr-defined]
+    return do_execute_no_params
+
+
+def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) -> None:
     _covered(dialect)
     kind, verb = classify(statement, dialect.name)
+    conn: Connection | None = getattr(context, "root_connection", None)
+    if conn is None:
+        # not a statement of a Connection (dialect internals): refuse only the worst
+        if kind == REFUSE:
+            raise ShadowSideEffectBlocked(f"{verb} (a rollback cannot undo it)")
+        return
     if kind == REFUSE:
         raise ShadowSideEffectBlocked(
             f"{verb} on {_target(conn)} (a rollback cannot undo it)",
@@ -211,7 +247,11 @@ def _check_statement(conn: Connection, cursor: Any, statement: str, context: Any
             remedy="Use a connection in a transaction (no isolation_level='AUTOCOMMIT') "
             "for writes that shadow traffic makes",
         )
-    info = conn.connection.info
+    try:
+        info = conn.connection.info
+    except NotImplementedError:
+        # the dialect's first-connect initialization: no pool record yet, nothing to track
+        return
     if not info.get(_USED):
         info[_USED] = True
         info[_TARGET] = _target(conn)
@@ -519,9 +559,28 @@ def install(**options: Any) -> None:
             raise
 
 
+def _on_connect(dialect: Any, conn_rec: Any, cargs: Any, cparams: Any) -> None:
+    # Each new DBAPI connection: a dialect class imported after install() is wrapped
+    # before its first statement.
+    _covered(dialect)
+
+
+def _all_subclasses(cls: type) -> list[type]:
+    found: list[type] = []
+    todo = [cls]
+    while todo:
+        klass = todo.pop()
+        found.append(klass)
+        todo.extend(klass.__subclasses__())
+    return found
+
+
 def _install() -> None:
-    for owner in (DefaultDialect, _pool_base._ConnDialect):
-        _patches.setattr(owner, "do_commit", _make_do_commit(owner.do_commit))
+    for klass in (*_all_subclasses(DefaultDialect), _pool_base._ConnDialect):
+        for name in _GUARDED:
+            own = vars(klass).get(name)
+            if own is not None and not getattr(own, "_shadowguard", False):
+                _patches.setattr(klass, name, _WRAPPERS[name](own))
     for name in ("begin_twophase", "_prepare_twophase_impl", "_commit_twophase_impl"):
         _patches.setattr(Connection, name, _refuse_twophase(name, getattr(Connection, name)))
     _patches.setattr(
@@ -536,27 +595,22 @@ def _install() -> None:
     )
     _patches.setattr(SessionTransaction, "commit", _make_session_commit(SessionTransaction.commit))
     _patches.setattr(Session, "_close_impl", _make_close_impl(Session._close_impl))
-
-    # event.listen sets Engine._has_events for good; put the old value back on uninstall.
-    had = "_has_events" in vars(Engine)
-    old: bool = vars(Engine).get("_has_events", False)
-
-    def restore_has_events() -> None:
-        if had:
-            Engine._has_events = old
-        elif "_has_events" in vars(Engine):
-            del Engine._has_events
-
-    _patches.add("sqlalchemy.engine.Engine._has_events", restore_has_events)
     for target, name, fn in (
-        (Engine, "before_cursor_execute", _before_cursor_execute),
         (Pool, "reset", _on_reset),
+        (DefaultDialect, "do_connect", _on_connect),
     ):
         event.listen(target, name, fn)
         _patches.add(
-            f"event {target.__name__}.{name}",
-            functools.partial(event.remove, target, name, fn),
+            f"event {target.__name__}.{name}", functools.partial(event.remove, target, name, fn)
         )
+
+
+_WRAPPERS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
+    "do_commit": _make_do_commit,
+    "do_execute": _make_do_execute,
+    "do_executemany": _make_do_execute,
+    "do_execute_no_params": _make_do_execute_no_params,
+}
 
 
 def uninstall() -> None:

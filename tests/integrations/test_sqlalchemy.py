@@ -634,21 +634,32 @@ def test_install_through_the_top_level_api(backend: Backend) -> None:
 
 
 @pytest.mark.usefixtures("guard")
-def test_a_dialect_that_cannot_be_covered_is_refused_loudly(backend: Backend) -> None:
+def test_a_dialect_overriding_commit_and_execute_is_covered_too(backend: Backend) -> None:
+    """A dialect class born after install() with its own do_commit/do_execute."""
     engine = backend.engine()
     dialect = engine.dialect
+    base = type(dialect)
     dialect.__class__ = type(
-        "OwnCommitDialect",
-        (type(dialect),),
-        {"do_commit": lambda self, c: c.commit(), "supports_statement_cache": True},
+        "OwnDialect",
+        (base,),
+        {
+            "do_commit": lambda self, c: c.commit(),
+            "do_execute": lambda self, cur, st, p, ctx=None: cur.execute(st, p),
+            "supports_statement_cache": True,
+        },
     )
-    with (
-        shadowguard.shadow(),
-        engine.connect() as c,
-        pytest.raises(ShadowGuardError, match="overrides do_commit"),
-    ):
-        c.execute(insert(core(backend.table)).values(id=1))
+    with shadowguard.shadow():
+        _core_commit_as_you_go(engine, backend.table)
+        with engine.connect() as c, pytest.raises(ShadowSideEffectBlocked):
+            c.execute(text("COMMIT"))
     assert backend.count() == 0
+    _core_commit_as_you_go(engine, backend.table)
+    assert backend.count() == 1
+
+
+def test_a_dialect_outside_defaultdialect_is_refused_loudly() -> None:
+    with pytest.raises(ShadowGuardError, match="DefaultDialect"):
+        sg._cover(type("Alien", (), {}))
 
 
 @pytest.mark.usefixtures("guard")
