@@ -267,7 +267,7 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
             dbapi = conn.connection.dbapi_connection
             # pysqlite begins lazily, only before DML: a SAVEPOINT outside a transaction
             # starts one that its RELEASE would commit.
-            if dbapi is not None and not dbapi.in_transaction:
+            if dbapi is not None and getattr(dbapi, "in_transaction", True) is False:
                 cursor.execute("BEGIN")
         if kind != TXN:
             writes = info.setdefault(_WRITES, [])
@@ -278,8 +278,8 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
 def _end_of_scope(ref: weakref.ref[Connection]) -> None:
     """Roll back what a connection still holds when the shadow scope that used it ends."""
     conn = ref()
-    if conn is None or conn.closed or not conn.in_transaction():
-        return
+    if conn is None or conn in _held or conn.closed or not conn.in_transaction():
+        return  # (a Session's held connection is released with its Session's state)
     if conn.dialect.is_async and not _in_greenlet():
         conn.invalidate()  # no IO possible here: drop the connection, the server rolls back
     else:
@@ -370,6 +370,7 @@ class _Pin:
 
 
 _pins: weakref.WeakKeyDictionary[Session, dict[Engine, _Pin]] = weakref.WeakKeyDictionary()
+_held: weakref.WeakSet[Connection] = weakref.WeakSet()
 
 
 def _pin_for(session: Session, engine: Engine) -> _Pin:
@@ -384,6 +385,7 @@ def _pin_for(session: Session, engine: Engine) -> _Pin:
     try:
         conn.begin()
         pin = _Pin(conn)
+        _held.add(conn)
         event.listen(conn, "release_savepoint", functools.partial(_on_release, pin))
     except BaseException:
         conn.close()
@@ -435,8 +437,20 @@ def _release_pins(session_ref: weakref.ref[Session], engine: Engine | None = Non
         if engine is None:
             chosen = list(pins.values())
             pins.clear()
+    at_scope_end = engine is not None
     for pin in chosen:
+        trans = session._transaction
+        if at_scope_end and trans is not None and pin.conn in trans._connections:
+            # The Session is still in a transaction on the held connection: end it first.
+            if pin.conn.dialect.is_async and not _in_greenlet():
+                session.invalidate()
+            else:
+                session.rollback()
         _release(pin.conn)
+    if chosen and at_scope_end:
+        # What the Session loaded from the shadow transaction no longer exists: make it
+        # reload rather than serve ghost rows.
+        session.expire_all()
 
 
 def _release(conn: Connection) -> None:
@@ -522,8 +536,12 @@ def _on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -
     dialect = info.get(_DIALECT)
     for key in (_USED, _WRITES, _TARGET, _DIALECT, _SCOPE):
         info.pop(key, None)
-    if not getattr(reset_state, "asyncio_safe", True) or dbapi_connection is None:
-        return  # the pool discards this connection without touching it
+    if (
+        not getattr(reset_state, "asyncio_safe", True)
+        or getattr(reset_state, "terminate_only", False)
+        or dbapi_connection is None
+    ):
+        return  # the pool closes or discards this connection without using it again
     # An exception here makes the pool invalidate the connection: still no trace.
     dbapi_connection.rollback()
     if getattr(dialect, "name", "") == "postgresql":
@@ -614,6 +632,13 @@ _WRAPPERS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
 
 
 def uninstall() -> None:
-    """Remove every patch and listener :func:`install` made."""
+    """Remove every patch and listener :func:`install` made.
+
+    Connections that Sessions still hold for shadow work are rolled back and released.
+    """
+    with _lock:
+        sessions = list(_pins.keys())
+    for session in sessions:
+        _release_pins(weakref.ref(session))
     with _lock:
         _patches.restore()

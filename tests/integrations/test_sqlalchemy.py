@@ -417,6 +417,39 @@ def test_scope_end_rolls_back_a_session_left_open(backend: Backend) -> None:
 
 
 @pytest.mark.usefixtures("guard")
+def test_a_session_outliving_the_scope_serves_no_ghost_rows(backend: Backend) -> None:
+    Row = model(backend.table)
+    engine = backend.engine()
+    with Session(engine, expire_on_commit=False) as s:
+        with shadowguard.shadow():
+            s.add(Row(id=1))
+            s.commit()
+            assert s.get(Row, 1) is not None
+        assert s.get(Row, 1) is None  # primary again: the shadow row never existed
+        s.add(Row(id=2))
+        s.commit()
+    assert backend.count("id = 2") == 1
+    assert backend.count("id = 1") == 0
+
+
+def test_uninstall_releases_connections_held_for_sessions(backend: Backend) -> None:
+    engine = backend.engine()
+    sg.install()
+    try:
+        with shadowguard.shadow():
+            s = Session(engine)
+            s.add(model(backend.table)(id=1))
+            s.commit()
+            assert checked_out(engine) == 1
+            sg.uninstall()
+            assert checked_out(engine) == 0
+        s.close()
+    finally:
+        sg.uninstall()
+    assert backend.count() == 0
+
+
+@pytest.mark.usefixtures("guard")
 def test_scope_end_rolls_back_a_connection_left_in_a_transaction(backend: Backend) -> None:
     engine = backend.engine()
     with engine.connect() as c:
