@@ -321,8 +321,12 @@ def _make_do_commit(original: Callable[[Any, Any], None]) -> Callable[[Any, Any]
 
 def _shadow_commit(dialect: Any, dbapi_connection: Any) -> None:
     """A root commit in shadow: validate what is pending, then roll back."""
-    info = getattr(dbapi_connection, "info", None)
-    info = info if isinstance(info, dict) else {}
+    try:
+        info = dbapi_connection.info
+    except (AttributeError, NotImplementedError):  # a connection outside the pool
+        info = {}
+    if not isinstance(info, dict):
+        info = {}
     error: BaseException | None = None
     try:
         if getattr(dialect, "name", "") == "postgresql" and info.get(_WRITES):
@@ -336,7 +340,10 @@ def _shadow_commit(dialect: Any, dbapi_connection: Any) -> None:
     try:
         dialect.do_rollback(dbapi_connection)
     finally:
-        target = info.get(_TARGET) or f"{dialect.name}+{dialect.driver}"
+        name = getattr(dialect, "name", None)
+        target = info.get(_TARGET) or (
+            f"{name}+{dialect.driver}" if name else "a connection pool without an engine"
+        )
         record_suppression("db.commit", target, _detail(info, "rollback"), error)
     if error is not None:
         raise error

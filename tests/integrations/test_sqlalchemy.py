@@ -756,3 +756,33 @@ def test_classifier_table(sql: str, kind: str) -> None:
 
 def test_temporary_tables_are_ddl_outside_postgresql() -> None:
     assert sg.classify("CREATE TEMP TABLE x (i int)", "sqlite")[0] == sg.REFUSE
+
+
+@pytest.mark.usefixtures("guard")
+def test_a_bare_pool_commit_on_return_is_suppressed(tmp_path: Any) -> None:
+    """A Pool made without an engine commits through its own minimal dialect."""
+    import sqlite3
+
+    from sqlalchemy.pool import QueuePool
+
+    path = tmp_path / "bare.db"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE t (id INTEGER)")
+    pool = QueuePool(lambda: sqlite3.connect(path), reset_on_return="commit")
+
+    def write() -> None:
+        raw = pool.connect()
+        raw.cursor().execute("INSERT INTO t VALUES (1)")
+        raw.close()
+
+    def count() -> int:
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM t").fetchone()[0])
+
+    with shadowguard.shadow() as scope:
+        write()
+    assert count() == 0
+    assert scope.suppressed[0].target == "a connection pool without an engine"
+    write()
+    assert count() == 1
+    pool.dispose()
