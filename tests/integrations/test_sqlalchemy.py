@@ -768,7 +768,7 @@ def test_a_bare_pool_commit_on_return_is_suppressed(tmp_path: Any) -> None:
     path = tmp_path / "bare.db"
     with sqlite3.connect(path) as db:
         db.execute("CREATE TABLE t (id INTEGER)")
-    pool = QueuePool(lambda: sqlite3.connect(path), reset_on_return="commit")
+    pool = QueuePool(lambda: sqlite3.connect(path), reset_on_return="commit")  # type: ignore[arg-type]
 
     def write() -> None:
         raw = pool.connect()
