@@ -21,6 +21,7 @@ Seams, from the lowest up:
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import re
 import threading
@@ -60,22 +61,91 @@ _state = _context  # _process_shadow is read at call time: configure() may chang
 _USED = "shadowguard.used"
 _WRITES = "shadowguard.writes"
 _TARGET = "shadowguard.target"
-_DIALECT = "shadowguard.dialect"
 _SCOPE = "shadowguard.scope"
 _MAX_STATEMENTS = 20
 
-# Undoes what a shadow scope can leave on a PostgreSQL session. DISCARD ALL would also
-# DEALLOCATE ALL, which breaks the prepared-statement caches of asyncpg and psycopg.
-_PG_RESET = (
-    "CLOSE ALL",
-    "SET SESSION AUTHORIZATION DEFAULT",
-    "RESET ALL",
-    "UNLISTEN *",
-    "SELECT pg_advisory_unlock_all()",
-    "DISCARD PLANS",
-    "DISCARD TEMP",
-    "DISCARD SEQUENCES",
-)
+_SNAPSHOT = "shadowguard.snapshot"
+
+# The session state of a PostgreSQL connection that outlives a rollback, in one round trip.
+# Taken before shadow traffic first uses a checked-out connection and compared when it
+# returns to the pool: the primary's own state (SETs made by a connect hook, its advisory
+# locks, temporary tables) must come back exactly, and the shadow's must be gone.
+_PG_STATE = """SELECT
+ (SELECT coalesce(json_object_agg(name, setting), '{}') FROM pg_settings
+   WHERE source = 'session')::text,
+ (SELECT coalesce(json_agg(json_build_array(classid, objid, objsubid, mode)
+   ORDER BY classid, objid, objsubid, mode), '[]')
+   FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid())::text,
+ (SELECT coalesce(json_agg(c ORDER BY c), '[]') FROM pg_listening_channels() c)::text,
+ (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
+ (SELECT count(*) FROM pg_cursors),
+ (SELECT count(*) FROM pg_prepared_statements WHERE from_sql)"""
+
+
+def _pg_state(cursor: Any) -> tuple[Any, ...]:
+    cursor.execute(_PG_STATE)
+    row = cursor.fetchone()
+    return (json.loads(row[0]), json.loads(row[1]), json.loads(row[2]), *row[3:])
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
+
+
+def _literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _pg_undo(cursor: Any, before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
+    settings, locks, channels, temp, cursors, prepared = before
+    new_settings, new_locks, new_channels, new_temp, new_cursors, new_prepared = after
+    if new_settings != settings:
+        cursor.execute("RESET ALL")
+        for name, value in settings.items():
+            cursor.execute(f"SELECT set_config({_literal(name)}, {_literal(value)}, false)")
+    for classid, objid, objsubid, mode in new_locks:
+        if [classid, objid, objsubid, mode] in locks:
+            continue
+        unlock = "pg_advisory_unlock_shared" if mode == "ShareLock" else "pg_advisory_unlock"
+        key = (
+            f"({int(classid)}::bigint << 32) | {int(objid)}::bigint"
+            if objsubid == 1
+            else f"{int(classid)}::int, {int(objid)}::int"
+        )
+        cursor.execute(f"SELECT {unlock}({key})")
+    for channel in new_channels:
+        if channel not in channels:
+            cursor.execute(f"UNLISTEN {_quote(channel)}")
+    # Only when the primary had none of its own, or they would go too.
+    if new_temp != temp and temp == 0:
+        cursor.execute("DISCARD TEMP")
+    if new_cursors != cursors and cursors == 0:
+        cursor.execute("CLOSE ALL")
+    if new_prepared != prepared and prepared == 0:
+        cursor.execute("DEALLOCATE ALL")
+
+
+def _pg_restore(dbapi_connection: Any, before: tuple[Any, ...]) -> None:
+    """Put a PostgreSQL session back in the state ``before``, or raise."""
+    cursor = dbapi_connection.cursor()
+    try:
+        after = _pg_state(cursor)
+        if after == before:
+            dbapi_connection.rollback()
+            return
+        _pg_undo(cursor, before, after)
+        dbapi_connection.commit()
+        left = _pg_state(cursor)
+        dbapi_connection.rollback()
+    finally:
+        cursor.close()
+    if left != before:
+        # The pool invalidates a connection whose reset fails: it is closed, not reused.
+        raise ShadowGuardError(
+            "shadowguard could not restore the session state of a PostgreSQL connection "
+            "used by shadow traffic; the pool discards it"
+        )
+
 
 # Statement kinds.
 READ = "read"  # reads: allowed everywhere
@@ -253,9 +323,10 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
         # the dialect's first-connect initialization: no pool record yet, nothing to track
         return
     if not info.get(_USED):
+        if dialect.name == "postgresql":
+            info[_SNAPSHOT] = _pg_state(cursor)
         info[_USED] = True
         info[_TARGET] = _target(conn)
-        info[_DIALECT] = dialect
     scope = _get_scope()
     if scope is not None:
         root = scope.root
@@ -540,8 +611,8 @@ def _on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -
     info = connection_record.info
     if not info.get(_USED):
         return
-    dialect = info.get(_DIALECT)
-    for key in (_USED, _WRITES, _TARGET, _DIALECT, _SCOPE):
+    snapshot = info.get(_SNAPSHOT)
+    for key in (_USED, _WRITES, _TARGET, _SCOPE, _SNAPSHOT):
         info.pop(key, None)
     if (
         not getattr(reset_state, "asyncio_safe", True)
@@ -551,14 +622,8 @@ def _on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -
         return  # the pool closes or discards this connection without using it again
     # An exception here makes the pool invalidate the connection: still no trace.
     dbapi_connection.rollback()
-    if getattr(dialect, "name", "") == "postgresql":
-        cursor = dbapi_connection.cursor()
-        try:
-            for statement in _PG_RESET:
-                cursor.execute(statement)
-        finally:
-            cursor.close()
-        dbapi_connection.commit()
+    if snapshot is not None:
+        _pg_restore(dbapi_connection, snapshot)
 
 
 # -- install ---------------------------------------------------------------------------

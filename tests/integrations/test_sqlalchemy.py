@@ -623,6 +623,60 @@ def test_pooled_connection_keeps_no_session_state(pg: Backend, autocommit: bool)
     assert advisory_locks(pg, pid) == 0
 
 
+def _primary_session_state(engine: Any, temp_table: bool = False) -> None:
+    """A connect hook, as applications have: the state every primary checkout relies on."""
+
+    @event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("SET statement_timeout = 7777")
+        cursor.execute("SET application_name = 'primary-app'")
+        if temp_table:
+            cursor.execute("CREATE TEMP TABLE primary_tmp (i INTEGER)")
+        cursor.close()
+        dbapi_connection.commit()
+
+
+@pytest.mark.usefixtures("guard")
+def test_primary_session_state_survives_shadow_use(pg: Backend) -> None:
+    """The clean-up undoes the shadow's changes only: a connect hook's SETs stay."""
+    engine = pg.engine(pool_size=1, max_overflow=0)
+    _primary_session_state(engine)
+    with engine.connect() as c:
+        pid = c.execute(text("SELECT pg_backend_pid()")).scalar()
+    with shadowguard.shadow(), engine.connect() as c:
+        c = c.execution_options(isolation_level="AUTOCOMMIT")
+        c.execute(text("SET statement_timeout = 4321"))
+        c.execute(text("SET application_name = 'shadow'"))
+        c.execute(text("SELECT set_config('sg.custom', 'x', false)"))
+        c.execute(text("SELECT pg_advisory_lock(1, 2)"))
+        c.execute(text("SELECT pg_advisory_lock_shared(99)"))
+        c.execute(text('LISTEN "Odd Channel"'))
+    with engine.connect() as c:
+        assert c.execute(text("SELECT pg_backend_pid()")).scalar() == pid
+        assert c.execute(text("SHOW statement_timeout")).scalar() == "7777ms"
+        assert c.execute(text("SHOW application_name")).scalar() == "primary-app"
+        assert c.execute(text("SELECT current_setting('sg.custom', true)")).scalar() in ("", None)
+        assert c.execute(text("SELECT count(*) FROM pg_listening_channels()")).scalar() == 0
+    assert advisory_locks(pg, pid) == 0
+
+
+@pytest.mark.usefixtures("guard")
+def test_a_connection_that_cannot_be_restored_is_discarded(pg: Backend) -> None:
+    """The primary has a temporary table of its own and the shadow adds one: start afresh."""
+    engine = pg.engine(pool_size=1, max_overflow=0)
+    _primary_session_state(engine, temp_table=True)
+    with shadowguard.shadow(), engine.connect() as c:
+        c = c.execution_options(isolation_level="AUTOCOMMIT")
+        pid = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        c.execute(text("CREATE TEMP TABLE shadow_tmp (i INTEGER)"))
+    with engine.connect() as c:
+        assert c.execute(text("SELECT pg_backend_pid()")).scalar() != pid
+        assert c.execute(text("SELECT to_regclass('pg_temp.shadow_tmp')")).scalar() is None
+        assert c.execute(text("SELECT to_regclass('pg_temp.primary_tmp')")).scalar() is not None
+        assert c.execute(text("SHOW statement_timeout")).scalar() == "7777ms"
+
+
 # -- coverage of objects and the install life cycle -------------------------------------
 
 
