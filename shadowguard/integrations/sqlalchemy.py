@@ -324,7 +324,12 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
         return
     if not info.get(_USED):
         if dialect.name == "postgresql":
-            info[_SNAPSHOT] = _pg_state(cursor)
+            # a cursor of its own: the statement's may be a server-side (named) one
+            state_cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            try:
+                info[_SNAPSHOT] = _pg_state(state_cursor)
+            finally:
+                state_cursor.close()
         info[_USED] = True
         info[_TARGET] = _target(conn)
     scope = _get_scope()

@@ -677,6 +677,17 @@ def test_a_connection_that_cannot_be_restored_is_discarded(pg: Backend) -> None:
         assert c.execute(text("SHOW statement_timeout")).scalar() == "7777ms"
 
 
+@pytest.mark.usefixtures("guard")
+def test_server_side_cursors_in_shadow(pg: Backend) -> None:
+    pg.execute(f"INSERT INTO {pg.table} (id) SELECT generate_series(1, 50)")
+    engine = pg.engine()
+    with shadowguard.shadow(), engine.connect() as c:
+        rows = c.execution_options(stream_results=True, max_row_buffer=5).execute(
+            text(f"SELECT id FROM {pg.table} ORDER BY id")
+        )
+        assert [r[0] for r in rows] == list(range(1, 51))
+
+
 # -- coverage of objects and the install life cycle -------------------------------------
 
 
