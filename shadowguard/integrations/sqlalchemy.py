@@ -7,22 +7,22 @@ Seams, from the lowest up:
   IMMEDIATE``) and rolls back instead, recording a ``db.commit`` suppression.
 - the dialect's ``do_execute``/``do_executemany``/``do_execute_no_params``: refuse, before
   execution, DDL, transaction control in SQL text, two-phase statements and any write on
-  an autocommit connection (statements are classified by an allowlist). Dialect classes
-  that override one of these are wrapped too, when their first engine is created.
+    an autocommit connection (statements are classified by an allowlist). Dialect classes
+  that override one of these are wrapped too, before their first connection.
 - two-phase methods of :class:`~sqlalchemy.engine.Connection`: refused in shadow.
-- ``SessionTransaction._connection_for_bind``: in shadow a Session keeps one connection
+- ``SessionTransaction._connection_for_bind`` (and ``commit``, ``Session._close_impl``):
+  in shadow a Session keeps one connection
   per engine with an open transaction, and each Session transaction is a savepoint in it,
   so reads after ``commit()`` see the earlier writes; rolled back when the scope ends or
   the Session closes.
 - a ``reset`` listener on :class:`~sqlalchemy.pool.Pool`: a connection used in shadow is
-  rolled back and, on PostgreSQL, cleared of session state before the pool keeps it.
+  rolled back and, on PostgreSQL, its session state put back as it was at checkout.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-import logging
 import re
 import threading
 import weakref
@@ -49,8 +49,6 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing_extra_error("sqlalchemy", "sqlalchemy") from exc
 
 __all__ = ["classify", "install", "uninstall"]
-
-logger = logging.getLogger("shadowguard")
 
 _patches = Patches("sqlalchemy")
 _lock = threading.Lock()
