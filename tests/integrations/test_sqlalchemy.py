@@ -688,6 +688,51 @@ def test_server_side_cursors_in_shadow(pg: Backend) -> None:
         assert [r[0] for r in rows] == list(range(1, 51))
 
 
+# -- the primary path ------------------------------------------------------------------
+
+
+def test_primary_runs_the_same_sql_in_the_same_order(backend: Backend) -> None:
+    """Guarded or not, a primary workload sends the database the same statements."""
+    engine = backend.engine()
+    sent: list[str] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        sent.append(statement)
+
+    @event.listens_for(engine, "commit")
+    def commit(conn: Any) -> None:
+        sent.append("<commit>")
+
+    @event.listens_for(engine, "rollback")
+    def rollback(conn: Any) -> None:
+        sent.append("<rollback>")
+
+    def workload(first_id: int) -> list[str]:
+        sent.clear()
+        Row = model(backend.table)
+        with Session(engine) as s:
+            s.add(Row(id=first_id))
+            s.commit()
+            s.execute(update(core(backend.table)).values(n=first_id))
+            s.rollback()
+            s.add(Row(id=first_id + 1))
+            s.commit()
+        with engine.begin() as c:
+            c.execute(insert(core(backend.table)).values(id=first_id + 2))
+        return list(sent)
+
+    unguarded = workload(1)
+    sg.install()
+    try:
+        guarded = workload(11)
+    finally:
+        sg.uninstall()
+    assert guarded == unguarded
+    assert guarded.count("<commit>") == 3
+    assert backend.count() == 6
+
+
 # -- coverage of objects and the install life cycle -------------------------------------
 
 
