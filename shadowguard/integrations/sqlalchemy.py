@@ -15,8 +15,8 @@ Seams, from the lowest up:
   per engine with an open transaction, and each Session transaction is a savepoint in it,
   so reads after ``commit()`` see the earlier writes; rolled back when the scope ends or
   the Session closes.
-- a ``reset`` listener on :class:`~sqlalchemy.pool.Pool`: a connection used in shadow is
-  rolled back and, on PostgreSQL, its session state put back as it was at checkout.
+- the pool's reset of a returned connection (``_ConnectionFairy._reset``): a connection
+  used in shadow is rolled back and, on PostgreSQL, its session state put back as it was at checkout.
 """
 
 from __future__ import annotations
@@ -42,7 +42,6 @@ try:
     from sqlalchemy.engine.default import DefaultDialect
     from sqlalchemy.orm import Session
     from sqlalchemy.orm.session import SessionTransaction
-    from sqlalchemy.pool import Pool
     from sqlalchemy.pool import base as _pool_base
     from sqlalchemy.util import concurrency as _concurrency
 except ImportError as exc:  # pragma: no cover - exercised without the extra
@@ -55,7 +54,7 @@ _lock = threading.Lock()
 _get_scope = _context._current.get
 _state = _context  # _process_shadow is read at call time: configure() may change it
 
-# Keys in the pool connection record's ``info``; the pool reset listener clears them.
+# Keys in the pool connection record's ``info``; cleared when the connection returns.
 _USED = "shadowguard.used"
 _WRITES = "shadowguard.writes"
 _TARGET = "shadowguard.target"
@@ -608,20 +607,38 @@ def _make_close_impl(original: Callable[..., None]) -> Callable[..., None]:
 # -- pool ------------------------------------------------------------------------------
 
 
-def _on_reset(dbapi_connection: Any, connection_record: Any, reset_state: Any) -> None:
-    if connection_record is None:
-        return
-    info = connection_record.info
-    if not info.get(_USED):
-        return
+def _make_fairy_reset(original: Callable[..., None]) -> Callable[..., None]:
+    # A wrapper rather than the pool's "reset" event: an event listener makes SQLAlchemy
+    # build and dispatch a reset state on every primary checkin (about 2 us).
+    def _reset(
+        self: Any,
+        pool: Any,
+        transaction_was_reset: bool = False,
+        terminate_only: bool = False,
+        asyncio_safe: bool = True,
+    ) -> None:
+        record = self._connection_record
+        if record is not None and _USED in record.info:
+            _on_return(self.dbapi_connection, record.info, terminate_only, asyncio_safe)
+        original(
+            self,
+            pool,
+            transaction_was_reset=transaction_was_reset,
+            terminate_only=terminate_only,
+            asyncio_safe=asyncio_safe,
+        )
+
+    return _reset
+
+
+def _on_return(
+    dbapi_connection: Any, info: dict[str, Any], terminate_only: bool, asyncio_safe: bool
+) -> None:
+    """A connection used in shadow goes back to the pool: leave nothing of the shadow on it."""
     snapshot = info.get(_SNAPSHOT)
     for key in (_USED, _WRITES, _TARGET, _SCOPE, _SNAPSHOT):
         info.pop(key, None)
-    if (
-        not getattr(reset_state, "asyncio_safe", True)
-        or getattr(reset_state, "terminate_only", False)
-        or dbapi_connection is None
-    ):
+    if terminate_only or not asyncio_safe or dbapi_connection is None:
         return  # the pool closes or discards this connection without using it again
     # An exception here makes the pool invalidate the connection: still no trace.
     dbapi_connection.rollback()
@@ -688,14 +705,16 @@ def _install() -> None:
     )
     _patches.setattr(SessionTransaction, "commit", _make_session_commit(SessionTransaction.commit))
     _patches.setattr(Session, "_close_impl", _make_close_impl(Session._close_impl))
-    for target, name, fn in (
-        (Pool, "reset", _on_reset),
-        (DefaultDialect, "do_connect", _on_connect),
-    ):
-        event.listen(target, name, fn)
-        _patches.add(
-            f"event {target.__name__}.{name}", functools.partial(event.remove, target, name, fn)
-        )
+    _patches.setattr(
+        _pool_base._ConnectionFairy,
+        "_reset",
+        _make_fairy_reset(_pool_base._ConnectionFairy._reset),
+    )
+    event.listen(DefaultDialect, "do_connect", _on_connect)
+    _patches.add(
+        "event DefaultDialect.do_connect",
+        functools.partial(event.remove, DefaultDialect, "do_connect", _on_connect),
+    )
 
 
 _WRAPPERS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
