@@ -166,7 +166,10 @@ _DDL = frozenset(
 )
 _WRITES_KW = frozenset({"INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "REPLACE", "NOTIFY"})
 _READS_KW = frozenset({"SELECT", "SHOW", "VALUES", "TABLE", "FETCH"})
-_SESSION_KW = frozenset({"SET", "RESET", "LISTEN", "UNLISTEN", "DISCARD", "CLOSE"})
+_SESSION_KW = frozenset({"SET", "RESET", "LISTEN", "UNLISTEN", "CLOSE"})
+# They destroy state the primary owns on a pooled connection (its temporary tables, the
+# driver's prepared statements), which no rollback or clean-up can give back.
+_DESTRUCTIVE = frozenset({"DISCARD", "DEALLOCATE"})
 _TXN_KW = frozenset({"BEGIN", "START", "SAVEPOINT", "RELEASE", "ROLLBACK", "ABORT", "LOCK"})
 
 
@@ -186,6 +189,8 @@ def classify(statement: str, dialect: str = "") -> tuple[str, str]:
         return REFUSE, " ".join(x for x in w[:2] if x)
     if verb == "ROLLBACK" and w[1] == "PREPARED":
         return REFUSE, "ROLLBACK PREPARED"
+    if verb in _DESTRUCTIVE:
+        return REFUSE, verb
     if verb in _DDL:
         if (
             verb == "CREATE"

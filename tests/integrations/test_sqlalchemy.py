@@ -856,6 +856,8 @@ def test_classifier_refuses_transaction_control(prefix, case, sql) -> None:
         ("PRAGMA table_info(t)", sg.READ),
         ("PRAGMA journal_mode = WAL", sg.REFUSE),
         ("CREATE TEMP TABLE x (i int)", sg.SESSION),
+        ("DISCARD ALL", sg.REFUSE),
+        ("DEALLOCATE ALL", sg.REFUSE),
         ("DO $$ BEGIN END $$", sg.UNKNOWN),
         ("", sg.UNKNOWN),
     ],

@@ -157,3 +157,21 @@ async def test_asyncpg_pooled_connection_keeps_no_session_state(pg: Backend) -> 
         assert advisory_locks(pg, pid) == 0
     finally:
         await engine.dispose()
+
+
+@pytest.mark.asyncio
+async def test_async_objects_created_before_install_are_guarded(pg: Backend) -> None:
+    engine = async_engine(pg, "asyncpg")
+    session = AsyncSession(engine)
+    sg.install()
+    try:
+        async with shadowguard.shadow():
+            session.add(model(pg.table)(id=1))
+            await session.commit()
+            async with engine.begin() as c:
+                await c.execute(insert(core(pg.table)).values(id=2))
+        await session.close()
+        assert pg.count() == 0
+    finally:
+        sg.uninstall()
+        await engine.dispose()
