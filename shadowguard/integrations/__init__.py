@@ -33,6 +33,7 @@ class Integration:
 
 _KNOWN: tuple[Integration, ...] = (
     # One line per integration, in install order.
+    Integration("sqlalchemy", "shadowguard.integrations.sqlalchemy", "sqlalchemy", "sqlalchemy"),
     Integration("httpx", "shadowguard.integrations.httpx", "httpx", "httpx"),
     Integration("httpx2", "shadowguard.integrations.httpx2", "httpx2", "httpx2"),
     Integration("requests", "shadowguard.integrations.requests", "urllib3", "requests"),

@@ -1,0 +1,115 @@
+"""Primary-path cost of the SQLAlchemy guard: ORM add+commit and Core execute+commit.
+
+Guarded and unguarded run in the same process, interleaved sample by sample: the
+baseline callable makes sure the guard is uninstalled, the guarded one that it is
+installed. The switch happens on the first call of each timing sample, so each side pays
+one switch (about 30 us) per sample; every other call pays a truth test of a module
+global. Same engine, same tables, same data on both sides.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from benchmarks._harness import Harness
+from shadowguard.integrations import sqlalchemy as sg
+
+TARGET_RATIO = 1.05
+PG_URL = os.environ.get(
+    "SHADOWGUARD_BENCH_PG_ADMIN", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def _unguarded(fn: Callable[[], object]) -> Callable[[], object]:
+    def call() -> object:
+        if sg._patches:
+            sg.uninstall()
+        return fn()
+
+    return call
+
+
+def _guarded(fn: Callable[[], object]) -> Callable[[], object]:
+    def call() -> object:
+        if not sg._patches:
+            sg.install()
+        return fn()
+
+    return call
+
+
+def _workloads(engine: Any, prefix: str) -> list[tuple[str, Callable[[], object]]]:
+    from sqlalchemy import Integer, String, insert
+    from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = f"bench_{uuid.uuid4().hex[:8]}"
+        id = mapped_column(Integer, primary_key=True)
+        name = mapped_column(String(40))
+
+    Base.metadata.create_all(engine)
+    ids = itertools.count(1)
+    table: Any = Item.__table__
+
+    def orm_add_commit() -> None:
+        with Session(engine) as s:
+            s.add(Item(id=next(ids), name="x"))
+            s.commit()
+
+    def core_execute_commit() -> None:
+        with engine.connect() as c:
+            c.execute(insert(table).values(id=next(ids), name="x"))
+            c.commit()
+
+    return [
+        (f"{prefix}: ORM add + commit, primary", orm_add_commit),
+        (f"{prefix}: Core execute + commit, primary", core_execute_commit),
+    ]
+
+
+def _compare(h: Harness, workloads: list[tuple[str, Callable[[], object]]]) -> None:
+    for name, fn in workloads:
+        h.compare(name, _unguarded(fn), _guarded(fn), target_ratio=TARGET_RATIO)
+
+
+def run(h: Harness) -> None:
+    try:
+        from sqlalchemy import create_engine
+    except ImportError:
+        h.note("sqlalchemy is not installed: pip install 'shadowguard[sqlalchemy]'")
+        return
+    try:
+        sqlite = create_engine("sqlite://")
+        _compare(h, _workloads(sqlite, "SQLite (memory)"))
+        sqlite.dispose()
+        _postgres(h)
+    finally:
+        sg.uninstall()
+
+
+def _postgres(h: Harness) -> None:
+    from sqlalchemy import create_engine, text
+
+    name = f"sg_bench_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+        with admin.connect() as c:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        h.note(f"PostgreSQL is not available, skipped its comparisons ({type(exc).__name__})")
+        return
+    try:
+        engine = create_engine(PG_URL.rsplit("/", 1)[0] + f"/{name}")
+        _compare(h, _workloads(engine, "PostgreSQL (psycopg)"))
+        engine.dispose()
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

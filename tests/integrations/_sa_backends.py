@@ -1,0 +1,107 @@
+"""Databases for the SQLAlchemy guard tests, each with an oracle that is not SQLAlchemy.
+
+The oracle (a plain psycopg or sqlite3 connection of its own) is what the tests believe:
+never the guard's bookkeeping.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine
+
+from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
+
+SCHEMA = (
+    "id INTEGER PRIMARY KEY, name VARCHAR(20) NOT NULL DEFAULT 'dflt', n INTEGER NOT NULL DEFAULT 0"
+)
+
+
+@dataclass
+class Backend:
+    """One database: a URL for SQLAlchemy, and an independent oracle to ask what is stored."""
+
+    name: str
+    url: str
+    dsn: Any
+    table: str = field(default_factory=lambda: f"t_{uuid.uuid4().hex[:10]}")
+    engines: list[Engine] = field(default_factory=list)
+
+    def oracle(self, sql: str) -> list[tuple[Any, ...]]:
+        if self.name == "sqlite":
+            with sqlite3.connect(self.dsn) as db:
+                return list(db.execute(sql).fetchall())
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as pgdb:
+            return list(pgdb.execute(sql).fetchall())
+
+    def execute(self, sql: str) -> None:
+        if self.name == "sqlite":
+            db = sqlite3.connect(self.dsn)
+            try:
+                db.executescript(sql)
+                db.commit()
+            finally:
+                db.close()
+            return
+        import psycopg
+
+        with psycopg.connect(self.dsn, autocommit=True) as pgdb:
+            pgdb.execute(sql)
+
+    def create_table(self, name: str | None = None, schema: str = SCHEMA) -> str:
+        name = name or self.table
+        self.execute(f"CREATE TABLE {name} ({schema})")
+        return name
+
+    def count(self, where: str = "1=1", table: str | None = None) -> int:
+        return int(self.oracle(f"SELECT count(*) FROM {table or self.table} WHERE {where}")[0][0])
+
+    def engine(self, **kwargs: Any) -> Engine:
+        engine = create_engine(self.url, **kwargs)
+        self.engines.append(engine)
+        return engine
+
+
+def checked_out(engine: Any) -> int:
+    """Connections of ``engine`` (sync or async) not returned to its pool."""
+    pool = getattr(engine, "sync_engine", engine).pool
+    return int(pool.checkedout())
+
+
+def advisory_locks(backend: Backend, pid: Any) -> int:
+    sql = f"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = {pid}"
+    return int(backend.oracle(sql)[0][0])
+
+
+def postgres_backend(database: str) -> Backend:
+    return Backend(
+        "postgresql",
+        f"postgresql+psycopg://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}",
+        f"host={PG_HOST} port={PG_PORT} user={PG_USER} dbname={database}",
+    )
+
+
+def sqlite_backend(tmp_path: Path) -> Backend:
+    path = tmp_path / "guard.db"
+    return Backend("sqlite", f"sqlite:///{path}", str(path))
+
+
+def make_backend(request: pytest.FixtureRequest, kind: str) -> Iterator[Backend]:
+    if kind == "sqlite":
+        backend = sqlite_backend(request.getfixturevalue("tmp_path"))
+    else:
+        backend = postgres_backend(request.getfixturevalue("postgres_database"))
+    backend.create_table()
+    try:
+        yield backend
+    finally:
+        for engine in backend.engines:
+            engine.dispose()

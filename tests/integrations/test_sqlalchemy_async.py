@@ -1,0 +1,177 @@
+"""The SQLAlchemy guard on asyncio engines: asyncpg and psycopg 3, on real PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import insert, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+
+import shadowguard
+from shadowguard import ShadowSideEffectBlocked
+from shadowguard.integrations import sqlalchemy as sg
+from tests.integrations._sa_backends import Backend, advisory_locks, checked_out, make_backend
+from tests.integrations.test_sqlalchemy import core, model
+
+pytestmark = pytest.mark.postgres
+
+DRIVERS = ["asyncpg", "psycopg"]
+
+
+@pytest.fixture
+def guard() -> Iterator[None]:
+    sg.install()
+    try:
+        yield
+    finally:
+        sg.uninstall()
+
+
+@pytest.fixture
+def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    yield from make_backend(request, "postgresql")
+
+
+def async_engine(pg: Backend, driver: str, **kwargs: Any) -> AsyncEngine:
+    return create_async_engine(pg.url.replace("+psycopg", f"+{driver}"), **kwargs)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_async_session_commit(pg: Backend, driver: str) -> None:
+    engine = async_engine(pg, driver)
+    Row = model(pg.table)
+    try:
+        async with shadowguard.shadow() as scope:
+            async with AsyncSession(engine) as s:
+                s.add(Row(id=1))
+                await s.commit()
+                row = await s.get(Row, 1)  # read your own writes
+                assert row is not None
+                assert row.name == "dflt"
+                s.add(Row(id=2))
+                await s.commit()
+                assert (await s.scalar(text(f"SELECT count(*) FROM {pg.table}"))) == 2
+            assert checked_out(engine) == 0
+            assert pg.count() == 0
+        assert scope.counts["db.commit"] == 2
+        assert pg.count() == 0
+        async with AsyncSession(engine) as s:
+            s.add(Row(id=1))
+            await s.commit()
+        assert pg.count() == 1
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_async_connection_commit_and_begin(pg: Backend, driver: str) -> None:
+    engine = async_engine(pg, driver)
+    try:
+        async with shadowguard.shadow() as scope:
+            async with engine.connect() as c:
+                await c.execute(insert(core(pg.table)).values(id=1))
+                await c.commit()
+            async with engine.begin() as c:
+                await c.execute(insert(core(pg.table)).values(id=2))
+        assert scope.counts["db.commit"] == 2
+        assert pg.count() == 0
+        async with engine.begin() as c:
+            await c.execute(insert(core(pg.table)).values(id=1))
+        assert pg.count() == 1
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driver: str) -> None:
+    """No IO is possible when the scope ends outside a greenlet: the connection is dropped."""
+    engine = async_engine(pg, driver)
+    try:
+        s = AsyncSession(engine)
+        async with shadowguard.shadow():
+            s.add(model(pg.table)(id=1))
+            await s.commit()
+        assert pg.count() == 0
+        await s.close()
+        assert checked_out(engine) == 0
+        async with engine.connect() as c:  # the pool still serves working connections
+            assert (await c.scalar(select(text("1")))) == 1
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_async_refusals_and_validation(pg: Backend, driver: str) -> None:
+    engine = async_engine(pg, driver, isolation_level="AUTOCOMMIT")
+    plain = async_engine(pg, driver)
+    pg.execute(f"INSERT INTO {pg.table} (id) VALUES (7)")
+    try:
+        async with shadowguard.shadow() as scope:
+            async with engine.connect() as c:
+                with pytest.raises(ShadowSideEffectBlocked, match="AUTOCOMMIT"):
+                    await c.execute(insert(core(pg.table)).values(id=1))
+            async with plain.connect() as c:
+                with pytest.raises(ShadowSideEffectBlocked):
+                    await c.execute(text(f"DROP TABLE {pg.table}"))
+            async with AsyncSession(plain) as s:
+                s.add(model(pg.table)(id=7))
+                with pytest.raises(sa_exc.IntegrityError):
+                    await s.commit()
+        assert scope.counts["db.commit"] == 1
+        assert isinstance(scope.suppressed[0].error, sa_exc.IntegrityError)
+        assert pg.count() == 1
+    finally:
+        await engine.dispose()
+        await plain.dispose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("guard")
+async def test_asyncpg_pooled_connection_keeps_no_session_state(pg: Backend) -> None:
+    engine = async_engine(pg, "asyncpg", pool_size=1, max_overflow=0)
+    try:
+        async with shadowguard.shadow(), engine.connect() as c:
+            c = await c.execution_options(isolation_level="AUTOCOMMIT")
+            pid = await c.scalar(text("SELECT pg_backend_pid()"))
+            await c.execute(text("SET statement_timeout = 4321"))
+            await c.execute(text("SELECT pg_advisory_lock(4243)"))
+            await c.execute(text("CREATE TEMP TABLE sg_tmp_async (i INTEGER)"))
+        async with engine.connect() as c:
+            assert (await c.scalar(text("SELECT pg_backend_pid()"))) == pid
+            assert (await c.scalar(text("SHOW statement_timeout"))) == "0"
+            assert (await c.scalar(text("SELECT to_regclass('pg_temp.sg_tmp_async')"))) is None
+            # the prepared-statement cache still works after the clean-up
+            for _ in range(3):
+                assert (await c.scalar(select(text("1")))) == 1
+        assert advisory_locks(pg, pid) == 0
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.asyncio
+async def test_async_objects_created_before_install_are_guarded(pg: Backend) -> None:
+    engine = async_engine(pg, "asyncpg")
+    session = AsyncSession(engine)
+    sg.install()
+    try:
+        async with shadowguard.shadow():
+            session.add(model(pg.table)(id=1))
+            await session.commit()
+            async with engine.begin() as c:
+                await c.execute(insert(core(pg.table)).values(id=2))
+        await session.close()
+        assert pg.count() == 0
+    finally:
+        sg.uninstall()
+        await engine.dispose()
