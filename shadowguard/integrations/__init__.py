@@ -33,6 +33,9 @@ class Integration:
 
 _KNOWN: tuple[Integration, ...] = (
     # One line per integration, in install order.
+    Integration(
+        "confluent_kafka", "shadowguard.integrations.confluent_kafka", "confluent_kafka", "kafka"
+    ),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 
