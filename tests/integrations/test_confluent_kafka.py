@@ -1,0 +1,458 @@
+"""confluent-kafka guard: shadow messages never reach the broker, primary ones all do.
+
+The oracle is the Tansu broker of the session (tests/peers/kafka.py): a consumer reads
+the topic from the beginning after the producer flushed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import confluent_kafka
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+import shadowguard
+from shadowguard import is_shadow, shadow
+from shadowguard.integrations import confluent_kafka as guard_module
+from tests.peers.kafka import KafkaBroker
+
+
+@pytest.fixture
+def installed() -> Iterator[None]:
+    guard_module.install()
+    try:
+        yield
+    finally:
+        guard_module.uninstall()
+
+
+@pytest.fixture
+def topic(kafka_broker: KafkaBroker) -> str:
+    return kafka_broker.create_topic()
+
+
+class Reports:
+    """Delivery callbacks: what each one saw, and whether it ran as shadow."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, KafkaError | None, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, error: KafkaError | None, message: Any) -> None:
+        with self.lock:
+            self.seen.append((is_shadow(), error, message))
+
+    def values(self, *, shadow_only: bool | None = None) -> list[bytes]:
+        return [m.value() for s, _, m in self.seen if shadow_only is None or s is shadow_only]
+
+
+def stored(broker: KafkaBroker, topic: str) -> list[bytes | None]:
+    return [m.value() for m in broker.messages(topic)]
+
+
+def produce_orders(producer: Any, topic: str, tag: str, callback: Reports) -> None:
+    """The application code under test: the same in shadow and in primary."""
+    for i in range(3):
+        producer.produce(
+            topic,
+            value=f"{tag}-{i}".encode(),
+            key=f"k{i}",
+            headers={"source": b"test"},
+            on_delivery=callback,
+        )
+    producer.flush(10)
+
+
+def test_install_swaps_classes_and_uninstall_restores() -> None:
+    originals = (confluent_kafka.Producer, confluent_kafka.SerializingProducer)
+    shadowguard.install("confluent_kafka")
+    try:
+        shadowguard.install("confluent_kafka")
+        assert confluent_kafka.Producer is guard_module.GuardedProducer
+        assert confluent_kafka.SerializingProducer is guard_module.GuardedSerializingProducer
+        from confluent_kafka import aio
+
+        assert aio.AIOProducer is guard_module.GuardedAIOProducer
+        assert aio.AsyncSerializingProducer is guard_module.GuardedAsyncSerializingProducer
+    finally:
+        shadowguard.uninstall()
+    assert (confluent_kafka.Producer, confluent_kafka.SerializingProducer) == originals
+    from confluent_kafka import aio
+
+    assert aio.AIOProducer.__module__.startswith("confluent_kafka")
+
+
+@pytest.mark.usefixtures("installed")
+def test_shadow_produce_reaches_no_broker_and_primary_does(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    """Shadow: callbacks once per message, as shadow, nothing stored. Primary: all stored."""
+    producer = confluent_kafka.Producer(kafka_broker.config())
+    assert isinstance(producer, confluent_kafka.cimpl.Producer)
+    reports = Reports()
+    with shadow("test") as scope:
+        produce_orders(producer, topic, "shadow", reports)
+        assert len(producer) == 0
+    assert [(s, e) for s, e, _ in reports.seen] == [(True, None)] * 3
+    message = reports.seen[0][2]
+    assert isinstance(message, confluent_kafka.Message)
+    assert (message.topic(), message.key(), message.value()) == (topic, b"k0", b"shadow-0")
+    assert message.timestamp()[0] == confluent_kafka.TIMESTAMP_CREATE_TIME
+    assert scope.counts["kafka.produce"] == 3
+    assert scope.suppressed[0].target == topic
+    assert scope.suppressed[0].detail["headers_bytes"] == len(b"source") + len(b"test") + 2
+
+    produce_orders(producer, topic, "primary", reports)
+    assert reports.values(shadow_only=False) == [b"primary-0", b"primary-1", b"primary-2"]
+    assert stored(kafka_broker, topic) == [b"primary-0", b"primary-1", b"primary-2"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_callbacks_wait_for_poll_and_len_counts_only_real_messages(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    producer = confluent_kafka.Producer(kafka_broker.config(**{"linger.ms": 1000}))
+    reports = Reports()
+    producer.produce(topic, b"primary", on_delivery=reports)
+    with shadow():
+        producer.produce(topic, b"shadow", on_delivery=reports)
+        assert reports.seen == []
+        assert len(producer) == 1
+    assert producer.poll(0) >= 1
+    assert reports.values(shadow_only=True) == [b"shadow"]
+    assert producer.flush(10) == 0
+    assert sorted(reports.values()) == [b"primary", b"shadow"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_primary_callbacks_served_from_a_shadow_poll_run_as_primary(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    producer = confluent_kafka.Producer(kafka_broker.config())
+    reports = Reports()
+    producer.produce(topic, b"primary", on_delivery=reports)
+    with shadow():
+        producer.produce(topic, b"shadow", on_delivery=reports)
+        assert producer.flush(10) == 0
+    assert sorted((v, s) for s, _, m in reports.seen for v in [m.value()]) == [
+        (b"primary", False),
+        (b"shadow", True),
+    ]
+    assert stored(kafka_broker, topic) == [b"primary"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_serializing_producer_runs_serializers_in_shadow(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    calls: list[tuple[str, Any, Any, bool]] = []
+
+    def to_json(obj: Any, ctx: Any) -> bytes:
+        calls.append((ctx.topic, ctx.field, ctx.headers, is_shadow()))
+        return json.dumps(obj, sort_keys=True).encode()
+
+    producer = confluent_kafka.SerializingProducer(
+        kafka_broker.config(**{"key.serializer": to_json, "value.serializer": to_json})
+    )
+    reports = Reports()
+
+    def place(order: int) -> None:
+        producer.produce(
+            topic,
+            key={"id": order},
+            value={"order": order},
+            headers=[("v", b"1")],
+            on_delivery=reports,
+        )
+        producer.flush(10)
+
+    with shadow():
+        place(1)
+        with pytest.raises(confluent_kafka.error.ValueSerializationError):
+            producer.produce(topic, value=object())
+    assert calls[:2] == [
+        (topic, "key", [("v", b"1")], True),
+        (topic, "value", [("v", b"1")], True),
+    ]
+    assert [(s, m.key(), m.value()) for s, _, m in reports.seen] == [
+        (True, b'{"id": 1}', b'{"order": 1}')
+    ]
+    place(2)
+    assert stored(kafka_broker, topic) == [b'{"order": 2}']
+
+
+@pytest.mark.usefixtures("installed")
+def test_produce_batch(kafka_broker: KafkaBroker, topic: str) -> None:
+    producer = confluent_kafka.Producer(kafka_broker.config())
+    batch_reports, own_reports = Reports(), Reports()
+
+    def send(tag: str) -> int:
+        messages = [
+            {"value": f"{tag}-a".encode()},
+            {"value": f"{tag}-b", "key": "k", "callback": own_reports},
+            {"value": b"x" * 2_000_000},
+        ]
+        queued = producer.produce_batch(topic, messages, on_delivery=batch_reports)
+        assert messages[2]["_error"].code() == KafkaError.MSG_SIZE_TOO_LARGE
+        assert "_error" not in messages[0]
+        producer.flush(10)
+        return queued
+
+    with shadow():
+        assert send("shadow") == 2
+    assert batch_reports.values(shadow_only=True) == [b"shadow-a"]
+    assert own_reports.values(shadow_only=True) == [b"shadow-b"]
+    assert send("primary") == 2
+    assert batch_reports.values(shadow_only=False) == [b"primary-a"]
+    assert stored(kafka_broker, topic) == [b"primary-a", b"primary-b"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_transactions_never_reach_the_broker(kafka_broker: KafkaBroker, topic: str) -> None:
+    """A shadow producer with the primary's transactional.id does not fence the primary."""
+    transactional_id = f"tx-{topic}"
+    config = kafka_broker.config(**{"transactional.id": transactional_id})
+    primary = confluent_kafka.Producer(config)
+    primary.init_transactions(10)
+    primary.begin_transaction()
+    primary.produce(topic, b"primary-open")
+
+    def transfer(producer: Any, tag: str) -> None:
+        producer.init_transactions(10)
+        producer.begin_transaction()
+        producer.produce(topic, f"{tag}-1".encode())
+        producer.produce(topic, f"{tag}-2".encode())
+        producer.commit_transaction(10)
+
+    shadow_producer = confluent_kafka.Producer(config)
+    with shadow() as scope:
+        transfer(shadow_producer, "shadow")
+        shadow_producer.abort_transaction(10)
+    assert [s.detail["operation"] for s in scope.suppressed] == [
+        "init_transactions",
+        "begin_transaction",
+        "produce",
+        "produce",
+        "commit_transaction",
+        "abort_transaction",
+    ]
+    assert scope.suppressed[0].target == transactional_id
+    primary.commit_transaction(10)  # raises if the shadow producer had fenced it
+    assert stored(kafka_broker, topic) == [b"primary-open"]
+
+    transfer(shadow_producer, "primary")  # the same code as primary fences the old producer
+    assert stored(kafka_broker, topic) == [b"primary-open", b"primary-1", b"primary-2"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_purge_in_shadow_keeps_primary_messages(kafka_broker: KafkaBroker, topic: str) -> None:
+    producer = confluent_kafka.Producer(kafka_broker.config(**{"linger.ms": 500}))
+    reports = Reports()
+    producer.produce(topic, b"primary", on_delivery=reports)
+    with shadow():
+        producer.produce(topic, b"shadow", on_delivery=reports)
+        producer.purge()
+    producer.flush(10)
+    errors = {m.value(): e for _, e, m in reports.seen}
+    assert errors[b"primary"] is None
+    assert errors[b"shadow"].code() == KafkaError._PURGE_QUEUE
+    assert stored(kafka_broker, topic) == [b"primary"]
+
+
+def invalid_calls(topic: str) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("too large", {"topic": topic, "value": b"x" * 965}),
+        (
+            "too large with headers",
+            {"topic": topic, "value": b"x" * 950, "headers": {"h": b"x" * 20}},
+        ),
+        ("topic not str", {"topic": 1, "value": b"x"}),
+        ("value int", {"topic": topic, "value": 3}),
+        ("value bytearray", {"topic": topic, "value": bytearray(b"x")}),
+        ("header value int", {"topic": topic, "headers": {"a": 1}}),
+        ("headers not a list", {"topic": topic, "headers": "a=b"}),
+        ("header not a pair", {"topic": topic, "headers": [("a",)]}),
+        ("partition str", {"topic": topic, "partition": "0"}),
+        ("unknown argument", {"topic": topic, "colour": "red"}),
+    ]
+
+
+@pytest.mark.usefixtures("installed")
+def test_invalid_messages_raise_alike_in_shadow_and_primary(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    producer = confluent_kafka.Producer(kafka_broker.config(**{"message.max.bytes": 1000}))
+    for label, kwargs in invalid_calls(topic):
+        with pytest.raises((TypeError, KafkaException)) as primary:
+            producer.produce(**kwargs)
+        with shadow() as scope, pytest.raises(type(primary.value)) as shadowed:
+            producer.produce(**kwargs)
+        assert scope.suppressed[0].error is shadowed.value, label
+        if isinstance(primary.value, KafkaException):
+            assert shadowed.value.args[0].code() == primary.value.args[0].code(), label
+    # The largest message that fits is accepted by both.
+    producer.produce(topic, b"x" * 964)
+    with shadow():
+        producer.produce(topic, b"x" * 964)
+    assert len(producer) == 1
+    producer.purge()
+
+
+@pytest.mark.usefixtures("installed")
+def test_bad_topic_fails_delivery_alike(kafka_broker: KafkaBroker) -> None:
+    producer = confluent_kafka.Producer(kafka_broker.config())
+    reports = Reports()
+    for name in ["bad topic!", "..", "x" * 250]:
+        producer.produce(name, b"x", on_delivery=reports)
+        producer.flush(10)
+        with shadow():
+            producer.produce(name, b"x", on_delivery=reports)
+            producer.flush(10)
+    codes = [(s, e.code() if e else None) for s, e, _ in reports.seen]
+    assert codes == [(False, KafkaError.TOPIC_EXCEPTION), (True, KafkaError.TOPIC_EXCEPTION)] * 3
+
+
+@pytest.mark.usefixtures("installed")
+def test_shared_producer_across_threads(kafka_broker: KafkaBroker, topic: str) -> None:
+    """Interleaved shadow and primary produces: every primary once, no shadow stored."""
+    producer = confluent_kafka.Producer(kafka_broker.config())
+    reports = Reports()
+    start = threading.Barrier(4)
+
+    def worker(n: int) -> None:
+        start.wait()
+        for i in range(25):
+            value = f"{n}-{i}".encode()
+            if (n + i) % 2:
+                with shadow():
+                    producer.produce(topic, b"shadow-" + value, on_delivery=reports)
+                    producer.poll(0)
+            else:
+                producer.produce(topic, b"primary-" + value, on_delivery=reports)
+                producer.poll(0)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert producer.flush(10) == 0
+    primaries = {
+        f"primary-{n}-{i}".encode() for n in range(4) for i in range(25) if not (n + i) % 2
+    }
+    shadows = {f"shadow-{n}-{i}".encode() for n in range(4) for i in range(25) if (n + i) % 2}
+    assert sorted(reports.values(shadow_only=False)) == sorted(primaries)
+    assert sorted(reports.values(shadow_only=True)) == sorted(shadows)
+    on_broker = stored(kafka_broker, topic)
+    assert sorted(v for v in on_broker if v is not None) == sorted(primaries)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_asyncio_producers(kafka_broker: KafkaBroker, topic: str) -> None:
+    from confluent_kafka.aio import AIOProducer, AsyncSerializingProducer
+
+    producer = AIOProducer(kafka_broker.config(), buffer_timeout=0.05)
+    serializing = await AsyncSerializingProducer(
+        kafka_broker.config(**{"value.serializer": lambda v, ctx: json.dumps(v).encode()}),
+        buffer_timeout=0.05,
+    )
+    try:
+
+        async def request(n: int, as_shadow: bool) -> Any:
+            if as_shadow:
+                async with shadow():
+                    return await request(n, False)
+            tag = "shadow" if is_shadow() else "primary"
+            plain = await producer.produce(topic, f"{tag}-{n}".encode())
+            typed = await serializing.produce(topic, value={tag: n})
+            return await plain, await typed
+
+        results = await asyncio.gather(*(request(n, n % 2 == 1) for n in range(10)))
+        await producer.flush()
+        await serializing.flush()
+        for n, (plain, typed) in enumerate(results):
+            tag = "shadow" if n % 2 else "primary"
+            assert plain.value() == f"{tag}-{n}".encode()
+            assert json.loads(typed.value()) == {tag: n}
+            assert (plain.offset() is None) is (tag == "shadow")
+        with shadow():
+            too_large = await producer.produce(topic, b"x" * 2_000_000)
+            with pytest.raises(KafkaException):
+                await too_large
+            assert await producer.init_transactions() is None
+    finally:
+        await producer.close()
+        await serializing.close()
+    expected = sorted(
+        [f"primary-{n}".encode() for n in range(0, 10, 2)]
+        + [json.dumps({"primary": n}).encode() for n in range(0, 10, 2)]
+    )
+    assert sorted(v for v in stored(kafka_broker, topic) if v is not None) == expected
+
+
+def test_guard_wraps_a_producer_created_before_install(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    raw = confluent_kafka.Producer(kafka_broker.config(**{"message.max.bytes": 2000}))
+    producer = guard_module.guard(raw, config={"message.max.bytes": 2000})
+    assert guard_module.guard(producer) is producer
+    assert isinstance(producer, confluent_kafka.Producer)
+    reports = Reports()
+    with producer as entered:
+        assert entered is producer
+        with shadow():
+            produce_orders(producer, topic, "shadow", reports)
+            with pytest.raises(KafkaException):
+                producer.produce(topic, b"x" * 2000)
+        produce_orders(producer, topic, "primary", reports)
+    assert reports.values(shadow_only=True) == [b"shadow-0", b"shadow-1", b"shadow-2"]
+    assert stored(kafka_broker, topic) == [b"primary-0", b"primary-1", b"primary-2"]
+
+
+def test_guard_wraps_a_serializing_producer(kafka_broker: KafkaBroker, topic: str) -> None:
+    seen: list[Any] = []
+
+    def upper(obj: Any, ctx: Any) -> bytes:
+        seen.append((ctx.field, is_shadow()))
+        return str(obj).upper().encode()
+
+    raw = confluent_kafka.SerializingProducer(kafka_broker.config(**{"value.serializer": upper}))
+    producer = guard_module.guard(raw)
+    assert isinstance(producer, confluent_kafka.SerializingProducer)
+    reports = Reports()
+    with shadow():
+        producer.produce(topic, value="shadow", on_delivery=reports)
+        producer.flush(10)
+    producer.produce(topic, value="primary")
+    producer.flush(10)
+    assert seen == [("value", True), ("value", False)]
+    assert reports.values() == [b"SHADOW"]
+    assert stored(kafka_broker, topic) == [b"PRIMARY"]
+
+
+@pytest.mark.asyncio
+async def test_guard_wraps_an_asyncio_producer(kafka_broker: KafkaBroker, topic: str) -> None:
+    from confluent_kafka.aio import AIOProducer
+
+    producer = guard_module.guard(AIOProducer(kafka_broker.config(), buffer_timeout=0.05))
+    assert isinstance(producer, AIOProducer)
+    try:
+        with shadow():
+            message = await (await producer.produce(topic, b"shadow"))
+            await producer.flush()
+        assert message.value() == b"shadow"
+        await (await producer.produce(topic, b"primary"))
+    finally:
+        await producer.close()
+    assert stored(kafka_broker, topic) == [b"primary"]
+
+
+def test_guard_rejects_other_objects() -> None:
+    with pytest.raises(TypeError, match="confluent_kafka producer"):
+        guard_module.guard(object())
