@@ -159,7 +159,8 @@ def _headers_size(headers: Any) -> int:
         )
     size = 0
     for key, value in items:
-        name = (key if isinstance(key, str) else str(key)).encode("utf-8")
+        # librdkafka takes header names as C strings: they end at the first NUL.
+        name = (key if isinstance(key, str) else str(key)).encode("utf-8").split(b"\0", 1)[0]
         if value is None:
             length = -1
         elif isinstance(value, bytes):

@@ -15,6 +15,8 @@ from typing import Any
 import confluent_kafka
 import pytest
 from confluent_kafka import KafkaError, KafkaException
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import shadowguard
 from shadowguard import is_shadow, shadow
@@ -456,3 +458,101 @@ async def test_guard_wraps_an_asyncio_producer(kafka_broker: KafkaBroker, topic:
 def test_guard_rejects_other_objects() -> None:
     with pytest.raises(TypeError, match="confluent_kafka producer"):
         guard_module.guard(object())
+
+
+payloads = st.one_of(
+    st.none(),
+    st.binary(max_size=8),
+    st.text(max_size=8),
+    st.integers(896, 1000).map(lambda n: b"x" * n),
+    st.integers(440, 500).map(lambda n: "é" * n),
+    st.integers(),
+    st.just(bytearray(b"x")),
+    st.floats(allow_nan=False),
+)
+header_values = st.one_of(st.none(), st.binary(max_size=80), st.text(max_size=80), st.integers())
+header_keys = st.one_of(st.text(max_size=70), st.integers(), st.binary(max_size=4))
+headers = st.one_of(
+    st.none(),
+    st.dictionaries(header_keys, header_values, max_size=3),
+    st.lists(st.tuples(header_keys, header_values), max_size=3),
+    st.lists(st.tuples(st.text(max_size=2)), max_size=2),
+    st.text(max_size=3),
+)
+
+
+def outcome(call: Any) -> Any:
+    try:
+        call()
+    except KafkaException as exc:
+        return ("KafkaException", exc.args[0].code())
+    except Exception as exc:
+        return type(exc).__name__
+    return "queued"
+
+
+@pytest.mark.usefixtures("installed")
+def test_validation_matches_the_client(kafka_broker: KafkaBroker, topic: str) -> None:
+    """For any message, shadow produce() accepts or raises exactly as the client does."""
+    producer = confluent_kafka.Producer(kafka_broker.config(**{"message.max.bytes": 1000}))
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(
+        value=payloads,
+        key=payloads,
+        headers=headers,
+        partition=st.sampled_from([-1, 0, "0", None]),
+    )
+    def check(value: Any, key: Any, headers: Any, partition: Any) -> None:
+        kwargs = {"value": value, "key": key, "headers": headers, "partition": partition}
+        primary = outcome(lambda: producer.produce(topic, **kwargs))
+        producer.purge()
+        with shadow():
+            shadowed = outcome(lambda: producer.produce(topic, **kwargs))
+        assert shadowed == primary
+
+    check()
+    producer.flush(10)
+
+
+valid_payloads = st.one_of(st.none(), st.binary(max_size=300), st.text(max_size=150))
+valid_headers = st.one_of(
+    st.none(),
+    st.dictionaries(st.one_of(st.text(max_size=150), st.integers()), valid_payloads, max_size=3),
+    st.lists(st.tuples(st.text(max_size=150), valid_payloads), max_size=3),
+)
+
+
+@pytest.mark.usefixtures("installed")
+def test_size_limit_matches_the_client_at_the_boundary(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    """The largest value the client accepts is accepted in shadow, one byte more is not."""
+    producer = confluent_kafka.Producer(kafka_broker.config(**{"message.max.bytes": 2000}))
+
+    def accepts(size: int, key: Any, headers: Any) -> bool:
+        try:
+            producer.produce(topic, b"v" * size, key=key, headers=headers)
+        except KafkaException:
+            return False
+        finally:
+            producer.purge()
+        return True
+
+    @settings(max_examples=60, deadline=None, database=None)
+    @given(key=valid_payloads, headers=valid_headers)
+    def check(key: Any, headers: Any) -> None:
+        low, high = 0, 2000  # the client accepts `low` bytes and refuses more than `high`
+        if not accepts(low, key, headers):
+            high = -1
+        while low < high:
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if accepts(middle, key, headers) else (low, middle - 1)
+        with shadow():
+            if high >= 0:
+                producer.produce(topic, b"v" * high, key=key, headers=headers)
+            with pytest.raises(KafkaException):
+                producer.produce(topic, b"v" * (high + 1), key=key, headers=headers)
+
+    check()
+    assert producer.flush(10) == 0  # only purged primary attempts were ever queued
