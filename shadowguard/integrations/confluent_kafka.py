@@ -159,14 +159,14 @@ def _headers_size(headers: Any) -> int:
         )
     size = 0
     for key, value in items:
-        # librdkafka takes header names as C strings: they end at the first NUL.
+        # librdkafka takes names and str values as C strings: they end at the first NUL.
         name = (key if isinstance(key, str) else str(key)).encode("utf-8").split(b"\0", 1)[0]
         if value is None:
             length = -1
         elif isinstance(value, bytes):
             length = len(value)
         elif isinstance(value, str):
-            length = len(value.encode("utf-8"))
+            length = len(value.encode("utf-8").split(b"\0", 1)[0])
         else:
             raise TypeError(
                 "expected header value to be None, binary, or unicode string, "
