@@ -23,6 +23,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 import wrapt
@@ -42,6 +43,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("confluent_kafka", "kafka") from exc
 
+_aio: ModuleType | None
 try:
     from confluent_kafka import aio as _aio
 except ImportError:  # confluent-kafka before the asyncio producers
@@ -372,7 +374,7 @@ _TRANSACTIONAL = (
 )
 
 
-class GuardedProducer(cimpl.Producer):  # type: ignore[misc]
+class GuardedProducer(cimpl.Producer):
     """``confluent_kafka.Producer`` that sends nothing in shadow (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -381,34 +383,34 @@ class GuardedProducer(cimpl.Producer):  # type: ignore[misc]
 
     def produce(self, *args: Any, **kwargs: Any) -> None:
         if _get_scope() is None and not _state._process_shadow:
-            return _produce(self, *args, **kwargs)  # type: ignore[no-any-return]
+            return _produce(self, *args, **kwargs)
         _shadow_produce(self._sg_outbox, args, kwargs)
         return None
 
     def produce_batch(self, *args: Any, **kwargs: Any) -> int:
         if _get_scope() is None and not _state._process_shadow:
-            return _produce_batch(self, *args, **kwargs)  # type: ignore[no-any-return]
+            return _produce_batch(self, *args, **kwargs)
         return _shadow_produce_batch(self._sg_outbox, args, kwargs)
 
     def poll(self, timeout: float = -1) -> int:
         outbox = self._sg_outbox
         if not outbox.reports and _get_scope() is None:
-            return _poll(self, timeout)  # type: ignore[no-any-return]
+            return _poll(self, timeout)
         served = outbox.serve()
         with _PrimaryScope():
-            return served + _poll(self, 0 if served else timeout)  # type: ignore[no-any-return]
+            return served + _poll(self, 0 if served else timeout)
 
     def flush(self, timeout: float = -1) -> int:
         outbox = self._sg_outbox
         if not outbox.reports and _get_scope() is None:
-            return _flush(self, timeout)  # type: ignore[no-any-return]
+            return _flush(self, timeout)
         outbox.serve()
         with _PrimaryScope():
-            return _flush(self, timeout)  # type: ignore[no-any-return]
+            return _flush(self, timeout)
 
     def purge(self, in_queue: bool = True, *args: Any, **kwargs: Any) -> None:
         if _get_scope() is None and not _state._process_shadow:
-            return super().purge(in_queue, *args, **kwargs)  # type: ignore[no-any-return]
+            return super().purge(in_queue, *args, **kwargs)
         if in_queue:
             self._sg_outbox.purge()
         return None
@@ -416,7 +418,7 @@ class GuardedProducer(cimpl.Producer):  # type: ignore[misc]
     def close(self) -> bool:
         self._sg_outbox.serve()
         with _PrimaryScope():
-            return super().close()  # type: ignore[no-any-return]
+            return super().close()
 
     def __exit__(self, *exc_info: Any) -> Any:
         self._sg_outbox.serve()
@@ -445,7 +447,7 @@ class GuardedProducer(cimpl.Producer):  # type: ignore[misc]
         return None
 
 
-class GuardedSerializingProducer(_SerializingProducer, GuardedProducer):  # type: ignore[misc]
+class GuardedSerializingProducer(_SerializingProducer, GuardedProducer):
     """``confluent_kafka.SerializingProducer`` that serializes but sends nothing in shadow.
 
     The library's own ``produce()`` runs the serializers with its own
@@ -642,7 +644,7 @@ async def _run_async(steps: Any) -> Any:
         return done.value
 
 
-class _ProducerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class _ProducerProxy(wrapt.ObjectProxy[Any]):
     """``guard(producer)`` for a ``Producer`` or ``SerializingProducer`` instance."""
 
     def __init__(self, wrapped: Any, outbox: _Outbox) -> None:
@@ -745,13 +747,13 @@ class _ProducerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         return None
 
 
-class _AIOProducerProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+class _AIOProducerProxy(wrapt.ObjectProxy[Any]):
     """``guard(producer)`` for an ``AIOProducer`` or ``AsyncSerializingProducer`` instance."""
 
     def __init__(self, wrapped: Any, outbox: _Outbox) -> None:
         super().__init__(wrapped)
         self._self_outbox = outbox
-        self._self_serializing = isinstance(wrapped, _aio.AsyncSerializingProducer)  # type: ignore[union-attr]
+        self._self_serializing = isinstance(wrapped, _AsyncSerializingProducer)
 
     async def produce(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         wrapped = self.__wrapped__

@@ -10,7 +10,8 @@ import asyncio
 import json
 import threading
 from collections.abc import Iterator
-from typing import Any
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import confluent_kafka
 import pytest
@@ -194,7 +195,7 @@ def test_produce_batch(kafka_broker: KafkaBroker, topic: str) -> None:
     batch_reports, own_reports = Reports(), Reports()
 
     def send(tag: str) -> int:
-        messages = [
+        messages: list[dict[str, Any]] = [
             {"value": f"{tag}-a".encode()},
             {"value": f"{tag}-b", "key": "k", "callback": own_reports},
             {"value": b"x" * 2_000_000},
@@ -262,7 +263,9 @@ def test_purge_in_shadow_keeps_primary_messages(kafka_broker: KafkaBroker, topic
     producer.flush(10)
     errors = {m.value(): e for _, e, m in reports.seen}
     assert errors[b"primary"] is None
-    assert errors[b"shadow"].code() == KafkaError._PURGE_QUEUE
+    purged = errors[b"shadow"]
+    assert purged is not None
+    assert purged.code() == KafkaError._PURGE_QUEUE
     assert stored(kafka_broker, topic) == [b"primary"]
 
 
@@ -320,38 +323,56 @@ def test_bad_topic_fails_delivery_alike(kafka_broker: KafkaBroker) -> None:
 
 
 @pytest.mark.usefixtures("installed")
-def test_shared_producer_across_threads(kafka_broker: KafkaBroker, topic: str) -> None:
+def test_shared_producer_across_threads_and_tasks(kafka_broker: KafkaBroker, topic: str) -> None:
     """Interleaved shadow and primary produces: every primary once, no shadow stored."""
     producer = confluent_kafka.Producer(kafka_broker.config())
     reports = Reports()
-    start = threading.Barrier(4)
+    start = threading.Barrier(5)
 
-    def worker(n: int) -> None:
+    def send(value: bytes) -> None:
+        tag = b"shadow-" if is_shadow() else b"primary-"
+        producer.produce(topic, tag + value, on_delivery=reports)
+
+    def thread_worker(n: int) -> None:
         start.wait()
         for i in range(25):
-            value = f"{n}-{i}".encode()
             if (n + i) % 2:
                 with shadow():
-                    producer.produce(topic, b"shadow-" + value, on_delivery=reports)
+                    send(f"{n}-{i}".encode())
                     producer.poll(0)
             else:
-                producer.produce(topic, b"primary-" + value, on_delivery=reports)
+                send(f"{n}-{i}".encode())
                 producer.poll(0)
 
-    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    async def task(i: int) -> None:
+        if i % 2:
+            async with shadow():
+                await asyncio.sleep(0)
+                send(f"4-{i}".encode())
+                await asyncio.sleep(0)
+                producer.poll(0)
+        else:
+            await asyncio.sleep(0)
+            send(f"4-{i}".encode())
+            producer.poll(0)
+
+    async def tasks() -> None:
+        start.wait()
+        await asyncio.gather(*(task(i) for i in range(25)))
+
+    threads = [threading.Thread(target=thread_worker, args=(n,)) for n in range(4)]
+    threads.append(threading.Thread(target=asyncio.run, args=(tasks(),)))
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     assert producer.flush(10) == 0
-    primaries = {
-        f"primary-{n}-{i}".encode() for n in range(4) for i in range(25) if not (n + i) % 2
-    }
-    shadows = {f"shadow-{n}-{i}".encode() for n in range(4) for i in range(25) if (n + i) % 2}
-    assert sorted(reports.values(shadow_only=False)) == sorted(primaries)
-    assert sorted(reports.values(shadow_only=True)) == sorted(shadows)
-    on_broker = stored(kafka_broker, topic)
-    assert sorted(v for v in on_broker if v is not None) == sorted(primaries)
+    sent = [(f"{n}-{i}", (n + i) % 2 == 1) for n in range(5) for i in range(25)]
+    primaries = sorted(f"primary-{v}".encode() for v, as_shadow in sent if not as_shadow)
+    shadows = sorted(f"shadow-{v}".encode() for v, as_shadow in sent if as_shadow)
+    assert sorted(reports.values(shadow_only=False)) == primaries
+    assert sorted(reports.values(shadow_only=True)) == shadows
+    assert sorted(v for v in stored(kafka_broker, topic) if v is not None) == primaries
 
 
 @pytest.mark.asyncio
@@ -565,3 +586,96 @@ def test_size_limit_matches_the_client_at_the_boundary(
 
     check()
     assert producer.flush(10) == 0  # only purged primary attempts were ever queued
+
+
+class FakeSchemaRegistry(BaseHTTPRequestHandler):
+    """The two Schema Registry calls a serializer makes: register and look up."""
+
+    schemas: ClassVar[dict[str, str]] = {}
+    requests: ClassVar[list[tuple[str, str]]] = []
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        path = self.path.split("?")[0]
+        subject = path.split("/")[2]
+        self.requests.append(("register" if path.endswith("/versions") else "lookup", subject))
+        if path.endswith("/versions"):
+            self.schemas[subject] = body["schema"]
+            self._reply(200, {"id": 7})
+        elif self.schemas.get(subject) == body["schema"]:
+            self._reply(200, {"subject": subject, "id": 7, "version": 1, "schema": body["schema"]})
+        else:
+            self._reply(404, {"error_code": 40403, "message": "Schema not found"})
+
+    def do_GET(self) -> None:  # subject-name associations: a read, not recorded
+        self._reply(404, {"error_code": 40401, "message": "Not found"})
+
+    def _reply(self, status: int, payload: dict[str, Any]) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def schema_registry() -> Iterator[str]:
+    FakeSchemaRegistry.schemas.clear()
+    FakeSchemaRegistry.requests.clear()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeSchemaRegistry)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.usefixtures("installed")
+def test_schema_registry_serializer_never_registers_in_shadow(
+    kafka_broker: KafkaBroker, topic: str, schema_registry: str
+) -> None:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+
+    schema = json.dumps({"type": "object", "properties": {"n": {"type": "integer"}}})
+
+    def make_producer() -> Any:
+        client = SchemaRegistryClient({"url": schema_registry})
+        serializer = JSONSerializer(schema, client, conf={"auto.register.schemas": True})
+        return confluent_kafka.SerializingProducer(
+            kafka_broker.config(**{"value.serializer": serializer})
+        )
+
+    reports = Reports()
+    with shadow() as scope:
+        with pytest.raises(confluent_kafka.error.ValueSerializationError) as failed:
+            make_producer().produce(topic, value={"n": 1})
+        blocked = failed.value.__context__
+        assert isinstance(blocked, shadowguard.ShadowSideEffectBlocked)
+        assert "auto.register.schemas" in str(blocked)
+    assert FakeSchemaRegistry.requests == [("lookup", f"{topic}-value")]
+    assert scope.counts["call"] == 1
+
+    primary = make_producer()
+    primary.produce(topic, value={"n": 2})
+    primary.flush(10)
+    assert FakeSchemaRegistry.requests[1:] == [("register", f"{topic}-value")]
+
+    with shadow():
+        producer = make_producer()
+        producer.produce(topic, value={"n": 3}, on_delivery=reports)
+        with pytest.raises(confluent_kafka.error.ValueSerializationError):
+            producer.produce(topic, value={"n": "not an integer"})
+        producer.flush(10)
+    assert FakeSchemaRegistry.requests[2:] == [("lookup", f"{topic}-value")]
+    (stored_message,) = kafka_broker.messages(topic)
+    (_, _, shadow_message) = reports.seen[0]
+    # Same framing (magic byte and schema id) as the primary message on the broker.
+    assert shadow_message.value()[:5] == stored_message.value()[:5]
+    assert json.loads(shadow_message.value()[5:]) == {"n": 3}

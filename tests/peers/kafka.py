@@ -57,7 +57,8 @@ class KafkaBroker:
 
     def create_topic(self, prefix: str = "sg", partitions: int = 1) -> str:
         """Create a fresh topic and return its name."""
-        from confluent_kafka.admin import AdminClient, NewTopic
+        from confluent_kafka.admin import AdminClient
+        from confluent_kafka.cimpl import NewTopic
 
         name = f"{prefix}-{uuid.uuid4().hex[:10]}"
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
