@@ -361,10 +361,12 @@ class _PrimaryScope:
 
 # --- the subclasses install() swaps in ------------------------------------------------
 
-_produce = cimpl.Producer.produce
-_produce_batch = cimpl.Producer.produce_batch
-_poll = cimpl.Producer.poll
-_flush = cimpl.Producer.flush
+_produce: Callable[..., None] = cimpl.Producer.produce
+_produce_batch: Callable[..., int] = cimpl.Producer.produce_batch
+_poll: Callable[..., int] = cimpl.Producer.poll
+_flush: Callable[..., int] = cimpl.Producer.flush
+_purge: Callable[..., None] = cimpl.Producer.purge
+_serializing_produce: Callable[..., None] = _SerializingProducer.produce
 _TRANSACTIONAL = (
     "init_transactions",
     "begin_transaction",
@@ -374,18 +376,35 @@ _TRANSACTIONAL = (
 )
 
 
-class GuardedProducer(cimpl.Producer):
-    """``confluent_kafka.Producer`` that sends nothing in shadow (see the module doc)."""
+class _Swapped(type):
+    """``isinstance``/``issubclass`` against a swapped-in class answer for the original.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self._sg_outbox = _outbox_from_args(args, kwargs)
-        super().__init__(*args, **kwargs)
+    After ``install()``, ``isinstance(p, confluent_kafka.Producer)`` stays true for a
+    producer created before it, as it was.
+    """
 
-    def produce(self, *args: Any, **kwargs: Any) -> None:
-        if _get_scope() is None and not _state._process_shadow:
-            return _produce(self, *args, **kwargs)
-        _shadow_produce(self._sg_outbox, args, kwargs)
-        return None
+    def __instancecheck__(cls, obj: Any) -> bool:
+        original = cls.__dict__.get("_sg_original")
+        if original is None:
+            return super().__instancecheck__(obj)
+        return isinstance(obj, original)
+
+    def __subclasscheck__(cls, sub: type) -> bool:
+        original = cls.__dict__.get("_sg_original")
+        if original is None:
+            return super().__subclasscheck__(sub)
+        return issubclass(sub, original)
+
+
+def _is_guarded(producer: Any) -> bool:
+    return getattr(type(producer), "_sg_guarded", False) is True
+
+
+class _SyncGuard:
+    """Everything but ``produce()`` of a guarded synchronous producer."""
+
+    _sg_guarded = True
+    _sg_outbox: _Outbox
 
     def produce_batch(self, *args: Any, **kwargs: Any) -> int:
         if _get_scope() is None and not _state._process_shadow:
@@ -410,7 +429,7 @@ class GuardedProducer(cimpl.Producer):
 
     def purge(self, in_queue: bool = True, *args: Any, **kwargs: Any) -> None:
         if _get_scope() is None and not _state._process_shadow:
-            return super().purge(in_queue, *args, **kwargs)
+            return _purge(self, in_queue, *args, **kwargs)
         if in_queue:
             self._sg_outbox.purge()
         return None
@@ -418,12 +437,12 @@ class GuardedProducer(cimpl.Producer):
     def close(self) -> bool:
         self._sg_outbox.serve()
         with _PrimaryScope():
-            return super().close()
+            return super().close()  # type: ignore[misc,no-any-return]
 
     def __exit__(self, *exc_info: Any) -> Any:
         self._sg_outbox.serve()
         with _PrimaryScope():
-            return super().__exit__(*exc_info)
+            return super().__exit__(*exc_info)  # type: ignore[misc]
 
     def init_transactions(self, *args: Any, **kwargs: Any) -> None:
         return self._sg_transaction("init_transactions", args, kwargs)
@@ -447,12 +466,36 @@ class GuardedProducer(cimpl.Producer):
         return None
 
 
-class GuardedSerializingProducer(_SerializingProducer, GuardedProducer):
-    """``confluent_kafka.SerializingProducer`` that serializes but sends nothing in shadow.
+class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=_Swapped):
+    """``confluent_kafka.Producer`` that sends nothing in shadow (see the module doc)."""
 
-    The library's own ``produce()`` runs the serializers with its own
-    ``SerializationContext``, then reaches ``GuardedProducer.produce``.
-    """
+    _sg_original = cimpl.Producer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._sg_outbox = _outbox_from_args(args, kwargs)
+        super().__init__(*args, **kwargs)
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        if _get_scope() is None and not _state._process_shadow:
+            return _produce(self, *args, **kwargs)
+        _shadow_produce(self._sg_outbox, args, kwargs)
+        return None
+
+
+class GuardedSerializingProducer(_SyncGuard, _SerializingProducer, metaclass=_Swapped):
+    """``confluent_kafka.SerializingProducer`` that serializes but sends nothing in shadow."""
+
+    _sg_original = _SerializingProducer
+
+    def __init__(self, conf: dict[str, Any]) -> None:
+        self._sg_outbox = _Outbox(conf)
+        super().__init__(conf)
+
+    def produce(self, *args: Any, **kwargs: Any) -> None:
+        if _get_scope() is None and not _state._process_shadow:
+            return _serializing_produce(self, *args, **kwargs)
+        _shadow_serializing_produce(self, self._sg_outbox, args, kwargs)
+        return None
 
 
 # --- asyncio producers -----------------------------------------------------------------
@@ -516,6 +559,7 @@ def _aio_outbox(producer: Any) -> _Outbox:
 class _AIOGuard:
     """The methods a guarded asyncio producer overrides; ``_sg_real`` is the class guarded."""
 
+    _sg_guarded = True
     _sg_real: Any
 
     async def produce(
@@ -570,7 +614,7 @@ if _aio is not None:
     _AIOProducer: Any = _aio.AIOProducer
     _AsyncSerializingProducer: Any = _aio.AsyncSerializingProducer
 
-    class GuardedAIOProducer(_AIOGuard, _AIOProducer):  # type: ignore[misc]
+    class GuardedAIOProducer(_AIOGuard, _AIOProducer, metaclass=_Swapped):  # type: ignore[misc]
         """``confluent_kafka.aio.AIOProducer`` that sends nothing in shadow.
 
         In shadow, ``produce()`` returns a future already settled with the synthetic
@@ -578,9 +622,12 @@ if _aio is not None:
         """
 
         _sg_real = _AIOProducer
+        _sg_original = _AIOProducer
 
     class GuardedAsyncSerializingProducer(_AsyncSerializingProducer, GuardedAIOProducer):  # type: ignore[misc]
         """``confluent_kafka.aio.AsyncSerializingProducer``: serializes, sends nothing in shadow."""
+
+        _sg_original = _AsyncSerializingProducer
 
 else:  # pragma: no cover - confluent-kafka without confluent_kafka.aio
     GuardedAIOProducer = None  # type: ignore[assignment,misc]
@@ -644,6 +691,24 @@ async def _run_async(steps: Any) -> Any:
         return done.value
 
 
+def _shadow_serializing_produce(
+    producer: Any, outbox: _Outbox, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    """``SerializingProducer.produce`` in shadow: serialize as the library does, send nothing."""
+    try:
+        topic, key, value, partition, callback, stamp, headers = _serializing_args(*args, **kwargs)
+        closed = getattr(producer, "_closed", False)
+        key, value = _run_sync(_serialize(producer, topic, key, value, headers, closed))
+    except Exception as exc:
+        _suppress(str(args[0] if args else kwargs.get("topic", "?")), {"operation": "produce"}, exc)
+        raise
+    _shadow_produce(
+        outbox,
+        (topic, value, key),
+        {"partition": partition, "on_delivery": callback, "timestamp": stamp, "headers": headers},
+    )
+
+
 class _ProducerProxy(wrapt.ObjectProxy[Any]):
     """``guard(producer)`` for a ``Producer`` or ``SerializingProducer`` instance."""
 
@@ -656,30 +721,8 @@ class _ProducerProxy(wrapt.ObjectProxy[Any]):
         if _get_scope() is None and not _state._process_shadow:
             return self.__wrapped__.produce(*args, **kwargs)  # type: ignore[no-any-return]
         if self._self_serializing:
-            try:
-                topic, key, value, partition, callback, stamp, headers = _serializing_args(
-                    *args, **kwargs
-                )
-                closed = getattr(self.__wrapped__, "_closed", False)
-                key, value = _run_sync(
-                    _serialize(self.__wrapped__, topic, key, value, headers, closed)
-                )
-            except Exception as exc:
-                _suppress(
-                    str(args[0] if args else kwargs.get("topic", "?")),
-                    {"operation": "produce"},
-                    exc,
-                )
-                raise
-            args, kwargs = (
-                (topic, value, key),
-                {
-                    "partition": partition,
-                    "on_delivery": callback,
-                    "timestamp": stamp,
-                    "headers": headers,
-                },
-            )
+            _shadow_serializing_produce(self.__wrapped__, self._self_outbox, args, kwargs)
+            return None
         _shadow_produce(self._self_outbox, args, kwargs)
         return None
 
@@ -834,9 +877,7 @@ def guard(producer: Any, *, config: Mapping[str, Any] | None = None) -> Any:
     expose them); without it the client defaults apply. A producer that is already
     guarded is returned unchanged.
     """
-    if isinstance(producer, (GuardedProducer, _ProducerProxy, _AIOProducerProxy)):
-        return producer
-    if GuardedAIOProducer is not None and isinstance(producer, GuardedAIOProducer):
+    if _is_guarded(producer) or isinstance(producer, (_ProducerProxy, _AIOProducerProxy)):
         return producer
     if isinstance(producer, cimpl.Producer):
         return _ProducerProxy(producer, _Outbox(config))

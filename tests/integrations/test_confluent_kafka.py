@@ -85,6 +85,32 @@ def test_install_swaps_classes_and_uninstall_restores() -> None:
     finally:
         shadowguard.uninstall()
     assert (confluent_kafka.Producer, confluent_kafka.SerializingProducer) == originals
+
+
+def test_isinstance_keeps_working_for_producers_created_before_install() -> None:
+    from confluent_kafka.aio import AIOProducer
+
+    raw = confluent_kafka.Producer({"bootstrap.servers": "127.0.0.1:9"})
+    raw_sp = confluent_kafka.SerializingProducer({"bootstrap.servers": "127.0.0.1:9"})
+    with_install = guard_module.GuardedSerializingProducer({"bootstrap.servers": "127.0.0.1:9"})
+    shadowguard.install("confluent_kafka")
+    try:
+        assert isinstance(raw, confluent_kafka.Producer)
+        assert isinstance(raw_sp, confluent_kafka.Producer)
+        assert isinstance(raw_sp, confluent_kafka.SerializingProducer)
+        assert not isinstance(raw, confluent_kafka.SerializingProducer)
+        assert isinstance(with_install, confluent_kafka.cimpl.Producer)
+        assert issubclass(confluent_kafka.cimpl.Producer, confluent_kafka.Producer)
+        assert issubclass(guard_module.GuardedAIOProducer, AIOProducer)
+
+        class Custom(confluent_kafka.Producer):
+            pass
+
+        assert not isinstance(raw, Custom)
+        assert guard_module.guard(raw) is not raw
+        assert guard_module.guard(with_install) is with_install
+    finally:
+        shadowguard.uninstall()
     from confluent_kafka import aio
 
     assert aio.AIOProducer.__module__.startswith("confluent_kafka")
