@@ -705,3 +705,27 @@ def test_schema_registry_serializer_never_registers_in_shadow(
     # Same framing (magic byte and schema id) as the primary message on the broker.
     assert shadow_message.value()[:5] == stored_message.value()[:5]
     assert json.loads(shadow_message.value()[5:]) == {"n": 3}
+
+
+@pytest.mark.usefixtures("installed")
+def test_shadow_mode_process_without_a_scope(kafka_broker: KafkaBroker, topic: str) -> None:
+    """SHADOW_MODE=true: no scope anywhere, still nothing reaches the broker."""
+    reports = Reports()
+    shadowguard.configure(mode="shadow")
+    try:
+        assert shadowguard.current_scope() is None
+        producer = confluent_kafka.Producer(
+            kafka_broker.config(**{"transactional.id": f"tx-{topic}"})
+        )
+        producer.init_transactions(10)
+        producer.begin_transaction()
+        producer.produce(topic, b"shadow", on_delivery=reports)
+        producer.commit_transaction(10)
+        assert producer.flush(10) == 0
+    finally:
+        shadowguard._config.reset()
+    assert reports.values(shadow_only=True) == [b"shadow"]
+    primary = confluent_kafka.Producer(kafka_broker.config())
+    primary.produce(topic, b"primary")
+    primary.flush(10)
+    assert stored(kafka_broker, topic) == [b"primary"]
