@@ -79,7 +79,10 @@ class _Outbox:
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         settings = {str(k).replace("_", "."): v for k, v in (config or {}).items()}
-        self.max_bytes = int(settings.get("message.max.bytes", _DEFAULT_MAX_BYTES))
+        try:
+            self.max_bytes = int(settings.get("message.max.bytes", _DEFAULT_MAX_BYTES))
+        except (TypeError, ValueError):  # the client itself rejects it, with its own error
+            self.max_bytes = _DEFAULT_MAX_BYTES
         callback = settings.get("on.delivery")
         self.default_callback: Callable[..., Any] | None = callback if callable(callback) else None
         self.only_errors = str(settings.get("delivery.report.only.error", "false")).lower() in {
