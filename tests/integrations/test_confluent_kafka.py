@@ -729,3 +729,47 @@ def test_shadow_mode_process_without_a_scope(kafka_broker: KafkaBroker, topic: s
     primary.produce(topic, b"primary")
     primary.flush(10)
     assert stored(kafka_broker, topic) == [b"primary"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_configured_delivery_callback_and_only_errors(kafka_broker: KafkaBroker) -> None:
+    reports, errors_only = Reports(), Reports()
+    producer = confluent_kafka.Producer(kafka_broker.config(on_delivery=reports))
+    quiet = confluent_kafka.Producer(
+        kafka_broker.config(**{"on_delivery": errors_only, "delivery.report.only.error": True})
+    )
+    with shadow():
+        producer.produce("orders", b"1")
+        quiet.produce("orders", b"2")
+        quiet.produce("bad topic", b"3")
+        producer.flush(10)
+        quiet.flush(10)
+    assert reports.values(shadow_only=True) == [b"1"]
+    assert [(m.value(), e is not None) for _, e, m in errors_only.seen] == [(b"3", True)]
+
+
+@pytest.mark.usefixtures("installed", "span_exporter")
+def test_span_is_tagged(kafka_broker: KafkaBroker, span_exporter: Any) -> None:
+    from opentelemetry import trace
+
+    producer = confluent_kafka.Producer(kafka_broker.config())
+    with trace.get_tracer("test").start_as_current_span("request"), shadow():
+        producer.produce("orders", b"1")
+    (span,) = span_exporter.get_finished_spans()
+    assert span.attributes["messaging.publish_suppressed"] is True
+    assert span.events[0].attributes["target"] == "orders"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_asyncio_producer_rejects_headers_alike(kafka_broker: KafkaBroker) -> None:
+    from confluent_kafka.aio import AIOProducer
+
+    producer = AIOProducer(kafka_broker.config(), buffer_timeout=0)
+    try:
+        with pytest.raises(NotImplementedError):
+            await producer.produce("orders", b"x", headers={"a": b"b"})
+        with shadow(), pytest.raises(NotImplementedError):
+            await producer.produce("orders", b"x", headers={"a": b"b"})
+    finally:
+        await producer.close()
