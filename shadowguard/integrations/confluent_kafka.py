@@ -64,6 +64,8 @@ _get_scope = _context._current.get
 _state = _context  # _process_shadow is read at call time: configure() may change it
 
 _DEFAULT_MAX_BYTES = 1_000_000
+_NO_TIMESTAMP = 0  # compared by identity: 0.0 or False must reach the client as given
+_OMITTED: Any = object()
 # librdkafka's RD_KAFKAP_MESSAGE_V2_MAX_OVERHEAD: a message is refused locally when this
 # plus key, value and serialized headers exceed message.max.bytes.
 _MESSAGE_OVERHEAD = 36
@@ -197,11 +199,23 @@ def _produce_args(
     key: Any = None,
     partition: int = -1,
     callback: Callable[..., Any] | None = None,
+    *args: Any,
     on_delivery: Callable[..., Any] | None = None,
     timestamp: int = 0,
     headers: Any = None,
+    **kwargs: Any,
 ) -> tuple[str, Any, Any, int, Callable[..., Any] | None, int, Any]:
-    """``Producer.produce``'s signature: the same TypeErrors for the same calls."""
+    """``Producer.produce``'s arguments as the client reads them, with its TypeErrors."""
+    if kwargs:
+        raise TypeError(f"'{next(iter(kwargs))}' is an invalid keyword argument for this function")
+    if len(args) > 3:
+        raise TypeError(f"function takes at most 8 arguments ({5 + len(args)} given)")
+    # Positions 6 to 8 are on_delivery, timestamp and headers; the client ignores a
+    # callback given as the sixth positional argument, and so does the shadow path.
+    if len(args) >= 2:
+        timestamp = args[1]
+    if len(args) == 3:
+        headers = args[2]
     return topic, value, key, partition, callback or on_delivery, timestamp, headers
 
 
@@ -478,10 +492,60 @@ class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=_Swapped):
         self._sg_outbox = _outbox_from_args(args, kwargs)
         super().__init__(*args, **kwargs)
 
-    def produce(self, *args: Any, **kwargs: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        value: Any = None,
+        key: Any = None,
+        partition: int = -1,
+        callback: Any = _OMITTED,
+        *args: Any,
+        on_delivery: Callable[..., Any] | None = None,
+        timestamp: int = 0,
+        headers: Any = None,
+        **kwargs: Any,
+    ) -> None:
         if _get_scope() is None and not _state._process_shadow:
-            return _produce(self, *args, **kwargs)
-        _shadow_produce(self._sg_outbox, args, kwargs)
+            # Named parameters, not *args/**kwargs, on the hot path: forwarding a packed
+            # call costs more than the whole guard. An omitted callback is not passed on:
+            # the client ignores on_delivery when callback is given, even as None.
+            if args or kwargs:
+                if on_delivery is not None:
+                    kwargs["on_delivery"] = on_delivery
+                if timestamp is not _NO_TIMESTAMP:
+                    kwargs["timestamp"] = timestamp
+                if headers is not None:
+                    kwargs["headers"] = headers
+                if callback is _OMITTED:  # then args is empty too
+                    return _produce(self, topic, value, key, partition, **kwargs)
+                return _produce(self, topic, value, key, partition, callback, *args, **kwargs)
+            if callback is _OMITTED:
+                if on_delivery is None and timestamp is _NO_TIMESTAMP and headers is None:
+                    return _produce(self, topic, value, key, partition)
+                return _produce(
+                    self,
+                    topic,
+                    value,
+                    key,
+                    partition,
+                    on_delivery=on_delivery,
+                    timestamp=timestamp,
+                    headers=headers,
+                )
+            return _produce(
+                self,
+                topic,
+                value,
+                key,
+                partition,
+                callback,
+                on_delivery=on_delivery,
+                timestamp=timestamp,
+                headers=headers,
+            )
+        kwargs.update(on_delivery=on_delivery, timestamp=timestamp, headers=headers)
+        given = (topic, value, key, partition, None if callback is _OMITTED else callback, *args)
+        _shadow_produce(self._sg_outbox, given, kwargs)
         return None
 
 
@@ -494,10 +558,26 @@ class GuardedSerializingProducer(_SyncGuard, _SerializingProducer, metaclass=_Sw
         self._sg_outbox = _Outbox(conf)
         super().__init__(conf)
 
-    def produce(self, *args: Any, **kwargs: Any) -> None:
+    def produce(  # type: ignore[override]  # SerializingProducer's own signature
+        self,
+        topic: str,
+        key: Any = None,
+        value: Any = None,
+        partition: int = -1,
+        on_delivery: Callable[..., Any] | None = None,
+        timestamp: int = 0,
+        headers: Any = None,
+    ) -> None:
         if _get_scope() is None and not _state._process_shadow:
-            return _serializing_produce(self, *args, **kwargs)
-        _shadow_serializing_produce(self, self._sg_outbox, args, kwargs)
+            return _serializing_produce(
+                self, topic, key, value, partition, on_delivery, timestamp, headers
+            )
+        _shadow_serializing_produce(
+            self,
+            self._sg_outbox,
+            (topic, key, value, partition, on_delivery, timestamp, headers),
+            {},
+        )
         return None
 
 

@@ -773,3 +773,90 @@ async def test_asyncio_producer_rejects_headers_alike(kafka_broker: KafkaBroker)
             await producer.produce("orders", b"x", headers={"a": b"b"})
     finally:
         await producer.close()
+
+
+PRODUCE_PARAMETERS = (
+    "value",
+    "key",
+    "partition",
+    "callback",
+    "on_delivery",
+    "timestamp",
+    "headers",
+)
+
+
+@st.composite
+def produce_calls(draw: st.DrawFn) -> tuple[list[Any], dict[str, Any]]:
+    """A produce() call: each parameter omitted, by keyword, or positional where allowed."""
+    choices = {
+        "value": st.binary(max_size=4),
+        "key": st.one_of(st.none(), st.binary(max_size=4)),
+        "partition": st.sampled_from([-1, 0]),
+        "callback": st.sampled_from([None, "callback"]),
+        "on_delivery": st.sampled_from([None, "on_delivery"]),
+        "timestamp": st.sampled_from([0, 1_600_000_000_000]),
+        "headers": st.sampled_from([None, [("h", b"1")], {"h": "2"}]),
+    }
+    args: list[Any] = []
+    kwargs: dict[str, Any] = {}
+    positional = True
+    for name in PRODUCE_PARAMETERS:
+        how = draw(st.sampled_from(["omit", "keyword", "positional"]))
+        if how == "omit":
+            positional = False
+            continue
+        value = draw(choices[name])
+        if how == "positional" and positional:
+            args.append(value)
+        else:
+            positional = False
+            kwargs[name] = value
+    return args, kwargs
+
+
+@pytest.mark.usefixtures("installed")
+def test_primary_produce_forwards_every_call_form_unchanged(kafka_broker: KafkaBroker) -> None:
+    """The guarded primary path passes arguments on exactly as given (callbacks included)."""
+    raw_topic, guarded_topic = kafka_broker.create_topic(), kafka_broker.create_topic()
+    fired: dict[str, list[tuple[str, bytes]]] = {"raw": [], "guarded": []}
+
+    def callbacks(side: str) -> dict[str, Any]:
+        def make(tag: str) -> Any:
+            return lambda error, message: fired[side].append((tag, message.value()))
+
+        return {tag: make(tag) for tag in ("callback", "on_delivery", "config")}
+
+    sides = {side: callbacks(side) for side in fired}
+    raw = confluent_kafka.cimpl.Producer(kafka_broker.config(on_delivery=sides["raw"]["config"]))
+    guarded = confluent_kafka.Producer(kafka_broker.config(on_delivery=sides["guarded"]["config"]))
+
+    @settings(max_examples=40, deadline=None, database=None)
+    @given(call=produce_calls())
+    def check(call: tuple[list[Any], dict[str, Any]]) -> None:
+        args, kwargs = call
+        outcomes = []
+        for side, producer, topic in (("raw", raw, raw_topic), ("guarded", guarded, guarded_topic)):
+
+            def resolve(v: Any, side: str = side) -> Any:
+                return sides[side][v] if isinstance(v, str) and v in sides[side] else v
+
+            def call_once(producer: Any = producer, topic: str = topic) -> None:
+                given = {k: resolve(v) for k, v in kwargs.items()}
+                producer.produce(topic, *map(resolve, args), **given)
+
+            fired[side].clear()
+            outcomes.append(outcome(call_once))
+            producer.flush(10)
+        assert outcomes[0] == outcomes[1]
+        assert fired["raw"] == fired["guarded"]
+
+    check()
+
+    def summary(topic: str) -> list[Any]:
+        return [
+            (m.key(), m.value(), m.headers(), m.partition(), m.timestamp()[1] == 1_600_000_000_000)
+            for m in kafka_broker.messages(topic)
+        ]
+
+    assert summary(raw_topic) == summary(guarded_topic)
