@@ -17,7 +17,7 @@ from shadowguard import shadow
 TOPIC = "bench"
 VALUE = b'{"order": 1234, "status": "placed"}'
 ORDER = {"order": 1234, "status": "placed"}
-PURGE_EVERY = 20_000
+PURGE_EVERY = 2_000
 
 
 def _config() -> dict[str, Any]:

@@ -503,21 +503,19 @@ class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=_Swapped):
         on_delivery: Callable[..., Any] | None = None,
         timestamp: int = 0,
         headers: Any = None,
-        **kwargs: Any,
     ) -> None:
         if _get_scope() is None and not _state._process_shadow:
             # Named parameters, not *args/**kwargs, on the hot path: forwarding a packed
             # call costs more than the whole guard. An omitted callback is not passed on:
             # the client ignores on_delivery when callback is given, even as None.
-            if args or kwargs:
+            if args:  # a sixth positional argument or more: forward them as given
+                kwargs: dict[str, Any] = {}
                 if on_delivery is not None:
                     kwargs["on_delivery"] = on_delivery
                 if timestamp is not _NO_TIMESTAMP:
                     kwargs["timestamp"] = timestamp
                 if headers is not None:
                     kwargs["headers"] = headers
-                if callback is _OMITTED:  # then args is empty too
-                    return _produce(self, topic, value, key, partition, **kwargs)
                 return _produce(self, topic, value, key, partition, callback, *args, **kwargs)
             if callback is _OMITTED:
                 if on_delivery is None and timestamp is _NO_TIMESTAMP and headers is None:
@@ -543,9 +541,12 @@ class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=_Swapped):
                 timestamp=timestamp,
                 headers=headers,
             )
-        kwargs.update(on_delivery=on_delivery, timestamp=timestamp, headers=headers)
         given = (topic, value, key, partition, None if callback is _OMITTED else callback, *args)
-        _shadow_produce(self._sg_outbox, given, kwargs)
+        _shadow_produce(
+            self._sg_outbox,
+            given,
+            {"on_delivery": on_delivery, "timestamp": timestamp, "headers": headers},
+        )
         return None
 
 
