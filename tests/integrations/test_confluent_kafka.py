@@ -863,3 +863,23 @@ def test_primary_produce_forwards_every_call_form_unchanged(kafka_broker: KafkaB
         ]
 
     assert summary(raw_topic) == summary(guarded_topic)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_async_schema_registry_client_only_looks_up_in_shadow(schema_registry: str) -> None:
+    from confluent_kafka.schema_registry import AsyncSchemaRegistryClient, Schema
+
+    client = AsyncSchemaRegistryClient({"url": schema_registry})
+    schema = Schema(json.dumps({"type": "object"}), "JSON")
+    with shadow(), pytest.raises(shadowguard.ShadowSideEffectBlocked):
+        await client.register_schema("orders-value", schema)
+    assert FakeSchemaRegistry.requests == [("lookup", "orders-value")]
+    assert await client.register_schema("orders-value", schema) == 7
+    fresh = AsyncSchemaRegistryClient({"url": schema_registry})
+    with shadow():
+        assert await fresh.register_schema("orders-value", schema) == 7
+    assert FakeSchemaRegistry.requests[1:] == [
+        ("register", "orders-value"),
+        ("lookup", "orders-value"),
+    ]
