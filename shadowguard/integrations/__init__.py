@@ -34,6 +34,9 @@ class Integration:
 _KNOWN: tuple[Integration, ...] = (
     # One line per integration, in install order.
     Integration("sqlalchemy", "shadowguard.integrations.sqlalchemy", "sqlalchemy", "sqlalchemy"),
+    Integration(
+        "confluent_kafka", "shadowguard.integrations.confluent_kafka", "confluent_kafka", "kafka"
+    ),
     Integration("httpx", "shadowguard.integrations.httpx", "httpx", "httpx"),
     Integration("httpx2", "shadowguard.integrations.httpx2", "httpx2", "httpx2"),
     Integration("requests", "shadowguard.integrations.requests", "urllib3", "requests"),
