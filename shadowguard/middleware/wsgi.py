@@ -1,0 +1,171 @@
+"""WSGI middleware: each shadow request runs in a shadow scope until its body is closed."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from types import TracebackType
+from typing import Any, Protocol
+
+from shadowguard import _config, telemetry
+from shadowguard._detect import detect
+from shadowguard.middleware._common import (
+    RequestScope,
+    environ_headers,
+    log_summary,
+    settings_from_options,
+)
+
+__all__ = ["ROUTE_KEY", "ShadowGuardMiddleware"]
+
+#: A framework adapter may put the matched route template under this environ key.
+ROUTE_KEY = "shadowguard.route"
+
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
+
+
+class StartResponse(Protocol):
+    def __call__(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = ..., /
+    ) -> Callable[[bytes], object]: ...
+
+
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+
+class _Request:
+    """Timing and status of one request, recorded once when its body is done."""
+
+    __slots__ = ("environ", "recorded", "scope", "start", "status")
+
+    def __init__(self, environ: dict[str, Any], scope: RequestScope | None) -> None:
+        self.environ = environ
+        self.scope = scope
+        self.start = time.perf_counter()
+        self.status: int | None = None
+        self.recorded = False
+
+    def start_response(self, start_response: StartResponse) -> StartResponse:
+        def observed(
+            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
+        ) -> Callable[[bytes], object]:
+            try:
+                self.status = int(status[:3])
+            except ValueError:
+                self.status = None
+            if exc_info is None:
+                return start_response(status, headers)
+            return start_response(status, headers, exc_info)
+
+        return observed
+
+    def done(self) -> None:
+        if self.recorded:
+            return
+        self.recorded = True
+        scope = self.scope
+        try:
+            if scope is not None:
+                scope.finish()
+        finally:
+            telemetry.record_request_duration(
+                time.perf_counter() - self.start,
+                shadow=scope is not None,
+                route=self.environ.get(ROUTE_KEY),
+                status=self.status,
+            )
+            if scope is not None:
+                log_summary(
+                    self.environ.get("REQUEST_METHOD", "?"),
+                    self.environ.get("PATH_INFO", "?"),
+                    scope.scope,
+                    self.status,
+                )
+
+
+class _Body:
+    """The response iterable, passed through; the request ends when the server closes it."""
+
+    __slots__ = ("_inner", "_iterator", "_request")
+
+    def __init__(self, inner: Iterable[bytes], request: _Request) -> None:
+        self._inner = inner
+        self._iterator: Iterator[bytes] | None = None
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        scope = self._request.scope
+        if scope is None:
+            if self._iterator is None:
+                self._iterator = iter(self._inner)
+            return next(self._iterator)
+        # A streaming generator runs here, in the server's frames: re-enter the scope.
+        token = scope.enter()
+        try:
+            if self._iterator is None:
+                self._iterator = iter(self._inner)
+            return next(self._iterator)
+        finally:
+            scope.exit(token)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        scope = self._request.scope
+        try:
+            if close is not None:
+                token = scope.enter() if scope is not None else None
+                try:
+                    close()
+                finally:
+                    if token is not None:
+                        RequestScope.exit(token)
+        finally:
+            self._request.done()
+
+
+class ShadowGuardMiddleware:
+    """Run each shadow request inside a shadow scope, from the call until ``close()``.
+
+    ``options`` are :class:`~shadowguard.Settings` fields, validated here (a bad value
+    raises :class:`~shadowguard.ConfigError` at start-up). A streaming body runs after
+    the application returned, while the server iterates it; the scope is re-entered for
+    every chunk and for ``close()``, and ends when the server closes the body, as
+    PEP 3333 requires every server to do::
+
+        app.wsgi_app = ShadowGuardMiddleware(app.wsgi_app)
+    """
+
+    def __init__(self, wsgi_app: WSGIApp, **options: Any) -> None:
+        self.wsgi_app = wsgi_app
+        self._settings = settings_from_options(options)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        settings = self._settings or _config.settings_or_defaults()
+        detection = detect(environ_headers(environ, settings), settings=settings)
+        if not detection.shadow:
+            request = _Request(environ, None)
+            try:
+                body = self.wsgi_app(environ, request.start_response(start_response))
+            except BaseException:
+                request.done()
+                raise
+            if isinstance(body, (list, tuple)):
+                request.done()
+                return body
+            return _Body(body, request)
+
+        request = _Request(environ, RequestScope(detection))
+        scope = request.scope
+        assert scope is not None
+        token = scope.enter()
+        try:
+            body = self.wsgi_app(environ, request.start_response(start_response))
+        except BaseException:
+            scope.exit(token)
+            request.done()
+            raise
+        scope.exit(token)
+        return _Body(body, request)
