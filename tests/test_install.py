@@ -21,8 +21,8 @@ MISSING = integrations.Integration(
 
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(integrations.INTEGRATIONS, "fake", FAKE)
-    monkeypatch.setitem(integrations.INTEGRATIONS, "nolib", MISSING)
+    # Only the stand-ins: the real integrations' libraries are installed in the test env.
+    monkeypatch.setattr(integrations, "INTEGRATIONS", {"fake": FAKE, "nolib": MISSING})
 
 
 @pytest.mark.usefixtures("registry")

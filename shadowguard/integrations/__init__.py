@@ -33,6 +33,7 @@ class Integration:
 
 _KNOWN: tuple[Integration, ...] = (
     # One line per integration, in install order.
+    Integration("django", "shadowguard.integrations.django", "django", "django"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

@@ -4,6 +4,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psycopg
 import pytest
 
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
@@ -16,8 +17,7 @@ class PgTable:
     dbname: str
     name: str
 
-    def connect(self):  # type: ignore[no-untyped-def]
-        import psycopg
+    def connect(self) -> psycopg.Connection[tuple[object, ...]]:
 
         return psycopg.connect(
             host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=self.dbname, autocommit=True
@@ -29,7 +29,7 @@ class PgTable:
 
     def refs(self) -> list[str]:
         with self.connect() as conn:
-            return [r[0] for r in conn.execute(f"SELECT ref FROM {self.name} ORDER BY id")]
+            return [str(r[0]) for r in conn.execute(f"SELECT ref FROM {self.name} ORDER BY id")]
 
 
 @pytest.fixture

@@ -71,7 +71,8 @@ def test_shadow_request_writes_nothing_primary_writes(pg_table: PgTable) -> None
     assert pg_table.refs() == []
     assert [(w, s) for w, s, _ in seen] == [("view", True), ("on_close", True)]
     scope = seen[0][2]
-    assert isinstance(scope, Scope) and seen[1][2] is scope
+    assert isinstance(scope, Scope)
+    assert seen[1][2] is scope
     assert scope.counts == {"call": 2}
 
     seen.clear()
