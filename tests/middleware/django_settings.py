@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-SECRET_KEY = "shadowguard-tests"  # noqa: S105 - test-only
+SECRET_KEY = "shadowguard-tests"
 DEBUG = False
 ALLOWED_HOSTS = ["*"]
 USE_TZ = True

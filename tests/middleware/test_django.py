@@ -13,7 +13,7 @@ import pytest
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.middleware.django_settings")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
@@ -134,7 +134,7 @@ def test_durable_block_runs_in_shadow_and_commits_nothing(rows: Rows) -> None:
 def test_streaming_body_writes_inside_the_shadow_transaction(rows: Rows) -> None:
     response = Client().get("/stream/S/", **SHADOW)
     # Later chunks see the rows earlier chunks wrote, in the same rolled-back transaction.
-    assert b"".join(response.streaming_content) == b"1,2,3,"  # type: ignore[arg-type]
+    assert b"".join(response.streaming_content) == b"1,2,3,"
     response.close()
     assert [s for _, s, _ in views.SEEN] == [True, True, True]
     assert views.SEEN[0][2].counts == {"db.commit": 3}
@@ -142,7 +142,7 @@ def test_streaming_body_writes_inside_the_shadow_transaction(rows: Rows) -> None
     assert current_scope() is None
 
     response = Client().get("/stream/T/")
-    assert b"".join(response.streaming_content) == b"1,2,3,"  # type: ignore[arg-type]
+    assert b"".join(response.streaming_content) == b"1,2,3,"
     response.close()
     assert rows.postgres() == ["T-0", "T-1", "T-2"]
 
@@ -154,14 +154,14 @@ async def test_async_view_and_async_stream(rows: Rows) -> None:
     response = await client.post("/async/E-1/", headers={"x-shadow-request": "1"})
     assert response.json() == {"seen": 1}
     response = await client.get("/async-stream/F/", headers={"x-shadow-request": "1"})
-    assert [chunk async for chunk in response.streaming_content] == [b"x", b"x"]  # type: ignore[union-attr]
+    assert [chunk async for chunk in response.streaming_content] == [b"x", b"x"]
     assert [s for _, s, _ in views.SEEN] == [True, True, True]
     assert rows.postgres() == []
 
     response = await client.post("/async/E-2/")
     assert response.json() == {"seen": 1}
     response = await client.get("/async-stream/G/")
-    assert [chunk async for chunk in response.streaming_content] == [b"x", b"x"]  # type: ignore[union-attr]
+    assert [chunk async for chunk in response.streaming_content] == [b"x", b"x"]
     assert rows.postgres() == ["E-2", "G-0", "G-1"]
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.db import models
 
 
-class Order(models.Model):
+class Order(models.Model):  # type: ignore[misc]
     ref = models.CharField(max_length=40, unique=True)
 
     class Meta:
