@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import shadowguard
 from shadowguard import _config, _context, _patching
 
-pytest_plugins = ["tests.peers.postgres"]
+pytest_plugins = ["tests.peers.postgres", "tests.peers.envoy"]
 
 # The OpenTelemetry globals can be set once per process: one in-memory SDK for all tests.
 SPAN_EXPORTER = InMemorySpanExporter()
