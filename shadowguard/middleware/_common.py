@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from contextvars import Token
 from typing import Any
 
@@ -12,7 +12,13 @@ from shadowguard._config import Settings
 from shadowguard._context import Scope
 from shadowguard._detect import Detection
 
-__all__ = ["RequestScope", "environ_headers", "log_summary", "settings_from_options"]
+__all__ = [
+    "Precheck",
+    "RequestScope",
+    "environ_headers",
+    "log_summary",
+    "settings_from_options",
+]
 
 logger = logging.getLogger("shadowguard.middleware")
 
@@ -45,6 +51,63 @@ def environ_headers(environ: Mapping[str, Any], settings: Settings) -> list[tupl
         if baggage is not None:
             found.append(("baggage", baggage))
     return found
+
+
+class Precheck:
+    """A cheap scan that clears most primary requests without calling :func:`detect`.
+
+    It answers False only when no shadow signal can be present: no marker header at all,
+    no ``-shadow`` anywhere in a Host/``:authority`` value, no ``shadow`` in baggage, and
+    ``SHADOW_MODE`` not true. Anything else goes to :func:`detect`, the one resolver, so
+    the precheck can make a request slower but never changes a verdict.
+    """
+
+    __slots__ = ("baggage", "environ_marker", "marker", "settings", "shadow_forced")
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.shadow_forced = settings.forced is True
+        header = settings.marker_header
+        self.marker = header.encode("latin-1") if header else None
+        self.environ_marker = "HTTP_" + header.upper().replace("-", "_") if header else None
+        self.baggage = settings.baggage
+
+    def asgi(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
+        """May these ASGI headers carry a shadow signal?"""
+        if self.shadow_forced:
+            return True
+        marker = self.marker
+        try:
+            for name, value in headers:
+                name = name.lower()
+                if name == b"host" or name == b":authority":
+                    if b"-shadow" in value.lower():
+                        return True
+                elif name == marker or (
+                    self.baggage and name == b"baggage" and b"shadow" in value.lower()
+                ):
+                    return True
+        except TypeError:  # str instead of bytes: let detect() sort it out
+            return True
+        return False
+
+    def environ(self, environ: Mapping[str, Any]) -> bool:
+        """May this WSGI environ (or Django ``META``) carry a shadow signal?"""
+        if self.shadow_forced:
+            return True
+        host = environ.get("HTTP_HOST")
+        if host is not None and "-shadow" in str(host).lower():
+            return True
+        if self.environ_marker is not None and self.environ_marker in environ:
+            return True
+        return self.baggage and "shadow" in str(environ.get("HTTP_BAGGAGE", "")).lower()
+
+
+def precheck_for(current: Precheck | None, settings: Settings) -> Precheck:
+    """The precheck for ``settings``, reusing ``current`` while the settings are unchanged."""
+    if current is not None and current.settings is settings:
+        return current
+    return Precheck(settings)
 
 
 class RequestScope:

@@ -13,7 +13,7 @@ from typing import Any
 from shadowguard import _config, telemetry
 from shadowguard._context import shadow
 from shadowguard._detect import detect
-from shadowguard.middleware._common import log_summary, settings_from_options
+from shadowguard.middleware._common import Precheck, log_summary, settings_from_options
 
 __all__ = ["ShadowGuardMiddleware"]
 
@@ -49,6 +49,7 @@ class ShadowGuardMiddleware:
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         self.app = app
         self._settings = settings_from_options(options)
+        self._precheck: Precheck | None = None
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -56,10 +57,15 @@ class ShadowGuardMiddleware:
             await self.app(scope, receive, send)
             return
         settings = self._settings or _config.settings_or_defaults()
-        # HTTP/2 :authority reaches ASGI applications as the "host" header.
-        detection = detect(scope.get("headers") or (), settings=settings)
+        precheck = self._precheck
+        if precheck is None or precheck.settings is not settings:
+            precheck = self._precheck = Precheck(settings)
+        # HTTP/2 :authority reaches ASGI applications as the "host" header; scope["server"]
+        # is the listening socket's address, which never carries a shadow signal.
+        headers = scope.get("headers") or ()
+        detection = detect(headers, settings=settings) if precheck.asgi(headers) else None
         if kind == "websocket":
-            if detection.shadow:
+            if detection:
                 with shadow(f"request:{detection.signal}"):
                     await self.app(scope, receive, send)
             else:
@@ -75,7 +81,7 @@ class ShadowGuardMiddleware:
             await send(message)
 
         start = time.perf_counter()
-        if not detection.shadow:
+        if not detection:
             try:
                 await self.app(scope, receive, send_observed)
             finally:

@@ -17,9 +17,10 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 
 from shadowguard import _config, telemetry
-from shadowguard._detect import detect
+from shadowguard._detect import Detection, detect
 from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware._common import (
+    Precheck,
     RequestScope,
     environ_headers,
     log_summary,
@@ -109,6 +110,7 @@ class ShadowGuardMiddleware:
         self._settings = settings_from_options(dict(getattr(settings, "SHADOWGUARD", None) or {}))
         databases = getattr(settings, "SHADOWGUARD_DATABASES", None)
         self._databases = list(databases) if databases is not None else None
+        self._precheck: Precheck | None = None
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -116,10 +118,9 @@ class ShadowGuardMiddleware:
     def __call__(self, request: Any) -> Any:
         if self._async:
             return self.__acall__(request)
-        settings = self._settings or _config.settings_or_defaults()
-        detection = detect(environ_headers(request.META, settings), settings=settings)
+        detection = self._detect(request.META)
         start = time.perf_counter()
-        if not detection.shadow:
+        if detection is None:
             status = None
             try:
                 response = self.get_response(request)
@@ -164,10 +165,9 @@ class ShadowGuardMiddleware:
         return response
 
     async def __acall__(self, request: Any) -> Any:
-        settings = self._settings or _config.settings_or_defaults()
-        detection = detect(environ_headers(request.META, settings), settings=settings)
+        detection = self._detect(request.META)
         start = time.perf_counter()
-        if not detection.shadow:
+        if detection is None:
             status = None
             try:
                 response = await self.get_response(request)
@@ -219,6 +219,16 @@ class ShadowGuardMiddleware:
         else:
             await done()
         return response
+
+    def _detect(self, meta: dict[str, Any]) -> Detection | None:
+        settings = self._settings or _config.settings_or_defaults()
+        precheck = self._precheck
+        if precheck is None or precheck.settings is not settings:
+            precheck = self._precheck = Precheck(settings)
+        if not precheck.environ(meta):
+            return None
+        detection = detect(environ_headers(meta, settings), settings=settings)
+        return detection if detection.shadow else None
 
     @staticmethod
     def _record(request: Any, request_scope: RequestScope, start: float, response: Any) -> None:

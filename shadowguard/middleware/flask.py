@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shadowguard.middleware.wsgi import ROUTE_KEY, ShadowGuardMiddleware
+from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+
+try:
+    from flask import request
+except ImportError as exc:  # pragma: no cover - exercised without Flask installed
+    from shadowguard.integrations import missing_extra_error
+
+    raise missing_extra_error("flask", "flask") from exc
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -12,12 +19,13 @@ if TYPE_CHECKING:
 __all__ = ["ShadowGuard"]
 
 
-def _note_route() -> None:
-    from flask import request
-
-    rule = request.url_rule
-    if rule is not None:
-        request.environ[ROUTE_KEY] = rule.rule
+def _flask_route(environ: dict[str, Any]) -> str | None:
+    # Called from start_response, which Flask calls while its request context is active.
+    try:
+        rule = request.url_rule
+    except RuntimeError:  # outside a request context
+        return None
+    return rule.rule if rule is not None else None
 
 
 class ShadowGuard:
@@ -40,6 +48,7 @@ class ShadowGuard:
         if "shadowguard" in app.extensions:
             return
         options = self.options or dict(app.config.get("SHADOWGUARD") or {})
-        app.wsgi_app = ShadowGuardMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]
-        app.before_request(_note_route)
+        middleware = ShadowGuardMiddleware(app.wsgi_app, **options)
+        middleware.route_of = _flask_route
+        app.wsgi_app = middleware  # type: ignore[method-assign]
         app.extensions["shadowguard"] = self

@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from shadowguard import _config, telemetry
 from shadowguard._detect import detect
 from shadowguard.middleware._common import (
+    Precheck,
     RequestScope,
     environ_headers,
     log_summary,
@@ -33,16 +34,28 @@ class StartResponse(Protocol):
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
+def _environ_route(environ: dict[str, Any]) -> str | None:
+    route = environ.get(ROUTE_KEY)
+    return route if isinstance(route, str) else None
+
+
 class _Request:
     """Timing and status of one request, recorded once when its body is done."""
 
-    __slots__ = ("environ", "recorded", "scope", "start", "status")
+    __slots__ = ("environ", "recorded", "route", "route_of", "scope", "start", "status")
 
-    def __init__(self, environ: dict[str, Any], scope: RequestScope | None) -> None:
+    def __init__(
+        self,
+        environ: dict[str, Any],
+        scope: RequestScope | None,
+        route_of: Callable[[dict[str, Any]], str | None],
+    ) -> None:
         self.environ = environ
+        self.route_of = route_of
         self.scope = scope
         self.start = time.perf_counter()
         self.status: int | None = None
+        self.route: str | None = None
         self.recorded = False
 
     def start_response(self, start_response: StartResponse) -> StartResponse:
@@ -53,6 +66,7 @@ class _Request:
                 self.status = int(status[:3])
             except ValueError:
                 self.status = None
+            self.route = self.route_of(self.environ)
             if exc_info is None:
                 return start_response(status, headers)
             return start_response(status, headers, exc_info)
@@ -71,7 +85,7 @@ class _Request:
             telemetry.record_request_duration(
                 time.perf_counter() - self.start,
                 shadow=scope is not None,
-                route=self.environ.get(ROUTE_KEY),
+                route=self.route,
                 status=self.status,
             )
             if scope is not None:
@@ -141,12 +155,22 @@ class ShadowGuardMiddleware:
     def __init__(self, wsgi_app: WSGIApp, **options: Any) -> None:
         self.wsgi_app = wsgi_app
         self._settings = settings_from_options(options)
+        self._precheck: Precheck | None = None
+        #: Called at ``start_response``: the matched route template, when a framework knows it.
+        self.route_of: Callable[[dict[str, Any]], str | None] = _environ_route
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         settings = self._settings or _config.settings_or_defaults()
-        detection = detect(environ_headers(environ, settings), settings=settings)
-        if not detection.shadow:
-            request = _Request(environ, None)
+        precheck = self._precheck
+        if precheck is None or precheck.settings is not settings:
+            precheck = self._precheck = Precheck(settings)
+        detection = (
+            detect(environ_headers(environ, settings), settings=settings)
+            if precheck.environ(environ)
+            else None
+        )
+        if not detection:
+            request = _Request(environ, None, self.route_of)
             try:
                 body = self.wsgi_app(environ, request.start_response(start_response))
             except BaseException:
@@ -157,7 +181,7 @@ class ShadowGuardMiddleware:
                 return body
             return _Body(body, request)
 
-        request = _Request(environ, RequestScope(detection))
+        request = _Request(environ, RequestScope(detection), self.route_of)
         scope = request.scope
         assert scope is not None
         token = scope.enter()
