@@ -77,18 +77,17 @@ class Precheck:
         if self.shadow_forced:
             return True
         marker = self.marker
-        try:
-            for name, value in headers:
-                name = name.lower()
-                if name == b"host" or name == b":authority":
-                    if b"-shadow" in value.lower():
-                        return True
-                elif name == marker or (
-                    self.baggage and name == b"baggage" and b"shadow" in value.lower()
-                ):
+        for name, value in headers:
+            if type(name) is not bytes or type(value) is not bytes:
+                return True  # not what ASGI promises: let detect() sort it out
+            name = name.lower()
+            if name == b"host" or name == b":authority":
+                if b"-shadow" in value.lower():
                     return True
-        except TypeError:  # str instead of bytes: let detect() sort it out
-            return True
+            elif name == marker or (
+                self.baggage and name == b"baggage" and b"shadow" in value.lower()
+            ):
+                return True
         return False
 
     def environ(self, environ: Mapping[str, Any]) -> bool:
