@@ -159,10 +159,13 @@ class ShadowTransactions:
     def end(self) -> None:
         """Roll every transaction back (idempotent); on_commit callbacks are discarded."""
         if self._opened and self._thread != threading.get_ident():
+            # Django connections belong to their thread: touching this thread's would be
+            # wrong. Nothing commits: the open transaction dies with its connection.
             logger.error(
-                "shadowguard: shadow transactions ended from another thread; "
-                "Django rolls them back when the connection closes"
+                "shadowguard: shadow transactions cannot be ended from another thread; "
+                "they are rolled back when their connection closes"
             )
+            return
         errors: list[BaseException] = []
         while self._opened:
             alias, atomic, added = self._opened.pop()

@@ -133,6 +133,10 @@ class RequestScope:
     def exit(token: Token[Scope | None]) -> None:
         _context._current.reset(token)
 
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
     def finish(self) -> bool:
         """Run the scope's exit callbacks inside the scope, once; False if already finished."""
         if self._finished:

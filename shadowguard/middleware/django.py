@@ -135,6 +135,8 @@ class ShadowGuardMiddleware:
         response = None
 
         def done() -> None:
+            if request_scope.finished:
+                return
             try:
                 request_scope.finish()
             finally:
@@ -160,6 +162,9 @@ class ShadowGuardMiddleware:
                 response.streaming_content = _stream(
                     response.streaming_content, request_scope, done
                 )
+            # A body never iterated (HEAD, early disconnect) never runs the generator's
+            # clean-up: end the request when Django closes the response as well.
+            response._resource_closers.append(done)
         else:
             done()
         return response
@@ -184,12 +189,16 @@ class ShadowGuardMiddleware:
         # Django runs ORM calls of one request on one thread: begin, end and the
         # request's own queries all go through thread-sensitive sync_to_async.
         async def done() -> None:
+            if request_scope.finished:
+                return
             try:
                 await sync_to_async(request_scope.finish, thread_sensitive=True)()
             finally:
                 self._record(request, request_scope, start, response)
 
         def done_in_thread() -> None:
+            if request_scope.finished:
+                return
             try:
                 request_scope.finish()
             finally:
@@ -216,6 +225,8 @@ class ShadowGuardMiddleware:
                 response.streaming_content = _stream(
                     response.streaming_content, request_scope, done_in_thread
                 )
+            # Django's ASGI handler closes the response on the request's thread.
+            response._resource_closers.append(done_in_thread)
         else:
             await done()
         return response

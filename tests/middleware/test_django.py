@@ -147,6 +147,25 @@ def test_streaming_body_writes_inside_the_shadow_transaction(rows: Rows) -> None
     assert rows.postgres() == ["T-0", "T-1", "T-2"]
 
 
+def test_streaming_body_never_iterated_still_ends_the_request(
+    rows: Rows, metric_reader: Any
+) -> None:
+    """HEAD drops the body unread: closing the response still rolls back and records."""
+    before = durations(metric_reader)
+    response = Client().head("/stream/U/", **SHADOW)
+    response.close()
+    added = new_durations(before, durations(metric_reader))
+    assert added == {
+        (
+            ("http.response.status_code", 200),
+            ("http.route", "stream/<str:ref>/"),
+            ("shadow", True),
+        ): 1
+    }
+    assert not connections["default"].in_atomic_block
+    assert rows.postgres() == []
+
+
 @pytest.mark.asyncio
 async def test_async_view_and_async_stream(rows: Rows) -> None:
     client = AsyncClient()
