@@ -176,7 +176,12 @@ class ShadowGuardMiddleware:
             except BaseException:
                 request.done()
                 raise
-            if isinstance(body, (list, tuple)):
+            file_wrapper = environ.get("wsgi.file_wrapper")
+            if isinstance(body, (list, tuple)) or (
+                isinstance(file_wrapper, type) and isinstance(body, file_wrapper)
+            ):
+                # Nothing runs while the server sends these: hand them over untouched
+                # (a file wrapper keeps the server's sendfile fast path).
                 request.done()
                 return body
             return _Body(body, request)

@@ -188,3 +188,35 @@ def test_options_from_app_config_and_bad_options() -> None:
         ShadowGuard(Flask(__name__), mode="sometimes")
     with pytest.raises(ConfigError):
         ShadowGuardMiddleware(app.wsgi_app, max_suppressions=-1)
+
+
+def test_primary_file_wrapper_body_is_handed_over_untouched(tmp_path: Any) -> None:
+    class FileWrapper:
+        def __init__(self, file: Any) -> None:
+            self.file = file
+
+        def __iter__(self) -> Any:
+            return iter(lambda: self.file.read(4), b"")
+
+        def close(self) -> None:
+            self.file.close()
+
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"content")
+
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        start_response("200 OK", [])
+        return environ["wsgi.file_wrapper"](path.open("rb"))
+
+    environ = {"REQUEST_METHOD": "GET", "HTTP_HOST": "files", "wsgi.file_wrapper": FileWrapper}
+
+    def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None, /) -> Any:
+        return None
+
+    body = ShadowGuardMiddleware(app)(environ, start)
+    assert type(body) is FileWrapper
+    body.close()
+    shadow_body = ShadowGuardMiddleware(app)({**environ, "HTTP_HOST": "files-shadow"}, start)
+    assert type(shadow_body) is not FileWrapper  # wrapped: the scope lasts until close()
+    assert b"".join(shadow_body) == b"content"
+    shadow_body.close()  # type: ignore[attr-defined]
