@@ -136,7 +136,7 @@ class ShadowTransactions:
 
     def __init__(self, using: Iterable[str] | None = None) -> None:
         self.using = list(using) if using is not None else None
-        self._opened: list[tuple[str, transaction.Atomic, bool]] = []
+        self._opened: list[tuple[str, transaction.Atomic, bool, int | None]] = []
         self._thread: int | None = None
 
     def begin(self) -> None:
@@ -146,12 +146,13 @@ class ShadowTransactions:
             for alias in self.using if self.using is not None else list(connections):
                 connection = connections[alias]
                 added = _add_guard(connection)
+                outer = getattr(connection, _STATE_ATTR, None)
                 atomic = transaction.atomic(using=alias)
                 # Lets durable=True blocks nest inside, as under Django's TestCase.
                 atomic._from_testcase = True
                 atomic.__enter__()
                 setattr(connection, _STATE_ATTR, len(connection.atomic_blocks))
-                self._opened.append((alias, atomic, added))
+                self._opened.append((alias, atomic, added, outer))
         except BaseException:
             self.end()
             raise
@@ -168,7 +169,7 @@ class ShadowTransactions:
             return
         errors: list[BaseException] = []
         while self._opened:
-            alias, atomic, added = self._opened.pop()
+            alias, atomic, added, outer = self._opened.pop()
             connection = connections[alias]
             try:
                 if connection.in_atomic_block:
@@ -177,7 +178,9 @@ class ShadowTransactions:
             except Exception as exc:
                 errors.append(exc)
             finally:
-                if hasattr(connection, _STATE_ATTR):
+                if outer is not None:
+                    setattr(connection, _STATE_ATTR, outer)
+                elif hasattr(connection, _STATE_ATTR):
                     delattr(connection, _STATE_ATTR)
                 if added and not _installed and _guard in connection.execute_wrappers:
                     connection.execute_wrappers.remove(_guard)

@@ -312,3 +312,38 @@ def test_bad_environment_fails_at_start_up(monkeypatch: pytest.MonkeyPatch) -> N
         ShadowGuardMiddleware(inner)
     monkeypatch.delenv("SHADOWGUARD_BAGGAGE")
     shadowguard._config.reset()
+
+
+@pytest.mark.asyncio
+async def test_primary_request_messages_are_untouched() -> None:
+    """The server sees exactly the same messages with and without the middleware."""
+    received: list[Any] = []
+
+    async def inner(scope: Any, receive: Any, send: Any) -> None:
+        received.append((dict(scope), await receive(), is_shadow(), current_scope()))
+        await send({"type": "http.response.start", "status": 201, "headers": [(b"x-order", b"1")]})
+        await send({"type": "http.response.body", "body": b"created", "more_body": False})
+
+    headers = [(b"host", b"orders"), (b"x-request-id", b"abc")]
+    bare = await _raw_http(inner, headers)
+    guarded = await _raw_http(ShadowGuardMiddleware(inner), headers)
+    assert guarded == bare
+    assert received[0] == received[1]
+    assert received[1][2:] == (False, None)
+
+
+@pytest.mark.asyncio
+async def test_shadow_mode_environment_gives_every_request_a_scope(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("SHADOW_MODE", "true")
+    shadowguard._config.reset()
+    try:
+        app, seen = build_app(None)
+        await call(app, "POST", "/orders/m1")
+        assert seen[0][1] is True
+        assert seen[0][2] is not None
+        assert seen[0][2].reason == "request:env"
+    finally:
+        monkeypatch.delenv("SHADOW_MODE")
+        shadowguard._config.reset()

@@ -217,6 +217,20 @@ def test_shadow_code_outside_a_request(rows: Rows) -> None:
     assert rows.postgres() == ["I-4"]
 
 
+def test_nested_shadow_transactions_keep_the_outer_one(rows: Rows) -> None:
+    shadowguard.install("django")
+    try:
+        with shadow() as scope, ShadowTransactions():
+            Order.objects.create(ref="K-1")
+            assert Client().post("/durable/K-2/", **SHADOW).json() == {"ok": True}
+            Order.objects.create(ref="K-3")  # still inside the outer shadow transaction
+            assert Order.objects.filter(ref__startswith="K").count() == 2
+        assert scope.counts == {"db.commit": 3}
+    finally:
+        shadowguard.uninstall("django")
+    assert rows.postgres() == []
+
+
 def test_histogram_has_the_django_route(rows: Rows, metric_reader: Any) -> None:
     before = durations(metric_reader)
     Client().post("/durable/J-1/", **SHADOW)
