@@ -186,9 +186,8 @@ class ShadowGuardMiddleware:
                 return body
             return _Body(body, request)
 
-        request = _Request(environ, RequestScope(detection), self.route_of)
-        scope = request.scope
-        assert scope is not None
+        scope = RequestScope(detection)
+        request = _Request(environ, scope, self.route_of)
         token = scope.enter()
         try:
             body = self.wsgi_app(environ, request.start_response(start_response))
