@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import sqlite3
 from collections.abc import Iterator
@@ -271,3 +273,50 @@ def test_bad_settings_fail_when_django_loads_the_middleware() -> None:
 )
 def test_is_write_fails_closed(sql: str, write: bool) -> None:
     assert is_write(sql) is write
+
+
+@pytest.mark.filterwarnings("ignore:StreamingHttpResponse must consume synchronous iterators")
+def test_under_a_real_asgi_server(rows: Rows, caplog: pytest.LogCaptureFixture) -> None:
+    """Django's own ASGI handler under uvicorn: async and sync views, streaming included."""
+    import threading
+    import time
+    import urllib.request
+
+    import uvicorn
+    from django.core.asgi import get_asgi_application
+
+    server = uvicorn.Server(
+        uvicorn.Config(
+            get_asgi_application(), host="127.0.0.1", port=0, log_level="warning", lifespan="off"
+        )
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+
+    def fetch(path: str, host: str) -> bytes:
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}{path}", method="POST" if "orders" in path else "GET"
+        )
+        request.add_header("Host", host)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+
+    try:
+        caplog.set_level(logging.WARNING, logger="shadowguard")
+        for host in ("orders-shadow", "orders"):
+            prefix = "V" if host == "orders" else "W"
+            assert json.loads(fetch(f"/orders/{prefix}-1/", host))["seen"] == 1
+            assert json.loads(fetch(f"/async/{prefix}-2/", host)) == {"seen": 1}
+            assert fetch(f"/stream/{prefix}S/", host) == b"1,2,3,"
+            assert fetch(f"/async-stream/{prefix}A/", host) == b"xx"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert rows.postgres() == ["V-1", "V-2", "VA-0", "VA-1", "VS-0", "VS-1", "VS-2"]
+    assert rows.sqlite() == ["V-1"]
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("shadowguard")] == []
