@@ -220,3 +220,32 @@ def test_primary_file_wrapper_body_is_handed_over_untouched(tmp_path: Any) -> No
     assert type(shadow_body) is not FileWrapper  # wrapped: the scope lasts until close()
     assert b"".join(shadow_body) == b"content"
     shadow_body.close()  # type: ignore[attr-defined]
+
+
+@pytest.mark.postgres
+def test_under_a_real_wsgi_server_one_thread(pg_table: PgTable) -> None:
+    """One server thread serves shadow then primary: the shadow state never lingers in it."""
+    import urllib.request
+
+    from werkzeug.serving import make_server
+
+    app, seen = build_app(pg_table)
+    server = make_server("127.0.0.1", 0, app, threaded=False)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+
+    def fetch(path: str, host: str) -> bytes:
+        request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}")
+        request.add_header("Host", host)
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return bytes(response.read())
+
+    try:
+        assert fetch("/stream", "orders-shadow") == b"xxx"
+        assert pg_table.refs() == []
+        assert fetch("/stream", "orders") == b"xxx"
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert [s for _, s, _ in seen] == [True] * 3 + [False] * 3
+    assert pg_table.refs() == ["chunk-0", "chunk-1", "chunk-2"]
