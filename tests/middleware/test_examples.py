@@ -89,9 +89,9 @@ logging.getLogger("orders").addHandler(Collect())
 logging.getLogger("orders").setLevel(logging.INFO)
 call_command("migrate", verbosity=0)
 client = Client()
-shadow = client.post("/orders", data='{"sku": "mirrored"}', content_type="application/json",
+shadow = client.post("/orders", data='{"sku": "ex-mirrored"}', content_type="application/json",
                      HTTP_HOST="orders-shadow")
-primary = client.post("/orders", data='{"sku": "real"}', content_type="application/json",
+primary = client.post("/orders", data='{"sku": "ex-real"}', content_type="application/json",
                       HTTP_HOST="orders")
 print(json.dumps({"shadow": [shadow.status_code, shadow.json()],
                   "primary": [primary.status_code, primary.json()], "events": events}))
@@ -126,7 +126,8 @@ def test_django_orders_against_postgres(postgres_database: str) -> None:
     assert out["primary"][0] == 201
     assert out["primary"][1]["shipping"] == "skipped"
     assert len(out["events"]) == 1
-    assert '"sku": "real"' in out["events"][0]
+    assert '"sku": "ex-real"' in out["events"][0]
     with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=postgres_database) as c:
-        skus = [r[0] for r in c.execute("SELECT sku FROM orders_order ORDER BY id")]
-    assert skus == ["real"]
+        query = "SELECT sku FROM orders_order WHERE sku LIKE 'ex-%' ORDER BY id"
+        skus = [r[0] for r in c.execute(query)]
+    assert skus == ["ex-real"]
