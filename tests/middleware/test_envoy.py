@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import urllib.request
@@ -41,10 +42,12 @@ def test_example_config_passes_envoy_validate(name: str) -> None:
 class Backend:
     """A uvicorn server in a thread, running a tiny app behind ShadowGuardMiddleware."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
         self.hits: list[dict[str, Any]] = []
 
         async def app(scope: Any, receive: Any, send: Any) -> None:
+            if delay:
+                await asyncio.sleep(delay)
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
             self.hits.append(
                 {
@@ -126,3 +129,19 @@ def test_envoy_mirrors_to_the_shadow_which_detects_it(
     else:
         assert s["host"] == "orders.local:8080"
         assert s["marker"] == "true"
+
+
+@pytest.mark.usefixtures("envoy_available")
+def test_a_slow_shadow_does_not_slow_the_client(envoy: Callable[[str], Envoy]) -> None:
+    primary, shadow = Backend(), Backend(delay=1.5)
+    try:
+        proxy = envoy(mirror_config(primary.port, shadow.port, "suffix"))
+        for _ in range(3):
+            start = time.monotonic()
+            assert _send_through(proxy, {"Host": "orders.local"}) == b"ok"
+            assert time.monotonic() - start < 0.75
+        _wait_for(lambda: len(shadow.hits) == 3)
+        assert all(hit["shadow"] for hit in shadow.hits)
+    finally:
+        primary.stop()
+        shadow.stop()
