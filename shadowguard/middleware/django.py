@@ -10,6 +10,7 @@ fields; ``SHADOWGUARD_DATABASES`` (default: every alias) limits the aliases open
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
@@ -91,6 +92,31 @@ async def _astream(
             await done()
 
 
+def _close_in_scope(response: Any, request_scope: RequestScope, done: Callable[[], None]) -> None:
+    """Run the response's closers (the view's generator among them) inside the scope, then end.
+
+    A body never iterated (HEAD, a client gone early) never runs our generator's clean-up,
+    and a view generator's ``finally`` runs when Django closes the response: both belong
+    to the shadow request. Django has no public hook for this; ``_resource_closers`` is
+    what ``HttpResponseBase.close()`` runs.
+    """
+    closers = list(response._resource_closers)
+
+    def close() -> None:
+        try:
+            token = request_scope.enter()
+            try:
+                for closer in closers:
+                    with contextlib.suppress(Exception):  # as HttpResponseBase.close() does
+                        closer()
+            finally:
+                request_scope.exit(token)
+        finally:
+            done()
+
+    response._resource_closers[:] = [close]
+
+
 class ShadowGuardMiddleware:
     """Turn each Django request into a primary request or a shadow scope.
 
@@ -162,9 +188,7 @@ class ShadowGuardMiddleware:
                 response.streaming_content = _stream(
                     response.streaming_content, request_scope, done
                 )
-            # A body never iterated (HEAD, early disconnect) never runs the generator's
-            # clean-up: end the request when Django closes the response as well.
-            response._resource_closers.append(done)
+            _close_in_scope(response, request_scope, done)
         else:
             done()
         return response
@@ -226,7 +250,7 @@ class ShadowGuardMiddleware:
                     response.streaming_content, request_scope, done_in_thread
                 )
             # Django's ASGI handler closes the response on the request's thread.
-            response._resource_closers.append(done_in_thread)
+            _close_in_scope(response, request_scope, done_in_thread)
         else:
             await done()
         return response

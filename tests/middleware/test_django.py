@@ -168,6 +168,19 @@ def test_streaming_body_never_iterated_still_ends_the_request(
     assert rows.postgres() == []
 
 
+def test_generator_cleanup_of_a_body_read_in_part_stays_shadow(rows: Rows) -> None:
+    response = Client().get("/stream-cleanup/X/", **SHADOW)
+    assert next(iter(response.streaming_content)) == b"first,"
+    response.close()  # the client went away: Django closes the view's generator
+    assert [(w, s) for w, s, _ in views.SEEN] == [("cleanup", True)]
+    assert rows.postgres() == []
+
+    response = Client().get("/stream-cleanup/Y/")
+    assert next(iter(response.streaming_content)) == b"first,"
+    response.close()
+    assert rows.postgres() == ["Y-cleanup"]
+
+
 @pytest.mark.asyncio
 async def test_async_view_and_async_stream(rows: Rows) -> None:
     client = AsyncClient()

@@ -62,6 +62,20 @@ def stream(request: HttpRequest, ref: str) -> StreamingHttpResponse:
     return StreamingHttpResponse(body())
 
 
+def stream_cleanup(request: HttpRequest, ref: str) -> StreamingHttpResponse:
+    """A generator whose clean-up runs when Django closes a body read only in part."""
+
+    def body() -> Iterator[str]:
+        try:
+            yield "first,"
+            yield "second,"
+        finally:
+            SEEN.append(("cleanup", is_shadow(), current_scope()))
+            Order.objects.create(ref=f"{ref}-cleanup")
+
+    return StreamingHttpResponse(body())
+
+
 async def async_order(request: HttpRequest, ref: str) -> JsonResponse:
     SEEN.append(("async", is_shadow(), current_scope()))
     await Order.objects.acreate(ref=ref)
