@@ -51,6 +51,18 @@ def build_app(table: PgTable | None = None, **options: Any) -> tuple[Flask, list
 
         return Response(stream_with_context(body()))
 
+    @app.get("/stream-cleanup")
+    def stream_cleanup() -> Any:
+        def body() -> Iterator[str]:
+            try:
+                yield "first"
+                yield "second"
+            finally:
+                seen.append(("cleanup", is_shadow(), current_scope()))
+                save("cleanup")
+
+        return Response(body())
+
     @app.post("/thread/<ref>")
     def thread(ref: str) -> Any:
         worker = threading.Thread(target=propagate(save), args=(ref,))
@@ -133,6 +145,25 @@ def test_server_thread_is_never_left_shadow_between_chunks() -> None:
     assert not is_shadow()
     body.close()  # type: ignore[attr-defined]
     assert [s for _, s, _ in seen] == [True, True]
+
+
+@pytest.mark.postgres
+def test_generator_cleanup_of_a_body_read_in_part_stays_shadow(pg_table: PgTable) -> None:
+    app, seen = build_app(pg_table)
+    for host in ("orders-shadow", "orders"):
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/stream-cleanup",
+            "SERVER_NAME": "orders",
+            "SERVER_PORT": "80",
+            "HTTP_HOST": host,
+            "wsgi.url_scheme": "http",
+        }
+        body = app.wsgi_app(environ, lambda status, headers, exc_info=None: lambda data: None)
+        assert next(iter(body)) == b"first"
+        body.close()  # type: ignore[attr-defined]  # the client went away
+    assert [(w, s) for w, s, _ in seen] == [("cleanup", True), ("cleanup", False)]
+    assert pg_table.refs() == ["cleanup"]
 
 
 def test_histogram_route_and_debug_summary(
