@@ -1,4 +1,4 @@
-"""What every middleware shares: settings from options, a re-enterable scope, the summary log."""
+"""What every middleware shares: settings, the precheck, a re-enterable scope, the summary log."""
 
 from __future__ import annotations
 
@@ -100,13 +100,6 @@ class Precheck:
         if self.environ_marker is not None and self.environ_marker in environ:
             return True
         return self.baggage and "shadow" in str(environ.get("HTTP_BAGGAGE", "")).lower()
-
-
-def precheck_for(current: Precheck | None, settings: Settings) -> Precheck:
-    """The precheck for ``settings``, reusing ``current`` while the settings are unchanged."""
-    if current is not None and current.settings is settings:
-        return current
-    return Precheck(settings)
 
 
 class RequestScope:
