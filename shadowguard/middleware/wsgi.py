@@ -97,45 +97,60 @@ class _Request:
                 )
 
 
-class _Body:
-    """The response iterable, passed through; the request ends when the server closes it."""
+class _PrimaryBody:
+    """A primary response body: iterated natively, only ``close()`` is ours (for timing)."""
 
-    __slots__ = ("_inner", "_iterator", "_request")
+    __slots__ = ("_inner", "_request")
 
     def __init__(self, inner: Iterable[bytes], request: _Request) -> None:
         self._inner = inner
+        self._request = request
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self._inner)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        try:
+            if close is not None:
+                close()
+        finally:
+            self._request.done()
+
+
+class _Body:
+    """A shadow response body; the request ends when the server closes it."""
+
+    __slots__ = ("_inner", "_iterator", "_request", "_scope")
+
+    def __init__(self, inner: Iterable[bytes], request: _Request, scope: RequestScope) -> None:
+        self._inner = inner
         self._iterator: Iterator[bytes] | None = None
         self._request = request
+        self._scope = scope
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
-        scope = self._request.scope
-        if scope is None:
-            if self._iterator is None:
-                self._iterator = iter(self._inner)
-            return next(self._iterator)
         # A streaming generator runs here, in the server's frames: re-enter the scope.
-        token = scope.enter()
+        token = self._scope.enter()
         try:
             if self._iterator is None:
                 self._iterator = iter(self._inner)
             return next(self._iterator)
         finally:
-            scope.exit(token)
+            self._scope.exit(token)
 
     def close(self) -> None:
         close = getattr(self._inner, "close", None)
-        scope = self._request.scope
         try:
             if close is not None:
-                token = scope.enter() if scope is not None else None
+                token = self._scope.enter()
                 try:
                     close()
                 finally:
-                    if token is not None:
-                        RequestScope.exit(token)
+                    self._scope.exit(token)
         finally:
             self._request.done()
 
@@ -184,7 +199,7 @@ class ShadowGuardMiddleware:
                 # (a file wrapper keeps the server's sendfile fast path).
                 request.done()
                 return body
-            return _Body(body, request)
+            return _PrimaryBody(body, request)
 
         scope = RequestScope(detection)
         request = _Request(environ, scope, self.route_of)
@@ -196,4 +211,4 @@ class ShadowGuardMiddleware:
             request.done()
             raise
         scope.exit(token)
-        return _Body(body, request)
+        return _Body(body, request, scope)
