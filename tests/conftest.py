@@ -13,7 +13,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import shadowguard
 from shadowguard import _config, _context, _patching
 
-pytest_plugins = ["tests.peers.http", "tests.peers.kafka", "tests.peers.postgres", "tests.peers.smtp"]
+pytest_plugins = [
+    "tests.peers.envoy",
+    "tests.peers.http",
+    "tests.peers.kafka",
+    "tests.peers.postgres",
+    "tests.peers.smtp",
+]
 
 # The OpenTelemetry globals can be set once per process: one in-memory SDK for all tests.
 SPAN_EXPORTER = InMemorySpanExporter()

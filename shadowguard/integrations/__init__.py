@@ -41,6 +41,7 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("httpx2", "shadowguard.integrations.httpx2", "httpx2", "httpx2"),
     Integration("requests", "shadowguard.integrations.requests", "urllib3", "requests"),
     Integration("smtplib", "shadowguard.integrations.smtplib", "smtplib", ""),  # stdlib: no extra
+    Integration("django", "shadowguard.integrations.django", "django", "django"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

@@ -1,0 +1,247 @@
+"""Django ORM guard: shadow requests write only inside transactions that are rolled back.
+
+:class:`ShadowTransactions` opens an atomic block on every database alias and rolls it
+back at the end, so the database validates every write (constraints, triggers) and later
+reads in the same request see earlier writes, yet nothing commits and
+``transaction.on_commit`` callbacks never run. An execute wrapper
+(``connection.execute_wrappers``) records what would have committed and refuses, in
+shadow, every write on a connection outside such a transaction.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+from shadowguard import _context
+from shadowguard._context import record_suppression
+from shadowguard._patching import Patches
+from shadowguard.errors import ShadowSideEffectBlocked
+from shadowguard.integrations import missing_extra_error
+
+try:
+    from django.db import connections, transaction
+    from django.db.backends.base.base import BaseDatabaseWrapper
+    from django.db.backends.signals import connection_created
+except ImportError as exc:  # pragma: no cover - exercised without Django installed
+    raise missing_extra_error("django", "django") from exc
+
+__all__ = ["ShadowTransactions", "install", "is_write", "uninstall"]
+
+logger = logging.getLogger("shadowguard")
+
+_STATE_ATTR = "_shadowguard_transaction_depth"
+_ROLLED_BACK_ATTR = "_shadowguard_rolled_back_savepoint"
+_patches = Patches("django")
+_lock = threading.Lock()
+_installed = False
+
+# Statements that never persist anything. Everything else counts as a write (fail closed).
+_READS = frozenset(
+    {"SELECT", "SHOW", "EXPLAIN", "VALUES", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "BEGIN"}
+)
+_LEADING = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/|\()*", re.DOTALL)
+_KEYWORD = re.compile(r"[A-Za-z]+")
+_DML = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE)\b", re.IGNORECASE)
+
+
+def _keyword(sql: object) -> str:
+    text = sql if isinstance(sql, str) else str(sql)
+    match = _KEYWORD.match(text, _LEADING.match(text).end())  # type: ignore[union-attr]
+    return match.group(0).upper() if match else ""
+
+
+def is_write(sql: object) -> bool:
+    """Could this statement persist something? Unknown statements count as writes."""
+    keyword = _keyword(sql)
+    text = sql if isinstance(sql, str) else str(sql)
+    if keyword == "WITH":
+        return _DML.search(text) is not None
+    if keyword == "EXPLAIN":
+        return " ANALYZE" in text.upper()
+    return keyword not in _READS
+
+
+def _guard(
+    execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
+) -> Any:
+    if _context._current.get() is None and not _context._process_shadow:
+        return execute(sql, params, many, context)
+    connection: BaseDatabaseWrapper = context["connection"]
+    depth = getattr(connection, _STATE_ATTR, None)
+    if depth is None and not _installed:
+        return execute(sql, params, many, context)
+    if depth is not None and connection.in_atomic_block:
+        # At the shadow transaction's own level, a write would have been an autocommit and
+        # a savepoint release the commit of the application's outermost atomic block.
+        if len(connection.atomic_blocks) == depth:
+            keyword = _keyword(sql)
+            if keyword == "ROLLBACK":
+                # Django releases a savepoint right after rolling back to it: not a commit.
+                setattr(connection, _ROLLED_BACK_ATTR, str(sql).split()[-1])
+            elif keyword == "RELEASE":
+                if getattr(connection, _ROLLED_BACK_ATTR, None) != str(sql).split()[-1]:
+                    record_suppression(
+                        "db.commit",
+                        connection.alias,
+                        {"vendor": connection.vendor, "atomic": True},
+                    )
+            elif is_write(sql):
+                record_suppression(
+                    "db.commit",
+                    connection.alias,
+                    {"vendor": connection.vendor, "statement": keyword, "autocommit": True},
+                )
+        return execute(sql, params, many, context)
+    if is_write(sql):
+        raise ShadowSideEffectBlocked(
+            f"a database write ({_keyword(sql) or '?'}) on Django database "
+            f"{connection.alias!r} outside a shadow transaction",
+            remedy=(
+                "In shadow traffic Django writes run only inside the transactions that "
+                "shadowguard rolls back: serve the request through "
+                "shadowguard.middleware.django.ShadowGuardMiddleware, or wrap the code in "
+                "shadowguard.integrations.django.ShadowTransactions()"
+            ),
+        )
+    return execute(sql, params, many, context)
+
+
+def _add_guard(connection: BaseDatabaseWrapper) -> bool:
+    if _guard in connection.execute_wrappers:
+        return False
+    # First in the list is outermost: it sees each statement before any other wrapper.
+    connection.execute_wrappers.insert(0, _guard)
+    return True
+
+
+def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
+    _add_guard(connection)
+
+
+class ShadowTransactions:
+    """Run Django database work in transactions that are rolled back, on every alias.
+
+    ``begin()`` and ``end()`` must run in the thread that uses the connections (Django
+    connections belong to a thread); it is also a context manager::
+
+        with shadowguard.shadow(), ShadowTransactions():
+            Order.objects.create(ref="A-1")  # validated by the database, then rolled back
+    """
+
+    def __init__(self, using: Iterable[str] | None = None) -> None:
+        self.using = list(using) if using is not None else None
+        self._opened: list[tuple[str, transaction.Atomic, bool, int | None]] = []
+        self._thread: int | None = None
+
+    def begin(self) -> None:
+        """Open an atomic block on each alias (connecting to the database if needed)."""
+        self._thread = threading.get_ident()
+        try:
+            for alias in self.using if self.using is not None else list(connections):
+                connection = connections[alias]
+                added = _add_guard(connection)
+                outer = getattr(connection, _STATE_ATTR, None)
+                atomic = transaction.atomic(using=alias)
+                # Lets durable=True blocks nest inside, as under Django's TestCase.
+                atomic._from_testcase = True
+                atomic.__enter__()
+                setattr(connection, _STATE_ATTR, len(connection.atomic_blocks))
+                self._opened.append((alias, atomic, added, outer))
+        except BaseException:
+            self.end()
+            raise
+
+    def end(self) -> None:
+        """Roll every transaction back (idempotent); on_commit callbacks are discarded."""
+        if self._opened and self._thread != threading.get_ident():
+            # Django connections belong to their thread: touching this thread's would be
+            # wrong. Nothing commits: the open transaction dies with its connection.
+            logger.error(
+                "shadowguard: shadow transactions cannot be ended from another thread; "
+                "they are rolled back when their connection closes"
+            )
+            return
+        errors: list[BaseException] = []
+        while self._opened:
+            alias, atomic, added, outer = self._opened.pop()
+            connection = connections[alias]
+            try:
+                if connection.in_atomic_block:
+                    transaction.set_rollback(True, using=alias)
+                atomic.__exit__(None, None, None)
+            except Exception as exc:
+                errors.append(exc)
+            finally:
+                if outer is not None:
+                    setattr(connection, _STATE_ATTR, outer)
+                elif hasattr(connection, _STATE_ATTR):
+                    delattr(connection, _STATE_ATTR)
+                if added and not _installed and _guard in connection.execute_wrappers:
+                    connection.execute_wrappers.remove(_guard)
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> ShadowTransactions:
+        self.begin()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.end()
+
+
+def install(**options: Any) -> None:
+    """Refuse shadow writes on every Django connection outside a shadow transaction."""
+    global _installed
+    if options:
+        raise TypeError(f"the django integration takes no options, got {', '.join(options)}")
+    with _lock:
+        if _installed:
+            return
+        connection_created.connect(_on_connection_created, dispatch_uid="shadowguard")
+        _patches.add("django.db.backends.signals.connection_created", _disconnect)
+        from django.conf import settings
+
+        if settings.configured:
+            for connection in connections.all(initialized_only=True):
+                if _add_guard(connection):
+                    _patches.add(
+                        f"execute_wrappers of Django database {connection.alias!r}",
+                        functools.partial(_remove_guard, connection),
+                    )
+        _installed = True
+
+
+def _disconnect() -> None:
+    connection_created.disconnect(dispatch_uid="shadowguard")
+
+
+def _remove_guard(connection: BaseDatabaseWrapper) -> None:
+    if _guard in connection.execute_wrappers:
+        connection.execute_wrappers.remove(_guard)
+
+
+def uninstall() -> None:
+    """Undo :func:`install`; connections created meanwhile in this thread lose the guard too."""
+    global _installed
+    with _lock:
+        if not _installed:
+            return
+        _installed = False
+        _patches.restore()
+        from django.conf import settings
+
+        if settings.configured:
+            for connection in connections.all(initialized_only=True):
+                if getattr(connection, _STATE_ATTR, None) is None:
+                    _remove_guard(connection)

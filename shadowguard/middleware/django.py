@@ -1,0 +1,274 @@
+"""Django middleware (sync and async): shadow requests run in rolled-back transactions.
+
+Add it first in ``MIDDLEWARE``::
+
+    MIDDLEWARE = ["shadowguard.middleware.django.ShadowGuardMiddleware", ...]
+
+Options come from the ``SHADOWGUARD`` setting, a dict of :class:`~shadowguard.Settings`
+fields; ``SHADOWGUARD_DATABASES`` (default: every alias) limits the aliases opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from typing import Any
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+
+from shadowguard import _config, telemetry
+from shadowguard._detect import Detection, detect
+from shadowguard.integrations.django import ShadowTransactions
+from shadowguard.middleware._common import (
+    Precheck,
+    RequestScope,
+    environ_headers,
+    log_summary,
+    settings_from_options,
+)
+
+__all__ = ["ShadowGuardMiddleware"]
+
+
+def _route(request: Any) -> str | None:
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    return route if isinstance(route, str) and route else None
+
+
+def _stream(
+    content: Iterable[bytes], request_scope: RequestScope, done: Callable[[], None]
+) -> Iterator[bytes]:
+    """Yield the body chunk by chunk, each produced inside the request's scope."""
+    try:
+        iterator = iter(content)
+        while True:
+            token = request_scope.enter()
+            try:
+                chunk = next(iterator)
+            except StopIteration:
+                return
+            finally:
+                request_scope.exit(token)
+            yield chunk
+    finally:
+        close = getattr(content, "close", None)
+        try:
+            if close is not None:
+                token = request_scope.enter()
+                try:
+                    close()
+                finally:
+                    request_scope.exit(token)
+        finally:
+            done()
+
+
+async def _astream(
+    content: AsyncIterator[bytes], request_scope: RequestScope, done: Callable[[], Any]
+) -> AsyncIterator[bytes]:
+    try:
+        iterator = aiter(content)
+        while True:
+            token = request_scope.enter()
+            try:
+                chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            finally:
+                request_scope.exit(token)
+            yield chunk
+    finally:
+        aclose = getattr(content, "aclose", None)
+        try:
+            if aclose is not None:
+                token = request_scope.enter()
+                try:
+                    await aclose()
+                finally:
+                    request_scope.exit(token)
+        finally:
+            await done()
+
+
+def _close_in_scope(response: Any, request_scope: RequestScope, done: Callable[[], None]) -> None:
+    """Run the response's closers (the view's generator among them) inside the scope, then end.
+
+    A body never iterated (HEAD, a client gone early) never runs our generator's clean-up,
+    and a view generator's ``finally`` runs when Django closes the response: both belong
+    to the shadow request. Django has no public hook for this; ``_resource_closers`` is
+    what ``HttpResponseBase.close()`` runs.
+    """
+    closers = list(response._resource_closers)
+
+    def close() -> None:
+        try:
+            token = request_scope.enter()
+            try:
+                for closer in closers:
+                    with contextlib.suppress(Exception):  # as HttpResponseBase.close() does
+                        closer()
+            finally:
+                request_scope.exit(token)
+        finally:
+            done()
+
+    response._resource_closers[:] = [close]
+
+
+class ShadowGuardMiddleware:
+    """Turn each Django request into a primary request or a shadow scope.
+
+    In a shadow request every database alias runs in a transaction rolled back when the
+    request ends, at the end of a streaming body included; writes are validated by the
+    database and visible to later reads of the same request, nothing commits, and
+    ``transaction.on_commit`` callbacks do not run.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        from django.conf import settings
+
+        self.get_response = get_response
+        self._settings = settings_from_options(dict(getattr(settings, "SHADOWGUARD", None) or {}))
+        databases = getattr(settings, "SHADOWGUARD_DATABASES", None)
+        self._databases = list(databases) if databases is not None else None
+        self._precheck: Precheck | None = None
+        self._async = iscoroutinefunction(get_response)
+        if self._async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self._async:
+            return self.__acall__(request)
+        detection = self._detect(request.META)
+        start = time.perf_counter()
+        if detection is None:
+            status = None
+            try:
+                response = self.get_response(request)
+                status = response.status_code
+                return response
+            finally:
+                telemetry.record_request_duration(
+                    time.perf_counter() - start, shadow=False, route=_route(request), status=status
+                )
+
+        request_scope = RequestScope(detection)
+        response = None
+
+        def done() -> None:
+            if request_scope.finished:
+                return
+            try:
+                request_scope.finish()
+            finally:
+                self._record(request, request_scope, start, response)
+
+        token = request_scope.enter()
+        try:
+            transactions = ShadowTransactions(self._databases)
+            transactions.begin()
+            request_scope.scope.on_exit(transactions.end)
+            response = self.get_response(request)
+        except BaseException:
+            request_scope.exit(token)
+            done()
+            raise
+        request_scope.exit(token)
+        if response.streaming:
+            if response.is_async:
+                response.streaming_content = _astream(
+                    response.streaming_content, request_scope, sync_to_async(done)
+                )
+            else:
+                response.streaming_content = _stream(
+                    response.streaming_content, request_scope, done
+                )
+            _close_in_scope(response, request_scope, done)
+        else:
+            done()
+        return response
+
+    async def __acall__(self, request: Any) -> Any:
+        detection = self._detect(request.META)
+        start = time.perf_counter()
+        if detection is None:
+            status = None
+            try:
+                response = await self.get_response(request)
+                status = response.status_code
+                return response
+            finally:
+                telemetry.record_request_duration(
+                    time.perf_counter() - start, shadow=False, route=_route(request), status=status
+                )
+
+        request_scope = RequestScope(detection)
+        response = None
+
+        # Django runs ORM calls of one request on one thread: begin, end and the
+        # request's own queries all go through thread-sensitive sync_to_async.
+        async def done() -> None:
+            if request_scope.finished:
+                return
+            try:
+                await sync_to_async(request_scope.finish, thread_sensitive=True)()
+            finally:
+                self._record(request, request_scope, start, response)
+
+        def done_in_thread() -> None:
+            if request_scope.finished:
+                return
+            try:
+                request_scope.finish()
+            finally:
+                self._record(request, request_scope, start, response)
+
+        token = request_scope.enter()
+        try:
+            transactions = ShadowTransactions(self._databases)
+            await sync_to_async(transactions.begin, thread_sensitive=True)()
+            request_scope.scope.on_exit(transactions.end)
+            response = await self.get_response(request)
+        except BaseException:
+            request_scope.exit(token)
+            await done()
+            raise
+        request_scope.exit(token)
+        if response.streaming:
+            if response.is_async:
+                response.streaming_content = _astream(
+                    response.streaming_content, request_scope, done
+                )
+            else:
+                # Django consumes a sync body in a thread-sensitive worker: end there.
+                response.streaming_content = _stream(
+                    response.streaming_content, request_scope, done_in_thread
+                )
+            # Django's ASGI handler closes the response on the request's thread.
+            _close_in_scope(response, request_scope, done_in_thread)
+        else:
+            await done()
+        return response
+
+    def _detect(self, meta: dict[str, Any]) -> Detection | None:
+        settings = self._settings or _config.settings_or_defaults()
+        precheck = self._precheck
+        if precheck is None or precheck.settings is not settings:
+            precheck = self._precheck = Precheck(settings)
+        if not precheck.environ(meta):
+            return None
+        detection = detect(environ_headers(meta, settings), settings=settings)
+        return detection if detection.shadow else None
+
+    @staticmethod
+    def _record(request: Any, request_scope: RequestScope, start: float, response: Any) -> None:
+        status = getattr(response, "status_code", None)
+        telemetry.record_request_duration(
+            time.perf_counter() - start, shadow=True, route=_route(request), status=status
+        )
+        log_summary(request.method or "?", request.path, request_scope.scope, status)

@@ -1,0 +1,54 @@
+"""Flask extension: the WSGI middleware around ``app.wsgi_app``, plus the route name."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+
+try:
+    from flask import request
+except ImportError as exc:  # pragma: no cover - exercised without Flask installed
+    from shadowguard.integrations import missing_extra_error
+
+    raise missing_extra_error("flask", "flask") from exc
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+__all__ = ["ShadowGuard"]
+
+
+def _flask_route(environ: dict[str, Any]) -> str | None:
+    # Called from start_response, which Flask calls while its request context is active.
+    try:
+        rule = request.url_rule
+    except RuntimeError:  # outside a request context
+        return None
+    return rule.rule if rule is not None else None
+
+
+class ShadowGuard:
+    """Guard a Flask application: ``ShadowGuard(app)`` or ``ShadowGuard().init_app(app)``.
+
+    Each shadow request runs in a shadow scope from the start of ``wsgi_app`` until the
+    server closes the response, so streaming responses and ``call_on_close`` callbacks
+    are covered. ``options`` are :class:`~shadowguard.Settings` fields; without them the
+    ``SHADOWGUARD`` key of ``app.config`` (a dict of the same fields) is used, then the
+    environment.
+    """
+
+    def __init__(self, app: Flask | None = None, **options: Any) -> None:
+        self.options = options
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        """Wrap ``app.wsgi_app`` (once) and record the matched route for telemetry."""
+        if "shadowguard" in app.extensions:
+            return
+        options = self.options or dict(app.config.get("SHADOWGUARD") or {})
+        middleware = ShadowGuardMiddleware(app.wsgi_app, **options)
+        middleware.route_of = _flask_route
+        app.wsgi_app = middleware  # type: ignore[method-assign]
+        app.extensions["shadowguard"] = self
