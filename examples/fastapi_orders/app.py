@@ -70,6 +70,7 @@ class OrderIn(BaseModel):
 
 
 engine = create_engine(DATABASE_URL)
+payments = httpx.Client(timeout=5)
 producer = confluent_kafka.Producer({"bootstrap.servers": KAFKA, "linger.ms": 5}) if KAFKA else None
 metrics_reader: Any = None
 
@@ -92,6 +93,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     if producer is not None:
         producer.flush(10)
+    payments.close()
 
 
 app = FastAPI(title="orders", lifespan=lifespan)
@@ -115,7 +117,7 @@ def create_order(order: OrderIn, request: Request) -> dict[str, Any]:
         producer.produce(TOPIC, key=request_id, value=json.dumps(created))
         producer.poll(0)
     if PAYMENT_URL:
-        httpx.post(PAYMENT_URL, json={"order": created["id"], "amount": order.quantity}, timeout=5)
+        payments.post(PAYMENT_URL, json={"order": created["id"], "amount": order.quantity})
     return created
 
 

@@ -8,8 +8,6 @@ the shadow served every mirrored request successfully.
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +21,7 @@ import pytest
 from tests.peers.envoy import Envoy, envoy_binary, mirror_config
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 from tests.peers.services import service_missing
+from tests.peers.uvicorn import UvicornService, clean_env
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "django_orders"
 REQUESTS = 40
@@ -30,8 +29,7 @@ pytestmark = pytest.mark.postgres
 
 
 def _env(database: str, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHADOW", "OTEL_"))}
-    env.update(
+    return clean_env(
         DJANGO_SETTINGS_MODULE="orders_service.settings",
         ORDERS_PG_NAME=database,
         ORDERS_PG_HOST=PG_HOST,
@@ -39,50 +37,16 @@ def _env(database: str, **extra: str) -> dict[str, str]:
         ORDERS_PG_USER=PG_USER,
         **extra,
     )
-    return env
 
 
-class Service:
-    """The example under uvicorn, on a socket bound here and handed over (no port race)."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        fd = self.sock.fileno()
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "--fd",
-                str(fd),
-                "--log-level",
-                "warning",
-                "--lifespan",
-                "off",
-                "orders_service.asgi:application",
-            ],
-            cwd=EXAMPLE,
-            env=env,
-            pass_fds=(fd,),
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, "the example service exited"
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{self.port}/orders/0", timeout=2)
-            except urllib.error.HTTPError:
-                break  # 404: up and answering
-            except OSError:
-                assert time.monotonic() < deadline, "the example service did not start"
-                time.sleep(0.1)
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
-        self.sock.close()
+def Service(env: dict[str, str]) -> UvicornService:
+    return UvicornService(
+        "orders_service.asgi:application",
+        cwd=EXAMPLE,
+        env=env,
+        ready_path="/orders/0",
+        lifespan="off",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +64,7 @@ def database(postgres_database: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def primary(database: str) -> Iterator[Service]:
+def primary(database: str) -> Iterator[UvicornService]:
     service = Service(_env(database))
     yield service
     service.stop()
@@ -126,7 +90,7 @@ def test_every_order_is_stored_once_behind_the_mirror(
     config: str,
     shadow_env: dict[str, str],
     database: str,
-    primary: Service,
+    primary: UvicornService,
     envoy: Callable[[str], Envoy],
 ) -> None:
     shadow = Service(_env(database, **shadow_env))
