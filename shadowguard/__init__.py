@@ -87,12 +87,21 @@ def install(*names: str, **options: Mapping[str, Any]) -> list[str]:
 
 def uninstall(*names: str) -> None:
     """Uninstall integrations (all installed ones by default), restoring every patch."""
+    errors: list[Exception] = []
     with _lock:
         for name in reversed(list(names) or list(_installed)):
             if name not in _installed:
                 continue
-            _integrations.load(name).uninstall()
-            _installed.remove(name)
+            try:
+                _integrations.load(name).uninstall()
+            except Exception as exc:
+                errors.append(exc)
+            finally:
+                # Never leave a name listed whose patches may be gone: a later install()
+                # would skip it and leave the channel unguarded.
+                _installed.remove(name)
+    if errors:
+        raise errors[0]
 
 
 def installed() -> list[str]:

@@ -97,6 +97,19 @@ def _normalize_host(host: str) -> str:
     return host.strip().lower().rstrip(".")
 
 
+def _check_shadow_hosts(hosts: frozenset[str], name: str) -> None:
+    """Every entry must be a shadow host name: one that could never match is a silent leak."""
+    from shadowguard._detect import host_is_shadow
+
+    bad = sorted(h for h in hosts if ":" in h.rpartition("]")[2] or not host_is_shadow(h))
+    if bad:
+        raise ConfigError(
+            f"{name}={', '.join(bad)!r} is not valid: accepted values are host names as the "
+            "proxy sends them to the shadow, ending in -shadow and without a port "
+            "(for example orders-shadow or orders.internal-shadow)"
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved shadowguard settings. Build with :meth:`from_env` or directly with arguments."""
@@ -137,6 +150,7 @@ class Settings:
                     "of host names (without port)"
                 )
             normalized = frozenset(_normalize_host(h) for h in hosts if _normalize_host(h))
+            _check_shadow_hosts(normalized, "shadow_hosts")
             object.__setattr__(self, "shadow_hosts", normalized or None)
         limit = self.max_suppressions
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
@@ -170,7 +184,11 @@ class Settings:
         if ENV_BAGGAGE in env:
             values["baggage"] = parse_bool(ENV_BAGGAGE, env[ENV_BAGGAGE])
         if ENV_SHADOW_HOSTS in env:
-            values["shadow_hosts"] = [h for h in env[ENV_SHADOW_HOSTS].split(",") if h.strip()]
+            hosts = frozenset(
+                _normalize_host(h) for h in env[ENV_SHADOW_HOSTS].split(",") if h.strip()
+            )
+            _check_shadow_hosts(hosts, ENV_SHADOW_HOSTS)
+            values["shadow_hosts"] = hosts
         if ENV_MAX_SUPPRESSIONS in env:
             raw = env[ENV_MAX_SUPPRESSIONS].strip()
             if not raw.isascii() or not raw.isdigit():

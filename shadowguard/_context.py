@@ -183,11 +183,16 @@ class shadow:
 
     def __init__(self, reason: str | None = None) -> None:
         self.reason = reason
+        # One instance may be entered by several threads or tasks at once (a module-level
+        # ``GUARD = shadow("replay")``): each exit must take its own context's entry.
         self._entered: list[tuple[Token[Scope | None], Scope]] = []
+        self._lock = threading.Lock()
 
     def __enter__(self) -> Scope:
         scope = Scope(self.reason, _current.get())
-        self._entered.append((_current.set(scope), scope))
+        token = _current.set(scope)
+        with self._lock:
+            self._entered.append((token, scope))
         telemetry.mark_span_shadow()
         return scope
 
@@ -197,7 +202,14 @@ class shadow:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        token, scope = self._entered.pop()
+        current = _current.get()
+        with self._lock:
+            for index in range(len(self._entered) - 1, -1, -1):
+                if self._entered[index][1] is current:
+                    token, scope = self._entered.pop(index)
+                    break
+            else:
+                raise RuntimeError("shadow() exited in a context where it was not entered")
         try:
             scope._run_exit_callbacks()
         finally:
@@ -235,10 +247,39 @@ class shadow:
 
         @functools.wraps(fn)
         def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            with shadow(reason):
-                return fn(*args, **kwargs)
+            scope = Scope(reason, _current.get())
+            token = _current.set(scope)
+            telemetry.mark_span_shadow()
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException:
+                _close(scope, token)
+                raise
+            if not inspect.isawaitable(result):
+                _close(scope, token)
+                return result
+            # A sync callable that returns an awaitable (a wrapped coroutine function, an
+            # object with ``async __call__``): its body runs when awaited, so the scope
+            # must last until then, in the awaiting context.
+            _current.reset(token)
+            return cast(R, _await_in_scope(scope, result))
 
         return run
+
+
+def _close(scope: Scope, token: Token[Scope | None]) -> None:
+    try:
+        scope._run_exit_callbacks()
+    finally:
+        _current.reset(token)
+
+
+async def _await_in_scope(scope: Scope, awaitable: Awaitable[Any]) -> Any:
+    token = _current.set(scope)
+    try:
+        return await awaitable
+    finally:
+        _close(scope, token)
 
 
 @overload

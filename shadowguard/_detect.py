@@ -20,8 +20,9 @@ Headers: TypeAlias = "Mapping[str, str] | Mapping[bytes, bytes] | Mapping[str, H
 
 SHADOW_SUFFIX = "-shadow"
 _PORT = re.compile(r"^[0-9]{1,5}$")
-# Registered names and IPv4 literals; underscores appear in real service names.
-_REG_NAME = re.compile(r"^[a-z0-9_.~-]+$")
+# RFC 3986 reg-name (unreserved, sub-delims, pct-encoded) and IPv4 literals; underscores
+# appear in real service names.
+_REG_NAME = re.compile(r"^[a-z0-9_.~!$&'()*+,;=%-]+$")
 _IPV6 = re.compile(r"^[0-9a-f:.]+(%[a-z0-9_.~-]+)?$")
 
 

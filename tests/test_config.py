@@ -154,3 +154,19 @@ def test_malformed_shadow_mode_fails_closed_then_fails_at_start_up() -> None:
     lines = result.stdout.strip().splitlines()
     assert lines[0] == "True", result.stderr
     assert lines[1].startswith("error SHADOW_MODE='ture' is not valid")
+
+
+@pytest.mark.parametrize(
+    "raw", ["orders", "orders-shadow:8080", "orders-shadow, api", "orders shadow"]
+)
+def test_shadow_hosts_that_can_never_match_are_errors(raw: str) -> None:
+    """An allowlist entry that no mirrored Host could match would silently make shadow primary."""
+    with pytest.raises(ConfigError, match=r"SHADOWGUARD_SHADOW_HOSTS.*ending in -shadow"):
+        Settings.from_env({"SHADOWGUARD_SHADOW_HOSTS": raw})
+    with pytest.raises(ConfigError, match="shadow_hosts"):
+        Settings(shadow_hosts=frozenset(h.strip() for h in raw.split(",")))
+
+
+def test_shadow_hosts_accepts_ipv6_and_trailing_dot() -> None:
+    s = Settings.from_env({"SHADOWGUARD_SHADOW_HOSTS": "[::1]-shadow, Orders-Shadow."})
+    assert s.shadow_hosts == frozenset({"[::1]-shadow", "orders-shadow"})

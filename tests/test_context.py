@@ -6,6 +6,7 @@ import asyncio
 import random
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -209,3 +210,75 @@ def test_propagate_from_primary_stays_primary() -> None:
     with shadow():
         assert fn() is False
         assert is_shadow()
+
+
+def test_one_manager_shared_by_overlapping_threads() -> None:
+    """A module-level shadow() entered by two threads at once: each exit takes its own entry."""
+    guard = shadow("shared")
+    entered = threading.Barrier(2)
+    exits: list[str] = []
+    errors: list[BaseException] = []
+
+    def worker(name: str, wait_first: bool) -> None:
+        try:
+            with guard as scope:
+                scope.on_exit(lambda: exits.append(name))
+                entered.wait()
+                if wait_first:
+                    entered.wait()  # exit after the other thread
+                assert current_scope() is scope
+            if not wait_first:
+                entered.wait()
+            assert not is_shadow()
+        except BaseException as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=worker, args=("late", True))
+    second = threading.Thread(target=worker, args=("early", False))
+    first.start()
+    second.start()
+    first.join(10)
+    second.join(10)
+    assert errors == []
+    assert exits == ["early", "late"]
+
+
+def test_decorated_sync_callable_returning_a_coroutine_stays_shadow() -> None:
+    """A wrapper that returns a coroutine: the body runs when awaited, still in the scope."""
+
+    async def body() -> tuple[bool, Scope | None]:
+        await asyncio.sleep(0)
+        return is_shadow(), current_scope()
+
+    @shadow("wrapped")
+    def wrapper() -> Any:
+        return body()
+
+    async def main() -> tuple[bool, Scope | None, bool]:
+        seen, scope = await wrapper()
+        return seen, scope, is_shadow()
+
+    seen, scope, after = asyncio.run(main())
+    assert seen is True
+    assert scope is not None
+    assert scope.reason == "wrapped"
+    assert after is False
+
+
+def test_exit_in_a_foreign_context_is_an_error() -> None:
+    guard = shadow()
+    guard.__enter__()
+    result: list[BaseException] = []
+
+    def other() -> None:
+        try:
+            guard.__exit__(None, None, None)
+        except RuntimeError as exc:
+            result.append(exc)
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    guard.__exit__(None, None, None)
+    assert len(result) == 1
+    assert not is_shadow()

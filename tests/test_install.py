@@ -96,3 +96,25 @@ def test_import_needs_no_optional_dependency() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
     )
     assert result.stdout.strip() == "[]", result.stderr
+
+
+@pytest.mark.usefixtures("registry")
+def test_failing_uninstall_still_forgets_the_integration() -> None:
+    """A failed undo must not leave a name listed whose patches are gone (install would skip it)."""
+    shadowguard.install("fake")
+    real_uninstall = _fake_integration.uninstall
+
+    def broken() -> None:
+        real_uninstall()
+        raise RuntimeError("undo failed")
+
+    _fake_integration.uninstall = broken
+    try:
+        with pytest.raises(RuntimeError, match="undo failed"):
+            shadowguard.uninstall()
+    finally:
+        _fake_integration.uninstall = real_uninstall
+    assert shadowguard.installed() == []
+    assert shadowguard.install("fake") == ["fake"]  # really installed again
+    assert json.dumps({}) == "patched"
+    shadowguard.uninstall()

@@ -18,6 +18,7 @@ Run: uvicorn app:app --port 8001   (from this folder)
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
@@ -93,7 +94,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
     if producer is not None:
         producer.flush(10)
-    payments.close()
+    await asyncio.to_thread(payments.close)
 
 
 app = FastAPI(title="orders", lifespan=lifespan)

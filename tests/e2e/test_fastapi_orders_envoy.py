@@ -169,7 +169,6 @@ def test_a_slow_shadow_does_not_slow_the_client(
         return samples
 
     direct = timed(primary.url, 15)
-    print("DIRECT", direct)
     mirrored = timed(f"http://127.0.0.1:{proxy.listener_port}", 15)
     # The shadow takes a full second per request; the client never waits for it.
     assert max(mirrored) < 0.5, mirrored
