@@ -25,13 +25,18 @@ def _fail(message: str) -> int:
     return 2
 
 
+def _in_use(path: Path) -> bool:
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def _prepare(folder: str | None) -> tuple[Path, bool]:
     if folder is None:
         return Path(tempfile.mkdtemp(prefix="shadowguard-demo-")), True
     path = Path(folder)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise DemoError(f"--dir {folder}: choose a new or empty folder")
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DemoError(f"--dir {folder}: {exc}") from None
     return path, False
 
 
@@ -44,6 +49,10 @@ def run(
     folder: str | None = None,
 ) -> int:
     """Run the demo, print the report on stdout and return the exit status."""
+    if n < 1:
+        return _fail("--requests must be at least 1")
+    if folder is not None and _in_use(Path(folder)):
+        return _fail(f"--dir {folder}: choose a new or empty folder")
     try:
         import sqlalchemy  # noqa: F401
     except ImportError:
@@ -51,8 +60,6 @@ def run(
     from shadowguard.demo import runner
 
     try:
-        if n < 1:
-            raise DemoError("--requests must be at least 1")
         if envoy:
             from shadowguard.demo import envoy as proxy
 
@@ -70,6 +77,8 @@ def run(
                 stats = runner.run_in_process(path, n, guard=guard, progress=progress)
         except DemoError as exc:
             return _fail(str(exc))
+        except KeyboardInterrupt:
+            return _fail("interrupted")
         report = runner.build_report(path, n, stats, mode=mode, guard=guard, kept=not temporary)
         sys.stdout.write(
             (json.dumps(report, indent=2) if as_json else runner.render(report)) + "\n"

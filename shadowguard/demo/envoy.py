@@ -225,9 +225,9 @@ def run_through_envoy(folder: Path, n: int, *, guard: bool, progress: Progress) 
     with ExitStack() as stack:
         primary = stack.enter_context(_uvicorn(folder, "primary", guard=guard))
         shadow = stack.enter_context(_uvicorn(folder, "shadow", guard=guard))
+        listener = stack.enter_context(_envoy(folder, primary, shadow))
         _wait_ready(primary, folder / "uvicorn-primary.log")
         _wait_ready(shadow, folder / "uvicorn-shadow.log")
-        listener = stack.enter_context(_envoy(folder, primary, shadow))
         for request in requests(n):
             _post(listener, request.body, request.request_id)
             progress.advance()
