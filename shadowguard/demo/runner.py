@@ -198,6 +198,10 @@ def build_report(
     return report
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def render(report: dict[str, Any]) -> str:
     """The report as text for a terminal."""
     p, s = report["primary"], report["shadow"]
@@ -222,7 +226,7 @@ def render(report: dict[str, Any]) -> str:
     row("cards charged", p["charges"], s["charges"])
     row("events published", p["events"], s["events"])
     for stat in ("p50", "p99"):
-        row(f"latency {stat.upper()} (ms)", p["latency_ms"][stat], s["latency_ms"][stat])
+        row(f"latency {stat.upper()} (ms)", *(_ms(side["latency_ms"][stat]) for side in (p, s)))
     lines.append("")
     suppressed = ", ".join(f"{k} {v}" for k, v in report["suppressed"].items()) or "none"
     lines.append(f"  suppressed in the shadow: {suppressed}")
