@@ -3,7 +3,7 @@
 The Envoy configuration has the shape of ``examples/envoy/envoy.yaml`` (every request to
 the primary cluster, a copy to the shadow cluster, which Envoy sends with ``-shadow``
 appended to the Host and never waits for), on ports chosen by the kernel. Each uvicorn
-process gets an already listening socket (``--fd``), so no port can be taken in between.
+process gets a free loopback port picked just before it starts.
 Primary and shadow are separate processes writing the same SQLite file concurrently: a
 primary INSERT waits (``BUSY_TIMEOUT``) while a shadow transaction holds the write lock.
 """
@@ -115,11 +115,11 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 @contextmanager
 def _uvicorn(folder: Path, side: str, *, guard: bool) -> Iterator[int]:
     """The order service for ``side`` under uvicorn; yields its port."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(128)
-    port = listener.getsockname()[1]
+    # A free port rather than uvicorn's --fd: --fd wraps the socket as AF_UNIX, so asyncio
+    # never sets TCP_NODELAY and every response waits ~40 ms for Nagle and delayed ACKs.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = {
         **os.environ,
         service.ENV_DIR: str(folder),
@@ -127,13 +127,18 @@ def _uvicorn(folder: Path, side: str, *, guard: bool) -> Iterator[int]:
         service.ENV_GUARD: "1" if guard else "0",
     }
     command = [sys.executable, "-m", "uvicorn", "--factory", "shadowguard.demo.app:from_env"]
-    command += ["--fd", str(listener.fileno()), "--log-level", "warning", "--no-access-log"]
+    command += [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
     command += ["--lifespan", "off"]
     with (folder / f"uvicorn-{side}.log").open("wb") as log:
-        process = subprocess.Popen(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, pass_fds=[listener.fileno()]
-        )
-    listener.close()
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         yield port
     finally:
