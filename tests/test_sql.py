@@ -11,7 +11,7 @@ from shadowguard._sql import keywords, split
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 
 _TEXT = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     max_size=12,
 )
 

@@ -1110,6 +1110,7 @@ def _unguarded_subclasses() -> list[type]:
     found: list[type] = []
     seen: set[type] = set()
     while roots:
+        sub: type
         for sub in roots.pop().__subclasses__():
             if sub in seen:
                 continue

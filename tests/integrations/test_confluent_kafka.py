@@ -520,7 +520,7 @@ def test_install_names_producer_subclasses_defined_before_it(
 ) -> None:
     """Such a subclass inherits from the unguarded class: install() says so and how to fix."""
 
-    class EarlyProducer(confluent_kafka.Producer):  # type: ignore[misc]
+    class EarlyProducer(confluent_kafka.Producer):
         pass
 
     with caplog.at_level(logging.WARNING, logger="shadowguard"):
@@ -531,7 +531,7 @@ def test_install_names_producer_subclasses_defined_before_it(
         assert f"{__name__}.{EarlyProducer.__qualname__}" in warned[0]
         assert "guard(producer)" in warned[0]
 
-        class LateProducer(confluent_kafka.Producer):  # type: ignore[misc]
+        class LateProducer(confluent_kafka.Producer):
             pass
 
         assert guard_module._is_guarded(LateProducer(kafka_broker.config()))
