@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["keywords", "split"]
+__all__ = ["keywords", "last_name", "split"]
 
 _DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_\x80-\U0010ffff]*)?\$")
 _WORD = re.compile(r"[A-Za-z_\x80-\U0010ffff][A-Za-z0-9_$\x80-\U0010ffff]*")
@@ -120,6 +120,23 @@ def split(sql: str) -> list[str]:
     if has_token:
         statements.append(sql[start:].strip())
     return statements
+
+
+def last_name(statement: str) -> str | None:
+    """The name that ends ``statement`` (``RELEASE SAVEPOINT s1``) as the server resolves
+    it: unquoted folded to lower case, quoted taken as written; None when the last token
+    is anything else (a ``U&"..."`` name with escapes, a string, punctuation)."""
+    found = _tokens(statement)
+    if not found:
+        return None
+    begin, end, kind = found[-1]
+    text = statement[begin:end]
+    if kind == "word":
+        return text.lower()
+    after_ampersand = len(found) > 1 and statement[found[-2][0] : found[-2][1]] == "&"
+    if kind == "quoted" and text[0] == '"' and len(text) > 1 and text[-1] == '"':
+        return None if after_ampersand else text[1:-1].replace('""', '"')
+    return None
 
 
 def keywords(statement: str, count: int = 3) -> list[str]:

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shadowguard._sql import keywords, split
+from shadowguard._sql import keywords, last_name, split
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 
 _TEXT = st.text(
@@ -80,6 +80,21 @@ def test_keywords() -> None:
     assert keywords("rollback work to savepoint s") == ["ROLLBACK", "WORK", "TO"]
     assert keywords("ROLLBACK PREPARED 'x'") == ["ROLLBACK", "PREPARED"]
     assert keywords('"COMMIT"') == []
+
+
+@pytest.mark.parametrize(
+    ("statement", "name"),
+    [
+        ("RELEASE SAVEPOINT S1", "s1"),
+        ('RELEASE "S1" -- done', "S1"),
+        ('ROLLBACK TO "a""b" /* x */', 'a"b'),
+        ('RELEASE U&"s\\0031"', None),
+        ("RELEASE 's1'", None),
+        ("", None),
+    ],
+)
+def test_last_name(statement: str, name: str | None) -> None:
+    assert last_name(statement) == name
 
 
 @pytest.fixture(scope="module")

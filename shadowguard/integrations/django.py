@@ -87,13 +87,6 @@ def _ends_transaction(words: list[str]) -> bool:
     return words[0] == "PREPARE" and words[1:2] == ["TRANSACTION"]
 
 
-def _savepoint_name(statement: str) -> str:
-    name = statement.split()[-1] if statement.strip() else ""
-    if len(name) > 1 and name[0] == name[-1] == '"':
-        return name[1:-1].replace('""', '"')
-    return name.lower()
-
-
 def _blocked(connection: BaseDatabaseWrapper, what: str, remedy: str = _REMEDY) -> NoReturn:
     raise ShadowSideEffectBlocked(f"{what} on Django database {connection.alias!r}", remedy=remedy)
 
@@ -127,10 +120,11 @@ def _guard(
     if depth is not None and connection.in_atomic_block:
         level = len(connection.atomic_blocks)
         keyword = words[0] if words else ""
+        name = _sql.last_name(statement) if keyword in ("RELEASE", "ROLLBACK") else None
         if (
             level >= depth
             and keyword in ("RELEASE", "ROLLBACK")
-            and _savepoint_name(statement) in getattr(connection, _SAVEPOINTS_ATTR, ())
+            and (name is None or name in getattr(connection, _SAVEPOINTS_ATTR, ()))
         ):
             # Releasing the savepoint that is the shadow transaction (or one around it)
             # would hand its writes to a transaction that may commit.
@@ -145,9 +139,9 @@ def _guard(
         if level == depth:
             if keyword == "ROLLBACK":
                 # Django releases a savepoint right after rolling back to it: not a commit.
-                setattr(connection, _ROLLED_BACK_ATTR, statement.split()[-1])
+                setattr(connection, _ROLLED_BACK_ATTR, name)
             elif keyword == "RELEASE":
-                if getattr(connection, _ROLLED_BACK_ATTR, None) != statement.split()[-1]:
+                if getattr(connection, _ROLLED_BACK_ATTR, None) != name:
                     record_suppression(
                         "db.commit",
                         connection.alias,

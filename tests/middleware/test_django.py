@@ -325,7 +325,9 @@ def test_the_shadow_transactions_savepoint_is_not_released_by_raw_sql(rows: Rows
                 with pytest.raises(ShadowSideEffectBlocked, match="savepoint"):
                     cursor.execute(f'RELEASE SAVEPOINT "{sid}"')
                 with pytest.raises(ShadowSideEffectBlocked, match="savepoint"):
-                    cursor.execute(f"ROLLBACK TO SAVEPOINT {sid}")
+                    cursor.execute(f"ROLLBACK TO SAVEPOINT {sid.upper()} /* x */")
+                with pytest.raises(ShadowSideEffectBlocked, match="savepoint"):
+                    cursor.execute(f'RELEASE U&"{sid}"')
                 cursor.execute("SAVEPOINT mine")  # a savepoint of its own is fine
                 cursor.execute("RELEASE SAVEPOINT mine")
             assert Order.objects.filter(ref="N-1").exists()
