@@ -535,6 +535,7 @@ def test_install_names_producer_subclasses_defined_before_it(
             pass
 
         assert guard_module._is_guarded(LateProducer(kafka_broker.config()))
+        assert not guard_module._is_guarded(EarlyProducer(kafka_broker.config()))
         assert LateProducer not in guard_module._unguarded_subclasses()
         producer = guard_module.guard(EarlyProducer(kafka_broker.config()))
         reports = Reports()
