@@ -9,6 +9,7 @@ response objects; the matching, redaction and recording live here, once.
 from __future__ import annotations
 
 import json as _json
+import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from shadowguard.errors import ConfigError, ShadowSideEffectBlocked
 
 __all__ = [
     "BLOCK",
+    "OTLP_ENDPOINT_VARS",
     "SAFE_METHODS",
     "STUB_HEADER",
     "Allow",
@@ -43,6 +45,13 @@ SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 BLOCK: Final = "block"
 
 _UNSET: Any = object()
+#: Where the OpenTelemetry OTLP exporters send; the only destinations of telemetry_exports.
+OTLP_ENDPOINT_VARS: Final = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _REDACTED = "***"
 
@@ -196,12 +205,15 @@ class Allow:
     Give ``host`` (``"api.example.com"``, ``"*.example.com"``) and/or ``url`` (a pattern
     with scheme, ``*`` matching anything, compared without query; or a compiled regex
     matched in full against the URL with its query). ``methods`` may only name GET, HEAD
-    and OPTIONS.
+    and OPTIONS. The marker header carries the marker secret only with
+    ``forward_secret=True`` (for your own services that require it); to every other host
+    it says ``"1"``, so a third party never learns the secret.
     """
 
     host: str | None = None
     url: str | re.Pattern[str] | None = None
     methods: str | Iterable[str] = ("GET", "HEAD", "OPTIONS")
+    forward_secret: bool = False
     _host_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
     _url_re: _UrlMatcher | None = field(init=False, repr=False, compare=False)
     _methods: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -211,6 +223,11 @@ class Allow:
             raise ConfigError("an allow rule needs host= or url=; an empty rule would allow all")
         if self.host is not None and (not isinstance(self.host, str) or not self.host.strip()):
             raise ConfigError(f"allow host={self.host!r} is not valid: give a host name")
+        if not isinstance(self.forward_secret, bool):
+            raise ConfigError(
+                f"allow forward_secret={self.forward_secret!r} is not valid: accepted values "
+                "are True or False"
+            )
         methods = _methods(self.methods, "allow")
         if methods is None or not methods <= SAFE_METHODS:
             raise ConfigError(
@@ -290,10 +307,12 @@ Default = Stub | Reply | Literal["block"]
 
 @dataclass(frozen=True)
 class Decision:
-    """``allowed`` (send it, marked) or the stub that answers it (``None`` with BLOCK)."""
+    """``allowed`` (send it, marked) or the stub that answers it (``None`` with BLOCK);
+    ``forward_secret``: the marker may carry the secret (an allow rule said so)."""
 
     allowed: bool
     stub: Stub | None = None
+    forward_secret: bool = False
 
 
 class Rules:
@@ -302,9 +321,11 @@ class Rules:
     Order: the first matching stub rule wins (even for a read an allow rule names), then
     allow rules, then the default. A request with an ``Upgrade`` header (WebSocket, h2c)
     is never allowed: it would open a two-way channel, not a read. With
-    ``telemetry_exports`` (the default), requests the OpenTelemetry SDK sends while
-    exporting (it marks them with its suppress-instrumentation context key) go out
-    unjudged, so a shadow process keeps its traces and metrics.
+    ``telemetry_exports`` (the default), a request made under OpenTelemetry's
+    suppress-instrumentation context key (the SDK's exporters set it) goes out unjudged
+    when its URL is at an OTLP endpoint configured by ``OTEL_EXPORTER_OTLP_ENDPOINT`` or a
+    per-signal ``OTEL_EXPORTER_OTLP_*_ENDPOINT``, so a shadow process keeps its traces and
+    metrics; under that key any other URL is judged as usual.
     """
 
     def __init__(
@@ -345,10 +366,10 @@ class Rules:
 
     def decide(self, method: str, url: str, headers: Mapping[str, str] | None = None) -> Decision:
         """Should this shadow request go out, or which stub answers it?"""
-        if self.telemetry_exports and _exporting_telemetry():
-            return Decision(True)
         method = method.upper()
         host, base, query = normalize_url(url)
+        if self.telemetry_exports and _exporting_telemetry() and _at_otlp_endpoint(base):
+            return Decision(True)
         for stub in self.stubs:
             if stub.matches(method, base, query):
                 return Decision(False, stub)
@@ -356,7 +377,7 @@ class Rules:
         if not upgrade:
             for rule in self.allow:
                 if rule.matches(method, host, base, query):
-                    return Decision(True)
+                    return Decision(True, forward_secret=rule.forward_secret)
         return Decision(False, self.default)
 
     def answer(self, decision: Decision, request: OutboundRequest) -> Reply:
@@ -391,6 +412,19 @@ def _exporting_telemetry() -> bool:
         return False
 
 
+def _at_otlp_endpoint(base: str) -> bool:
+    """Is ``base`` (a normalized URL) at or under a configured OTLP endpoint?"""
+    if not base:
+        return False
+    for name in OTLP_ENDPOINT_VARS:
+        value = os.environ.get(name, "").strip()
+        endpoint = normalize_url(value)[1] if value else ""
+        # Paths compare on segment boundaries: /v1/traces does not cover /v1/tracesX.
+        if endpoint and (base == endpoint or base.startswith(endpoint.rstrip("/") + "/")):
+            return True
+    return False
+
+
 def _as_allow(rule: Allow | str) -> Allow:
     if isinstance(rule, Allow):
         return rule
@@ -399,13 +433,15 @@ def _as_allow(rule: Allow | str) -> Allow:
     raise ConfigError(f"allow= takes Allow rules or host/URL patterns, got {rule!r}")
 
 
-def marker() -> tuple[str, str] | None:
+def marker(forward_secret: bool = False) -> tuple[str, str] | None:
     """The ``(name, value)`` header marking an allowed shadow request, or None if disabled.
 
-    The value is the marker secret when one is configured (the downstream service
-    requires it), else ``"1"``.
+    The value is the marker secret when one is configured and ``forward_secret`` is true
+    (an :class:`Allow` rule with ``forward_secret=True`` let the request out), else
+    ``"1"``: whoever holds the secret can mark real requests to our services as shadow.
     """
     settings = _config.settings_or_defaults()
     if not settings.marker_header:
         return None
-    return settings.marker_header, settings.marker_secret or "1"
+    secret = settings.marker_secret if forward_secret else None
+    return settings.marker_header, secret or "1"

@@ -11,14 +11,17 @@ from hypothesis import strategies as st
 
 import shadowguard
 from shadowguard import ConfigError, ShadowSideEffectBlocked
+from shadowguard._config import reset
 from shadowguard._outbound import (
     BLOCK,
+    OTLP_ENDPOINT_VARS,
     STUB_HEADER,
     Allow,
     OutboundRequest,
     Reply,
     Rules,
     Stub,
+    marker,
     normalize_url,
     redact_url,
 )
@@ -171,3 +174,49 @@ def test_any_url_is_judged_without_error(method: str, url: str) -> None:
     if decision.allowed:
         host = normalize_url(url)[0]
         assert host in ("api.partner.test", "cdn.test")
+
+
+def test_exporter_exemption_covers_only_the_configured_otlp_endpoints(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Under suppress-instrumentation, only OTLP endpoint URLs skip the rules."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    for name in OTLP_ENDPOINT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://Collector.test:4318")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://logs.test/ingest/logs")
+    rules = Rules()
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        assert rules.decide("POST", "http://collector.test:4318/v1/traces").allowed
+        assert rules.decide("POST", "https://logs.test/ingest/logs").allowed
+        assert rules.decide("POST", "https://logs.test/ingest/logs/x").allowed
+        assert not rules.decide("POST", "https://logs.test/ingest/logsx").allowed
+        assert not rules.decide("POST", "https://logs.test/other").allowed
+        assert not rules.decide("POST", "http://collector.test:4319/v1/traces").allowed
+        assert not rules.decide("POST", "https://payments.test/charge").allowed
+        assert (
+            not Rules(telemetry_exports=False).decide("POST", "http://collector.test:4318/").allowed
+        )
+    finally:
+        otel_context.detach(token)
+    assert not rules.decide("POST", "http://collector.test:4318/v1/traces").allowed
+
+
+def test_marker_secret_only_for_allow_rules_that_forward_it() -> None:
+    rules = Rules(allow=[Allow(host="orders.internal", forward_secret=True), "api.partner.test"])
+    assert rules.decide("GET", "https://orders.internal/o/1").forward_secret
+    partner = rules.decide("GET", "https://api.partner.test/prices")
+    assert partner.allowed
+    assert not partner.forward_secret
+    with pytest.raises(ConfigError, match="forward_secret"):
+        Allow(host="x.test", forward_secret="yes")  # type: ignore[arg-type]
+    try:
+        shadowguard.configure(marker_secret="s3cret")
+        assert marker() == ("x-shadow-request", "1")
+        assert marker(forward_secret=True) == ("x-shadow-request", "s3cret")
+    finally:
+        reset()
+    assert marker(forward_secret=True) == ("x-shadow-request", "1")

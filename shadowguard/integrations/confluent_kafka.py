@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import logging
 import operator
 import re
 import time
@@ -59,6 +60,7 @@ __all__ = [
     "uninstall",
 ]
 
+logger = logging.getLogger("shadowguard")
 _patches = Patches("confluent_kafka")
 _get_scope = _context._current.get
 _state = _context  # _process_shadow is read at call time: configure() may change it
@@ -95,7 +97,12 @@ class _Outbox:
         self.reports: deque[_Report] = deque()
 
     def serve(self) -> int:
-        """Run the pending shadow callbacks, each in the context that produced it."""
+        """Run the pending shadow callbacks, each in the context that produced it.
+
+        Called for a primary caller, a failing callback is logged, never raised: the
+        primary's poll()/flush()/close() must not fail because of shadow work.
+        """
+        contain = _get_scope() is None and not _state._process_shadow
         served = 0
         while True:
             try:
@@ -103,7 +110,16 @@ class _Outbox:
             except IndexError:
                 return served
             served += 1
-            context.run(callback, error, message)
+            if not contain:
+                context.run(callback, error, message)
+                continue
+            try:
+                context.run(callback, error, message)
+            except Exception:
+                logger.exception(
+                    "shadowguard: a shadow delivery callback failed; the error is not "
+                    "raised into the primary caller that served it"
+                )
 
     def purge(self) -> None:
         """Fail every pending shadow report with ``_PURGE_QUEUE``, as purge() does."""
@@ -431,6 +447,11 @@ class _SyncGuard:
     def poll(self, timeout: float = -1) -> int:
         outbox = self._sg_outbox
         if not outbox.reports and _get_scope() is None:
+            return _poll(self, timeout)
+        if _get_scope() is None and not _state._process_shadow:
+            # A primary caller: shadow reports are served but change neither its
+            # timeout nor its count.
+            outbox.serve()
             return _poll(self, timeout)
         served = outbox.serve()
         with _PrimaryScope():
@@ -819,6 +840,9 @@ class _ProducerProxy(wrapt.ObjectProxy[Any]):
         outbox = self._self_outbox
         if not outbox.reports and _get_scope() is None:
             return self.__wrapped__.poll(timeout)  # type: ignore[no-any-return]
+        if _get_scope() is None and not _state._process_shadow:
+            outbox.serve()
+            return self.__wrapped__.poll(timeout)  # type: ignore[no-any-return]
         served = outbox.serve()
         with _PrimaryScope():
             return served + self.__wrapped__.poll(0 if served else timeout)  # type: ignore[no-any-return]
@@ -1072,6 +1096,44 @@ def install(**options: Any) -> None:
     except BaseException:
         _patches.restore()
         raise
+    _warn_unguarded_subclasses()
+
+
+def _unguarded_subclasses() -> list[type]:
+    """Application subclasses of the producer classes defined before :func:`install`.
+
+    They inherit from the original classes, so their instances are never guarded.
+    """
+    roots: list[type] = [cimpl.Producer]
+    if _aio is not None:
+        roots.append(_aio.AIOProducer)
+    found: list[type] = []
+    seen: set[type] = set()
+    while roots:
+        sub: type
+        for sub in roots.pop().__subclasses__():
+            if sub in seen:
+                continue
+            seen.add(sub)
+            roots.append(sub)
+            own = sub.__module__.partition(".")[0] in ("confluent_kafka", "shadowguard")
+            if not own and not getattr(sub, "_sg_guarded", False):
+                found.append(sub)
+    return found
+
+
+def _warn_unguarded_subclasses() -> None:
+    names = sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in _unguarded_subclasses())
+    if names:
+        # Changing the bases of a class that already has instances is not safe to do
+        # behind the application's back: say so, with the way out.
+        logger.warning(
+            "shadowguard: producer classes defined before install() stay unguarded, "
+            "instances created later included: %s. Wrap each instance with "
+            "shadowguard.integrations.confluent_kafka.guard(producer), or call "
+            "shadowguard.install() before the module defining them is imported",
+            ", ".join(names),
+        )
 
 
 def uninstall() -> None:

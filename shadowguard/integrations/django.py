@@ -16,9 +16,9 @@ import re
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, NoReturn
 
-from shadowguard import _context
+from shadowguard import _context, _sql
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
 from shadowguard.errors import ShadowSideEffectBlocked
@@ -37,6 +37,7 @@ logger = logging.getLogger("shadowguard")
 
 _STATE_ATTR = "_shadowguard_transaction_depth"
 _ROLLED_BACK_ATTR = "_shadowguard_rolled_back_savepoint"
+_SAVEPOINTS_ATTR = "_shadowguard_savepoints"
 _patches = Patches("django")
 _lock = threading.Lock()
 _installed = False
@@ -45,26 +46,49 @@ _installed = False
 _READS = frozenset(
     {"SELECT", "SHOW", "EXPLAIN", "VALUES", "SAVEPOINT", "RELEASE", "ROLLBACK", "SET", "BEGIN"}
 )
-_LEADING = re.compile(r"^(?:\s+|--[^\n]*\n?|/\*.*?\*/|\()*", re.DOTALL)
-_KEYWORD = re.compile(r"[A-Za-z]+")
 _DML = re.compile(r"\b(INSERT|UPDATE|DELETE|MERGE|TRUNCATE)\b", re.IGNORECASE)
+_REMEDY = (
+    "In shadow traffic Django writes run only inside the transactions that "
+    "shadowguard rolls back: serve the request through "
+    "shadowguard.middleware.django.ShadowGuardMiddleware, or wrap the code in "
+    "shadowguard.integrations.django.ShadowTransactions()"
+)
 
 
 def _keyword(sql: object) -> str:
-    text = sql if isinstance(sql, str) else str(sql)
-    match = _KEYWORD.match(text, _LEADING.match(text).end())  # type: ignore[union-attr]
-    return match.group(0).upper() if match else ""
+    words = _sql.keywords(sql if isinstance(sql, str) else str(sql), 1)
+    return words[0] if words else ""
+
+
+def _statement_is_write(statement: str) -> bool:
+    keyword = _keyword(statement)
+    if keyword == "WITH":
+        return _DML.search(statement) is not None
+    if keyword == "EXPLAIN":
+        return " ANALYZE" in statement.upper()
+    return keyword not in _READS
 
 
 def is_write(sql: object) -> bool:
-    """Could this statement persist something? Unknown statements count as writes."""
-    keyword = _keyword(sql)
-    text = sql if isinstance(sql, str) else str(sql)
-    if keyword == "WITH":
-        return _DML.search(text) is not None
-    if keyword == "EXPLAIN":
-        return " ANALYZE" in text.upper()
-    return keyword not in _READS
+    """Could this SQL persist something? Unknown statements count as writes, and so does
+    a string of several statements with any write among them."""
+    statements = _sql.split(sql if isinstance(sql, str) else str(sql))
+    return not statements or any(_statement_is_write(s) for s in statements)
+
+
+def _ends_transaction(words: list[str]) -> bool:
+    """COMMIT, END, ABORT, ROLLBACK without TO, PREPARE TRANSACTION, COMMIT/ROLLBACK PREPARED."""
+    if not words:
+        return False
+    if words[0] in ("COMMIT", "END", "ABORT"):
+        return True
+    if words[0] == "ROLLBACK":
+        return "TO" not in words
+    return words[0] == "PREPARE" and words[1:2] == ["TRANSACTION"]
+
+
+def _blocked(connection: BaseDatabaseWrapper, what: str, remedy: str = _REMEDY) -> NoReturn:
+    raise ShadowSideEffectBlocked(f"{what} on Django database {connection.alias!r}", remedy=remedy)
 
 
 def _guard(
@@ -76,38 +100,64 @@ def _guard(
     depth = getattr(connection, _STATE_ATTR, None)
     if depth is None and not _installed:
         return execute(sql, params, many, context)
+    statements = _sql.split(sql if isinstance(sql, str) else str(sql))
+    if len(statements) > 1:
+        # A second statement could commit, or write outside the shadow transaction, unseen.
+        _blocked(
+            connection,
+            f"{len(statements)} SQL statements in one execute() call",
+            remedy="Run one statement per execute() call in shadow traffic, so each is judged",
+        )
+    statement = statements[0] if statements else ""
+    words = _sql.keywords(statement)
+    if _ends_transaction(words):
+        _blocked(
+            connection,
+            f"a raw transaction statement ({' '.join(words)})",
+            remedy="End transactions through Django (transaction.atomic), which shadowguard "
+            "turns into a rollback in shadow traffic; never with raw COMMIT/ROLLBACK SQL",
+        )
     if depth is not None and connection.in_atomic_block:
+        level = len(connection.atomic_blocks)
+        keyword = words[0] if words else ""
+        name = _sql.last_name(statement) if keyword in ("RELEASE", "ROLLBACK") else None
+        if (
+            level >= depth
+            and keyword in ("RELEASE", "ROLLBACK")
+            and (name is None or name in getattr(connection, _SAVEPOINTS_ATTR, ()))
+        ):
+            # Releasing the savepoint that is the shadow transaction (or one around it)
+            # would hand its writes to a transaction that may commit.
+            _blocked(
+                connection,
+                f"a raw {keyword} of the shadow transaction's savepoint",
+                remedy="Use savepoints of your own (transaction.atomic() or "
+                "transaction.savepoint()); the shadow transaction's are not yours to end",
+            )
         # At the shadow transaction's own level, a write would have been an autocommit and
         # a savepoint release the commit of the application's outermost atomic block.
-        if len(connection.atomic_blocks) == depth:
-            keyword = _keyword(sql)
+        if level == depth:
             if keyword == "ROLLBACK":
                 # Django releases a savepoint right after rolling back to it: not a commit.
-                setattr(connection, _ROLLED_BACK_ATTR, str(sql).split()[-1])
+                setattr(connection, _ROLLED_BACK_ATTR, name)
             elif keyword == "RELEASE":
-                if getattr(connection, _ROLLED_BACK_ATTR, None) != str(sql).split()[-1]:
+                if getattr(connection, _ROLLED_BACK_ATTR, None) != name:
                     record_suppression(
                         "db.commit",
                         connection.alias,
                         {"vendor": connection.vendor, "atomic": True},
                     )
-            elif is_write(sql):
+            elif _statement_is_write(statement):
                 record_suppression(
                     "db.commit",
                     connection.alias,
                     {"vendor": connection.vendor, "statement": keyword, "autocommit": True},
                 )
         return execute(sql, params, many, context)
-    if is_write(sql):
-        raise ShadowSideEffectBlocked(
-            f"a database write ({_keyword(sql) or '?'}) on Django database "
-            f"{connection.alias!r} outside a shadow transaction",
-            remedy=(
-                "In shadow traffic Django writes run only inside the transactions that "
-                "shadowguard rolls back: serve the request through "
-                "shadowguard.middleware.django.ShadowGuardMiddleware, or wrap the code in "
-                "shadowguard.integrations.django.ShadowTransactions()"
-            ),
+    if not statements or _statement_is_write(statement):
+        _blocked(
+            connection,
+            f"a database write ({_keyword(statement) or '?'}) outside a shadow transaction",
         )
     return execute(sql, params, many, context)
 
@@ -136,7 +186,7 @@ class ShadowTransactions:
 
     def __init__(self, using: Iterable[str] | None = None) -> None:
         self.using = list(using) if using is not None else None
-        self._opened: list[tuple[str, transaction.Atomic, bool, int | None]] = []
+        self._opened: list[tuple[str, transaction.Atomic, bool, int | None, Any]] = []
         self._thread: int | None = None
 
     def begin(self) -> None:
@@ -147,12 +197,15 @@ class ShadowTransactions:
                 connection = connections[alias]
                 added = _add_guard(connection)
                 outer = getattr(connection, _STATE_ATTR, None)
+                outer_savepoints = getattr(connection, _SAVEPOINTS_ATTR, None)
                 atomic = transaction.atomic(using=alias)
                 # Lets durable=True blocks nest inside, as under Django's TestCase.
                 atomic._from_testcase = True
                 atomic.__enter__()
                 setattr(connection, _STATE_ATTR, len(connection.atomic_blocks))
-                self._opened.append((alias, atomic, added, outer))
+                savepoints = frozenset(sid for sid in connection.savepoint_ids if sid)
+                setattr(connection, _SAVEPOINTS_ATTR, savepoints)
+                self._opened.append((alias, atomic, added, outer, outer_savepoints))
         except BaseException:
             self.end()
             raise
@@ -169,7 +222,7 @@ class ShadowTransactions:
             return
         errors: list[BaseException] = []
         while self._opened:
-            alias, atomic, added, outer = self._opened.pop()
+            alias, atomic, added, outer, outer_savepoints = self._opened.pop()
             connection = connections[alias]
             try:
                 if connection.in_atomic_block:
@@ -180,8 +233,11 @@ class ShadowTransactions:
             finally:
                 if outer is not None:
                     setattr(connection, _STATE_ATTR, outer)
-                elif hasattr(connection, _STATE_ATTR):
-                    delattr(connection, _STATE_ATTR)
+                    setattr(connection, _SAVEPOINTS_ATTR, outer_savepoints)
+                else:
+                    for attr in (_STATE_ATTR, _SAVEPOINTS_ATTR):
+                        if hasattr(connection, attr):
+                            delattr(connection, attr)
                 if added and not _installed and _guard in connection.execute_wrappers:
                     connection.execute_wrappers.remove(_guard)
         if errors:

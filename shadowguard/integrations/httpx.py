@@ -40,8 +40,8 @@ _ORIGINAL = "__shadowguard_original__"
 _LIBRARIES = ("httpx", "httpx2")
 
 
-def _mark(headers: Any) -> None:
-    header = marker()
+def _mark(headers: Any, forward_secret: bool) -> None:
+    header = marker(forward_secret)
     if header is not None:
         headers[header[0]] = header[1]
 
@@ -93,7 +93,7 @@ class _Guarded:
     def handle_request(self, request: Any) -> Any:
         decision = self._rules.decide(request.method, str(request.url), request.headers)
         if decision.allowed:
-            _mark(request.headers)
+            _mark(request.headers, decision.forward_secret)
             return self._inner.handle_request(request)
         # Consume the body as sending would, so generators and files behave alike.
         return self._stub(request, request.read(), decision)
@@ -101,7 +101,7 @@ class _Guarded:
     async def handle_async_request(self, request: Any) -> Any:
         decision = self._rules.decide(request.method, str(request.url), request.headers)
         if decision.allowed:
-            _mark(request.headers)
+            _mark(request.headers, decision.forward_secret)
             return await self._inner.handle_async_request(request)
         return self._stub(request, await request.aread(), decision)
 
@@ -232,7 +232,8 @@ def install(
     really go out, marked with the shadow marker header. ``stubs``: :class:`Stub` rules
     answering the rest. ``default``: the stub for requests no rule names (200, ``{}``) or
     ``BLOCK`` to raise ``ShadowSideEffectBlocked``. ``telemetry_exports``: let the
-    OpenTelemetry SDK's own export requests through (default True).
+    OpenTelemetry SDK's own export requests to the configured OTLP endpoints through
+    (default True).
     """
     _httpx.install(allow=allow, stubs=stubs, default=default, telemetry_exports=telemetry_exports)
 

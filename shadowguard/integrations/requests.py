@@ -60,8 +60,8 @@ _allowed_above: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
-def _marked(headers: Any) -> None:
-    header = marker()
+def _marked(headers: Any, forward_secret: bool) -> None:
+    header = marker(forward_secret)
     if header is not None:
         headers[header[0]] = header[1]
 
@@ -107,7 +107,7 @@ class _GuardedAdapter:
         url = request.url.decode() if isinstance(request.url, bytes) else request.url
         decision = rules.decide(request.method or "GET", url, request.headers)
         if decision.allowed:
-            _marked(request.headers)
+            _marked(request.headers, decision.forward_secret)
             token = _allowed_above.set(True)
             try:
                 response = self._shadowguard_inner.send(request, **kwargs)
@@ -164,7 +164,7 @@ def _urlopen_hook(original: Any) -> Any:
         )
         decision = _rules.decide(method, full_url, headers)
         if decision.allowed:
-            _marked(headers)
+            _marked(headers, decision.forward_secret)
             arguments["headers"] = headers
             return original(*bound.args, **bound.kwargs)
         return _urllib3_stub(decision, method, full_url, headers, arguments)
@@ -237,7 +237,7 @@ def install(
     Options as for ``shadowguard.integrations.httpx.install``: ``allow`` rules for shadow
     reads that may go out (marked), ``stubs`` answering the rest, ``default`` for requests
     no rule names (200, ``{}``) or ``BLOCK``, ``telemetry_exports`` to let the OpenTelemetry
-    SDK's own export requests through (default True).
+    SDK's own export requests to the configured OTLP endpoints through (default True).
     """
     global _rules
     if _patches:

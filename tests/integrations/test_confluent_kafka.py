@@ -7,8 +7,11 @@ the topic from the beginning after the producer flushed.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -152,7 +155,7 @@ def test_callbacks_wait_for_poll_and_len_counts_only_real_messages(
         producer.produce(topic, b"shadow", on_delivery=reports)
         assert reports.seen == []
         assert len(producer) == 1
-    assert producer.poll(0) >= 1
+    assert producer.poll(0) == 0  # the shadow report is served, not counted for a primary
     assert reports.values(shadow_only=True) == [b"shadow"]
     assert producer.flush(10) == 0
     assert sorted(reports.values()) == [b"primary", b"shadow"]
@@ -172,6 +175,51 @@ def test_primary_callbacks_served_from_a_shadow_poll_run_as_primary(
         (b"primary", False),
         (b"shadow", True),
     ]
+    assert stored(kafka_broker, topic) == [b"primary"]
+
+
+def _failing(error: KafkaError | None, message: Any) -> None:
+    raise RuntimeError("shadow callback failed")
+
+
+@pytest.mark.parametrize("how", ["install", "guard"])
+def test_primary_poll_and_flush_are_not_changed_by_shadow_reports(
+    kafka_broker: KafkaBroker, topic: str, how: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A primary poll() keeps its timeout and count; a failing shadow callback is logged."""
+    if how == "install":
+        guard_module.install()
+        producer = confluent_kafka.Producer(kafka_broker.config())
+    else:
+        producer = guard_module.guard(confluent_kafka.Producer(kafka_broker.config()))
+    try:
+        reports = Reports()
+        with shadow():
+            producer.produce(topic, b"shadow-1", on_delivery=reports)
+        started = time.monotonic()
+        assert producer.poll(0.3) == 0
+        assert time.monotonic() - started >= 0.25
+        assert reports.values(shadow_only=True) == [b"shadow-1"]
+
+        with shadow():
+            producer.produce(topic, b"shadow-2", on_delivery=_failing)
+        with caplog.at_level(logging.ERROR, logger="shadowguard"):
+            assert producer.poll(0) == 0
+        assert "shadow delivery callback failed" in caplog.text
+        assert "shadow callback failed" in caplog.text
+
+        with shadow():
+            producer.produce(topic, b"shadow-3", on_delivery=_failing)
+        producer.produce(topic, b"primary", on_delivery=reports)
+        assert producer.flush(10) == 0
+        assert reports.values(shadow_only=False) == [b"primary"]
+
+        with shadow():  # shadow code polling sees its own callback's error, as unguarded
+            producer.produce(topic, b"shadow-4", on_delivery=_failing)
+            with pytest.raises(RuntimeError, match="shadow callback failed"):
+                producer.poll(0)
+    finally:
+        guard_module.uninstall()
     assert stored(kafka_broker, topic) == [b"primary"]
 
 
@@ -464,6 +512,40 @@ def test_guard_wraps_a_producer_created_before_install(
                 producer.produce(topic, b"x" * 2000)
         produce_orders(producer, topic, "primary", reports)
     assert reports.values(shadow_only=True) == [b"shadow-0", b"shadow-1", b"shadow-2"]
+    assert stored(kafka_broker, topic) == [b"primary-0", b"primary-1", b"primary-2"]
+
+
+def test_install_names_producer_subclasses_defined_before_it(
+    kafka_broker: KafkaBroker, topic: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Such a subclass inherits from the unguarded class: install() says so and how to fix."""
+
+    class EarlyProducer(confluent_kafka.Producer):
+        pass
+
+    with caplog.at_level(logging.WARNING, logger="shadowguard"):
+        guard_module.install()
+    try:
+        warned = [r.getMessage() for r in caplog.records if "unguarded" in r.getMessage()]
+        assert len(warned) == 1
+        assert f"{__name__}.{EarlyProducer.__qualname__}" in warned[0]
+        assert "guard(producer)" in warned[0]
+
+        class LateProducer(confluent_kafka.Producer):
+            pass
+
+        assert guard_module._is_guarded(LateProducer(kafka_broker.config()))
+        assert not guard_module._is_guarded(EarlyProducer(kafka_broker.config()))
+        assert LateProducer not in guard_module._unguarded_subclasses()
+        producer = guard_module.guard(EarlyProducer(kafka_broker.config()))
+        reports = Reports()
+        with shadow():
+            produce_orders(producer, topic, "shadow", reports)
+        produce_orders(producer, topic, "primary", reports)
+    finally:
+        guard_module.uninstall()
+        del EarlyProducer
+        gc.collect()
     assert stored(kafka_broker, topic) == [b"primary-0", b"primary-1", b"primary-2"]
 
 

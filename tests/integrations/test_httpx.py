@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import threading
@@ -18,6 +19,19 @@ from shadowguard._outbound import BLOCK, STUB_HEADER, Allow, OutboundRequest, Re
 from tests.peers.http import HttpServer
 
 MARKER = "x-shadow-request"
+
+
+@contextlib.contextmanager
+def suppress_instrumentation() -> Iterator[None]:
+    """OpenTelemetry's suppress-instrumentation key, as its exporters (or any code) set it."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 @pytest.fixture(params=["httpx", "httpx2"])
@@ -199,21 +213,50 @@ def test_allowed_reads_go_out_with_the_marker(lib: ModuleType, http_server: Http
     assert scope.counts["http.request"] == 1
 
 
-@pytest.mark.usefixtures("sink")
-def test_marker_carries_the_secret_or_is_left_out_when_disabled(
+def test_marker_carries_the_secret_only_where_forwarded_or_is_left_out_when_disabled(
     lib: ModuleType, http_server: HttpServer
 ) -> None:
+    """A third party never sees the secret; a host allowed with forward_secret=True does."""
+    module = importlib.import_module(f"shadowguard.integrations.{lib.__name__}")
+    module.install(
+        allow=[
+            Allow(url="http://127.0.0.1:*/read/internal*", forward_secret=True),
+            Allow(url="http://127.0.0.1:*/read*"),
+        ]
+    )
     try:
         configure(marker_secret="s3cret")
         with shadowguard.shadow():
-            lib.get(f"{http_server.url}/read/1")
+            lib.get(f"{http_server.url}/read/internal")
+            lib.get(f"{http_server.url}/read/partner")
         configure(marker_header="")
         with shadowguard.shadow():
             lib.get(f"{http_server.url}/read/2")
     finally:
         reset()
-    assert http_server.hits[0].headers[MARKER] == "s3cret"
-    assert MARKER not in http_server.hits[1].headers
+        module.uninstall()
+    assert [(h.path, h.headers.get(MARKER)) for h in http_server.hits] == [
+        ("/read/internal", "s3cret"),
+        ("/read/partner", "1"),
+        ("/read/2", None),
+    ]
+
+
+@pytest.mark.usefixtures("sink")
+def test_suppress_instrumentation_does_not_open_other_urls(
+    lib: ModuleType, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """App code under OpenTelemetry's suppress key: a shadow POST is still stubbed."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{http_server.url}/v1/traces")
+    with shadowguard.shadow() as scope, suppress_instrumentation():
+        stubbed = lib.post(f"{http_server.url}/charge", json={"amount": 1})
+        exported = lib.post(f"{http_server.url}/v1/traces", content=b"spans")
+    assert STUB_HEADER in stubbed.headers
+    assert STUB_HEADER not in exported.headers
+    assert scope.counts["http.request"] == 1
+    with suppress_instrumentation():
+        lib.post(f"{http_server.url}/charge", json={"amount": 2})  # primary
+    assert [h.path for h in http_server.hits] == ["/v1/traces", "/charge"]
 
 
 @pytest.mark.usefixtures("sink")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -22,6 +23,19 @@ from shadowguard.integrations import requests as sink
 from tests.peers.http import HttpServer
 
 MARKER = "x-shadow-request"
+
+
+@contextlib.contextmanager
+def suppress_instrumentation() -> Iterator[None]:
+    """OpenTelemetry's suppress-instrumentation key, as its exporters (or any code) set it."""
+    from opentelemetry import context as otel_context
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 @pytest.fixture
@@ -334,9 +348,10 @@ class PostingExporter(SpanExporter):
 
 @pytest.mark.parametrize("telemetry_exports", [True, False])
 def test_telemetry_exports_from_shadow_still_go_out(
-    http_server: HttpServer, telemetry_exports: bool
+    http_server: HttpServer, telemetry_exports: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The SDK exports a span ended inside a shadow scope: it reaches the collector."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{http_server.url}/v1/traces")
     provider = TracerProvider()
     provider.add_span_processor(
         SimpleSpanProcessor(PostingExporter(f"{http_server.url}/v1/traces"))
@@ -355,3 +370,23 @@ def test_telemetry_exports_from_shadow_still_go_out(
     assert [h.path for h in http_server.hits if h.path == "/pay"] == []
     assert len(exported) == (1 if telemetry_exports else 0)
     assert scope.counts["http.request"] == (1 if telemetry_exports else 2)
+
+
+@pytest.mark.usefixtures("installed")
+def test_suppress_instrumentation_does_not_open_other_urls(
+    http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """App code under OpenTelemetry's suppress key: a shadow POST is still stubbed."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"{http_server.url}/otlp")
+    with shadowguard.shadow() as scope, suppress_instrumentation():
+        stubbed = requests.post(f"{http_server.url}/charge", json={"amount": 1})
+        pool = urllib3.PoolManager()
+        raw = pool.request("POST", f"{http_server.url}/charge")
+        exported = requests.post(f"{http_server.url}/otlp/v1/metrics", data=b"m")
+    assert STUB_HEADER in stubbed.headers
+    assert STUB_HEADER in raw.headers
+    assert exported.status_code == 200
+    assert scope.counts["http.request"] == 2
+    with suppress_instrumentation():
+        requests.post(f"{http_server.url}/charge", json={"amount": 2})  # primary
+    assert [h.path for h in http_server.hits] == ["/otlp/v1/metrics", "/charge"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -19,7 +20,7 @@ import django
 
 django.setup()
 
-from django.db import connections  # noqa: E402
+from django.db import connections, transaction  # noqa: E402
 from django.test import AsyncClient, Client, override_settings  # noqa: E402
 
 import shadowguard  # noqa: E402
@@ -244,6 +245,101 @@ def test_nested_shadow_transactions_keep_the_outer_one(rows: Rows) -> None:
     finally:
         shadowguard.uninstall("django")
     assert rows.postgres() == []
+
+
+_INSERT = "INSERT INTO sg_django_order (ref) VALUES ('{}')"
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "COMMIT",
+        "commit work",
+        "/* why */ END",
+        "ABORT",
+        "ROLLBACK",
+        "ROLLBACK AND CHAIN",
+        "PREPARE TRANSACTION 'sg'",
+        "COMMIT PREPARED 'sg'",
+    ],
+)
+def test_raw_transaction_end_is_refused_at_every_depth(rows: Rows, statement: str) -> None:
+    """A raw COMMIT in a shadow transaction would commit its writes: it is refused."""
+    shadowguard.install("django")
+    try:
+        for nested in (False, True):
+            with shadow(), ShadowTransactions(), connections["default"].cursor() as cursor:
+                cursor.execute(_INSERT.format(f"L-{nested}"))
+                with (
+                    transaction.atomic() if nested else contextlib.nullcontext(),
+                    pytest.raises(ShadowSideEffectBlocked, match="raw transaction"),
+                ):
+                    cursor.execute(statement)
+            assert rows.postgres() == []
+    finally:
+        shadowguard.uninstall("django")
+    with connections["default"].cursor() as cursor:  # primary: the same SQL as written
+        cursor.execute(_INSERT.format("L-primary"))
+        cursor.execute("BEGIN")
+        cursor.execute(_INSERT.format("L-primary-2"))
+        cursor.execute("COMMIT")
+    assert rows.postgres() == ["L-primary", "L-primary-2"]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 1; " + _INSERT.format("M-1"),
+        _INSERT.format("M-1") + "; COMMIT",
+        "SELECT ';' /* ; */; " + _INSERT.format("M-1"),
+        "SELECT $x$ ' $x$; " + _INSERT.format("M-1") + " -- '",
+    ],
+)
+def test_several_statements_in_one_execute_are_refused(rows: Rows, sql: str) -> None:
+    """psycopg binds client-side under Django: a write hidden after a SELECT would run."""
+    shadowguard.install("django")
+    try:
+        blocked = pytest.raises(ShadowSideEffectBlocked, match="2 SQL statements")
+        with shadow(), connections["default"].cursor() as cursor, blocked:
+            cursor.execute(sql)
+        blocked = pytest.raises(ShadowSideEffectBlocked, match="2 SQL statements")
+        with shadow(), ShadowTransactions(), connections["default"].cursor() as cursor, blocked:
+            cursor.execute(sql)
+        assert rows.postgres() == []
+        with connections["default"].cursor() as cursor:
+            cursor.execute(sql)  # primary
+    finally:
+        shadowguard.uninstall("django")
+    assert rows.postgres() == ["M-1"]
+
+
+def test_the_shadow_transactions_savepoint_is_not_released_by_raw_sql(rows: Rows) -> None:
+    """Under an outer atomic block the shadow transaction is a savepoint: hands off."""
+    shadowguard.install("django")
+    try:
+        with shadow(), transaction.atomic(), ShadowTransactions():
+            connection = connections["default"]
+            sid = connection.savepoint_ids[-1]
+            with connection.cursor() as cursor:
+                cursor.execute(_INSERT.format("N-1"))
+                with pytest.raises(ShadowSideEffectBlocked, match="savepoint"):
+                    cursor.execute(f'RELEASE SAVEPOINT "{sid}"')
+                with pytest.raises(ShadowSideEffectBlocked, match="savepoint"):
+                    cursor.execute(f"ROLLBACK TO SAVEPOINT {sid.upper()} /* x */")
+                with pytest.raises(ShadowSideEffectBlocked, match="savepoint"):
+                    cursor.execute(f'RELEASE U&"{sid}"')
+                cursor.execute("SAVEPOINT mine")  # a savepoint of its own is fine
+                cursor.execute("RELEASE SAVEPOINT mine")
+            assert Order.objects.filter(ref="N-1").exists()
+    finally:
+        shadowguard.uninstall("django")
+    assert rows.postgres() == []
+
+
+def test_is_write_judges_every_statement() -> None:
+    assert is_write("SELECT 1; INSERT INTO t VALUES (1)")
+    assert not is_write("SELECT ';INSERT'; SELECT 2;")
+    assert is_write("   ;  ")
 
 
 def test_histogram_has_the_django_route(rows: Rows, metric_reader: Any) -> None:

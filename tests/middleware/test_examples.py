@@ -63,8 +63,8 @@ def test_flask_orders_primary_writes_and_shadow_skips_side_effects(
 
 
 def test_flask_orders_shadow_writes_no_row(tmp_path: Path) -> None:
-    if "sqlalchemy" not in integrations.INTEGRATIONS:
-        pytest.skip("needs the SQLAlchemy guard (shadowguard.integrations.sqlalchemy)")
+    # A missing guard must fail this test, never skip it.
+    assert "sqlalchemy" in integrations.INTEGRATIONS
     example = _load_flask_example()
     try:
         client = example.create_app(f"sqlite:///{tmp_path / 'orders.db'}").test_client()
