@@ -18,7 +18,7 @@ MYSQL_USER = os.environ.get("SHADOWGUARD_TEST_MYSQL_USER", "root")
 
 def mysql_connect(database: str | None = None) -> Any:
     """A plain PyMySQL connection in autocommit mode: the tests' oracle."""
-    import pymysql
+    import pymysql  # type: ignore[import-untyped]
 
     return pymysql.connect(
         host=MYSQL_HOST,
