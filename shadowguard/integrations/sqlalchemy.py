@@ -214,6 +214,8 @@ _NON_TRANSACTIONAL = re.compile(
     re.I,
 )
 # Functions that write like an INSERT (undone by the rollback, refused on autocommit).
+# Any of the names above contains one of these: most statements skip both searches.
+_FUNCTION_HINTS = ("setval", "pg_", "dblink", "lo_", "lowrite")
 _WRITING = re.compile(
     r"\b(pg_notify|lo_create|lo_creat|lo_unlink|lo_put|lo_from_bytea|lowrite|lo_truncate\w*)"
     r"\"?\s*\(",
@@ -224,7 +226,7 @@ _WRITING = re.compile(
 class _Syntax:
     """How one SQL dialect quotes and comments, for splitting statements."""
 
-    __slots__ = ("backslash", "dollar", "dquote_backslash", "mysql", "nested", "plain")
+    __slots__ = ("backslash", "dollar", "dquote_backslash", "mysql", "nested", "special")
 
     def __init__(
         self,
@@ -240,29 +242,45 @@ class _Syntax:
         self.nested = nested  # /* /* */ */ nests (PostgreSQL)
         self.dollar = dollar  # $tag$ ... $tag$ (PostgreSQL)
         self.mysql = mysql  # `...`, # comments, /*! executed comments */
-        self.plain = re.compile(r"[^;'\"`\[$/*#\-]+")
+        tokens = [";", "'", '"', r"/\*"]
+        if mysql:
+            tokens += ["`", "#", r"\*/", r"--(?=\s|$)"]
+        else:
+            tokens.append("--")
+        if dollar:
+            tokens.append(r"(?<![\w$])\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
+        elif not mysql:
+            tokens.append(r"\[")  # SQLite's [identifier]
+        self.special = re.compile("|".join(tokens))
+
+    def key(self, backslashes: bool) -> tuple[bool, ...]:
+        """What the reading depends on: without a backslash, escapes make no difference."""
+        return (
+            self.backslash and backslashes,
+            self.dquote_backslash and backslashes,
+            self.nested,
+            self.dollar,
+            self.mysql,
+        )
+
+
+_QUOTED = {
+    (q, backslash): re.compile(
+        f"{q}[^{q}\\\\]*(?:(?:{q}{q}|\\\\.)[^{q}\\\\]*)*{q}"
+        if backslash
+        else f"{q}[^{q}]*(?:{q}{q}[^{q}]*)*{q}",
+        re.S,
+    )
+    for q in "'\"`"
+    for backslash in (False, True)
+}
+_IDENT = re.compile(r"[A-Za-z_][\w$]*\Z")
 
 
 def _quoted(sql: str, i: int, quote: str, backslash: bool) -> int:
     """Index just past the quoted token starting at ``sql[i]`` (its end if unterminated)."""
-    j = i + 1
-    n = len(sql)
-    while j < n:
-        c = sql[j]
-        if backslash and c == "\\":
-            j += 2
-        elif c == quote:
-            if j + 1 < n and sql[j + 1] == quote:
-                j += 2
-            else:
-                return j + 1
-        else:
-            j += 1
-    return n
-
-
-_IDENT = re.compile(r"[A-Za-z_][\w$]*\Z")
-_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
+    m = _QUOTED[quote, backslash].match(sql, i)
+    return len(sql) if m is None else m.end()
 
 
 def _split(sql: str, syntax: _Syntax) -> list[str]:
@@ -275,48 +293,46 @@ def _split(sql: str, syntax: _Syntax) -> list[str]:
     out: list[str] = []
     i, n = 0, len(sql)
     while i < n:
-        m = syntax.plain.match(sql, i)
-        if m is not None:
-            out.append(m.group())
-            i = m.end()
-            continue
-        c = sql[i]
-        two = sql[i : i + 2]
-        if c == ";":
+        m = syntax.special.search(sql, i)
+        if m is None:
+            out.append(sql[i:])
+            break
+        out.append(sql[i : m.start()])
+        i = m.start()
+        token = m.group()
+        if token == ";":
             statements.append("".join(out))
             out = []
             i += 1
-        elif (
-            two == "--" and (not syntax.mysql or sql[i + 2 : i + 3] in ("", " ", "\t", "\n", "\r"))
-        ) or (c == "#" and syntax.mysql):
+        elif token in ("--", "#"):
             end = sql.find("\n", i)
             i = n if end < 0 else end
             out.append(" ")
-        elif two == "/*":
+        elif token == "/*":
             if syntax.mysql and (sql.startswith("!", i + 2) or sql.startswith("M!", i + 2)):
                 # MySQL runs the text of /*! ... */: it is code, only the markers go
                 i += 3 if sql[i + 2] == "!" else 4
                 while i < n and sql[i].isdigit():
                     i += 1
-            else:
+            elif syntax.nested:
                 depth, i = 1, i + 2
                 while depth and i < n:
                     if sql.startswith("*/", i):
                         depth -= 1
                         i += 2
-                    elif syntax.nested and sql.startswith("/*", i):
+                    elif sql.startswith("/*", i):
                         depth += 1
                         i += 2
                     else:
                         i += 1
-                        if not syntax.nested:
-                            end = sql.find("*/", i)
-                            i = n if end < 0 else end
+            else:
+                end = sql.find("*/", i + 2)
+                i = n if end < 0 else end + 2
             out.append(" ")
-        elif two == "*/" and syntax.mysql:
-            out.append(" ")  # the end of a /*! ... */
+        elif token == "*/":
+            out.append(" ")  # the end of a MySQL /*! ... */
             i += 2
-        elif c == "'":
+        elif token == "'":
             escape = syntax.backslash or (
                 syntax.dollar
                 and i > 0
@@ -325,29 +341,19 @@ def _split(sql: str, syntax: _Syntax) -> list[str]:
             )
             i = _quoted(sql, i, "'", escape)
             out.append("''")
-        elif c == '"' or (c == "`" and syntax.mysql):
-            end = _quoted(sql, i, c, syntax.dquote_backslash and c == '"')
+        elif token in ('"', "`"):
+            end = _quoted(sql, i, token, syntax.dquote_backslash and token == '"')
             inner = sql[i + 1 : end - 1]
             out.append(inner if _IDENT.match(inner) else "''")
             i = end
-        elif c == "[" and not syntax.dollar and not syntax.mysql:
-            end = sql.find("]", i)  # SQLite's [identifier]
+        elif token == "[":
+            end = sql.find("]", i)
             i = n if end < 0 else end + 1
             out.append("''")
-        elif (
-            c == "$" and syntax.dollar and not (i and (sql[i - 1].isalnum() or sql[i - 1] in "_$"))
-        ):
-            tag = _DOLLAR_TAG.match(sql, i)
-            if tag is None:
-                out.append(c)
-                i += 1
-            else:
-                end = sql.find(tag.group(), tag.end())
-                i = n if end < 0 else end + len(tag.group())
-                out.append("''")
-        else:
-            out.append(c)
-            i += 1
+        else:  # a dollar-quote tag
+            end = sql.find(token, i + len(token))
+            i = n if end < 0 else end + len(token)
+            out.append("''")
     statements.append("".join(out))
     return [s for s in statements if s.strip()]
 
@@ -379,13 +385,23 @@ def classify(statement: str, dialect: str = "") -> tuple[str, str]:
     """
     worst = (UNKNOWN, "an empty statement")
     seen = False
+    backslashes = "\\" in statement
+    lowered = statement.lower()
+    functions = any(hint in lowered for hint in _FUNCTION_HINTS)
+    readings = set()
     for syntax in _SYNTAXES.get(dialect, _ANY):
+        key = syntax.key(backslashes)
+        if key in readings:
+            continue
+        readings.add(key)
         parts = _split(statement, syntax)
         for part in parts:
-            found = _classify_one(part, dialect, len(parts) > 1)
+            found = _classify_one(part, dialect, len(parts) > 1, functions)
             if not seen or _RANK[found[0]] > _RANK[worst[0]]:
                 worst, seen = found, True
     # Also in the raw text: the body of a DO block or a function is a literal.
+    if not functions:
+        return worst
     m = _NON_TRANSACTIONAL.search(statement)
     if m is not None:
         return REFUSE, f"{m.group(1).lower()}()"
@@ -395,11 +411,11 @@ def classify(statement: str, dialect: str = "") -> tuple[str, str]:
     return worst
 
 
-def _classify_one(text: str, dialect: str, several: bool) -> tuple[str, str]:
+def _classify_one(text: str, dialect: str, several: bool, functions: bool) -> tuple[str, str]:
     """Classify one statement, comments blanked and literals emptied by :func:`_split`."""
     head = _LEADING.match(text)
     text = text[head.end() if head else 0 :]
-    m = _NON_TRANSACTIONAL.search(text)
+    m = _NON_TRANSACTIONAL.search(text) if functions else None
     if m is not None:
         return REFUSE, f"{m.group(1).lower()}()"
     kind, verb = _kind(text, dialect)
@@ -412,7 +428,7 @@ def _classify_one(text: str, dialect: str, several: bool) -> tuple[str, str]:
         and not _ROLLBACK_TO.match(text)
     ):
         return REFUSE, f"{verb} in a string of several statements"
-    if _RANK[kind] < _RANK[WRITE]:
+    if functions and _RANK[kind] < _RANK[WRITE]:
         m = _WRITING.search(text)
         if m is not None:
             return WRITE, f"{m.group(1).lower()}()"
