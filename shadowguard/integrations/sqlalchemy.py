@@ -6,9 +6,12 @@ Seams, from the lowest up:
   commit-on-return): in shadow it validates (on PostgreSQL ``SET CONSTRAINTS ALL
   IMMEDIATE``) and rolls back instead, recording a ``db.commit`` suppression.
 - the dialect's ``do_execute``/``do_executemany``/``do_execute_no_params``: refuse, before
-  execution, DDL, transaction control in SQL text, two-phase statements and any write on
-    an autocommit connection (statements are classified by an allowlist). Dialect classes
-  that override one of these are wrapped too, before their first connection.
+  execution, DDL, transaction control in SQL text, two-phase statements, functions no
+  rollback undoes, MySQL's implicit commits and any write on an autocommit connection
+  (every statement of a SQL string is classified by an allowlist). A scope whose first
+  statement on a connection finds a primary transaction open sets a savepoint, and its end
+  rolls back to it only. Dialect classes that override one of these are wrapped too,
+  before their first connection.
 - two-phase methods of :class:`~sqlalchemy.engine.Connection`: refused in shadow.
 - ``SessionTransaction._connection_for_bind`` (and ``commit``, ``Session._close_impl``):
   in shadow a Session keeps one connection
@@ -185,15 +188,15 @@ _SESSION_KW = frozenset({"SET", "RESET", "LISTEN", "UNLISTEN", "CLOSE"})
 # driver's prepared statements), which no rollback or clean-up can give back.
 _DESTRUCTIVE = frozenset({"DISCARD", "DEALLOCATE"})
 _TXN_KW = frozenset({"BEGIN", "START", "SAVEPOINT", "RELEASE", "ROLLBACK", "ABORT", "LOCK"})
+_ROLLBACK_TO = re.compile(r"ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
 # MySQL and MariaDB commit the open transaction before these (and DDL): the shadow's
 # writes would persist. Also statements that change the server, not the session.
-_ROLLBACK_TO = re.compile(r"ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
 _MYSQL_DIALECTS = frozenset({"mysql", "mariadb"})
 _MYSQL_COMMITS = frozenset(
     {
         *("BEGIN", "START", "LOCK", "UNLOCK", "RENAME", "XA", "FLUSH", "RESET", "OPTIMIZE"),
         *("REPAIR", "CHECK", "CACHE", "LOAD", "INSTALL", "UNINSTALL", "CHANGE", "STOP"),
-        *("PURGE", "KILL", "SHUTDOWN", "HANDLER"),
+        *("PURGE", "KILL", "SHUTDOWN"),
     }
 )
 _MYSQL_SET = re.compile(
@@ -214,13 +217,15 @@ _NON_TRANSACTIONAL = re.compile(
     re.I,
 )
 # Functions that write like an INSERT (undone by the rollback, refused on autocommit).
-# Any of the names above contains one of these: most statements skip both searches.
-_FUNCTION_HINTS = ("setval", "pg_", "dblink", "lo_", "lowrite")
 _WRITING = re.compile(
     r"\b(pg_notify|lo_create|lo_creat|lo_unlink|lo_put|lo_from_bytea|lowrite|lo_truncate\w*)"
     r"\"?\s*\(",
     re.I,
 )
+
+
+# Every function name above contains one of these: most statements skip both searches.
+_FUNCTION_HINTS = ("setval", "pg_", "dblink", "lo_", "lowrite")
 
 
 class _Syntax:
