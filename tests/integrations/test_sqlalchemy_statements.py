@@ -282,6 +282,23 @@ def test_nextval_leaves_a_gap_only(pg: Backend, sequence_table: str) -> None:
         assert c.exec_driver_sql(f"INSERT INTO {t} DEFAULT VALUES RETURNING id").scalar() == 4
 
 
+@pytest.mark.usefixtures("guard")
+def test_pg_notify_on_autocommit_is_refused(pg: Backend) -> None:
+    import psycopg
+
+    channel = f"sg_{uuid.uuid4().hex[:8]}"
+    engine = pg.engine(isolation_level="AUTOCOMMIT")
+    notify = f"SELECT pg_notify('{channel}', 'x')"
+    with psycopg.connect(pg.dsn, autocommit=True) as listener:
+        listener.execute(f"LISTEN {channel}")
+        with shadowguard.shadow(), engine.connect() as c, pytest.raises(ShadowSideEffectBlocked):
+            c.exec_driver_sql(notify)
+        assert list(listener.notifies(timeout=0.3, stop_after=1)) == []
+        with engine.connect() as c:
+            c.exec_driver_sql(notify)
+        assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == ["x"]
+
+
 @pytest.mark.parametrize(
     ("sql", "kind"),
     [
