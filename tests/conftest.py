@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.peers.envoy",
     "tests.peers.http",
     "tests.peers.kafka",
+    "tests.peers.mariadb",
     "tests.peers.postgres",
     "tests.peers.smtp",
 ]

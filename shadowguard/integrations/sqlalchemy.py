@@ -6,9 +6,12 @@ Seams, from the lowest up:
   commit-on-return): in shadow it validates (on PostgreSQL ``SET CONSTRAINTS ALL
   IMMEDIATE``) and rolls back instead, recording a ``db.commit`` suppression.
 - the dialect's ``do_execute``/``do_executemany``/``do_execute_no_params``: refuse, before
-  execution, DDL, transaction control in SQL text, two-phase statements and any write on
-    an autocommit connection (statements are classified by an allowlist). Dialect classes
-  that override one of these are wrapped too, before their first connection.
+  execution, DDL, transaction control in SQL text, two-phase statements, functions no
+  rollback undoes, MySQL's implicit commits and any write on an autocommit connection
+  (every statement of a SQL string is classified by an allowlist). A scope whose first
+  statement on a connection finds a primary transaction open sets a savepoint, and its end
+  rolls back to it only. Dialect classes that override one of these are wrapped too,
+  before their first connection.
 - two-phase methods of :class:`~sqlalchemy.engine.Connection`: refused in shadow.
 - ``SessionTransaction._connection_for_bind`` (and ``commit``, ``Session._close_impl``):
   in shadow a Session keeps one connection
@@ -62,6 +65,8 @@ _SCOPE = "shadowguard.scope"
 _MAX_STATEMENTS = 20
 
 _SNAPSHOT = "shadowguard.snapshot"
+_SAVEPOINT = "shadowguard.savepoint"
+_SAVEPOINT_NAME = "shadowguard_scope"
 
 # The session state of a PostgreSQL connection that outlives a rollback, in one round trip.
 # Taken before shadow traffic first uses a checked-out connection and compared when it
@@ -76,7 +81,8 @@ _PG_STATE = """SELECT
  (SELECT coalesce(json_agg(c ORDER BY c), '[]') FROM pg_listening_channels() c)::text,
  (SELECT count(*) FROM pg_class WHERE relnamespace = pg_my_temp_schema()),
  (SELECT count(*) FROM pg_cursors),
- (SELECT count(*) FROM pg_prepared_statements WHERE from_sql)"""
+ (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),
+ session_user::text, current_user::text"""
 
 
 def _pg_state(cursor: Any) -> tuple[Any, ...]:
@@ -94,8 +100,17 @@ def _literal(value: str) -> str:
 
 
 def _pg_undo(cursor: Any, before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
-    settings, locks, channels, temp, cursors, prepared = before
-    new_settings, new_locks, new_channels, new_temp, new_cursors, new_prepared = after
+    settings, locks, channels, temp, cursors, prepared, session_user, role = before
+    new_settings, new_locks, new_channels, new_temp, new_cursors, new_prepared, *users = after
+    if users != [session_user, role]:
+        # SET ROLE and SET SESSION AUTHORIZATION are not in pg_settings, and RESET ALL
+        # leaves them: the next primary checkout would run as another role.
+        if users[0] != session_user:
+            cursor.execute(f"SET SESSION AUTHORIZATION {_quote(session_user)}")
+        if role != session_user:
+            cursor.execute(f"SET ROLE {_quote(role)}")
+        else:
+            cursor.execute("RESET ROLE")
     if new_settings != settings:
         cursor.execute("RESET ALL")
         for name, value in settings.items():
@@ -144,16 +159,18 @@ def _pg_restore(dbapi_connection: Any, before: tuple[Any, ...]) -> None:
         )
 
 
-# Statement kinds.
+# Statement kinds, from harmless to never allowed (a string of several statements takes
+# the kind of its most dangerous one).
 READ = "read"  # reads: allowed everywhere
-SESSION = "session"  # session state, undone when the connection returns to the pool
 TXN = "transaction"  # savepoints, BEGIN, ROLLBACK, SET CONSTRAINTS...: harmless
+SESSION = "session"  # session state, undone when the connection returns to the pool
 WRITE = "write"  # undone by the rollback; refused on an autocommit connection
 UNKNOWN = "unknown"  # treated as a write
 REFUSE = "refuse"  # never in shadow
+_RANK = {READ: 0, TXN: 1, SESSION: 2, WRITE: 3, UNKNOWN: 4, REFUSE: 5}
 
 _AUTOCOMMIT_OK = frozenset({READ, SESSION, TXN})
-_LEADING = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|/\*.*?\*/|\()+", re.S)
+_LEADING = re.compile(r"[\s(]+")
 _WORD = re.compile(r"[A-Za-z_]+")
 _DML = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.I)
 _INTO = re.compile(r"\bINTO\b", re.I)
@@ -171,16 +188,260 @@ _SESSION_KW = frozenset({"SET", "RESET", "LISTEN", "UNLISTEN", "CLOSE"})
 # driver's prepared statements), which no rollback or clean-up can give back.
 _DESTRUCTIVE = frozenset({"DISCARD", "DEALLOCATE"})
 _TXN_KW = frozenset({"BEGIN", "START", "SAVEPOINT", "RELEASE", "ROLLBACK", "ABORT", "LOCK"})
+_ROLLBACK_TO = re.compile(r"ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
+# MySQL and MariaDB commit the open transaction before these (and DDL): the shadow's
+# writes would persist. Also statements that change the server, not the session.
+_MYSQL_DIALECTS = frozenset({"mysql", "mariadb"})
+_MYSQL_COMMITS = frozenset(
+    {
+        *("BEGIN", "START", "LOCK", "UNLOCK", "RENAME", "XA", "FLUSH", "RESET", "OPTIMIZE"),
+        *("REPAIR", "CHECK", "CACHE", "LOAD", "INSTALL", "UNINSTALL", "CHANGE", "STOP"),
+        *("PURGE", "KILL", "SHUTDOWN"),
+    }
+)
+_MYSQL_SET = re.compile(
+    r"^SET\s+(?:(?:GLOBAL|PERSIST|PERSIST_ONLY|PASSWORD)\b|@@(?:GLOBAL|PERSIST)|"
+    r"(?:(?:SESSION|LOCAL)\s+|@@(?:SESSION\.|LOCAL\.)?)?AUTOCOMMIT\b)",
+    re.I,
+)
+_MYSQL_SET_AUTOCOMMIT = re.compile(
+    r"(?:^SET\s|,)\s*(?:SESSION\s+|LOCAL\s+|@@\w*\.?)?AUTOCOMMIT\b", re.I
+)
+# Functions whose effect no rollback undoes: they are refused in shadow. nextval() is not
+# among them: an id drawn in shadow is a gap for the primary, never a duplicate.
+_NON_TRANSACTIONAL = re.compile(
+    r"\b(setval|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile"
+    r"|pg_switch_wal|pg_create_restore_point|pg_promote|pg_logical_emit_message"
+    r"|pg_\w*replication_slot\w*|pg_stat_reset\w*|pg_file_\w+|dblink\w*"
+    r"|lo_import|lo_export)\"?\s*\(",
+    re.I,
+)
+# Functions that write like an INSERT (undone by the rollback, refused on autocommit).
+_WRITING = re.compile(
+    r"\b(pg_notify|lo_create|lo_creat|lo_unlink|lo_put|lo_from_bytea|lowrite|lo_truncate\w*)"
+    r"\"?\s*\(",
+    re.I,
+)
+
+
+# Every function name above contains one of these: most statements skip both searches.
+_FUNCTION_HINTS = ("setval", "pg_", "dblink", "lo_", "lowrite")
+
+
+class _Syntax:
+    """How one SQL dialect quotes and comments, for splitting statements."""
+
+    __slots__ = ("backslash", "dollar", "dquote_backslash", "mysql", "nested", "special")
+
+    def __init__(
+        self,
+        *,
+        backslash: bool = False,
+        dquote_backslash: bool = False,
+        nested: bool = False,
+        dollar: bool = False,
+        mysql: bool = False,
+    ) -> None:
+        self.backslash = backslash  # '\'' escapes in '...' strings
+        self.dquote_backslash = dquote_backslash  # and in "..." (MySQL's strings)
+        self.nested = nested  # /* /* */ */ nests (PostgreSQL)
+        self.dollar = dollar  # $tag$ ... $tag$ (PostgreSQL)
+        self.mysql = mysql  # `...`, # comments, /*! executed comments */
+        tokens = [";", "'", '"', r"/\*"]
+        if mysql:
+            tokens += ["`", "#", r"\*/", r"--(?=\s|$)"]
+        else:
+            tokens.append("--")
+        if dollar:
+            tokens.append(r"(?<![\w$])\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
+        elif not mysql:
+            tokens.append(r"\[")  # SQLite's [identifier]
+        self.special = re.compile("|".join(tokens))
+
+    def key(self, backslashes: bool) -> tuple[bool, ...]:
+        """What the reading depends on: without a backslash, escapes make no difference."""
+        return (
+            self.backslash and backslashes,
+            self.dquote_backslash and backslashes,
+            self.nested,
+            self.dollar,
+            self.mysql,
+        )
+
+
+_QUOTED = {
+    (q, backslash): re.compile(
+        f"{q}[^{q}\\\\]*(?:(?:{q}{q}|\\\\.)[^{q}\\\\]*)*{q}"
+        if backslash
+        else f"{q}[^{q}]*(?:{q}{q}[^{q}]*)*{q}",
+        re.S,
+    )
+    for q in "'\"`"
+    for backslash in (False, True)
+}
+_IDENT = re.compile(r"[A-Za-z_][\w$]*\Z")
+
+
+def _quoted(sql: str, i: int, quote: str, backslash: bool) -> int:
+    """Index just past the quoted token starting at ``sql[i]`` (its end if unterminated)."""
+    m = _QUOTED[quote, backslash].match(sql, i)
+    return len(sql) if m is None else m.end()
+
+
+def _split(sql: str, syntax: _Syntax) -> list[str]:
+    """The statements of ``sql`` with comments blanked out and literals emptied.
+
+    A quoted identifier that is a plain word keeps its text (``"setval"(...)`` is still a
+    call of setval); other quoted tokens become ``''``.
+    """
+    statements: list[str] = []
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        m = syntax.special.search(sql, i)
+        if m is None:
+            out.append(sql[i:])
+            break
+        out.append(sql[i : m.start()])
+        i = m.start()
+        token = m.group()
+        if token == ";":
+            statements.append("".join(out))
+            out = []
+            i += 1
+        elif token in ("--", "#"):
+            end = sql.find("\n", i)
+            i = n if end < 0 else end
+            out.append(" ")
+        elif token == "/*":
+            if syntax.mysql and (sql.startswith("!", i + 2) or sql.startswith("M!", i + 2)):
+                # MySQL runs the text of /*! ... */: it is code, only the markers go
+                i += 3 if sql[i + 2] == "!" else 4
+                while i < n and sql[i].isdigit():
+                    i += 1
+            elif syntax.nested:
+                depth, i = 1, i + 2
+                while depth and i < n:
+                    if sql.startswith("*/", i):
+                        depth -= 1
+                        i += 2
+                    elif sql.startswith("/*", i):
+                        depth += 1
+                        i += 2
+                    else:
+                        i += 1
+            else:
+                end = sql.find("*/", i + 2)
+                i = n if end < 0 else end + 2
+            out.append(" ")
+        elif token == "*/":
+            out.append(" ")  # the end of a MySQL /*! ... */
+            i += 2
+        elif token == "'":
+            escape = syntax.backslash or (
+                syntax.dollar
+                and i > 0
+                and sql[i - 1] in "eE"
+                and not (i > 1 and (sql[i - 2].isalnum() or sql[i - 2] in "_$"))
+            )
+            i = _quoted(sql, i, "'", escape)
+            out.append("''")
+        elif token in ('"', "`"):
+            end = _quoted(sql, i, token, syntax.dquote_backslash and token == '"')
+            inner = sql[i + 1 : end - 1]
+            out.append(inner if _IDENT.match(inner) else "''")
+            i = end
+        elif token == "[":
+            end = sql.find("]", i)
+            i = n if end < 0 else end + 1
+            out.append("''")
+        else:  # a dollar-quote tag
+            end = sql.find(token, i + len(token))
+            i = n if end < 0 else end + len(token)
+            out.append("''")
+    statements.append("".join(out))
+    return [s for s in statements if s.strip()]
+
+
+_PG = (_Syntax(nested=True, dollar=True), _Syntax(backslash=True, nested=True, dollar=True))
+_MYSQL = (
+    _Syntax(backslash=True, dquote_backslash=True, mysql=True),
+    _Syntax(mysql=True),  # sql_mode NO_BACKSLASH_ESCAPES
+    _Syntax(backslash=True, mysql=True),  # ANSI_QUOTES: "..." is an identifier
+)
+_SQLITE = (_Syntax(),)
+_SYNTAXES: dict[str, tuple[_Syntax, ...]] = {
+    "postgresql": _PG,
+    "mysql": _MYSQL,
+    "mariadb": _MYSQL,
+    "sqlite": _SQLITE,
+}
+# Another dialect: every reading above, so that no statement hides from all of them.
+_ANY = (*_PG, *_MYSQL, _Syntax(dollar=True), _Syntax(backslash=True, dollar=True))
 
 
 def classify(statement: str, dialect: str = "") -> tuple[str, str]:
-    """Classify a SQL statement for shadow traffic: ``(kind, verb)``.
+    """Classify a SQL string for shadow traffic: ``(kind, verb)``.
 
     ``kind`` is one of ``read``, ``session``, ``transaction``, ``write``, ``unknown``
-    and ``refuse``; ``verb`` names the statement in messages.
+    and ``refuse``; ``verb`` names the statement in messages. A string of several
+    statements is split (quotes, dollar quotes and comments respected, in every reading
+    the dialect allows) and takes the kind of its most dangerous statement.
     """
-    head = _LEADING.match(statement)
-    words = _WORD.findall(statement[head.end() if head else 0 :][:200])[:4]
+    worst = (UNKNOWN, "an empty statement")
+    seen = False
+    backslashes = "\\" in statement
+    lowered = statement.lower()
+    functions = any(hint in lowered for hint in _FUNCTION_HINTS)
+    readings = set()
+    for syntax in _SYNTAXES.get(dialect, _ANY):
+        key = syntax.key(backslashes)
+        if key in readings:
+            continue
+        readings.add(key)
+        parts = _split(statement, syntax)
+        for part in parts:
+            found = _classify_one(part, dialect, len(parts) > 1, functions)
+            if not seen or _RANK[found[0]] > _RANK[worst[0]]:
+                worst, seen = found, True
+    # Also in the raw text: the body of a DO block or a function is a literal.
+    if not functions:
+        return worst
+    m = _NON_TRANSACTIONAL.search(statement)
+    if m is not None:
+        return REFUSE, f"{m.group(1).lower()}()"
+    m = _WRITING.search(statement)
+    if m is not None and _RANK[worst[0]] < _RANK[WRITE]:
+        return WRITE, f"{m.group(1).lower()}()"
+    return worst
+
+
+def _classify_one(text: str, dialect: str, several: bool, functions: bool) -> tuple[str, str]:
+    """Classify one statement, comments blanked and literals emptied by :func:`_split`."""
+    head = _LEADING.match(text)
+    text = text[head.end() if head else 0 :]
+    m = _NON_TRANSACTIONAL.search(text) if functions else None
+    if m is not None:
+        return REFUSE, f"{m.group(1).lower()}()"
+    kind, verb = _kind(text, dialect)
+    # "ROLLBACK; INSERT ...": the rest of the string runs in a transaction of its own,
+    # committed when the string ends.
+    if (
+        several
+        and verb in ("BEGIN", "START", "ROLLBACK", "ABORT")
+        and kind != REFUSE
+        and not _ROLLBACK_TO.match(text)
+    ):
+        return REFUSE, f"{verb} in a string of several statements"
+    if functions and _RANK[kind] < _RANK[WRITE]:
+        m = _WRITING.search(text)
+        if m is not None:
+            return WRITE, f"{m.group(1).lower()}()"
+    return kind, verb
+
+
+def _kind(text: str, dialect: str) -> tuple[str, str]:
+    words = _WORD.findall(text[:200])[:4]
     if not words:
         return UNKNOWN, "an empty statement"
     w = [x.upper() for x in words] + ["", "", ""]
@@ -191,6 +452,11 @@ def classify(statement: str, dialect: str = "") -> tuple[str, str]:
         return REFUSE, "ROLLBACK PREPARED"
     if verb in _DESTRUCTIVE:
         return REFUSE, verb
+    if dialect in _MYSQL_DIALECTS:
+        if verb in _MYSQL_COMMITS:
+            return REFUSE, f"{verb} (MySQL commits the open transaction first)"
+        if verb == "SET" and (_MYSQL_SET.match(text) or _MYSQL_SET_AUTOCOMMIT.search(text)):
+            return REFUSE, "SET " + " ".join(x for x in w[1:3] if x)
     if verb in _DDL:
         if (
             verb == "CREATE"
@@ -202,17 +468,17 @@ def classify(statement: str, dialect: str = "") -> tuple[str, str]:
         return REFUSE, verb
     if verb == "SELECT":
         # SELECT ... INTO creates a table.
-        return (REFUSE, "SELECT INTO") if _INTO.search(statement) else (READ, verb)
+        return (REFUSE, "SELECT INTO") if _INTO.search(text) else (READ, verb)
     if verb in _READS_KW:
         return READ, verb
     if verb == "EXPLAIN":
-        return (WRITE, "EXPLAIN ANALYZE") if "ANALYZE" in statement.upper() else (READ, verb)
+        return (WRITE, "EXPLAIN ANALYZE") if "ANALYZE" in text.upper() else (READ, verb)
     if verb == "WITH":
-        return (WRITE, "WITH") if _DML.search(statement) else (READ, verb)
+        return (WRITE, "WITH") if _DML.search(text) else (READ, verb)
     if verb in _WRITES_KW:
         return WRITE, verb
     if verb == "PRAGMA":
-        return (REFUSE, "PRAGMA assignment") if "=" in statement else (READ, verb)
+        return (REFUSE, "PRAGMA assignment") if "=" in text else (READ, verb)
     if verb in _SESSION_KW:
         return (TXN, verb) if w[1] in ("LOCAL", "CONSTRAINTS", "TRANSACTION") else (SESSION, verb)
     if verb in _TXN_KW:
@@ -310,7 +576,8 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
     if kind == REFUSE:
         raise ShadowSideEffectBlocked(
             f"{verb} on {_target(conn)} (a rollback cannot undo it)",
-            remedy="Run schema changes and transaction control outside shadow traffic",
+            remedy="Run schema changes, transaction control and non-transactional functions "
+            "(setval, dblink, ...) outside shadow traffic",
         )
     autocommit = _is_autocommit(conn)
     if autocommit and kind not in _AUTOCOMMIT_OK:
@@ -324,6 +591,15 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
     except NotImplementedError:
         # the dialect's first-connect initialization: no pool record yet, nothing to track
         return
+    scope = _get_scope()
+    root = scope.root if scope is not None else None
+    # Before the snapshot below, which would start a transaction of its own.
+    primary_transaction = (
+        root is not None
+        and info.get(_SCOPE) is not root
+        and not autocommit
+        and _server_transaction(conn)
+    )
     if not info.get(_USED):
         if dialect.name == "postgresql":
             # a cursor of its own: the statement's may be a server-side (named) one
@@ -334,12 +610,11 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
                 state_cursor.close()
         info[_USED] = True
         info[_TARGET] = _target(conn)
-    scope = _get_scope()
-    if scope is not None:
-        root = scope.root
-        if info.get(_SCOPE) is not root:
-            info[_SCOPE] = root
-            root.on_exit(functools.partial(_end_of_scope, weakref.ref(conn)))
+    if root is not None and info.get(_SCOPE) is not root:
+        if primary_transaction:
+            _open_savepoint(conn, info)
+        info[_SCOPE] = root
+        root.on_exit(functools.partial(_end_of_scope, weakref.ref(conn)))
     if kind in (WRITE, UNKNOWN) or verb == "SAVEPOINT":
         if dialect.name == "sqlite" and not autocommit:
             dbapi = conn.connection.dbapi_connection
@@ -353,11 +628,67 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
                 writes.append(" ".join(statement.split())[:200])
 
 
+def _server_transaction(conn: Connection) -> bool:
+    """Whether the database connection is already in a transaction (unknown driver: yes)."""
+    driver = conn.connection.driver_connection
+    status = getattr(getattr(driver, "info", None), "transaction_status", None)  # psycopg 3
+    if status is not None:
+        return int(status) != 0
+    for name in ("get_transaction_status", "is_in_transaction"):  # psycopg2, asyncpg
+        method = getattr(driver, name, None)
+        if callable(method):
+            return bool(method())
+    flag = getattr(driver, "in_transaction", None)  # sqlite3, aiosqlite
+    if isinstance(flag, bool):
+        return flag
+    server_status = getattr(driver, "server_status", None)  # PyMySQL, mysqlclient
+    if isinstance(server_status, int):
+        return bool(server_status & 1)  # SERVER_STATUS_IN_TRANS
+    return True
+
+
+def _open_savepoint(conn: Connection, info: dict[str, Any]) -> None:
+    """The primary has a transaction open on ``conn``: the scope rolls back to here only."""
+    if conn.dialect.is_async:
+        # the scope ends outside SQLAlchemy's greenlet, where no IO is possible
+        raise ShadowSideEffectBlocked(
+            f"shadow work on an asyncio connection to {_target(conn)} that is inside a "
+            "transaction of the primary (its end could not roll back the shadow's part only)",
+            remedy="Use a connection of its own for the shadow work, or commit or roll "
+            "back the primary's transaction before the shadow scope starts",
+        )
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"SAVEPOINT {_SAVEPOINT_NAME}")
+    finally:
+        cursor.close()
+    info[_SAVEPOINT] = True
+
+
+def _to_savepoint(dbapi_connection: Any, release: bool) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT_NAME}")
+        if release:
+            cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT_NAME}")
+    finally:
+        cursor.close()
+
+
 def _end_of_scope(ref: weakref.ref[Connection]) -> None:
     """Roll back what a connection still holds when the shadow scope that used it ends."""
     conn = ref()
-    if conn is None or conn in _held or conn.closed or not conn.in_transaction():
+    if conn is None or conn in _held or conn.closed:
         return  # (a Session's held connection is released with its Session's state)
+    if not conn.invalidated and conn.connection.info.pop(_SAVEPOINT, False):
+        # The primary's transaction: undo the shadow's part only and leave it open.
+        try:
+            _to_savepoint(conn.connection, release=True)
+            return
+        except Exception:  # noqa: S110
+            pass  # the shadow ended the transaction itself: nothing of it is left
+    if not conn.in_transaction():
+        return
     if conn.dialect.is_async and not _in_greenlet():
         conn.invalidate()  # no IO possible here: drop the connection, the server rolls back
     else:
@@ -416,7 +747,12 @@ def _shadow_commit(dialect: Any, dbapi_connection: Any) -> None:
     except Exception as exc:
         error = exc
     try:
-        dialect.do_rollback(dbapi_connection)
+        if info.get(_SAVEPOINT):
+            # The transaction is the primary's: its writes stay pending (so does the
+            # savepoint, for the rest of the scope); the rollback also undoes the SET.
+            _to_savepoint(dbapi_connection, release=False)
+        else:
+            dialect.do_rollback(dbapi_connection)
     finally:
         name = getattr(dialect, "name", None)
         target = info.get(_TARGET) or (
@@ -641,7 +977,7 @@ def _on_return(
 ) -> None:
     """A connection used in shadow goes back to the pool: leave nothing of the shadow on it."""
     snapshot = info.get(_SNAPSHOT)
-    for key in (_USED, _WRITES, _TARGET, _SCOPE, _SNAPSHOT):
+    for key in (_USED, _WRITES, _TARGET, _SCOPE, _SNAPSHOT, _SAVEPOINT):
         info.pop(key, None)
     if terminate_only or not asyncio_safe or dbapi_connection is None:
         return  # the pool closes or discards this connection without using it again

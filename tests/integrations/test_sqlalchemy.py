@@ -6,6 +6,7 @@ exist: absent after the shadow run, present when the same code runs as primary.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -461,6 +462,45 @@ def test_scope_end_rolls_back_a_connection_left_in_a_transaction(backend: Backen
 
 
 @pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("shadow_work", ["read", "write", "write and commit"])
+def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
+    backend: Backend, shadow_work: str
+) -> None:
+    """A what-if in shadow on the primary's connection undoes its own part only."""
+    engine = backend.engine()
+    rows = core(backend.table)
+    with engine.connect() as c:
+        c.execute(insert(rows).values(id=1))
+        with shadowguard.shadow():
+            assert c.execute(text(f"SELECT count(*) FROM {backend.table}")).scalar() == 1
+            if shadow_work != "read":
+                c.execute(insert(rows).values(id=99))
+            if shadow_work == "write and commit":
+                c.commit()
+                c.execute(insert(rows).values(id=98))
+        c.execute(insert(rows).values(id=2))
+        c.commit()
+    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
+    assert [r[0] for r in ids] == [1, 2]
+
+
+@pytest.mark.usefixtures("guard")
+def test_a_primary_session_used_in_a_scope_keeps_its_writes(backend: Backend) -> None:
+    engine = backend.engine()
+    Row = model(backend.table)
+    with Session(engine) as s:
+        s.add(Row(id=1))
+        s.flush()
+        with shadowguard.shadow():
+            assert s.scalar(text(f"SELECT count(*) FROM {backend.table}")) == 1
+            s.execute(insert(core(backend.table)).values(id=99))
+        s.add(Row(id=2))
+        s.commit()
+    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
+    assert [r[0] for r in ids] == [1, 2]
+
+
+@pytest.mark.usefixtures("guard")
 def test_process_wide_shadow_mode_without_a_scope(backend: Backend) -> None:
     engine = backend.engine()
     _context.set_process_mode(True)
@@ -621,6 +661,54 @@ def test_pooled_connection_keeps_no_session_state(pg: Backend, autocommit: bool)
         assert c.execute(text("SELECT to_regclass('pg_temp.sg_tmp')")).scalar() is None
         assert c.execute(text("SELECT count(*) FROM pg_listening_channels()")).scalar() == 0
     assert advisory_locks(pg, pid) == 0
+
+
+@pytest.fixture
+def role(pg: Backend) -> Iterator[str]:
+    name = f"sg_role_{uuid.uuid4().hex[:8]}"
+    pg.execute(f"CREATE ROLE {name}")
+    try:
+        yield name
+    finally:
+        pg.execute(f"DROP ROLE IF EXISTS {name}")
+
+
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET ROLE {role}",
+        "SET SESSION AUTHORIZATION {role}",
+        "SELECT set_config('role', '{role}', false)",
+    ],
+)
+@pytest.mark.parametrize("primary_role", [False, True])
+def test_a_shadow_role_does_not_outlive_the_checkout(
+    pg: Backend, role: str, sql: str, primary_role: bool
+) -> None:
+    """Neither SET ROLE nor SET SESSION AUTHORIZATION is in pg_settings or reset by RESET ALL."""
+    engine = pg.engine(pool_size=1, max_overflow=0)
+    expected = ("postgres", "postgres")
+    if primary_role:
+        expected = ("postgres", "pg_monitor")
+
+        @event.listens_for(engine, "connect")
+        def on_connect(dbapi_connection: Any, record: Any) -> None:
+            with dbapi_connection.cursor() as cursor:
+                cursor.execute("SET ROLE pg_monitor")
+            dbapi_connection.commit()
+
+    users = text("SELECT session_user::text, current_user::text")
+    with engine.connect() as c:
+        pid = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        assert tuple(c.execute(users).one()) == expected
+    with shadowguard.shadow(), engine.connect() as c:
+        c = c.execution_options(isolation_level="AUTOCOMMIT")
+        c.execute(text(sql.format(role=role)))
+        assert c.execute(text("SELECT current_user::text")).scalar() == role
+    with engine.connect() as c:
+        assert c.execute(text("SELECT pg_backend_pid()")).scalar() == pid  # restored, not dropped
+        assert tuple(c.execute(users).one()) == expected
 
 
 def _primary_session_state(engine: Any, temp_table: bool = False) -> None:

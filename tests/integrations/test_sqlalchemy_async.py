@@ -175,3 +175,22 @@ async def test_async_objects_created_before_install_are_guarded(pg: Backend) -> 
     finally:
         sg.uninstall()
         await engine.dispose()
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_a_scope_inside_a_primary_transaction_is_refused(pg: Backend, driver: str) -> None:
+    """No IO at the scope's end: rolling back to a savepoint there is impossible, so refuse."""
+    engine = async_engine(pg, driver)
+    try:
+        async with engine.connect() as c:
+            await c.execute(insert(core(pg.table)).values(id=1))
+            with pytest.raises(ShadowSideEffectBlocked, match="asyncio"):
+                async with shadowguard.shadow():
+                    await c.execute(text("SELECT 1"))
+            await c.execute(insert(core(pg.table)).values(id=2))
+            await c.commit()
+        assert pg.count() == 2
+    finally:
+        await engine.dispose()

@@ -1,0 +1,392 @@
+"""The SQLAlchemy guard against statements that hide their effect.
+
+Strings of several statements, functions no rollback undoes, statements MySQL and MariaDB
+commit before, and quoted text that only looks like a keyword. Each effect is asked of an
+oracle of its own (plain psycopg, sqlite3 or PyMySQL), and the same code as primary shows
+that the effect is real.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import create_engine, insert, text
+from sqlalchemy.orm import Session
+
+import shadowguard
+from shadowguard import ShadowSideEffectBlocked
+from shadowguard.integrations import sqlalchemy as sg
+from tests.integrations._sa_backends import Backend, make_backend
+from tests.integrations.test_sqlalchemy import core
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def guard() -> Iterator[None]:
+    sg.install()
+    try:
+        yield
+    finally:
+        sg.uninstall()
+
+
+@pytest.fixture
+def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    yield from make_backend(request, "postgresql")
+
+
+# -- several statements in one string --------------------------------------------------
+
+
+def _via_driver_sql(engine: Any, sql: str) -> None:
+    with engine.connect() as c:
+        c.exec_driver_sql(sql)
+        c.rollback()
+
+
+def _via_text(engine: Any, sql: str) -> None:
+    with engine.connect() as c:
+        c.execute(text(sql))
+        c.rollback()
+
+
+def _via_session(engine: Any, sql: str) -> None:
+    with Session(engine) as s:
+        s.execute(text(sql))
+        s.rollback()
+
+
+VIAS: dict[str, Callable[[Any, str], None]] = {
+    "exec_driver_sql": _via_driver_sql,
+    "text": _via_text,
+    "session": _via_session,
+}
+
+
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("via", sorted(VIAS))
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "INSERT INTO {t} (id) VALUES (1); SELECT 1; COMMIT",
+        "INSERT INTO {t} (id) VALUES (1); SELECT ';' /* ; */; -- ;\n COMMIT",
+        "INSERT INTO {t} (id) VALUES (1); SELECT $x$ ' $x$; END",
+        "VALUES (1); ROLLBACK; INSERT INTO {t} (id) VALUES (1)",
+    ],
+)
+def test_a_commit_behind_another_statement_is_refused(pg: Backend, via: str, sql: str) -> None:
+    """psycopg sends the string as one simple query: PostgreSQL runs every statement."""
+    sql = sql.format(t=pg.table)
+    engine = pg.engine()
+    with shadowguard.shadow(), pytest.raises(ShadowSideEffectBlocked):
+        VIAS[via](engine, sql)
+    assert pg.count() == 0
+    VIAS[via](engine, sql)  # as primary the row persists, despite the rollback
+    assert pg.count() == 1
+
+
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SET search_path TO public; INSERT INTO {t} (id) VALUES (1)",
+        "SELECT 'x;'; /* ; */ INSERT INTO {t} (id) VALUES (1)",
+        "SELECT 1; SELECT pg_notify('sg', 'x'); INSERT INTO {t} (id) VALUES (1)",
+    ],
+)
+def test_a_write_behind_a_read_on_autocommit_is_refused(pg: Backend, sql: str) -> None:
+    sql = sql.format(t=pg.table)
+    engine = pg.engine(isolation_level="AUTOCOMMIT")
+    with shadowguard.shadow(), engine.connect() as c, pytest.raises(ShadowSideEffectBlocked):
+        c.exec_driver_sql(sql)
+    assert pg.count() == 0
+    with engine.connect() as c:
+        c.exec_driver_sql(sql)
+    assert pg.count() == 1
+
+
+@pytest.mark.usefixtures("guard")
+def test_several_reads_in_one_string_run(pg: Backend) -> None:
+    engine = pg.engine(isolation_level="AUTOCOMMIT")
+    with shadowguard.shadow(), engine.connect() as c:
+        result = c.exec_driver_sql("SELECT 'a;b -- COMMIT'; SET search_path TO public")
+        assert result.scalar() == "a;b -- COMMIT"
+
+
+# Statements that read, written to trip a careless splitter: keywords, semicolons and
+# quote characters inside literals, quoted identifiers and comments.
+_READS = st.sampled_from(
+    [
+        "SELECT 1",
+        "SELECT 'COMMIT; INSERT INTO x VALUES (1)'",
+        "SELECT 'it''s; COMMIT'",
+        "SELECT E'\\'; COMMIT; --'",
+        "SELECT $$ ; COMMIT $$",
+        "SELECT $tag$ $$ ; COMMIT $$ $tag$",
+        'SELECT 1 AS "COMMIT;"',
+        'SELECT 1 AS "a""; COMMIT"',
+        "SELECT 1 /* ; COMMIT /* nested ; */ still ; */",
+        "SELECT 1 -- ; COMMIT\n",
+        "SELECT 'copy into t' AS into_",
+        "VALUES (';')",
+        "SHOW search_path",
+    ]
+)
+_DANGER = st.sampled_from(
+    [
+        ("COMMIT", sg.REFUSE),
+        ("END", sg.REFUSE),
+        ("SELECT setval('s', 1)", sg.REFUSE),
+        ("DROP TABLE t", sg.REFUSE),
+        ("SELECT * INTO t2 FROM t", sg.REFUSE),
+        ("INSERT INTO t VALUES (';')", sg.WRITE),
+        ("DELETE FROM t", sg.WRITE),
+        ("DO $$ BEGIN END $$", sg.UNKNOWN),
+    ]
+)
+_SEPARATOR = st.sampled_from([";", "; ", ";\n", " ;", "; -- c\n", ";/* c */"])
+
+
+def _join(parts: list[str], seps: list[str]) -> str:
+    return (
+        "".join(p + s for p, s in zip(parts[:-1], seps[: len(parts) - 1], strict=True)) + parts[-1]
+    )
+
+
+@given(
+    st.lists(_READS, min_size=0, max_size=4),
+    _DANGER,
+    st.lists(_READS, min_size=0, max_size=4),
+    st.lists(_SEPARATOR, min_size=8, max_size=8),
+)
+def test_the_most_dangerous_statement_wins(
+    before: list[str], danger: tuple[str, str], after: list[str], seps: list[str]
+) -> None:
+    parts = [*before, danger[0], *after]
+    sql = _join(parts, seps)
+    assert sg.classify(sql, "postgresql")[0] == danger[1]
+    # An unknown dialect: every reading, so a literal may count as code, never the reverse.
+    assert sg._RANK[sg.classify(sql)[0]] >= sg._RANK[danger[1]]
+
+
+@given(st.lists(_READS, min_size=1, max_size=5), st.lists(_SEPARATOR, min_size=5, max_size=5))
+def test_reads_hidden_words_are_reads(parts: list[str], seps: list[str]) -> None:
+    """Literals, quoted identifiers and comments are skipped: no word in them counts."""
+    assert sg.classify(_join(parts, seps), "postgresql")[0] == sg.READ
+
+
+@pytest.fixture(scope="module")
+def raw_pg(postgres_database: str) -> Iterator[Any]:
+    import psycopg
+
+    from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
+
+    with psycopg.connect(
+        host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=postgres_database, autocommit=True
+    ) as conn:
+        yield conn
+
+
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(_READS, min_size=1, max_size=5), st.lists(_SEPARATOR, min_size=5, max_size=5))
+def test_the_splitter_agrees_with_postgresql(
+    raw_pg: Any, parts: list[str], seps: list[str]
+) -> None:
+    """PostgreSQL returns one result per statement it sees: the splitter sees as many."""
+    sql = _join(parts, seps)
+    cursor = raw_pg.execute(sql)
+    results = 1
+    while cursor.nextset():
+        results += 1
+    assert len(sg._split(sql, sg._PG[0])) == results == len(parts)
+
+
+@pytest.mark.parametrize(
+    ("sql", "dialect", "kind"),
+    [
+        ("SELECT 1; COMMIT", "sqlite", sg.REFUSE),
+        ("SELECT [a;b] FROM t; SELECT 2", "sqlite", sg.READ),
+        ("SELECT 'a\\'; COMMIT; --'", "postgresql", sg.REFUSE),  # standard strings
+        ("SELECT E'a\\'; COMMIT; --'", "postgresql", sg.READ),
+        ("SELECT 'a\\''; COMMIT; --'", "postgresql", sg.REFUSE),  # escape strings on
+        ("SELECT 'a\\''; COMMIT; --'", "mysql", sg.REFUSE),
+        ("SELECT 1 /*!50000 ; COMMIT */", "mysql", sg.REFUSE),
+        ("SELECT 1 # ; COMMIT", "mysql", sg.READ),
+        ("SELECT `a;COMMIT` FROM t", "mysql", sg.READ),
+        ("SELECT 1 /* /* */ ; COMMIT /* */", "", sg.REFUSE),
+        ("SAVEPOINT a; ROLLBACK TO SAVEPOINT a", "postgresql", sg.TXN),
+        ("BEGIN; INSERT INTO t VALUES (1)", "postgresql", sg.REFUSE),
+    ],
+)
+def test_splitter_table(sql: str, dialect: str, kind: str) -> None:
+    assert sg.classify(sql, dialect)[0] == kind
+
+
+# -- quoted text is not a keyword ------------------------------------------------------
+
+
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("sql", ["SELECT 'copy into the cart' AS x", "SELECT 1 /* into */ AS x"])
+def test_into_in_a_literal_or_comment_is_a_read(pg: Backend, sql: str) -> None:
+    engine = pg.engine(isolation_level="AUTOCOMMIT")
+    with shadowguard.shadow(), engine.connect() as c:
+        assert c.exec_driver_sql(sql).scalar() in ("copy into the cart", 1)
+
+
+# -- functions no rollback undoes ------------------------------------------------------
+
+
+@pytest.fixture
+def sequence_table(pg: Backend) -> str:
+    t = f"s_{uuid.uuid4().hex[:10]}"
+    pg.execute(f"CREATE TABLE {t} (id SERIAL PRIMARY KEY); INSERT INTO {t} DEFAULT VALUES")
+    pg.execute(f"INSERT INTO {t} DEFAULT VALUES")
+    return t
+
+
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("autocommit", [False, True])
+def test_setval_is_refused(pg: Backend, sequence_table: str, autocommit: bool) -> None:
+    t = sequence_table
+    engine = pg.engine(**({"isolation_level": "AUTOCOMMIT"} if autocommit else {}))
+    setval = f"SELECT pg_catalog.setval('{t}_id_seq', 1)"
+    with (
+        shadowguard.shadow(),
+        pytest.raises(ShadowSideEffectBlocked, match="setval"),
+        engine.begin() as c,
+    ):
+        c.exec_driver_sql(setval)
+    with engine.begin() as c:  # primary: no duplicate key
+        c.exec_driver_sql(f"INSERT INTO {t} DEFAULT VALUES")
+    assert pg.count(table=t) == 3
+    # As primary, setval survives a rollback: the shadow would have broken the next insert.
+    with engine.connect() as c:
+        c.exec_driver_sql(setval)
+        c.rollback()
+    assert pg.oracle(f"SELECT last_value FROM {t}_id_seq")[0][0] == 1
+
+
+@pytest.mark.usefixtures("guard")
+def test_nextval_leaves_a_gap_only(pg: Backend, sequence_table: str) -> None:
+    t = sequence_table
+    engine = pg.engine()
+    with shadowguard.shadow(), engine.begin() as c:
+        assert c.exec_driver_sql(f"SELECT nextval('{t}_id_seq')").scalar() == 3
+    with engine.begin() as c:
+        assert c.exec_driver_sql(f"INSERT INTO {t} DEFAULT VALUES RETURNING id").scalar() == 4
+
+
+@pytest.mark.usefixtures("guard")
+def test_pg_notify_on_autocommit_is_refused(pg: Backend) -> None:
+    import psycopg
+
+    channel = f"sg_{uuid.uuid4().hex[:8]}"
+    engine = pg.engine(isolation_level="AUTOCOMMIT")
+    notify = f"SELECT pg_notify('{channel}', 'x')"
+    with psycopg.connect(pg.dsn, autocommit=True) as listener:
+        listener.execute(f"LISTEN {channel}")
+        with shadowguard.shadow(), engine.connect() as c, pytest.raises(ShadowSideEffectBlocked):
+            c.exec_driver_sql(notify)
+        assert list(listener.notifies(timeout=0.3, stop_after=1)) == []
+        with engine.connect() as c:
+            c.exec_driver_sql(notify)
+        assert [n.payload for n in listener.notifies(timeout=5, stop_after=1)] == ["x"]
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("SELECT setval('s', 1)", sg.REFUSE),
+        ("SELECT \"setval\"('s', 1)", sg.REFUSE),
+        ("SELECT setval /* */ ('s', 1)", sg.REFUSE),
+        ("SELECT pg_terminate_backend(1)", sg.REFUSE),
+        ("SELECT pg_cancel_backend(1)", sg.REFUSE),
+        ("SELECT dblink_exec('c', 'INSERT INTO t VALUES (1)')", sg.REFUSE),
+        ("SELECT * FROM dblink('c', 'SELECT 1') AS t(i int)", sg.REFUSE),
+        ("SELECT lo_import('/etc/passwd')", sg.REFUSE),
+        ("SELECT lo_export(1, '/tmp/x')", sg.REFUSE),
+        ("SELECT pg_create_logical_replication_slot('s', 'pgoutput')", sg.REFUSE),
+        ("DO $$ BEGIN PERFORM setval('s', 1); END $$", sg.REFUSE),
+        ("SELECT lo_unlink(1)", sg.WRITE),
+        ("SELECT lo_create(0)", sg.WRITE),
+        ("SELECT pg_notify('c', 'x')", sg.WRITE),
+        ("SELECT nextval('s')", sg.READ),
+        ("SELECT 'setval' AS name", sg.READ),
+    ],
+)
+def test_function_table(sql: str, kind: str) -> None:
+    assert sg.classify(sql, "postgresql")[0] == kind
+
+
+# -- MySQL and MariaDB commit before some statements -----------------------------------
+
+
+@pytest.fixture
+def mariadb(mariadb_url: str, mariadb_database: str) -> Iterator[tuple[Any, str, Any]]:
+    from tests.peers.mariadb import mysql_connect
+
+    t = f"t_{uuid.uuid4().hex[:10]}"
+    oracle = mysql_connect(mariadb_database)
+    with oracle.cursor() as cursor:
+        cursor.execute(f"CREATE TABLE {t} (id INTEGER PRIMARY KEY) ENGINE=InnoDB")
+    engine = create_engine(mariadb_url)
+    try:
+        yield engine, t, oracle
+    finally:
+        engine.dispose()
+        oracle.close()
+
+
+@pytest.mark.usefixtures("guard")
+@pytest.mark.parametrize("sql", ["BEGIN", "START TRANSACTION", "SET autocommit = 1"])
+def test_mariadb_implicit_commit_is_refused(mariadb: tuple[Any, str, Any], sql: str) -> None:
+    engine, t, oracle = mariadb
+
+    def run() -> None:
+        with engine.connect() as c:
+            c.execute(insert(core(t)).values(id=1))
+            c.exec_driver_sql(sql)
+            c.rollback()
+
+    def count() -> int:
+        with oracle.cursor() as cursor:
+            cursor.execute(f"SELECT count(*) FROM {t}")
+            return int(cursor.fetchone()[0])
+
+    with shadowguard.shadow(), pytest.raises(ShadowSideEffectBlocked, match=r"MySQL|SET"):
+        run()
+    assert count() == 0
+    run()  # as primary, the statement commits the insert: the rollback comes too late
+    assert count() == 1
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "LOCK TABLES t WRITE",
+        "UNLOCK TABLES",
+        "RENAME TABLE a TO b",
+        "SET @@autocommit = 1",
+        "SET SESSION autocommit = 1",
+        "SET sql_mode = '', autocommit = 1",
+        "SET GLOBAL max_connections = 1",
+        "XA START 'x'",
+        "FLUSH TABLES",
+    ],
+)
+def test_mysql_refusals(sql: str) -> None:
+    assert sg.classify(sql, "mysql")[0] == sg.REFUSE
+    assert sg.classify(sql, "mariadb")[0] == sg.REFUSE
+
+
+def test_mysql_session_settings_are_allowed() -> None:
+    assert sg.classify("SET NAMES utf8mb4", "mysql")[0] == sg.SESSION
+    isolation = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
+    assert sg.classify(isolation, "mysql")[0] == sg.SESSION
+    assert sg.classify("BEGIN", "postgresql")[0] == sg.TXN
