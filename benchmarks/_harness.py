@@ -61,13 +61,25 @@ class Harness:
         *,
         target_ratio: float | None = None,
         target_added_ns: float | None = None,
+        before_baseline: Callable[[], object] | None = None,
+        before_guarded: Callable[[], object] | None = None,
     ) -> Comparison:
-        """Time ``guarded`` against ``baseline`` (per call), interleaved."""
+        """Time ``guarded`` against ``baseline`` (per call), interleaved.
+
+        ``before_baseline`` / ``before_guarded`` run untimed before each sample of that
+        side (for example ``uninstall()`` / ``install()``).
+        """
+        if before_baseline is not None:
+            before_baseline()
         number = self._number(baseline)
         base_samples: list[float] = []
         guarded_samples: list[float] = []
         for _ in range(self.samples):
+            if before_baseline is not None:
+                before_baseline()
             base_samples.append(timeit.timeit(baseline, number=number) / number * 1e9)
+            if before_guarded is not None:
+                before_guarded()
             guarded_samples.append(timeit.timeit(guarded, number=number) / number * 1e9)
         ratios = [g / b for g, b in zip(guarded_samples, base_samples, strict=False)]
         base = statistics.median(base_samples)
