@@ -24,12 +24,10 @@ def _flask_route(environ: dict[str, Any]) -> str | None:
     # documents ``environ["werkzeug.request"]``): a dict read instead of the ``request``
     # proxy, which costs about a microsecond per primary request.
     current = environ.get("werkzeug.request")
-    if current is None:
-        try:
-            current = request._get_current_object()
-        except RuntimeError:  # outside a request context
-            return None
-    rule = getattr(current, "url_rule", None)
+    try:
+        rule = current.url_rule if current is not None else request.url_rule
+    except RuntimeError:  # outside a request context
+        return None
     return rule.rule if rule is not None else None
 
 
