@@ -19,7 +19,7 @@ from sqlalchemy import create_engine, insert, text
 from sqlalchemy.orm import Session
 
 import shadowguard
-from shadowguard import ShadowSideEffectBlocked
+from shadowguard import ShadowSideEffectBlocked, _sql
 from shadowguard.integrations import sqlalchemy as sg
 from tests.integrations._sa_backends import Backend, make_backend
 from tests.integrations.test_sqlalchemy import core
@@ -204,7 +204,7 @@ def test_the_splitter_agrees_with_postgresql(
     results = 1
     while cursor.nextset():
         results += 1
-    assert len(sg._split(sql, sg._PG[0])) == results == len(parts)
+    assert len(_sql.code(sql, _sql.POSTGRESQL)) == results == len(parts)
 
 
 @pytest.mark.parametrize(
