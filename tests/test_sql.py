@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shadowguard._sql import code, keywords, last_name, readings, split
+from shadowguard._sql import POSTGRESQL, code, keywords, last_name, readings, split
+from tests._sql_samples import READS, SEPARATORS, join
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 
 _TEXT = st.text(
@@ -120,6 +121,22 @@ def test_postgres_runs_as_many_statements_as_split_finds(
     while cursor.nextset():
         results += 1
     assert results == len(split(sql))
+
+
+@pytest.mark.postgres
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(READS, min_size=1, max_size=5), st.lists(SEPARATORS, min_size=5, max_size=5))
+def test_the_splitter_agrees_with_postgresql(
+    pg: psycopg.Connection[tuple[object, ...]], parts: list[str], seps: list[str]
+) -> None:
+    """PostgreSQL returns one result per statement it sees: the splitter sees as many."""
+    sql = join(parts, seps)
+    cursor = pg.execute(sql)
+    results = 1
+    while cursor.nextset():
+        results += 1
+    assert len(code(sql, POSTGRESQL)) == results == len(parts)
+    assert len(split(sql)) == results
 
 
 @pytest.mark.parametrize(
