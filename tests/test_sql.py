@@ -7,7 +7,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shadowguard._sql import keywords, last_name, split
+from shadowguard._sql import POSTGRESQL, code, keywords, last_name, readings, split
+from tests._sql_samples import READS, SEPARATORS, join
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 
 _TEXT = st.text(
@@ -120,3 +121,52 @@ def test_postgres_runs_as_many_statements_as_split_finds(
     while cursor.nextset():
         results += 1
     assert results == len(split(sql))
+
+
+@pytest.mark.postgres
+@settings(max_examples=40, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(READS, min_size=1, max_size=5), st.lists(SEPARATORS, min_size=5, max_size=5))
+def test_the_splitter_agrees_with_postgresql(
+    pg: psycopg.Connection[tuple[object, ...]], parts: list[str], seps: list[str]
+) -> None:
+    """PostgreSQL returns one result per statement it sees: the splitter sees as many."""
+    sql = join(parts, seps)
+    cursor = pg.execute(sql)
+    results = 1
+    while cursor.nextset():
+        results += 1
+    assert len(code(sql, POSTGRESQL)) == results == len(parts)
+    assert len(split(sql)) == results
+
+
+@pytest.mark.parametrize(
+    ("sql", "dialect", "counts"),
+    [
+        ("SELECT 'a\\'; COMMIT; --'", "postgresql", [2, 1]),  # standard strings on, off
+        ("SELECT 1 /*!50000 ; COMMIT */", "mysql", [2]),
+        ("SELECT 1 # ; COMMIT", "mysql", [1]),
+        ('SELECT "a\\"; COMMIT; --"', "mysql", [1, 3, 3]),  # default, no escapes, ANSI
+        ("SELECT [a;b] FROM t", "sqlite", [1]),
+        ("SELECT 1 /* /* */ ; COMMIT /* */", "sqlite", [2]),
+    ],
+)
+def test_every_reading_of_a_dialect(sql: str, dialect: str, counts: list[int]) -> None:
+    assert [len(split(sql, syntax)) for syntax in readings(sql, dialect)] == counts
+
+
+def test_an_unknown_dialect_gets_every_reading() -> None:
+    assert len(readings("SELECT '\\'")) > len(readings("SELECT 1")) > 2
+
+
+def test_code_blanks_comments_and_empties_literals() -> None:
+    sql = 'SELECT \'x;y\', "setval"(1), "a b" -- c\n; /* d */ SELECT $t$;$t$'
+    assert code(sql) == ["SELECT '', setval(1), ''  \n", "   SELECT ''"]
+    assert code("SELECT 1 /*!50000 , 2 */", readings("", "mysql")[0]) == ["SELECT 1   , 2  "]
+
+
+def test_keywords_and_names_follow_the_reading() -> None:
+    mysql = readings("", "mysql")[0]
+    assert keywords("/*!50000 COMMIT */", syntax=mysql) == ["COMMIT"]
+    assert keywords("/*!50000 COMMIT */") == []
+    assert keywords("# x\nROLLBACK", syntax=mysql) == ["ROLLBACK"]
+    assert last_name("RELEASE SAVEPOINT `s1`", mysql) is None

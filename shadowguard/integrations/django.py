@@ -55,13 +55,17 @@ _REMEDY = (
 )
 
 
-def _keyword(sql: object) -> str:
-    words = _sql.keywords(sql if isinstance(sql, str) else str(sql), 1)
+def _text(sql: object) -> str:
+    return sql if isinstance(sql, str) else str(sql)
+
+
+def _keyword(statement: str, syntax: _sql.Syntax) -> str:
+    words = _sql.keywords(statement, 1, syntax)
     return words[0] if words else ""
 
 
-def _statement_is_write(statement: str) -> bool:
-    keyword = _keyword(statement)
+def _statement_is_write(statement: str, syntax: _sql.Syntax) -> bool:
+    keyword = _keyword(statement, syntax)
     if keyword == "WITH":
         return _DML.search(statement) is not None
     if keyword == "EXPLAIN":
@@ -69,11 +73,19 @@ def _statement_is_write(statement: str) -> bool:
     return keyword not in _READS
 
 
-def is_write(sql: object) -> bool:
+def _splits(sql: str, vendor: str) -> list[tuple[list[str], _sql.Syntax]]:
+    """The statements of ``sql`` in every reading the vendor's server may apply."""
+    return [(_sql.split(sql, syntax), syntax) for syntax in _sql.readings(sql, vendor)]
+
+
+def is_write(sql: object, vendor: str = "") -> bool:
     """Could this SQL persist something? Unknown statements count as writes, and so does
-    a string of several statements with any write among them."""
-    statements = _sql.split(sql if isinstance(sql, str) else str(sql))
-    return not statements or any(_statement_is_write(s) for s in statements)
+    a string of several statements with any write among them. ``vendor`` (Django's
+    ``connection.vendor``) picks the quoting rules; by default every one is tried."""
+    return any(
+        not statements or any(_statement_is_write(s, syntax) for s in statements)
+        for statements, syntax in _splits(_text(sql), vendor)
+    )
 
 
 def _ends_transaction(words: list[str]) -> bool:
@@ -100,40 +112,34 @@ def _guard(
     depth = getattr(connection, _STATE_ATTR, None)
     if depth is None and not _installed:
         return execute(sql, params, many, context)
-    statements = _sql.split(sql if isinstance(sql, str) else str(sql))
-    if len(statements) > 1:
+    splits = _splits(_text(sql), connection.vendor)
+    most = max(len(statements) for statements, _ in splits)
+    if most > 1:
         # A second statement could commit, or write outside the shadow transaction, unseen.
         _blocked(
             connection,
-            f"{len(statements)} SQL statements in one execute() call",
+            f"{most} SQL statements in one execute() call",
             remedy="Run one statement per execute() call in shadow traffic, so each is judged",
         )
-    statement = statements[0] if statements else ""
-    words = _sql.keywords(statement)
-    if _ends_transaction(words):
-        _blocked(
-            connection,
-            f"a raw transaction statement ({' '.join(words)})",
-            remedy="End transactions through Django (transaction.atomic), which shadowguard "
-            "turns into a rollback in shadow traffic; never with raw COMMIT/ROLLBACK SQL",
-        )
+    # Each reading the server may apply is judged; the first one's is what gets recorded.
+    judged = [_judge(connection, statements, syntax) for statements, syntax in splits]
     if depth is not None and connection.in_atomic_block:
         level = len(connection.atomic_blocks)
-        keyword = words[0] if words else ""
-        name = _sql.last_name(statement) if keyword in ("RELEASE", "ROLLBACK") else None
-        if (
-            level >= depth
-            and keyword in ("RELEASE", "ROLLBACK")
-            and (name is None or name in getattr(connection, _SAVEPOINTS_ATTR, ()))
-        ):
-            # Releasing the savepoint that is the shadow transaction (or one around it)
-            # would hand its writes to a transaction that may commit.
-            _blocked(
-                connection,
-                f"a raw {keyword} of the shadow transaction's savepoint",
-                remedy="Use savepoints of your own (transaction.atomic() or "
-                "transaction.savepoint()); the shadow transaction's are not yours to end",
-            )
+        for _, _, keyword, name in judged:
+            if (
+                level >= depth
+                and keyword in ("RELEASE", "ROLLBACK")
+                and (name is None or name in getattr(connection, _SAVEPOINTS_ATTR, ()))
+            ):
+                # Releasing the savepoint that is the shadow transaction (or one around
+                # it) would hand its writes to a transaction that may commit.
+                _blocked(
+                    connection,
+                    f"a raw {keyword} of the shadow transaction's savepoint",
+                    remedy="Use savepoints of your own (transaction.atomic() or "
+                    "transaction.savepoint()); the shadow transaction's are not yours to end",
+                )
+        statement, syntax, keyword, name = judged[0]
         # At the shadow transaction's own level, a write would have been an autocommit and
         # a savepoint release the commit of the application's outermost atomic block.
         if level == depth:
@@ -147,19 +153,38 @@ def _guard(
                         connection.alias,
                         {"vendor": connection.vendor, "atomic": True},
                     )
-            elif _statement_is_write(statement):
+            elif _statement_is_write(statement, syntax):
                 record_suppression(
                     "db.commit",
                     connection.alias,
                     {"vendor": connection.vendor, "statement": keyword, "autocommit": True},
                 )
         return execute(sql, params, many, context)
-    if not statements or _statement_is_write(statement):
+    for statement, syntax, keyword, _ in judged:
+        if not statement or _statement_is_write(statement, syntax):
+            _blocked(
+                connection, f"a database write ({keyword or '?'}) outside a shadow transaction"
+            )
+    return execute(sql, params, many, context)
+
+
+def _judge(
+    connection: BaseDatabaseWrapper, statements: list[str], syntax: _sql.Syntax
+) -> tuple[str, _sql.Syntax, str, str | None]:
+    """``(statement, syntax, keyword, savepoint name)`` of a single (or no) statement;
+    refuses one that ends the transaction."""
+    statement = statements[0] if statements else ""
+    words = _sql.keywords(statement, syntax=syntax)
+    if _ends_transaction(words):
         _blocked(
             connection,
-            f"a database write ({_keyword(statement) or '?'}) outside a shadow transaction",
+            f"a raw transaction statement ({' '.join(words)})",
+            remedy="End transactions through Django (transaction.atomic), which shadowguard "
+            "turns into a rollback in shadow traffic; never with raw COMMIT/ROLLBACK SQL",
         )
-    return execute(sql, params, many, context)
+    keyword = words[0] if words else ""
+    name = _sql.last_name(statement, syntax) if keyword in ("RELEASE", "ROLLBACK") else None
+    return statement, syntax, keyword, name
 
 
 def _add_guard(connection: BaseDatabaseWrapper) -> bool:

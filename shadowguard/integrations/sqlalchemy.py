@@ -32,7 +32,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from shadowguard import _context
+from shadowguard import _context, _sql
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
 from shadowguard.errors import ShadowGuardError, ShadowSideEffectBlocked
@@ -228,158 +228,6 @@ _WRITING = re.compile(
 _FUNCTION_HINTS = ("setval", "pg_", "dblink", "lo_", "lowrite")
 
 
-class _Syntax:
-    """How one SQL dialect quotes and comments, for splitting statements."""
-
-    __slots__ = ("backslash", "dollar", "dquote_backslash", "mysql", "nested", "special")
-
-    def __init__(
-        self,
-        *,
-        backslash: bool = False,
-        dquote_backslash: bool = False,
-        nested: bool = False,
-        dollar: bool = False,
-        mysql: bool = False,
-    ) -> None:
-        self.backslash = backslash  # '\'' escapes in '...' strings
-        self.dquote_backslash = dquote_backslash  # and in "..." (MySQL's strings)
-        self.nested = nested  # /* /* */ */ nests (PostgreSQL)
-        self.dollar = dollar  # $tag$ ... $tag$ (PostgreSQL)
-        self.mysql = mysql  # `...`, # comments, /*! executed comments */
-        tokens = [";", "'", '"', r"/\*"]
-        if mysql:
-            tokens += ["`", "#", r"\*/", r"--(?=\s|$)"]
-        else:
-            tokens.append("--")
-        if dollar:
-            tokens.append(r"(?<![\w$])\$(?:[A-Za-z_\x80-\U0010ffff][\w\x80-\U0010ffff]*)?\$")
-        elif not mysql:
-            tokens.append(r"\[")  # SQLite's [identifier]
-        self.special = re.compile("|".join(tokens))
-
-    def key(self, backslashes: bool) -> tuple[bool, ...]:
-        """What the reading depends on: without a backslash, escapes make no difference."""
-        return (
-            self.backslash and backslashes,
-            self.dquote_backslash and backslashes,
-            self.nested,
-            self.dollar,
-            self.mysql,
-        )
-
-
-_QUOTED = {
-    (q, backslash): re.compile(
-        f"{q}[^{q}\\\\]*(?:(?:{q}{q}|\\\\.)[^{q}\\\\]*)*{q}"
-        if backslash
-        else f"{q}[^{q}]*(?:{q}{q}[^{q}]*)*{q}",
-        re.S,
-    )
-    for q in "'\"`"
-    for backslash in (False, True)
-}
-_IDENT = re.compile(r"[A-Za-z_][\w$]*\Z")
-
-
-def _quoted(sql: str, i: int, quote: str, backslash: bool) -> int:
-    """Index just past the quoted token starting at ``sql[i]`` (its end if unterminated)."""
-    m = _QUOTED[quote, backslash].match(sql, i)
-    return len(sql) if m is None else m.end()
-
-
-def _split(sql: str, syntax: _Syntax) -> list[str]:
-    """The statements of ``sql`` with comments blanked out and literals emptied.
-
-    A quoted identifier that is a plain word keeps its text (``"setval"(...)`` is still a
-    call of setval); other quoted tokens become ``''``.
-    """
-    statements: list[str] = []
-    out: list[str] = []
-    i, n = 0, len(sql)
-    while i < n:
-        m = syntax.special.search(sql, i)
-        if m is None:
-            out.append(sql[i:])
-            break
-        out.append(sql[i : m.start()])
-        i = m.start()
-        token = m.group()
-        if token == ";":
-            statements.append("".join(out))
-            out = []
-            i += 1
-        elif token in ("--", "#"):
-            end = sql.find("\n", i)
-            i = n if end < 0 else end
-            out.append(" ")
-        elif token == "/*":
-            if syntax.mysql and (sql.startswith("!", i + 2) or sql.startswith("M!", i + 2)):
-                # MySQL runs the text of /*! ... */: it is code, only the markers go
-                i += 3 if sql[i + 2] == "!" else 4
-                while i < n and sql[i].isdigit():
-                    i += 1
-            elif syntax.nested:
-                depth, i = 1, i + 2
-                while depth and i < n:
-                    if sql.startswith("*/", i):
-                        depth -= 1
-                        i += 2
-                    elif sql.startswith("/*", i):
-                        depth += 1
-                        i += 2
-                    else:
-                        i += 1
-            else:
-                end = sql.find("*/", i + 2)
-                i = n if end < 0 else end + 2
-            out.append(" ")
-        elif token == "*/":
-            out.append(" ")  # the end of a MySQL /*! ... */
-            i += 2
-        elif token == "'":
-            escape = syntax.backslash or (
-                syntax.dollar
-                and i > 0
-                and sql[i - 1] in "eE"
-                and not (i > 1 and (sql[i - 2].isalnum() or sql[i - 2] in "_$"))
-            )
-            i = _quoted(sql, i, "'", escape)
-            out.append("''")
-        elif token in ('"', "`"):
-            end = _quoted(sql, i, token, syntax.dquote_backslash and token == '"')
-            inner = sql[i + 1 : end - 1]
-            out.append(inner if _IDENT.match(inner) else "''")
-            i = end
-        elif token == "[":
-            end = sql.find("]", i)
-            i = n if end < 0 else end + 1
-            out.append("''")
-        else:  # a dollar-quote tag
-            end = sql.find(token, i + len(token))
-            i = n if end < 0 else end + len(token)
-            out.append("''")
-    statements.append("".join(out))
-    return [s for s in statements if s.strip()]
-
-
-_PG = (_Syntax(nested=True, dollar=True), _Syntax(backslash=True, nested=True, dollar=True))
-_MYSQL = (
-    _Syntax(backslash=True, dquote_backslash=True, mysql=True),
-    _Syntax(mysql=True),  # sql_mode NO_BACKSLASH_ESCAPES
-    _Syntax(backslash=True, mysql=True),  # ANSI_QUOTES: "..." is an identifier
-)
-_SQLITE = (_Syntax(),)
-_SYNTAXES: dict[str, tuple[_Syntax, ...]] = {
-    "postgresql": _PG,
-    "mysql": _MYSQL,
-    "mariadb": _MYSQL,
-    "sqlite": _SQLITE,
-}
-# Another dialect: every reading above, so that no statement hides from all of them.
-_ANY = (*_PG, *_MYSQL, _Syntax(dollar=True), _Syntax(backslash=True, dollar=True))
-
-
 def classify(statement: str, dialect: str = "") -> tuple[str, str]:
     """Classify a SQL string for shadow traffic: ``(kind, verb)``.
 
@@ -390,16 +238,10 @@ def classify(statement: str, dialect: str = "") -> tuple[str, str]:
     """
     worst = (UNKNOWN, "an empty statement")
     seen = False
-    backslashes = "\\" in statement
     lowered = statement.lower()
     functions = any(hint in lowered for hint in _FUNCTION_HINTS)
-    readings = set()
-    for syntax in _SYNTAXES.get(dialect, _ANY):
-        key = syntax.key(backslashes)
-        if key in readings:
-            continue
-        readings.add(key)
-        parts = _split(statement, syntax)
+    for syntax in _sql.readings(statement, dialect):
+        parts = _sql.code(statement, syntax)
         for part in parts:
             found = _classify_one(part, dialect, len(parts) > 1, functions)
             if not seen or _RANK[found[0]] > _RANK[worst[0]]:
@@ -417,7 +259,7 @@ def classify(statement: str, dialect: str = "") -> tuple[str, str]:
 
 
 def _classify_one(text: str, dialect: str, several: bool, functions: bool) -> tuple[str, str]:
-    """Classify one statement, comments blanked and literals emptied by :func:`_split`."""
+    """Classify one statement, comments blanked and literals emptied by :func:`shadowguard._sql.code`."""
     head = _LEADING.match(text)
     text = text[head.end() if head else 0 :]
     m = _NON_TRANSACTIONAL.search(text) if functions else None

@@ -342,6 +342,16 @@ def test_is_write_judges_every_statement() -> None:
     assert is_write("   ;  ")
 
 
+def test_is_write_reads_sql_as_the_vendor_may() -> None:
+    """MySQL runs /*! */ comments; a server setting may turn off backslash escapes."""
+    assert is_write("SELECT 1 /*! ; DELETE FROM t */", "mysql")
+    assert not is_write("SELECT 1 /*! ; DELETE FROM t */", "postgresql")
+    assert is_write('SELECT "a\\"; DELETE FROM t; --"', "mysql")
+    assert is_write("SELECT 'a\\'; DELETE FROM t; --'", "postgresql")
+    assert not is_write("SELECT [a;DELETE] FROM t", "sqlite")
+    assert is_write("SELECT [a;DELETE] FROM t")
+
+
 def test_histogram_has_the_django_route(rows: Rows, metric_reader: Any) -> None:
     before = durations(metric_reader)
     Client().post("/durable/J-1/", **SHADOW)
