@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import operator
@@ -392,6 +393,73 @@ class _PrimaryScope:
         _context._current.reset(self._token)
 
 
+# --- shared by the guarded subclasses and the guard() proxies --------------------------
+# Each method keeps its cheap pass-through as its own first line; what comes after it is
+# shared here, given the real method bound (the subclasses reach it through the class
+# they guard, the proxies through the wrapped producer) and the producer's outbox.
+
+
+def _poll_serving(outbox: _Outbox, poll: Callable[[float], int], timeout: float) -> int:
+    """``poll()`` when shadow reports are owed or the caller is in shadow."""
+    if _get_scope() is None and not _state._process_shadow:
+        # A primary caller: shadow reports are served but change neither its
+        # timeout nor its count.
+        outbox.serve()
+        return poll(timeout)
+    served = outbox.serve()
+    with _PrimaryScope():
+        return served + poll(0 if served else timeout)
+
+
+def _serve_then(outbox: _Outbox, call: Callable[..., Any], *args: Any) -> Any:
+    """Serve the shadow reports owed, then run ``call`` as primary work (flush, close)."""
+    outbox.serve()
+    with _PrimaryScope():
+        return call(*args)
+
+
+_RealMethod = Callable[[Any, str], Callable[..., Any]]
+_OutboxOf = Callable[[Any], _Outbox]
+
+
+def _transaction(name: str, real: _RealMethod, outbox_of: _OutboxOf) -> Callable[..., None]:
+    """A transaction method: the real one for a primary caller, a recorded no-op in shadow."""
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> None:
+        if _get_scope() is None and not _state._process_shadow:
+            return real(self, name)(*args, **kwargs)  # type: ignore[no-any-return]
+        _suppress_transaction(outbox_of(self), name)
+        return None
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def _async_transaction(name: str, real: _RealMethod, outbox_of: _OutboxOf) -> Callable[..., Any]:
+    """:func:`_transaction` for the asyncio producers."""
+
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if _get_scope() is None and not _state._process_shadow:
+            return await real(self, name)(*args, **kwargs)
+        _suppress_transaction(outbox_of(self), name)
+        return None
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def _guarded_class_method(producer: Any, name: str) -> Callable[..., Any]:
+    return functools.partial(getattr(producer._sg_real, name), producer)
+
+
+def _wrapped_method(proxy: Any, name: str) -> Callable[..., Any]:
+    return getattr(proxy.__wrapped__, name)  # type: ignore[no-any-return]
+
+
+_subclass_outbox: _OutboxOf = operator.attrgetter("_sg_outbox")
+_proxy_outbox: _OutboxOf = operator.attrgetter("_self_outbox")
+
+
 # --- the subclasses install() swaps in ------------------------------------------------
 
 _produce: Callable[..., None] = cimpl.Producer.produce
@@ -400,13 +468,6 @@ _poll: Callable[..., int] = cimpl.Producer.poll
 _flush: Callable[..., int] = cimpl.Producer.flush
 _purge: Callable[..., None] = cimpl.Producer.purge
 _serializing_produce: Callable[..., None] = _SerializingProducer.produce
-_TRANSACTIONAL = (
-    "init_transactions",
-    "begin_transaction",
-    "send_offsets_to_transaction",
-    "commit_transaction",
-    "abort_transaction",
-)
 
 
 class _Swapped(type):
@@ -437,6 +498,7 @@ class _SyncGuard:
     """Everything but ``produce()`` of a guarded synchronous producer."""
 
     _sg_guarded = True
+    _sg_real = cimpl.Producer
     _sg_outbox: _Outbox
 
     def produce_batch(self, *args: Any, **kwargs: Any) -> int:
@@ -448,22 +510,13 @@ class _SyncGuard:
         outbox = self._sg_outbox
         if not outbox.reports and _get_scope() is None:
             return _poll(self, timeout)
-        if _get_scope() is None and not _state._process_shadow:
-            # A primary caller: shadow reports are served but change neither its
-            # timeout nor its count.
-            outbox.serve()
-            return _poll(self, timeout)
-        served = outbox.serve()
-        with _PrimaryScope():
-            return served + _poll(self, 0 if served else timeout)
+        return _poll_serving(outbox, functools.partial(_poll, self), timeout)
 
     def flush(self, timeout: float = -1) -> int:
         outbox = self._sg_outbox
         if not outbox.reports and _get_scope() is None:
             return _flush(self, timeout)
-        outbox.serve()
-        with _PrimaryScope():
-            return _flush(self, timeout)
+        return _serve_then(outbox, _flush, self, timeout)  # type: ignore[no-any-return]
 
     def purge(self, in_queue: bool = True, *args: Any, **kwargs: Any) -> None:
         if _get_scope() is None and not _state._process_shadow:
@@ -473,35 +526,18 @@ class _SyncGuard:
         return None
 
     def close(self) -> bool:
-        self._sg_outbox.serve()
-        with _PrimaryScope():
-            return super().close()  # type: ignore[misc,no-any-return]
+        return _serve_then(self._sg_outbox, super().close)  # type: ignore[misc,no-any-return]
 
     def __exit__(self, *exc_info: Any) -> Any:
-        self._sg_outbox.serve()
-        with _PrimaryScope():
-            return super().__exit__(*exc_info)  # type: ignore[misc]
+        return _serve_then(self._sg_outbox, super().__exit__, *exc_info)  # type: ignore[misc]
 
-    def init_transactions(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("init_transactions", args, kwargs)
-
-    def begin_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("begin_transaction", args, kwargs)
-
-    def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("send_offsets_to_transaction", args, kwargs)
-
-    def commit_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("commit_transaction", args, kwargs)
-
-    def abort_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("abort_transaction", args, kwargs)
-
-    def _sg_transaction(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if _get_scope() is None and not _state._process_shadow:
-            return getattr(cimpl.Producer, name)(self, *args, **kwargs)  # type: ignore[no-any-return]
-        _suppress_transaction(self._sg_outbox, name)
-        return None
+    init_transactions = _transaction("init_transactions", _guarded_class_method, _subclass_outbox)
+    begin_transaction = _transaction("begin_transaction", _guarded_class_method, _subclass_outbox)
+    send_offsets_to_transaction = _transaction(
+        "send_offsets_to_transaction", _guarded_class_method, _subclass_outbox
+    )
+    commit_transaction = _transaction("commit_transaction", _guarded_class_method, _subclass_outbox)
+    abort_transaction = _transaction("abort_transaction", _guarded_class_method, _subclass_outbox)
 
 
 class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=_Swapped):
@@ -691,28 +727,15 @@ class _AIOGuard:
             return await self._sg_real.purge(self, *args, **kwargs)
         return None
 
-    async def init_transactions(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("init_transactions", args, kwargs)
-
-    async def begin_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("begin_transaction", args, kwargs)
-
-    async def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("send_offsets_to_transaction", args, kwargs)
-
-    async def commit_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("commit_transaction", args, kwargs)
-
-    async def abort_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("abort_transaction", args, kwargs)
-
-    async def _sg_transaction(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
-            return await getattr(self._sg_real, name)(self, *args, **kwargs)
-        _suppress_transaction(_aio_outbox(self), name)
-        return None
+    init_transactions = _async_transaction("init_transactions", _guarded_class_method, _aio_outbox)
+    begin_transaction = _async_transaction("begin_transaction", _guarded_class_method, _aio_outbox)
+    send_offsets_to_transaction = _async_transaction(
+        "send_offsets_to_transaction", _guarded_class_method, _aio_outbox
+    )
+    commit_transaction = _async_transaction(
+        "commit_transaction", _guarded_class_method, _aio_outbox
+    )
+    abort_transaction = _async_transaction("abort_transaction", _guarded_class_method, _aio_outbox)
 
 
 if _aio is not None:
@@ -840,20 +863,13 @@ class _ProducerProxy(wrapt.ObjectProxy[Any]):
         outbox = self._self_outbox
         if not outbox.reports and _get_scope() is None:
             return self.__wrapped__.poll(timeout)  # type: ignore[no-any-return]
-        if _get_scope() is None and not _state._process_shadow:
-            outbox.serve()
-            return self.__wrapped__.poll(timeout)  # type: ignore[no-any-return]
-        served = outbox.serve()
-        with _PrimaryScope():
-            return served + self.__wrapped__.poll(0 if served else timeout)  # type: ignore[no-any-return]
+        return _poll_serving(outbox, self.__wrapped__.poll, timeout)
 
     def flush(self, timeout: float = -1) -> int:
         outbox = self._self_outbox
         if not outbox.reports and _get_scope() is None:
             return self.__wrapped__.flush(timeout)  # type: ignore[no-any-return]
-        outbox.serve()
-        with _PrimaryScope():
-            return self.__wrapped__.flush(timeout)  # type: ignore[no-any-return]
+        return _serve_then(outbox, self.__wrapped__.flush, timeout)  # type: ignore[no-any-return]
 
     def purge(self, in_queue: bool = True, *args: Any, **kwargs: Any) -> None:
         if _get_scope() is None and not _state._process_shadow:
@@ -863,39 +879,22 @@ class _ProducerProxy(wrapt.ObjectProxy[Any]):
         return None
 
     def close(self) -> bool:
-        self._self_outbox.serve()
-        with _PrimaryScope():
-            return self.__wrapped__.close()  # type: ignore[no-any-return]
+        return _serve_then(self._self_outbox, self.__wrapped__.close)  # type: ignore[no-any-return]
 
     def __enter__(self) -> _ProducerProxy:
         self.__wrapped__.__enter__()
         return self
 
     def __exit__(self, *exc_info: Any) -> Any:
-        self._self_outbox.serve()
-        with _PrimaryScope():
-            return self.__wrapped__.__exit__(*exc_info)
+        return _serve_then(self._self_outbox, self.__wrapped__.__exit__, *exc_info)
 
-    def init_transactions(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("init_transactions", args, kwargs)
-
-    def begin_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("begin_transaction", args, kwargs)
-
-    def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("send_offsets_to_transaction", args, kwargs)
-
-    def commit_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("commit_transaction", args, kwargs)
-
-    def abort_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("abort_transaction", args, kwargs)
-
-    def _self_transaction(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if _get_scope() is None and not _state._process_shadow:
-            return getattr(self.__wrapped__, name)(*args, **kwargs)  # type: ignore[no-any-return]
-        _suppress_transaction(self._self_outbox, name)
-        return None
+    init_transactions = _transaction("init_transactions", _wrapped_method, _proxy_outbox)
+    begin_transaction = _transaction("begin_transaction", _wrapped_method, _proxy_outbox)
+    send_offsets_to_transaction = _transaction(
+        "send_offsets_to_transaction", _wrapped_method, _proxy_outbox
+    )
+    commit_transaction = _transaction("commit_transaction", _wrapped_method, _proxy_outbox)
+    abort_transaction = _transaction("abort_transaction", _wrapped_method, _proxy_outbox)
 
 
 class _AIOProducerProxy(wrapt.ObjectProxy[Any]):
@@ -944,28 +943,13 @@ class _AIOProducerProxy(wrapt.ObjectProxy[Any]):
     async def __aenter__(self) -> _AIOProducerProxy:
         return self
 
-    async def init_transactions(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("init_transactions", args, kwargs)
-
-    async def begin_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("begin_transaction", args, kwargs)
-
-    async def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("send_offsets_to_transaction", args, kwargs)
-
-    async def commit_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("commit_transaction", args, kwargs)
-
-    async def abort_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("abort_transaction", args, kwargs)
-
-    async def _self_transaction(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
-            return await getattr(self.__wrapped__, name)(*args, **kwargs)
-        _suppress_transaction(self._self_outbox, name)
-        return None
+    init_transactions = _async_transaction("init_transactions", _wrapped_method, _proxy_outbox)
+    begin_transaction = _async_transaction("begin_transaction", _wrapped_method, _proxy_outbox)
+    send_offsets_to_transaction = _async_transaction(
+        "send_offsets_to_transaction", _wrapped_method, _proxy_outbox
+    )
+    commit_transaction = _async_transaction("commit_transaction", _wrapped_method, _proxy_outbox)
+    abort_transaction = _async_transaction("abort_transaction", _wrapped_method, _proxy_outbox)
 
 
 def _aio_args(
