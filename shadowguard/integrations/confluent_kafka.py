@@ -267,6 +267,24 @@ def _suppress(topic: str, detail: dict[str, Any], error: BaseException | None = 
     record_suppression("kafka.produce", topic, detail, error)
 
 
+def _detail(
+    operation: str, partition: int, key: bytes | None, value: bytes | None
+) -> dict[str, Any]:
+    return {
+        "operation": operation,
+        "partition": partition,
+        "key_bytes": len(key or b""),
+        "value_bytes": len(value or b""),
+    }
+
+
+def _batch_too_large() -> KafkaError:
+    """The error a batched message over ``message.max.bytes`` fails with."""
+    return KafkaError(
+        KafkaError.MSG_SIZE_TOO_LARGE, "Message failed: Broker: Message size too large"
+    )
+
+
 def _shadow_produce(outbox: _Outbox, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     try:
         topic, value, key, partition, callback, timestamp, headers = _produce_args(*args, **kwargs)
@@ -289,17 +307,9 @@ def _shadow_produce(outbox: _Outbox, args: tuple[Any, ...], kwargs: dict[str, An
         _suppress(target, {"operation": "produce"}, exc)
         raise
     error = _queue_report(outbox, topic, key_bytes, value_bytes, partition, timestamp, callback)
-    _suppress(
-        topic,
-        {
-            "operation": "produce",
-            "partition": partition,
-            "key_bytes": len(key_bytes or b""),
-            "value_bytes": len(value_bytes or b""),
-            "headers_bytes": headers_size,
-        },
-        KafkaException(error) if error is not None else None,
-    )
+    detail = _detail("produce", partition, key_bytes, value_bytes)
+    detail["headers_bytes"] = headers_size
+    _suppress(topic, detail, KafkaException(error) if error is not None else None)
 
 
 def _batch_args(
@@ -350,16 +360,9 @@ def _shadow_produce_batch(outbox: _Outbox, args: tuple[Any, ...], kwargs: dict[s
         raise
     queued = 0
     for message, (key, value) in zip(messages, checked, strict=True):
-        detail = {
-            "operation": "produce_batch",
-            "partition": partition,
-            "key_bytes": len(key or b""),
-            "value_bytes": len(value or b""),
-        }
+        detail = _detail("produce_batch", partition, key, value)
         if _too_large(key, value, 0, outbox.max_bytes):
-            message["_error"] = KafkaError(
-                KafkaError.MSG_SIZE_TOO_LARGE, "Message failed: Broker: Message size too large"
-            )
+            message["_error"] = _batch_too_large()
             _suppress(topic, detail, KafkaException(message["_error"]))
             continue
         queued += 1
@@ -418,46 +421,87 @@ def _serve_then(outbox: _Outbox, call: Callable[..., Any], *args: Any) -> Any:
         return call(*args)
 
 
-_RealMethod = Callable[[Any, str], Callable[..., Any]]
-_OutboxOf = Callable[[Any], _Outbox]
+class _Hooks:
+    """How a guarded class or proxy reaches its real methods and its outbox."""
+
+    __slots__ = ()
+
+    def _sg_method(self, name: str) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def _sg_box(self) -> _Outbox:
+        raise NotImplementedError
 
 
-def _transaction(name: str, real: _RealMethod, outbox_of: _OutboxOf) -> Callable[..., None]:
+def _transaction(name: str) -> Callable[..., None]:
     """A transaction method: the real one for a primary caller, a recorded no-op in shadow."""
 
-    def method(self: Any, *args: Any, **kwargs: Any) -> None:
+    def method(self: _Hooks, *args: Any, **kwargs: Any) -> None:
         if _get_scope() is None and not _state._process_shadow:
-            return real(self, name)(*args, **kwargs)  # type: ignore[no-any-return]
-        _suppress_transaction(outbox_of(self), name)
+            return self._sg_method(name)(*args, **kwargs)  # type: ignore[no-any-return]
+        _suppress_transaction(self._sg_box(), name)
         return None
 
-    method.__name__ = method.__qualname__ = name
+    method.__name__ = name
+    method.__qualname__ = f"_Transactions.{name}"
     return method
 
 
-def _async_transaction(name: str, real: _RealMethod, outbox_of: _OutboxOf) -> Callable[..., Any]:
+def _async_transaction(name: str) -> Callable[..., Any]:
     """:func:`_transaction` for the asyncio producers."""
 
-    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+    async def method(self: _Hooks, *args: Any, **kwargs: Any) -> Any:
         if _get_scope() is None and not _state._process_shadow:
-            return await real(self, name)(*args, **kwargs)
-        _suppress_transaction(outbox_of(self), name)
+            return await self._sg_method(name)(*args, **kwargs)
+        _suppress_transaction(self._sg_box(), name)
         return None
 
-    method.__name__ = method.__qualname__ = name
+    method.__name__ = name
+    method.__qualname__ = f"_AsyncTransactions.{name}"
     return method
 
 
-def _guarded_class_method(producer: Any, name: str) -> Callable[..., Any]:
+class _Transactions(_Hooks):
+    """The transaction methods of the synchronous producers: no-ops in shadow."""
+
+    __slots__ = ()
+
+    init_transactions = _transaction("init_transactions")
+    begin_transaction = _transaction("begin_transaction")
+    send_offsets_to_transaction = _transaction("send_offsets_to_transaction")
+    commit_transaction = _transaction("commit_transaction")
+    abort_transaction = _transaction("abort_transaction")
+
+
+class _AsyncTransactions(_Hooks):
+    """The transaction methods of the asyncio producers: no-ops in shadow."""
+
+    __slots__ = ()
+
+    init_transactions = _async_transaction("init_transactions")
+    begin_transaction = _async_transaction("begin_transaction")
+    send_offsets_to_transaction = _async_transaction("send_offsets_to_transaction")
+    commit_transaction = _async_transaction("commit_transaction")
+    abort_transaction = _async_transaction("abort_transaction")
+
+
+def _real_method(producer: Any, name: str) -> Callable[..., Any]:
+    """``producer``'s method ``name`` as the class it guards (``_sg_real``) defines it."""
     return functools.partial(getattr(producer._sg_real, name), producer)
 
 
-def _wrapped_method(proxy: Any, name: str) -> Callable[..., Any]:
-    return getattr(proxy.__wrapped__, name)  # type: ignore[no-any-return]
+class _ProxyHooks(_Hooks):
+    """The hooks of the ``guard()`` proxies: the wrapped producer and ``_self_outbox``."""
 
+    __slots__ = ()
+    __wrapped__: Any
+    _self_outbox: _Outbox
 
-_subclass_outbox: _OutboxOf = operator.attrgetter("_sg_outbox")
-_proxy_outbox: _OutboxOf = operator.attrgetter("_self_outbox")
+    def _sg_method(self, name: str) -> Callable[..., Any]:
+        return getattr(self.__wrapped__, name)  # type: ignore[no-any-return]
+
+    def _sg_box(self) -> _Outbox:
+        return self._self_outbox
 
 
 # --- the subclasses install() swaps in ------------------------------------------------
@@ -494,7 +538,7 @@ def _is_guarded(producer: Any) -> bool:
     return getattr(type(producer), "_sg_guarded", False) is True
 
 
-class _SyncGuard:
+class _SyncGuard(_Transactions):
     """Everything but ``produce()`` of a guarded synchronous producer."""
 
     _sg_guarded = True
@@ -531,13 +575,10 @@ class _SyncGuard:
     def __exit__(self, *exc_info: Any) -> Any:
         return _serve_then(self._sg_outbox, super().__exit__, *exc_info)  # type: ignore[misc]
 
-    init_transactions = _transaction("init_transactions", _guarded_class_method, _subclass_outbox)
-    begin_transaction = _transaction("begin_transaction", _guarded_class_method, _subclass_outbox)
-    send_offsets_to_transaction = _transaction(
-        "send_offsets_to_transaction", _guarded_class_method, _subclass_outbox
-    )
-    commit_transaction = _transaction("commit_transaction", _guarded_class_method, _subclass_outbox)
-    abort_transaction = _transaction("abort_transaction", _guarded_class_method, _subclass_outbox)
+    _sg_method = _real_method
+
+    def _sg_box(self) -> _Outbox:
+        return self._sg_outbox
 
 
 class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=_Swapped):
@@ -664,16 +705,9 @@ def _shadow_aio_produce(
         _suppress(target, {"operation": "produce"}, exc)
         future.set_exception(exc)
         return future
-    detail = {
-        "operation": "produce",
-        "partition": partition,
-        "key_bytes": len(key_bytes or b""),
-        "value_bytes": len(value_bytes or b""),
-    }
+    detail = _detail("produce", partition, key_bytes, value_bytes)
     if _too_large(key_bytes, value_bytes, 0, outbox.max_bytes):
-        error = KafkaError(
-            KafkaError.MSG_SIZE_TOO_LARGE, "Message failed: Broker: Message size too large"
-        )
+        error = _batch_too_large()
     elif not _legal_topic(topic):
         error = KafkaError(KafkaError.TOPIC_EXCEPTION)
     else:
@@ -697,7 +731,7 @@ def _aio_outbox(producer: Any) -> _Outbox:
     return outbox  # type: ignore[no-any-return]
 
 
-class _AIOGuard:
+class _AIOGuard(_AsyncTransactions):
     """The methods a guarded asyncio producer overrides; ``_sg_real`` is the class guarded."""
 
     _sg_guarded = True
@@ -727,15 +761,8 @@ class _AIOGuard:
             return await self._sg_real.purge(self, *args, **kwargs)
         return None
 
-    init_transactions = _async_transaction("init_transactions", _guarded_class_method, _aio_outbox)
-    begin_transaction = _async_transaction("begin_transaction", _guarded_class_method, _aio_outbox)
-    send_offsets_to_transaction = _async_transaction(
-        "send_offsets_to_transaction", _guarded_class_method, _aio_outbox
-    )
-    commit_transaction = _async_transaction(
-        "commit_transaction", _guarded_class_method, _aio_outbox
-    )
-    abort_transaction = _async_transaction("abort_transaction", _guarded_class_method, _aio_outbox)
+    _sg_method = _real_method
+    _sg_box = _aio_outbox
 
 
 if _aio is not None:
@@ -837,7 +864,7 @@ def _shadow_serializing_produce(
     )
 
 
-class _ProducerProxy(wrapt.ObjectProxy[Any]):
+class _ProducerProxy(_ProxyHooks, _Transactions, wrapt.ObjectProxy[Any]):
     """``guard(producer)`` for a ``Producer`` or ``SerializingProducer`` instance."""
 
     def __init__(self, wrapped: Any, outbox: _Outbox) -> None:
@@ -888,16 +915,8 @@ class _ProducerProxy(wrapt.ObjectProxy[Any]):
     def __exit__(self, *exc_info: Any) -> Any:
         return _serve_then(self._self_outbox, self.__wrapped__.__exit__, *exc_info)
 
-    init_transactions = _transaction("init_transactions", _wrapped_method, _proxy_outbox)
-    begin_transaction = _transaction("begin_transaction", _wrapped_method, _proxy_outbox)
-    send_offsets_to_transaction = _transaction(
-        "send_offsets_to_transaction", _wrapped_method, _proxy_outbox
-    )
-    commit_transaction = _transaction("commit_transaction", _wrapped_method, _proxy_outbox)
-    abort_transaction = _transaction("abort_transaction", _wrapped_method, _proxy_outbox)
 
-
-class _AIOProducerProxy(wrapt.ObjectProxy[Any]):
+class _AIOProducerProxy(_ProxyHooks, _AsyncTransactions, wrapt.ObjectProxy[Any]):
     """``guard(producer)`` for an ``AIOProducer`` or ``AsyncSerializingProducer`` instance."""
 
     def __init__(self, wrapped: Any, outbox: _Outbox) -> None:
@@ -942,14 +961,6 @@ class _AIOProducerProxy(wrapt.ObjectProxy[Any]):
 
     async def __aenter__(self) -> _AIOProducerProxy:
         return self
-
-    init_transactions = _async_transaction("init_transactions", _wrapped_method, _proxy_outbox)
-    begin_transaction = _async_transaction("begin_transaction", _wrapped_method, _proxy_outbox)
-    send_offsets_to_transaction = _async_transaction(
-        "send_offsets_to_transaction", _wrapped_method, _proxy_outbox
-    )
-    commit_transaction = _async_transaction("commit_transaction", _wrapped_method, _proxy_outbox)
-    abort_transaction = _async_transaction("abort_transaction", _wrapped_method, _proxy_outbox)
 
 
 def _aio_args(
