@@ -397,9 +397,10 @@ class _PrimaryScope:
 
 
 # --- shared by the guarded subclasses and the guard() proxies --------------------------
-# Each method keeps its cheap pass-through as its own first line; what comes after it is
-# shared here, given the real method bound (the subclasses reach it through the class
-# they guard, the proxies through the wrapped producer) and the producer's outbox.
+# Each hot method keeps its cheap pass-through as its own first line and shares only what
+# comes after it, given the real method bound and the outbox. The rarer methods are shared
+# whole, through _Hooks: the subclasses reach the real method through the class they
+# guard, the proxies through the wrapped producer.
 
 
 def _poll_serving(outbox: _Outbox, poll: Callable[[float], int], timeout: float) -> int:
