@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import operator
@@ -266,6 +267,24 @@ def _suppress(topic: str, detail: dict[str, Any], error: BaseException | None = 
     record_suppression("kafka.produce", topic, detail, error)
 
 
+def _detail(
+    operation: str, partition: int, key: bytes | None, value: bytes | None
+) -> dict[str, Any]:
+    return {
+        "operation": operation,
+        "partition": partition,
+        "key_bytes": len(key or b""),
+        "value_bytes": len(value or b""),
+    }
+
+
+def _batch_too_large() -> KafkaError:
+    """The error a batched message over ``message.max.bytes`` fails with."""
+    return KafkaError(
+        KafkaError.MSG_SIZE_TOO_LARGE, "Message failed: Broker: Message size too large"
+    )
+
+
 def _shadow_produce(outbox: _Outbox, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     try:
         topic, value, key, partition, callback, timestamp, headers = _produce_args(*args, **kwargs)
@@ -288,17 +307,9 @@ def _shadow_produce(outbox: _Outbox, args: tuple[Any, ...], kwargs: dict[str, An
         _suppress(target, {"operation": "produce"}, exc)
         raise
     error = _queue_report(outbox, topic, key_bytes, value_bytes, partition, timestamp, callback)
-    _suppress(
-        topic,
-        {
-            "operation": "produce",
-            "partition": partition,
-            "key_bytes": len(key_bytes or b""),
-            "value_bytes": len(value_bytes or b""),
-            "headers_bytes": headers_size,
-        },
-        KafkaException(error) if error is not None else None,
-    )
+    detail = _detail("produce", partition, key_bytes, value_bytes)
+    detail["headers_bytes"] = headers_size
+    _suppress(topic, detail, KafkaException(error) if error is not None else None)
 
 
 def _batch_args(
@@ -349,16 +360,9 @@ def _shadow_produce_batch(outbox: _Outbox, args: tuple[Any, ...], kwargs: dict[s
         raise
     queued = 0
     for message, (key, value) in zip(messages, checked, strict=True):
-        detail = {
-            "operation": "produce_batch",
-            "partition": partition,
-            "key_bytes": len(key or b""),
-            "value_bytes": len(value or b""),
-        }
+        detail = _detail("produce_batch", partition, key, value)
         if _too_large(key, value, 0, outbox.max_bytes):
-            message["_error"] = KafkaError(
-                KafkaError.MSG_SIZE_TOO_LARGE, "Message failed: Broker: Message size too large"
-            )
+            message["_error"] = _batch_too_large()
             _suppress(topic, detail, KafkaException(message["_error"]))
             continue
         queued += 1
@@ -392,6 +396,115 @@ class _PrimaryScope:
         _context._current.reset(self._token)
 
 
+# --- shared by the guarded subclasses and the guard() proxies --------------------------
+# Each hot method keeps its cheap pass-through as its own first line and shares only what
+# comes after it, given the real method bound and the outbox. The rarer methods are shared
+# whole, through _Hooks: the subclasses reach the real method through the class they
+# guard, the proxies through the wrapped producer.
+
+
+def _poll_serving(outbox: _Outbox, poll: Callable[[float], int], timeout: float) -> int:
+    """``poll()`` when shadow reports are owed or the caller is in shadow."""
+    if _get_scope() is None and not _state._process_shadow:
+        # A primary caller: shadow reports are served but change neither its
+        # timeout nor its count.
+        outbox.serve()
+        return poll(timeout)
+    served = outbox.serve()
+    with _PrimaryScope():
+        return served + poll(0 if served else timeout)
+
+
+def _serve_then(outbox: _Outbox, call: Callable[..., Any], *args: Any) -> Any:
+    """Serve the shadow reports owed, then run ``call`` as primary work (flush, close)."""
+    outbox.serve()
+    with _PrimaryScope():
+        return call(*args)
+
+
+class _Hooks:
+    """How a guarded class or proxy reaches its real methods and its outbox."""
+
+    __slots__ = ()
+
+    def _sg_method(self, name: str) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def _sg_box(self) -> _Outbox:
+        raise NotImplementedError
+
+
+def _transaction(name: str) -> Callable[..., None]:
+    """A transaction method: the real one for a primary caller, a recorded no-op in shadow."""
+
+    def method(self: _Hooks, *args: Any, **kwargs: Any) -> None:
+        if _get_scope() is None and not _state._process_shadow:
+            return self._sg_method(name)(*args, **kwargs)  # type: ignore[no-any-return]
+        _suppress_transaction(self._sg_box(), name)
+        return None
+
+    method.__name__ = name
+    method.__qualname__ = f"_Transactions.{name}"
+    return method
+
+
+def _async_transaction(name: str) -> Callable[..., Any]:
+    """:func:`_transaction` for the asyncio producers."""
+
+    async def method(self: _Hooks, *args: Any, **kwargs: Any) -> Any:
+        if _get_scope() is None and not _state._process_shadow:
+            return await self._sg_method(name)(*args, **kwargs)
+        _suppress_transaction(self._sg_box(), name)
+        return None
+
+    method.__name__ = name
+    method.__qualname__ = f"_AsyncTransactions.{name}"
+    return method
+
+
+class _Transactions(_Hooks):
+    """The transaction methods of the synchronous producers: no-ops in shadow."""
+
+    __slots__ = ()
+
+    init_transactions = _transaction("init_transactions")
+    begin_transaction = _transaction("begin_transaction")
+    send_offsets_to_transaction = _transaction("send_offsets_to_transaction")
+    commit_transaction = _transaction("commit_transaction")
+    abort_transaction = _transaction("abort_transaction")
+
+
+class _AsyncTransactions(_Hooks):
+    """The transaction methods of the asyncio producers: no-ops in shadow."""
+
+    __slots__ = ()
+
+    init_transactions = _async_transaction("init_transactions")
+    begin_transaction = _async_transaction("begin_transaction")
+    send_offsets_to_transaction = _async_transaction("send_offsets_to_transaction")
+    commit_transaction = _async_transaction("commit_transaction")
+    abort_transaction = _async_transaction("abort_transaction")
+
+
+def _real_method(producer: Any, name: str) -> Callable[..., Any]:
+    """``producer``'s method ``name`` as the class it guards (``_sg_real``) defines it."""
+    return functools.partial(getattr(producer._sg_real, name), producer)
+
+
+class _ProxyHooks(_Hooks):
+    """The hooks of the ``guard()`` proxies: the wrapped producer and ``_self_outbox``."""
+
+    __slots__ = ()
+    __wrapped__: Any
+    _self_outbox: _Outbox
+
+    def _sg_method(self, name: str) -> Callable[..., Any]:
+        return getattr(self.__wrapped__, name)  # type: ignore[no-any-return]
+
+    def _sg_box(self) -> _Outbox:
+        return self._self_outbox
+
+
 # --- the subclasses install() swaps in ------------------------------------------------
 
 _produce: Callable[..., None] = cimpl.Producer.produce
@@ -400,13 +513,6 @@ _poll: Callable[..., int] = cimpl.Producer.poll
 _flush: Callable[..., int] = cimpl.Producer.flush
 _purge: Callable[..., None] = cimpl.Producer.purge
 _serializing_produce: Callable[..., None] = _SerializingProducer.produce
-_TRANSACTIONAL = (
-    "init_transactions",
-    "begin_transaction",
-    "send_offsets_to_transaction",
-    "commit_transaction",
-    "abort_transaction",
-)
 
 
 class _Swapped(type):
@@ -433,10 +539,11 @@ def _is_guarded(producer: Any) -> bool:
     return getattr(type(producer), "_sg_guarded", False) is True
 
 
-class _SyncGuard:
+class _SyncGuard(_Transactions):
     """Everything but ``produce()`` of a guarded synchronous producer."""
 
     _sg_guarded = True
+    _sg_real = cimpl.Producer
     _sg_outbox: _Outbox
 
     def produce_batch(self, *args: Any, **kwargs: Any) -> int:
@@ -448,22 +555,13 @@ class _SyncGuard:
         outbox = self._sg_outbox
         if not outbox.reports and _get_scope() is None:
             return _poll(self, timeout)
-        if _get_scope() is None and not _state._process_shadow:
-            # A primary caller: shadow reports are served but change neither its
-            # timeout nor its count.
-            outbox.serve()
-            return _poll(self, timeout)
-        served = outbox.serve()
-        with _PrimaryScope():
-            return served + _poll(self, 0 if served else timeout)
+        return _poll_serving(outbox, functools.partial(_poll, self), timeout)
 
     def flush(self, timeout: float = -1) -> int:
         outbox = self._sg_outbox
         if not outbox.reports and _get_scope() is None:
             return _flush(self, timeout)
-        outbox.serve()
-        with _PrimaryScope():
-            return _flush(self, timeout)
+        return _serve_then(outbox, _flush, self, timeout)  # type: ignore[no-any-return]
 
     def purge(self, in_queue: bool = True, *args: Any, **kwargs: Any) -> None:
         if _get_scope() is None and not _state._process_shadow:
@@ -473,35 +571,15 @@ class _SyncGuard:
         return None
 
     def close(self) -> bool:
-        self._sg_outbox.serve()
-        with _PrimaryScope():
-            return super().close()  # type: ignore[misc,no-any-return]
+        return _serve_then(self._sg_outbox, super().close)  # type: ignore[misc,no-any-return]
 
     def __exit__(self, *exc_info: Any) -> Any:
-        self._sg_outbox.serve()
-        with _PrimaryScope():
-            return super().__exit__(*exc_info)  # type: ignore[misc]
+        return _serve_then(self._sg_outbox, super().__exit__, *exc_info)  # type: ignore[misc]
 
-    def init_transactions(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("init_transactions", args, kwargs)
+    _sg_method = _real_method
 
-    def begin_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("begin_transaction", args, kwargs)
-
-    def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("send_offsets_to_transaction", args, kwargs)
-
-    def commit_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("commit_transaction", args, kwargs)
-
-    def abort_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._sg_transaction("abort_transaction", args, kwargs)
-
-    def _sg_transaction(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if _get_scope() is None and not _state._process_shadow:
-            return getattr(cimpl.Producer, name)(self, *args, **kwargs)  # type: ignore[no-any-return]
-        _suppress_transaction(self._sg_outbox, name)
-        return None
+    def _sg_box(self) -> _Outbox:
+        return self._sg_outbox
 
 
 class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=_Swapped):
@@ -628,16 +706,9 @@ def _shadow_aio_produce(
         _suppress(target, {"operation": "produce"}, exc)
         future.set_exception(exc)
         return future
-    detail = {
-        "operation": "produce",
-        "partition": partition,
-        "key_bytes": len(key_bytes or b""),
-        "value_bytes": len(value_bytes or b""),
-    }
+    detail = _detail("produce", partition, key_bytes, value_bytes)
     if _too_large(key_bytes, value_bytes, 0, outbox.max_bytes):
-        error = KafkaError(
-            KafkaError.MSG_SIZE_TOO_LARGE, "Message failed: Broker: Message size too large"
-        )
+        error = _batch_too_large()
     elif not _legal_topic(topic):
         error = KafkaError(KafkaError.TOPIC_EXCEPTION)
     else:
@@ -661,7 +732,7 @@ def _aio_outbox(producer: Any) -> _Outbox:
     return outbox  # type: ignore[no-any-return]
 
 
-class _AIOGuard:
+class _AIOGuard(_AsyncTransactions):
     """The methods a guarded asyncio producer overrides; ``_sg_real`` is the class guarded."""
 
     _sg_guarded = True
@@ -691,28 +762,8 @@ class _AIOGuard:
             return await self._sg_real.purge(self, *args, **kwargs)
         return None
 
-    async def init_transactions(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("init_transactions", args, kwargs)
-
-    async def begin_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("begin_transaction", args, kwargs)
-
-    async def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("send_offsets_to_transaction", args, kwargs)
-
-    async def commit_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("commit_transaction", args, kwargs)
-
-    async def abort_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._sg_transaction("abort_transaction", args, kwargs)
-
-    async def _sg_transaction(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
-            return await getattr(self._sg_real, name)(self, *args, **kwargs)
-        _suppress_transaction(_aio_outbox(self), name)
-        return None
+    _sg_method = _real_method
+    _sg_box = _aio_outbox
 
 
 if _aio is not None:
@@ -814,7 +865,7 @@ def _shadow_serializing_produce(
     )
 
 
-class _ProducerProxy(wrapt.ObjectProxy[Any]):
+class _ProducerProxy(_ProxyHooks, _Transactions, wrapt.ObjectProxy[Any]):
     """``guard(producer)`` for a ``Producer`` or ``SerializingProducer`` instance."""
 
     def __init__(self, wrapped: Any, outbox: _Outbox) -> None:
@@ -840,20 +891,13 @@ class _ProducerProxy(wrapt.ObjectProxy[Any]):
         outbox = self._self_outbox
         if not outbox.reports and _get_scope() is None:
             return self.__wrapped__.poll(timeout)  # type: ignore[no-any-return]
-        if _get_scope() is None and not _state._process_shadow:
-            outbox.serve()
-            return self.__wrapped__.poll(timeout)  # type: ignore[no-any-return]
-        served = outbox.serve()
-        with _PrimaryScope():
-            return served + self.__wrapped__.poll(0 if served else timeout)  # type: ignore[no-any-return]
+        return _poll_serving(outbox, self.__wrapped__.poll, timeout)
 
     def flush(self, timeout: float = -1) -> int:
         outbox = self._self_outbox
         if not outbox.reports and _get_scope() is None:
             return self.__wrapped__.flush(timeout)  # type: ignore[no-any-return]
-        outbox.serve()
-        with _PrimaryScope():
-            return self.__wrapped__.flush(timeout)  # type: ignore[no-any-return]
+        return _serve_then(outbox, self.__wrapped__.flush, timeout)  # type: ignore[no-any-return]
 
     def purge(self, in_queue: bool = True, *args: Any, **kwargs: Any) -> None:
         if _get_scope() is None and not _state._process_shadow:
@@ -863,42 +907,17 @@ class _ProducerProxy(wrapt.ObjectProxy[Any]):
         return None
 
     def close(self) -> bool:
-        self._self_outbox.serve()
-        with _PrimaryScope():
-            return self.__wrapped__.close()  # type: ignore[no-any-return]
+        return _serve_then(self._self_outbox, self.__wrapped__.close)  # type: ignore[no-any-return]
 
     def __enter__(self) -> _ProducerProxy:
         self.__wrapped__.__enter__()
         return self
 
     def __exit__(self, *exc_info: Any) -> Any:
-        self._self_outbox.serve()
-        with _PrimaryScope():
-            return self.__wrapped__.__exit__(*exc_info)
-
-    def init_transactions(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("init_transactions", args, kwargs)
-
-    def begin_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("begin_transaction", args, kwargs)
-
-    def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("send_offsets_to_transaction", args, kwargs)
-
-    def commit_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("commit_transaction", args, kwargs)
-
-    def abort_transaction(self, *args: Any, **kwargs: Any) -> None:
-        return self._self_transaction("abort_transaction", args, kwargs)
-
-    def _self_transaction(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        if _get_scope() is None and not _state._process_shadow:
-            return getattr(self.__wrapped__, name)(*args, **kwargs)  # type: ignore[no-any-return]
-        _suppress_transaction(self._self_outbox, name)
-        return None
+        return _serve_then(self._self_outbox, self.__wrapped__.__exit__, *exc_info)
 
 
-class _AIOProducerProxy(wrapt.ObjectProxy[Any]):
+class _AIOProducerProxy(_ProxyHooks, _AsyncTransactions, wrapt.ObjectProxy[Any]):
     """``guard(producer)`` for an ``AIOProducer`` or ``AsyncSerializingProducer`` instance."""
 
     def __init__(self, wrapped: Any, outbox: _Outbox) -> None:
@@ -943,29 +962,6 @@ class _AIOProducerProxy(wrapt.ObjectProxy[Any]):
 
     async def __aenter__(self) -> _AIOProducerProxy:
         return self
-
-    async def init_transactions(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("init_transactions", args, kwargs)
-
-    async def begin_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("begin_transaction", args, kwargs)
-
-    async def send_offsets_to_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("send_offsets_to_transaction", args, kwargs)
-
-    async def commit_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("commit_transaction", args, kwargs)
-
-    async def abort_transaction(self, *args: Any, **kwargs: Any) -> Any:
-        return await self._self_transaction("abort_transaction", args, kwargs)
-
-    async def _self_transaction(
-        self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
-            return await getattr(self.__wrapped__, name)(*args, **kwargs)
-        _suppress_transaction(self._self_outbox, name)
-        return None
 
 
 def _aio_args(
