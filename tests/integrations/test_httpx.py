@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import threading
@@ -16,22 +15,10 @@ import shadowguard
 from shadowguard import ShadowSideEffectBlocked, configure
 from shadowguard._config import reset
 from shadowguard._outbound import BLOCK, STUB_HEADER, Allow, OutboundRequest, Reply, Stub
+from tests.integrations._support import installing, suppress_instrumentation
 from tests.peers.http import HttpServer
 
 MARKER = "x-shadow-request"
-
-
-@contextlib.contextmanager
-def suppress_instrumentation() -> Iterator[None]:
-    """OpenTelemetry's suppress-instrumentation key, as its exporters (or any code) set it."""
-    from opentelemetry import context as otel_context
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
 
 
 @pytest.fixture(params=["httpx", "httpx2"])
@@ -43,11 +30,8 @@ def lib(request: pytest.FixtureRequest) -> ModuleType:
 def sink(lib: ModuleType) -> Iterator[ModuleType]:
     """The integration for ``lib``, installed with loopback reads under /read allowed."""
     module = importlib.import_module(f"shadowguard.integrations.{lib.__name__}")
-    module.install(allow=[Allow(url="http://127.0.0.1:*/read*")])
-    try:
+    with installing(module, allow=[Allow(url="http://127.0.0.1:*/read*")]):
         yield module
-    finally:
-        module.uninstall()
 
 
 class Counting:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -20,31 +19,16 @@ from shadowguard import ShadowSideEffectBlocked, configure
 from shadowguard._config import reset
 from shadowguard._outbound import BLOCK, STUB_HEADER, Allow, OutboundRequest, Reply, Stub
 from shadowguard.integrations import requests as sink
+from tests.integrations._support import installing, suppress_instrumentation
 from tests.peers.http import HttpServer
 
 MARKER = "x-shadow-request"
 
 
-@contextlib.contextmanager
-def suppress_instrumentation() -> Iterator[None]:
-    """OpenTelemetry's suppress-instrumentation key, as its exporters (or any code) set it."""
-    from opentelemetry import context as otel_context
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
-
-
 @pytest.fixture
 def installed() -> Iterator[None]:
-    sink.install(allow=[Allow(url="http://127.0.0.1:*/read*")])
-    try:
+    with installing(sink, allow=[Allow(url="http://127.0.0.1:*/read*")]):
         yield
-    finally:
-        sink.uninstall()
 
 
 class UrllibAdapter(requests.adapters.BaseAdapter):

@@ -36,27 +36,20 @@ import shadowguard
 from shadowguard import ShadowGuardError, ShadowSideEffectBlocked, _context
 from shadowguard.integrations import sqlalchemy as sg
 from tests.integrations._sa_backends import Backend, advisory_locks, checked_out, make_backend
+from tests.integrations._support import installing
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def guard() -> Iterator[None]:
-    sg.install()
-    try:
+    with installing(sg):
         yield
-    finally:
-        sg.uninstall()
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     yield from make_backend(request, request.param)
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    yield from make_backend(request, "postgresql")
 
 
 def model(table_name: str) -> Any:

@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.integrations import sqlalchemy as sg
-from tests.integrations._sa_backends import Backend, advisory_locks, checked_out, make_backend
+from tests.integrations._sa_backends import Backend, advisory_locks, checked_out
+from tests.integrations._support import installing
 from tests.integrations.test_sqlalchemy import core, model
 
 pytestmark = pytest.mark.postgres
@@ -23,16 +24,8 @@ DRIVERS = ["asyncpg", "psycopg"]
 
 @pytest.fixture
 def guard() -> Iterator[None]:
-    sg.install()
-    try:
+    with installing(sg):
         yield
-    finally:
-        sg.uninstall()
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    yield from make_backend(request, "postgresql")
 
 
 def async_engine(pg: Backend, driver: str, **kwargs: Any) -> AsyncEngine:

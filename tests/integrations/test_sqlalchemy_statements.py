@@ -22,7 +22,8 @@ import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.integrations import sqlalchemy as sg
 from tests._sql_samples import READS, SEPARATORS, join
-from tests.integrations._sa_backends import Backend, make_backend
+from tests.integrations._sa_backends import Backend
+from tests.integrations._support import installing
 from tests.integrations.test_sqlalchemy import core
 
 pytestmark = pytest.mark.postgres
@@ -30,16 +31,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def guard() -> Iterator[None]:
-    sg.install()
-    try:
+    with installing(sg):
         yield
-    finally:
-        sg.uninstall()
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    yield from make_backend(request, "postgresql")
 
 
 # -- several statements in one string --------------------------------------------------
