@@ -16,16 +16,3 @@ def installing(sink: ModuleType, **options: Any) -> Iterator[ModuleType]:
         yield sink
     finally:
         sink.uninstall()
-
-
-@contextlib.contextmanager
-def suppress_instrumentation() -> Iterator[None]:
-    """OpenTelemetry's suppress-instrumentation key, as its exporters (or any code) set it."""
-    from opentelemetry import context as otel_context
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
