@@ -18,7 +18,7 @@ from tests.integrations._sa_backends import Backend, advisory_locks, checked_out
 from tests.integrations._support import installing
 from tests.integrations.test_sqlalchemy import core, model
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
 
 DRIVERS = ["asyncpg", "psycopg"]
 
@@ -39,7 +39,6 @@ async def async_engine(pg: Backend, driver: str, **kwargs: Any) -> AsyncIterator
         await engine.dispose()
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_session_commit(pg: Backend, driver: str) -> None:
@@ -65,7 +64,6 @@ async def test_async_session_commit(pg: Backend, driver: str) -> None:
         assert pg.count() == 1
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_connection_commit_and_begin(pg: Backend, driver: str) -> None:
@@ -83,7 +81,6 @@ async def test_async_connection_commit_and_begin(pg: Backend, driver: str) -> No
         assert pg.count() == 1
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driver: str) -> None:
@@ -100,7 +97,6 @@ async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driv
             assert (await c.scalar(select(text("1")))) == 1
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_refusals_and_validation(pg: Backend, driver: str) -> None:
@@ -125,7 +121,6 @@ async def test_async_refusals_and_validation(pg: Backend, driver: str) -> None:
         assert pg.count() == 1
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 async def test_asyncpg_pooled_connection_keeps_no_session_state(pg: Backend) -> None:
     async with async_engine(pg, "asyncpg", pool_size=1, max_overflow=0) as engine:
@@ -145,7 +140,6 @@ async def test_asyncpg_pooled_connection_keeps_no_session_state(pg: Backend) -> 
         assert advisory_locks(pg, pid) == 0
 
 
-@pytest.mark.asyncio
 async def test_async_objects_created_before_install_are_guarded(pg: Backend) -> None:
     async with async_engine(pg, "asyncpg") as engine:
         session = AsyncSession(engine)
@@ -159,7 +153,6 @@ async def test_async_objects_created_before_install_are_guarded(pg: Backend) -> 
             assert pg.count() == 0
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_a_scope_inside_a_primary_transaction_is_refused(pg: Backend, driver: str) -> None:

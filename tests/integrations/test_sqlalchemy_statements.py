@@ -22,7 +22,7 @@ import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.integrations import sqlalchemy as sg
 from tests._sql_samples import READS, SEPARATORS, join
-from tests.integrations._sa_backends import Backend
+from tests.integrations._sa_backends import Backend, assert_refused_then_stored
 from tests.integrations._support import installing
 from tests.integrations.test_sqlalchemy import core
 
@@ -97,12 +97,7 @@ def test_a_commit_behind_another_statement_is_refused(pg: Backend, via: str, sql
 def test_a_write_behind_a_read_on_autocommit_is_refused(pg: Backend, sql: str) -> None:
     sql = sql.format(t=pg.table)
     engine = pg.engine(isolation_level="AUTOCOMMIT")
-    with shadowguard.shadow(), engine.connect() as c, pytest.raises(ShadowSideEffectBlocked):
-        c.exec_driver_sql(sql)
-    assert pg.count() == 0
-    with engine.connect() as c:
-        c.exec_driver_sql(sql)
-    assert pg.count() == 1
+    assert_refused_then_stored(pg, engine, lambda c: c.exec_driver_sql(sql))
 
 
 @pytest.mark.usefixtures("guard")
