@@ -104,21 +104,26 @@ def _bench_httpx(h: Harness, url: str) -> None:
             lambda: guarded._transport_for_url(target),
             target_added_ns=300,
         )
-
-        def stubbed() -> Any:
-            with shadow():
-                return guarded.post(url)
-
-        h.compare(
-            "httpx: shadow stubbed POST vs real primary GET",
-            lambda: plain.get(url),
-            stubbed,
-            target_ratio=0.9,
-        )
+        _compare_stubbed_post(h, "httpx", plain, guarded, url)
         for client in (plain, guarded, plain_mock, guarded_mock):
             client.close()
     finally:
         sink.uninstall()
+
+
+def _compare_stubbed_post(h: Harness, library: str, plain: Any, guarded: Any, url: str) -> None:
+    """A shadow POST answered by the stub against a real primary GET, both on ``library``."""
+
+    def stubbed() -> Any:
+        with shadow():
+            return guarded.post(url)
+
+    h.compare(
+        f"{library}: shadow stubbed POST vs real primary GET",
+        lambda: plain.get(url),
+        stubbed,
+        target_ratio=0.9,
+    )
 
 
 def _bench_requests(h: Harness, url: str) -> None:
@@ -148,17 +153,7 @@ def _bench_requests(h: Harness, url: str) -> None:
             lambda: guarded.get(url),
             target_ratio=1.03,
         )
-
-        def stubbed() -> Any:
-            with shadow():
-                return guarded.post(url)
-
-        h.compare(
-            "requests: shadow stubbed POST vs real primary GET",
-            lambda: plain.get(url),
-            stubbed,
-            target_ratio=0.9,
-        )
+        _compare_stubbed_post(h, "requests", plain, guarded, url)
         plain.close()
         guarded.close()
     finally:

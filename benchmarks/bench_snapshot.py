@@ -13,6 +13,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from benchmarks._harness import QUICK, Harness
 
@@ -40,6 +41,16 @@ def _report(h: Harness, label: str, fn: Callable[[], object]) -> None:
     )
 
 
+def _fill(
+    engine: Any, columns: str, insert: str, rows: list[tuple[Any, ...]] | None = None
+) -> None:
+    """Create tables ``t0`` .. ``t<TABLES-1>`` of ``columns``; fill each with ``insert``."""
+    with engine.begin() as conn:
+        for t in range(TABLES):
+            conn.exec_driver_sql(f"CREATE TABLE t{t} ({columns})")
+            conn.exec_driver_sql(insert.format(table=f"t{t}"), rows)
+
+
 def _sqlite(h: Harness) -> None:
     import sqlalchemy as sa
 
@@ -47,17 +58,12 @@ def _sqlite(h: Harness) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         engine = sa.create_engine(f"sqlite:///{Path(tmp) / 'bench.db'}")
-        per_table = ROWS // TABLES
-        with engine.begin() as conn:
-            for t in range(TABLES):
-                conn.exec_driver_sql(
-                    f"CREATE TABLE t{t} (id INTEGER PRIMARY KEY, name TEXT, amount REAL, "
-                    "created TEXT)"
-                )
-                conn.exec_driver_sql(
-                    f"INSERT INTO t{t} (name, amount, created) VALUES (?, ?, ?)",
-                    [(f"name {i}", i * 1.5, "2026-01-01T00:00:00") for i in range(per_table)],
-                )
+        _fill(
+            engine,
+            "id INTEGER PRIMARY KEY, name TEXT, amount REAL, created TEXT",
+            "INSERT INTO {table} (name, amount, created) VALUES (?, ?, ?)",
+            [(f"name {i}", i * 1.5, "2026-01-01T00:00:00") for i in range(ROWS // TABLES)],
+        )
         try:
             _report(h, "SQLite (file)", lambda: snapshot(engine))
         finally:
@@ -88,17 +94,12 @@ def _postgresql(h: Harness) -> None:
         admin.execute(f'CREATE DATABASE "{name}"')
     engine = sa.create_engine(f"postgresql+psycopg://{user}@{host}:{port}/{name}")
     try:
-        per_table = ROWS // TABLES
-        with engine.begin() as conn:
-            for t in range(TABLES):
-                conn.exec_driver_sql(
-                    f"CREATE TABLE t{t} (id serial PRIMARY KEY, name text, amount numeric, "
-                    "created timestamptz)"
-                )
-                conn.exec_driver_sql(
-                    f"INSERT INTO t{t} (name, amount, created) SELECT 'name ' || i, i * 1.5, "
-                    f"now() FROM generate_series(1, {per_table}) AS i"
-                )
+        _fill(
+            engine,
+            "id serial PRIMARY KEY, name text, amount numeric, created timestamptz",
+            "INSERT INTO {table} (name, amount, created) SELECT 'name ' || i, i * 1.5, "
+            f"now() FROM generate_series(1, {ROWS // TABLES}) AS i",
+        )
         _report(h, "PostgreSQL (server-side hashes)", lambda: snapshot(engine))
     finally:
         engine.dispose()

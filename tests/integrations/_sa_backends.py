@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Connection, Engine, create_engine
 
+import shadowguard
+from shadowguard import ShadowSideEffectBlocked
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 
 SCHEMA = (
@@ -74,6 +76,25 @@ def checked_out(engine: Any) -> int:
     """Connections of ``engine`` (sync or async) not returned to its pool."""
     pool = getattr(engine, "sync_engine", engine).pool
     return int(pool.checkedout())
+
+
+def assert_refused_then_stored(
+    backend: Backend,
+    engine: Engine,
+    run: Callable[[Connection], object],
+    match: str | None = None,
+) -> None:
+    """``run`` on a connection is refused in shadow, nothing stored; as primary one row is."""
+    with (
+        shadowguard.shadow(),
+        engine.connect() as c,
+        pytest.raises(ShadowSideEffectBlocked, match=match),
+    ):
+        run(c)
+    assert backend.count() == 0
+    with engine.connect() as c:
+        run(c)
+    assert backend.count() == 1
 
 
 def advisory_locks(backend: Backend, pid: Any) -> int:

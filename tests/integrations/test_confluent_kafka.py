@@ -25,16 +25,14 @@ from hypothesis import strategies as st
 import shadowguard
 from shadowguard import is_shadow, shadow
 from shadowguard.integrations import confluent_kafka as guard_module
+from tests.integrations._support import installing
 from tests.peers.kafka import KafkaBroker
 
 
 @pytest.fixture
 def installed() -> Iterator[None]:
-    guard_module.install()
-    try:
+    with installing(guard_module):
         yield
-    finally:
-        guard_module.uninstall()
 
 
 @pytest.fixture

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
-import threading
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any
@@ -16,22 +14,15 @@ import shadowguard
 from shadowguard import ShadowSideEffectBlocked, configure
 from shadowguard._config import reset
 from shadowguard._outbound import BLOCK, STUB_HEADER, Allow, OutboundRequest, Reply, Stub
+from tests.integrations._http import (
+    check_shadow_mode_without_a_scope_is_guarded,
+    check_threads_keep_shadow_only_with_propagate,
+    suppress_instrumentation,
+)
+from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
 MARKER = "x-shadow-request"
-
-
-@contextlib.contextmanager
-def suppress_instrumentation() -> Iterator[None]:
-    """OpenTelemetry's suppress-instrumentation key, as its exporters (or any code) set it."""
-    from opentelemetry import context as otel_context
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
 
 
 @pytest.fixture(params=["httpx", "httpx2"])
@@ -43,11 +34,8 @@ def lib(request: pytest.FixtureRequest) -> ModuleType:
 def sink(lib: ModuleType) -> Iterator[ModuleType]:
     """The integration for ``lib``, installed with loopback reads under /read allowed."""
     module = importlib.import_module(f"shadowguard.integrations.{lib.__name__}")
-    module.install(allow=[Allow(url="http://127.0.0.1:*/read*")])
-    try:
+    with installing(module, allow=[Allow(url="http://127.0.0.1:*/read*")]):
         yield module
-    finally:
-        module.uninstall()
 
 
 class Counting:
@@ -328,34 +316,12 @@ def test_websocket_upgrades_are_never_allowed(lib: ModuleType, http_server: Http
 
 @pytest.mark.usefixtures("sink")
 def test_threads_keep_shadow_only_with_propagate(lib: ModuleType, http_server: HttpServer) -> None:
-    results: list[Any] = []
-
-    def call() -> None:
-        results.append(lib.post(f"{http_server.url}/pay"))
-
-    with shadowguard.shadow():
-        worker = threading.Thread(target=shadowguard.propagate(call))
-        worker.start()
-        worker.join()
-        assert http_server.count() == 0
-        assert results[0].headers[STUB_HEADER] == "1"
-        plain = threading.Thread(target=call)  # a plain thread starts as primary
-        plain.start()
-        plain.join()
-    assert http_server.count() == 1
-    assert STUB_HEADER not in results[1].headers
+    check_threads_keep_shadow_only_with_propagate(lib.post, http_server)
 
 
 @pytest.mark.usefixtures("sink")
 def test_shadow_mode_without_a_scope_is_guarded(lib: ModuleType, http_server: HttpServer) -> None:
-    try:
-        configure(mode="shadow")
-        assert shadowguard.current_scope() is None
-        response = lib.post(f"{http_server.url}/pay")
-    finally:
-        reset()
-    assert http_server.count() == 0
-    assert response.headers[STUB_HEADER] == "1"
+    check_shadow_mode_without_a_scope_is_guarded(lib.post, http_server)
 
 
 def test_guard_one_client_without_install(lib: ModuleType, http_server: HttpServer) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import threading
 import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -16,35 +14,24 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 import shadowguard
-from shadowguard import ShadowSideEffectBlocked, configure
-from shadowguard._config import reset
+from shadowguard import ShadowSideEffectBlocked
 from shadowguard._outbound import BLOCK, STUB_HEADER, Allow, OutboundRequest, Reply, Stub
 from shadowguard.integrations import requests as sink
+from tests.integrations._http import (
+    check_shadow_mode_without_a_scope_is_guarded,
+    check_threads_keep_shadow_only_with_propagate,
+    suppress_instrumentation,
+)
+from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
 MARKER = "x-shadow-request"
 
 
-@contextlib.contextmanager
-def suppress_instrumentation() -> Iterator[None]:
-    """OpenTelemetry's suppress-instrumentation key, as its exporters (or any code) set it."""
-    from opentelemetry import context as otel_context
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
-        yield
-    finally:
-        otel_context.detach(token)
-
-
 @pytest.fixture
 def installed() -> Iterator[None]:
-    sink.install(allow=[Allow(url="http://127.0.0.1:*/read*")])
-    try:
+    with installing(sink, allow=[Allow(url="http://127.0.0.1:*/read*")]):
         yield
-    finally:
-        sink.uninstall()
 
 
 class UrllibAdapter(requests.adapters.BaseAdapter):
@@ -261,33 +248,12 @@ def test_responses_point_back_to_the_guarded_adapter(http_server: HttpServer) ->
 
 @pytest.mark.usefixtures("installed")
 def test_threads_keep_shadow_only_with_propagate(http_server: HttpServer) -> None:
-    results: list[Any] = []
-
-    def call() -> None:
-        results.append(requests.post(f"{http_server.url}/pay"))
-
-    with shadowguard.shadow():
-        worker = threading.Thread(target=shadowguard.propagate(call))
-        worker.start()
-        worker.join()
-        assert http_server.count() == 0
-        assert results[0].headers[STUB_HEADER] == "1"
-        plain = threading.Thread(target=call)
-        plain.start()
-        plain.join()
-    assert http_server.count() == 1
-    assert STUB_HEADER not in results[1].headers
+    check_threads_keep_shadow_only_with_propagate(requests.post, http_server)
 
 
 @pytest.mark.usefixtures("installed")
 def test_shadow_mode_without_a_scope_is_guarded(http_server: HttpServer) -> None:
-    try:
-        configure(mode="shadow")
-        response = requests.post(f"{http_server.url}/pay")
-    finally:
-        reset()
-    assert http_server.count() == 0
-    assert response.headers[STUB_HEADER] == "1"
+    check_shadow_mode_without_a_scope_is_guarded(requests.post, http_server)
 
 
 def test_primary_errors_are_unchanged(closed_port: int) -> None:

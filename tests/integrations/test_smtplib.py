@@ -11,16 +11,14 @@ import pytest
 
 import shadowguard
 from shadowguard.integrations import smtplib as sink
+from tests.integrations._support import installing
 from tests.peers.smtp import SmtpServer
 
 
 @pytest.fixture
 def installed() -> Iterator[None]:
-    sink.install()
-    try:
+    with installing(sink):
         yield
-    finally:
-        sink.uninstall()
 
 
 def _message() -> EmailMessage:

@@ -35,28 +35,27 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 import shadowguard
 from shadowguard import ShadowGuardError, ShadowSideEffectBlocked, _context
 from shadowguard.integrations import sqlalchemy as sg
-from tests.integrations._sa_backends import Backend, advisory_locks, checked_out, make_backend
+from tests.integrations._sa_backends import (
+    Backend,
+    advisory_locks,
+    assert_refused_then_stored,
+    checked_out,
+    make_backend,
+)
+from tests.integrations._support import installing
 
 pytestmark = pytest.mark.postgres
 
 
 @pytest.fixture
 def guard() -> Iterator[None]:
-    sg.install()
-    try:
+    with installing(sg):
         yield
-    finally:
-        sg.uninstall()
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
     yield from make_backend(request, request.param)
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    yield from make_backend(request, "postgresql")
 
 
 def model(table_name: str) -> Any:
@@ -550,17 +549,8 @@ def test_writes_on_autocommit_connections_are_refused(backend: Backend, how: str
 @pytest.mark.usefixtures("guard")
 def test_unknown_statements_on_autocommit_fail_closed(pg: Backend) -> None:
     engine = pg.engine(isolation_level="AUTOCOMMIT")
-    sql = f"DO $$ BEGIN INSERT INTO {pg.table} (id) VALUES (1); END $$"
-    with (
-        shadowguard.shadow(),
-        engine.connect() as c,
-        pytest.raises(ShadowSideEffectBlocked, match="DO on an AUTOCOMMIT"),
-    ):
-        c.execute(text(sql))
-    assert pg.count() == 0
-    with engine.connect() as c:
-        c.execute(text(sql))
-    assert pg.count() == 1
+    sql = text(f"DO $$ BEGIN INSERT INTO {pg.table} (id) VALUES (1); END $$")
+    assert_refused_then_stored(pg, engine, lambda c: c.execute(sql), match="DO on an AUTOCOMMIT")
 
 
 @pytest.mark.usefixtures("guard")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
@@ -13,39 +14,36 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engin
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.integrations import sqlalchemy as sg
-from tests.integrations._sa_backends import Backend, advisory_locks, checked_out, make_backend
+from tests.integrations._sa_backends import Backend, advisory_locks, checked_out
+from tests.integrations._support import installing
 from tests.integrations.test_sqlalchemy import core, model
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
 
 DRIVERS = ["asyncpg", "psycopg"]
 
 
 @pytest.fixture
 def guard() -> Iterator[None]:
-    sg.install()
-    try:
+    with installing(sg):
         yield
+
+
+@contextlib.asynccontextmanager
+async def async_engine(pg: Backend, driver: str, **kwargs: Any) -> AsyncIterator[AsyncEngine]:
+    """An asyncio engine on ``pg`` through ``driver``, disposed when the block ends."""
+    engine = create_async_engine(pg.url.replace("+psycopg", f"+{driver}"), **kwargs)
+    try:
+        yield engine
     finally:
-        sg.uninstall()
+        await engine.dispose()
 
 
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    yield from make_backend(request, "postgresql")
-
-
-def async_engine(pg: Backend, driver: str, **kwargs: Any) -> AsyncEngine:
-    return create_async_engine(pg.url.replace("+psycopg", f"+{driver}"), **kwargs)
-
-
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_session_commit(pg: Backend, driver: str) -> None:
-    engine = async_engine(pg, driver)
     Row = model(pg.table)
-    try:
+    async with async_engine(pg, driver) as engine:
         async with shadowguard.shadow() as scope:
             async with AsyncSession(engine) as s:
                 s.add(Row(id=1))
@@ -64,16 +62,12 @@ async def test_async_session_commit(pg: Backend, driver: str) -> None:
             s.add(Row(id=1))
             await s.commit()
         assert pg.count() == 1
-    finally:
-        await engine.dispose()
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_connection_commit_and_begin(pg: Backend, driver: str) -> None:
-    engine = async_engine(pg, driver)
-    try:
+    async with async_engine(pg, driver) as engine:
         async with shadowguard.shadow() as scope:
             async with engine.connect() as c:
                 await c.execute(insert(core(pg.table)).values(id=1))
@@ -85,17 +79,13 @@ async def test_async_connection_commit_and_begin(pg: Backend, driver: str) -> No
         async with engine.begin() as c:
             await c.execute(insert(core(pg.table)).values(id=1))
         assert pg.count() == 1
-    finally:
-        await engine.dispose()
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driver: str) -> None:
     """No IO is possible when the scope ends outside a greenlet: the connection is dropped."""
-    engine = async_engine(pg, driver)
-    try:
+    async with async_engine(pg, driver) as engine:
         s = AsyncSession(engine)
         async with shadowguard.shadow():
             s.add(model(pg.table)(id=1))
@@ -105,18 +95,16 @@ async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driv
         assert checked_out(engine) == 0
         async with engine.connect() as c:  # the pool still serves working connections
             assert (await c.scalar(select(text("1")))) == 1
-    finally:
-        await engine.dispose()
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_refusals_and_validation(pg: Backend, driver: str) -> None:
-    engine = async_engine(pg, driver, isolation_level="AUTOCOMMIT")
-    plain = async_engine(pg, driver)
     pg.execute(f"INSERT INTO {pg.table} (id) VALUES (7)")
-    try:
+    async with (
+        async_engine(pg, driver, isolation_level="AUTOCOMMIT") as engine,
+        async_engine(pg, driver) as plain,
+    ):
         async with shadowguard.shadow() as scope:
             async with engine.connect() as c:
                 with pytest.raises(ShadowSideEffectBlocked, match="AUTOCOMMIT"):
@@ -131,16 +119,11 @@ async def test_async_refusals_and_validation(pg: Backend, driver: str) -> None:
         assert scope.counts["db.commit"] == 1
         assert isinstance(scope.suppressed[0].error, sa_exc.IntegrityError)
         assert pg.count() == 1
-    finally:
-        await engine.dispose()
-        await plain.dispose()
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 async def test_asyncpg_pooled_connection_keeps_no_session_state(pg: Backend) -> None:
-    engine = async_engine(pg, "asyncpg", pool_size=1, max_overflow=0)
-    try:
+    async with async_engine(pg, "asyncpg", pool_size=1, max_overflow=0) as engine:
         async with shadowguard.shadow(), engine.connect() as c:
             c = await c.execution_options(isolation_level="AUTOCOMMIT")
             pid = await c.scalar(text("SELECT pg_backend_pid()"))
@@ -155,35 +138,26 @@ async def test_asyncpg_pooled_connection_keeps_no_session_state(pg: Backend) -> 
             for _ in range(3):
                 assert (await c.scalar(select(text("1")))) == 1
         assert advisory_locks(pg, pid) == 0
-    finally:
-        await engine.dispose()
 
 
-@pytest.mark.asyncio
 async def test_async_objects_created_before_install_are_guarded(pg: Backend) -> None:
-    engine = async_engine(pg, "asyncpg")
-    session = AsyncSession(engine)
-    sg.install()
-    try:
-        async with shadowguard.shadow():
-            session.add(model(pg.table)(id=1))
-            await session.commit()
-            async with engine.begin() as c:
-                await c.execute(insert(core(pg.table)).values(id=2))
-        await session.close()
-        assert pg.count() == 0
-    finally:
-        sg.uninstall()
-        await engine.dispose()
+    async with async_engine(pg, "asyncpg") as engine:
+        session = AsyncSession(engine)
+        with installing(sg):
+            async with shadowguard.shadow():
+                session.add(model(pg.table)(id=1))
+                await session.commit()
+                async with engine.begin() as c:
+                    await c.execute(insert(core(pg.table)).values(id=2))
+            await session.close()
+            assert pg.count() == 0
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("guard")
 @pytest.mark.parametrize("driver", DRIVERS)
 async def test_a_scope_inside_a_primary_transaction_is_refused(pg: Backend, driver: str) -> None:
     """No IO at the scope's end: rolling back to a savepoint there is impossible, so refuse."""
-    engine = async_engine(pg, driver)
-    try:
+    async with async_engine(pg, driver) as engine:
         async with engine.connect() as c:
             await c.execute(insert(core(pg.table)).values(id=1))
             with pytest.raises(ShadowSideEffectBlocked, match="asyncio"):
@@ -192,5 +166,3 @@ async def test_a_scope_inside_a_primary_transaction_is_refused(pg: Backend, driv
             await c.execute(insert(core(pg.table)).values(id=2))
             await c.commit()
         assert pg.count() == 2
-    finally:
-        await engine.dispose()

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 import shadowguard
 from shadowguard.integrations import sqlalchemy as sg
-from tests.integrations._sa_backends import Backend, checked_out, make_backend
+from tests.integrations._sa_backends import Backend, checked_out
+from tests.integrations._support import installing
 from tests.integrations.test_sqlalchemy import core, model
 
 pytestmark = pytest.mark.postgres
@@ -27,16 +28,8 @@ UNITS = 1000
 
 @pytest.fixture
 def guard() -> Iterator[None]:
-    sg.install()
-    try:
+    with installing(sg):
         yield
-    finally:
-        sg.uninstall()
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    yield from make_backend(request, "postgresql")
 
 
 def _plan(seed: int) -> list[tuple[int, bool]]:

@@ -22,7 +22,8 @@ import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.integrations import sqlalchemy as sg
 from tests._sql_samples import READS, SEPARATORS, join
-from tests.integrations._sa_backends import Backend, make_backend
+from tests.integrations._sa_backends import Backend, assert_refused_then_stored
+from tests.integrations._support import installing
 from tests.integrations.test_sqlalchemy import core
 
 pytestmark = pytest.mark.postgres
@@ -30,16 +31,8 @@ pytestmark = pytest.mark.postgres
 
 @pytest.fixture
 def guard() -> Iterator[None]:
-    sg.install()
-    try:
+    with installing(sg):
         yield
-    finally:
-        sg.uninstall()
-
-
-@pytest.fixture
-def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    yield from make_backend(request, "postgresql")
 
 
 # -- several statements in one string --------------------------------------------------
@@ -104,12 +97,7 @@ def test_a_commit_behind_another_statement_is_refused(pg: Backend, via: str, sql
 def test_a_write_behind_a_read_on_autocommit_is_refused(pg: Backend, sql: str) -> None:
     sql = sql.format(t=pg.table)
     engine = pg.engine(isolation_level="AUTOCOMMIT")
-    with shadowguard.shadow(), engine.connect() as c, pytest.raises(ShadowSideEffectBlocked):
-        c.exec_driver_sql(sql)
-    assert pg.count() == 0
-    with engine.connect() as c:
-        c.exec_driver_sql(sql)
-    assert pg.count() == 1
+    assert_refused_then_stored(pg, engine, lambda c: c.exec_driver_sql(sql))
 
 
 @pytest.mark.usefixtures("guard")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.peers.processes import stop_process
 from tests.peers.services import service_missing
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "envoy"
@@ -76,13 +77,7 @@ class Envoy:
     log_path: Path
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
 
     def stats(self, prefix: str) -> dict[str, int]:
         """Counter values whose name starts with ``prefix`` (from ``/stats?format=json``)."""
@@ -151,8 +146,7 @@ def start_envoy(config_text: str, workdir: Path, *, timeout: float = 20.0) -> En
             listeners["listener_statuses"][0]["local_address"]["socket_address"]["port_value"]
         )
     except BaseException:
-        process.terminate()
-        process.wait(timeout=10)
+        stop_process(process)
         raise
     return Envoy(process, admin_port, listener_port, log_path)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gc
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -21,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from tests.peers.processes import stop_process
 from tests.peers.services import service_missing
 
 
@@ -182,10 +182,4 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         # Clients still connected (an AIOProducer never closes its inner producer) make
         # Tansu wait 5 s on SIGTERM: collect them first, and do not wait long.
         gc.collect()
-        if process.poll() is None:
-            os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait()
+        stop_process(process, timeout=2)

@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.peers.processes import stop_process
+
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This process's environment without shadowguard and OpenTelemetry settings, plus ``extra``."""
@@ -79,10 +81,4 @@ class UvicornService:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        stop_process(self.process)
