@@ -161,12 +161,7 @@ class ShadowGuardMiddleware:
         response = None
 
         def done() -> None:
-            if request_scope.finished:
-                return
-            try:
-                request_scope.finish()
-            finally:
-                self._record(request, request_scope, start, response)
+            self._finish(request, request_scope, start, response)
 
         token = request_scope.enter()
         try:
@@ -221,12 +216,7 @@ class ShadowGuardMiddleware:
                 self._record(request, request_scope, start, response)
 
         def done_in_thread() -> None:
-            if request_scope.finished:
-                return
-            try:
-                request_scope.finish()
-            finally:
-                self._record(request, request_scope, start, response)
+            self._finish(request, request_scope, start, response)
 
         token = request_scope.enter()
         try:
@@ -264,6 +254,18 @@ class ShadowGuardMiddleware:
             return None
         detection = detect(environ_headers(meta, settings), settings=settings)
         return detection if detection.shadow else None
+
+    @classmethod
+    def _finish(
+        cls, request: Any, request_scope: RequestScope, start: float, response: Any
+    ) -> None:
+        """End a shadow request once (on the thread that owns its connections) and record it."""
+        if request_scope.finished:
+            return
+        try:
+            request_scope.finish()
+        finally:
+            cls._record(request, request_scope, start, response)
 
     @staticmethod
     def _record(request: Any, request_scope: RequestScope, start: float, response: Any) -> None:
