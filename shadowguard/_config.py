@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
+from shadowguard._hosts import host_is_shadow
 from shadowguard.errors import ConfigError
 
 __all__ = [
@@ -22,7 +23,9 @@ __all__ = [
     "ENV_MAX_SUPPRESSIONS",
     "ENV_SHADOW_HOSTS",
     "ENV_SHADOW_MODE",
+    "PROCESS",
     "Mode",
+    "ProcessMode",
     "Settings",
     "configure",
     "get_settings",
@@ -99,8 +102,6 @@ def _normalize_host(host: str) -> str:
 
 def _check_shadow_hosts(hosts: frozenset[str], name: str) -> None:
     """Every entry must be a shadow host name: one that could never match is a silent leak."""
-    from shadowguard._detect import host_is_shadow
-
     bad = sorted(h for h in hosts if ":" in h.rpartition("]")[2] or not host_is_shadow(h))
     if bad:
         raise ConfigError(
@@ -212,26 +213,30 @@ class Settings:
         return replace(self, **changes)
 
 
+class ProcessMode:
+    """Whether the whole process is shadow (``SHADOW_MODE=true``).
+
+    One mutable flag read on every guarded call; :func:`configure` and :func:`reset` set it.
+    """
+
+    __slots__ = ("shadow",)
+
+    def __init__(self, shadow: bool) -> None:
+        self.shadow = shadow
+
+    def __repr__(self) -> str:
+        return f"<shadowguard.ProcessMode shadow={self.shadow}>"
+
+
 _settings: Settings | None = None
-_load_error: ConfigError | None = None
-
-
-def _load_from_env() -> Settings:
-    global _settings, _load_error
-    try:
-        _settings = Settings.from_env()
-        _load_error = None
-    except ConfigError as exc:
-        _load_error = exc
-        raise
-    return _settings
 
 
 def get_settings() -> Settings:
     """The process-wide settings; raises ConfigError if the environment is malformed."""
-    if _settings is not None:
-        return _settings
-    return _load_from_env()
+    global _settings
+    if _settings is None:
+        _settings = Settings.from_env()
+    return _settings
 
 
 def settings_or_defaults() -> Settings:
@@ -244,24 +249,18 @@ def settings_or_defaults() -> Settings:
 
 def configure(settings: Settings | None = None, **options: Any) -> Settings:
     """Set the process-wide settings, from ``settings`` or from the environment plus ``options``."""
-    global _settings, _load_error
+    global _settings
     new = settings.replace(**options) if settings is not None else Settings.from_env(**options)
     _settings = new
-    _load_error = None
-    from shadowguard import _context
-
-    _context.set_process_mode(new.forced)
+    PROCESS.shadow = new.forced is True
     return new
 
 
 def reset() -> None:
     """Forget configured settings; the next use reads the environment again."""
-    global _settings, _load_error
+    global _settings
     _settings = None
-    _load_error = None
-    from shadowguard import _context
-
-    _context.set_process_mode(initial_process_shadow())
+    PROCESS.shadow = initial_process_shadow()
 
 
 def initial_process_shadow() -> bool:
@@ -273,7 +272,11 @@ def initial_process_shadow() -> bool:
     middleware instead.
     """
     try:
-        return _load_from_env().forced is True
+        return get_settings().forced is True
     except ConfigError as exc:
         logger.error("%s; treating the whole process as shadow until this is fixed", exc)
         return True
+
+
+#: The process-wide shadow flag, read by :func:`shadowguard.is_shadow` and every guard.
+PROCESS = ProcessMode(initial_process_shadow())

@@ -13,19 +13,25 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar, Token
-from dataclasses import dataclass, field
 from types import MappingProxyType, TracebackType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from shadowguard import _config, telemetry
+from shadowguard._config import PROCESS
+from shadowguard._suppression import EMPTY, Suppression
 
 __all__ = [
+    "RequestScope",
     "Scope",
     "Suppression",
+    "as_primary",
     "current_scope",
+    "enter_scope",
     "is_shadow",
+    "leave_scope",
     "propagate",
     "record_suppression",
+    "scope_now",
     "shadow",
 ]
 
@@ -33,26 +39,6 @@ logger = logging.getLogger("shadowguard")
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True)
-class Suppression:
-    """One side effect that shadowguard did not let happen.
-
-    ``kind`` is the channel (``"db.commit"``, ``"kafka.produce"``, ``"http.request"``,
-    ``"mail.send"``, ``"call"``); ``target`` a printable name without secrets (engine URL
-    without password, topic, URL, function); ``detail`` a read-only mapping of what was
-    suppressed; ``error`` the validation error the operation hit, if it would have failed
-    on the primary too.
-    """
-
-    kind: str
-    target: str
-    detail: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
-    error: BaseException | None = field(default=None, hash=False)
-
 
 class Scope:
     """A block of code running as shadow traffic.
@@ -98,7 +84,8 @@ class Scope:
             scope = scope.parent
         return scope
 
-    def _add(self, suppression: Suppression) -> None:
+    def add(self, suppression: Suppression) -> None:
+        """Keep ``suppression`` in this scope (use :func:`record_suppression` to report one)."""
         with self._lock:
             self.total += 1
             self.counts[suppression.kind] += 1
@@ -116,7 +103,8 @@ class Scope:
         with self._lock:
             self._exit_callbacks.append(callback)
 
-    def _run_exit_callbacks(self) -> None:
+    def run_exit_callbacks(self) -> None:
+        """Run (and forget) the callbacks registered with :meth:`on_exit`, newest first."""
         while True:
             with self._lock:
                 if not self._exit_callbacks:
@@ -129,18 +117,87 @@ class Scope:
 
 
 _current: ContextVar[Scope | None] = ContextVar("shadowguard_scope", default=None)
-_process_shadow = False
-
-
-def set_process_mode(forced: bool | None) -> None:
-    """Make the whole process shadow (``True``) or follow the context (anything else)."""
-    global _process_shadow
-    _process_shadow = forced is True
+#: The innermost scope of the current context, or None: the bound ``ContextVar.get``,
+#: so that a guard's pass-through costs one C call.
+scope_now = _current.get
 
 
 def is_shadow() -> bool:
     """Is the current context shadow traffic?"""
-    return _current.get() is not None or _process_shadow
+    return _current.get() is not None or PROCESS.shadow
+
+
+def enter_scope(scope: Scope | None) -> Token[Scope | None]:
+    """Make ``scope`` current (None: primary); pair every call with :func:`leave_scope`."""
+    token = _current.set(scope)
+    if scope is not None:
+        telemetry.mark_span_shadow()
+    return token
+
+
+def leave_scope(token: Token[Scope | None]) -> None:
+    """Undo the :func:`enter_scope` that returned ``token``."""
+    _current.reset(token)
+
+
+class as_primary:
+    """Run a block outside any request scope: a guard's own bookkeeping.
+
+    For work that belongs to primary requests but runs while a shadow request is current,
+    such as serving the primary's delivery reports from a shared producer. In a process
+    that is shadow as a whole (``SHADOW_MODE=true``) the block stays shadow: there is no
+    primary to run as.
+    """
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        self._token = _current.set(None)
+
+    def __exit__(self, *exc: object) -> None:
+        _current.reset(self._token)
+
+
+class RequestScope:
+    """A shadow scope that is entered and left several times for one request.
+
+    WSGI servers iterate a response body in their own frames after the application
+    returned, so a ContextVar set in ``__call__`` cannot simply stay set: it would leak
+    into the server's thread (and the next request it serves) if ``close()`` were never
+    called. Each phase of the request enters the scope and resets it with its token.
+    """
+
+    __slots__ = ("_finished", "scope")
+
+    def __init__(self, reason: str | None) -> None:
+        self.scope = Scope(reason, _current.get())
+        self._finished = False
+
+    def enter(self) -> Token[Scope | None]:
+        """Make the scope current; pass the token to :meth:`exit`."""
+        return enter_scope(self.scope)
+
+    @staticmethod
+    def exit(token: Token[Scope | None]) -> None:
+        """Leave the scope entered with ``token``."""
+        _current.reset(token)
+
+    @property
+    def finished(self) -> bool:
+        """Has :meth:`finish` run?"""
+        return self._finished
+
+    def finish(self) -> bool:
+        """Run the scope's exit callbacks inside the scope, once; False if already finished."""
+        if self._finished:
+            return False
+        self._finished = True
+        token = self.enter()
+        try:
+            self.scope.run_exit_callbacks()
+        finally:
+            _current.reset(token)
+        return True
 
 
 def current_scope() -> Scope | None:
@@ -159,11 +216,11 @@ def record_suppression(
     Called by the guards; also public for applications with a channel of their own.
     """
     suppression = Suppression(
-        kind, target, MappingProxyType(dict(detail)) if detail else _EMPTY, error
+        kind, target, MappingProxyType(dict(detail)) if detail else EMPTY, error
     )
     scope = _current.get()
     while scope is not None:
-        scope._add(suppression)
+        scope.add(suppression)
         scope = scope.parent
     telemetry.record_suppression(suppression)
     logger.debug("shadowguard suppressed %s %s", kind, target)
@@ -211,7 +268,7 @@ class shadow:
             else:
                 raise RuntimeError("shadow() exited in a context where it was not entered")
         try:
-            scope._run_exit_callbacks()
+            scope.run_exit_callbacks()
         finally:
             _current.reset(token)
 
@@ -269,7 +326,7 @@ class shadow:
 
 def _close(scope: Scope, token: Token[Scope | None]) -> None:
     try:
-        scope._run_exit_callbacks()
+        scope.run_exit_callbacks()
     finally:
         _current.reset(token)
 
@@ -316,5 +373,3 @@ def propagate(fn: Callable[P, Any]) -> Callable[P, Any]:
 
     return bound
 
-
-set_process_mode(_config.initial_process_shadow())

@@ -7,6 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
+from shadowguard.contract import PROCESS, scope_now
 from shadowguard import _context
 from shadowguard._context import record_suppression
 
@@ -28,14 +29,12 @@ def _wrap(fn: F, returns: Any, instead: Callable[..., Any] | None) -> F:
         raise TypeError(f"side_effect() needs a function, got {fn!r}")
     target = _target(fn)
     mode = "instead" if instead is not None else "returns"
-    state = _context  # _process_shadow is read at call time: configure() may change it
-    get_scope = _context._current.get
 
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-            if get_scope() is None and not state._process_shadow:
+            if scope_now() is None and not PROCESS.shadow:
                 return await fn(*args, **kwargs)
             if instead is None:
                 record_suppression("call", target, {"mode": mode})
@@ -54,7 +53,7 @@ def _wrap(fn: F, returns: Any, instead: Callable[..., Any] | None) -> F:
 
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
-        if get_scope() is None and not state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return fn(*args, **kwargs)
         if instead is None:
             record_suppression("call", target, {"mode": mode})

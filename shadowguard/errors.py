@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-__all__ = ["ConfigError", "ShadowGuardError", "ShadowSideEffectBlocked"]
+__all__ = [
+    "ConfigError",
+    "ShadowGuardError",
+    "ShadowSideEffectBlocked",
+    "missing_extra_error",
+]
 
 
 class ShadowGuardError(Exception):
@@ -27,3 +32,9 @@ class ShadowSideEffectBlocked(ShadowGuardError):
         if remedy:
             message = f"{message}. {remedy}"
         super().__init__(message)
+
+
+def missing_extra_error(library: str, extra: str) -> ImportError:
+    """The ImportError raised when an integration's library is missing."""
+    hint = f"pip install 'shadowguard[{extra}]'" if extra else f"install {library!r}"
+    return ImportError(f"shadowguard needs {library!r} for this integration: {hint}")

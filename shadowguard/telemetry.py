@@ -2,9 +2,10 @@
 
 Span attributes: ``shadow_mode`` (on every span current while shadow) and, per kind of
 suppression, ``db.write_suppressed``, ``messaging.publish_suppressed``,
-``http.request_stubbed``, ``mail.send_suppressed``, ``shadowguard.call_suppressed``; a span
-event ``shadowguard.suppressed`` per suppression. Metrics: the counter
-``shadowguard.suppressed`` (attributes ``kind``, ``shadow``), the counter
+``http.request_stubbed``, ``mail.send_suppressed``, ``shadowguard.call_suppressed``,
+``messaging.transaction_suppressed``; a span event ``shadowguard.suppressed`` per
+suppression. Metrics: the counter ``shadowguard.suppressed`` (attributes ``kind``,
+``action``, ``shadow``; ``action="blocked"`` counts refusals), the counter
 ``shadowguard.signals_ignored`` (attribute ``signal``), and the histogram
 ``shadowguard.request.duration`` in seconds (attributes ``shadow``, ``http.route``,
 ``http.response.status_code``).
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
 
+from shadowguard._suppression import Action, Kind
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from shadowguard._context import Suppression
+    from shadowguard._suppression import Suppression
 
 __all__ = [
     "SHADOW_ATTRIBUTE",
@@ -35,11 +38,12 @@ logger = logging.getLogger("shadowguard.telemetry")
 
 SHADOW_ATTRIBUTE = "shadow_mode"
 SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
-    "db.commit": "db.write_suppressed",
-    "kafka.produce": "messaging.publish_suppressed",
-    "http.request": "http.request_stubbed",
-    "mail.send": "mail.send_suppressed",
-    "call": "shadowguard.call_suppressed",
+    Kind.DB_COMMIT: "db.write_suppressed",
+    Kind.KAFKA_PRODUCE: "messaging.publish_suppressed",
+    Kind.KAFKA_TRANSACTION: "messaging.transaction_suppressed",
+    Kind.HTTP_REQUEST: "http.request_stubbed",
+    Kind.MAIL_SEND: "mail.send_suppressed",
+    Kind.CALL: "shadowguard.call_suppressed",
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 
@@ -84,7 +88,8 @@ def record_suppression(suppression: Suppression) -> None:
             if suppression.error is not None:
                 attributes["error"] = type(suppression.error).__name__
             span.add_event("shadowguard.suppressed", attributes)
-        _suppressed_counter.add(1, {"kind": suppression.kind, "shadow": True})
+        action = suppression.detail.get("action", Action.SUPPRESSED)
+        _suppressed_counter.add(1, {"kind": suppression.kind, "action": action, "shadow": True})
     except Exception:
         logger.debug("shadowguard: could not record a suppression in telemetry", exc_info=True)
 

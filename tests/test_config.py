@@ -8,7 +8,7 @@ import sys
 import pytest
 
 import shadowguard
-from shadowguard import ConfigError, Settings, _config, _context
+from shadowguard import ConfigError, Settings, _config
 
 
 @pytest.mark.parametrize(
@@ -125,7 +125,7 @@ def test_configure_sets_process_mode() -> None:
         assert not shadowguard.is_shadow()
     finally:
         _config.reset()
-    assert not _context._process_shadow
+    assert not _config.PROCESS.shadow
 
 
 def _run(code: str, **env: str) -> subprocess.CompletedProcess[str]:

@@ -69,7 +69,7 @@ def test_same_manager_reentered() -> None:
 def test_memory_is_bounded_counts_exact() -> None:
     scope = Scope(limit=10)
     for i in range(1000):
-        scope._add(Suppression("call", str(i)))
+        scope.add(Suppression("call", str(i)))
     assert len(scope.suppressed) == 10
     assert scope.total == 1000
     assert scope.dropped == 990

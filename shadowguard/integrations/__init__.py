@@ -11,7 +11,9 @@ import importlib.util
 from dataclasses import dataclass
 from types import ModuleType
 
-__all__ = ["INTEGRATIONS", "Integration", "load", "missing_extra_error"]
+from shadowguard.errors import missing_extra_error
+
+__all__ = ["INTEGRATIONS", "Integration", "load"]
 
 
 @dataclass(frozen=True)
@@ -44,13 +46,6 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("django", "shadowguard.integrations.django", "django", "django"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
-
-
-def missing_extra_error(library: str, extra: str) -> ImportError:
-    """The ImportError a sink raises when its library is missing."""
-    return ImportError(
-        f"shadowguard needs {library!r} for this integration: pip install 'shadowguard[{extra}]'"
-    )
 
 
 def load(name: str) -> ModuleType:

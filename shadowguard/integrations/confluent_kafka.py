@@ -30,11 +30,12 @@ from typing import Any
 
 import wrapt
 
+from shadowguard.contract import PROCESS, as_primary, scope_now
 from shadowguard import _context
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
 from shadowguard.errors import ShadowSideEffectBlocked
-from shadowguard.integrations import missing_extra_error
+from shadowguard.errors import missing_extra_error
 
 try:
     import confluent_kafka
@@ -63,8 +64,6 @@ __all__ = [
 
 logger = logging.getLogger("shadowguard")
 _patches = Patches("confluent_kafka")
-_get_scope = _context._current.get
-_state = _context  # _process_shadow is read at call time: configure() may change it
 
 _DEFAULT_MAX_BYTES = 1_000_000
 _NO_TIMESTAMP = 0  # compared by identity: 0.0 or False must reach the client as given
@@ -103,7 +102,7 @@ class _Outbox:
         Called for a primary caller, a failing callback is logged, never raised: the
         primary's poll()/flush()/close() must not fail because of shadow work.
         """
-        contain = _get_scope() is None and not _state._process_shadow
+        contain = scope_now() is None and not PROCESS.shadow
         served = 0
         while True:
             try:
@@ -380,22 +379,6 @@ def _suppress_transaction(outbox: _Outbox, operation: str) -> None:
     )
 
 
-class _PrimaryScope:
-    """Run primary work (a real poll/flush) outside the shadow scope.
-
-    Delivery callbacks of primary messages belong to primary requests: when a shadow
-    request polls a shared producer they must not run as shadow.
-    """
-
-    __slots__ = ("_token",)
-
-    def __enter__(self) -> None:
-        self._token = _context._current.set(None)
-
-    def __exit__(self, *exc: object) -> None:
-        _context._current.reset(self._token)
-
-
 # --- shared by the guarded subclasses and the guard() proxies --------------------------
 # Each hot method keeps its cheap pass-through as its own first line and shares only what
 # comes after it, given the real method bound and the outbox. The rarer methods are shared
@@ -405,20 +388,20 @@ class _PrimaryScope:
 
 def _poll_serving(outbox: _Outbox, poll: Callable[[float], int], timeout: float) -> int:
     """``poll()`` when shadow reports are owed or the caller is in shadow."""
-    if _get_scope() is None and not _state._process_shadow:
+    if scope_now() is None and not PROCESS.shadow:
         # A primary caller: shadow reports are served but change neither its
         # timeout nor its count.
         outbox.serve()
         return poll(timeout)
     served = outbox.serve()
-    with _PrimaryScope():
+    with as_primary():
         return served + poll(0 if served else timeout)
 
 
 def _serve_then(outbox: _Outbox, call: Callable[..., Any], *args: Any) -> Any:
     """Serve the shadow reports owed, then run ``call`` as primary work (flush, close)."""
     outbox.serve()
-    with _PrimaryScope():
+    with as_primary():
         return call(*args)
 
 
@@ -438,7 +421,7 @@ def _transaction(name: str) -> Callable[..., None]:
     """A transaction method: the real one for a primary caller, a recorded no-op in shadow."""
 
     def method(self: _Hooks, *args: Any, **kwargs: Any) -> None:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return self._sg_method(name)(*args, **kwargs)  # type: ignore[no-any-return]
         _suppress_transaction(self._sg_box(), name)
         return None
@@ -452,7 +435,7 @@ def _async_transaction(name: str) -> Callable[..., Any]:
     """:func:`_transaction` for the asyncio producers."""
 
     async def method(self: _Hooks, *args: Any, **kwargs: Any) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return await self._sg_method(name)(*args, **kwargs)
         _suppress_transaction(self._sg_box(), name)
         return None
@@ -547,24 +530,24 @@ class _SyncGuard(_Transactions):
     _sg_outbox: _Outbox
 
     def produce_batch(self, *args: Any, **kwargs: Any) -> int:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return _produce_batch(self, *args, **kwargs)
         return _shadow_produce_batch(self._sg_outbox, args, kwargs)
 
     def poll(self, timeout: float = -1) -> int:
         outbox = self._sg_outbox
-        if not outbox.reports and _get_scope() is None:
+        if not outbox.reports and scope_now() is None:
             return _poll(self, timeout)
         return _poll_serving(outbox, functools.partial(_poll, self), timeout)
 
     def flush(self, timeout: float = -1) -> int:
         outbox = self._sg_outbox
-        if not outbox.reports and _get_scope() is None:
+        if not outbox.reports and scope_now() is None:
             return _flush(self, timeout)
         return _serve_then(outbox, _flush, self, timeout)  # type: ignore[no-any-return]
 
     def purge(self, in_queue: bool = True, *args: Any, **kwargs: Any) -> None:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return _purge(self, in_queue, *args, **kwargs)
         if in_queue:
             self._sg_outbox.purge()
@@ -603,7 +586,7 @@ class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=_Swapped):
         timestamp: int = 0,
         headers: Any = None,
     ) -> None:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             # Named parameters, not *args/**kwargs, on the hot path: forwarding a packed
             # call costs more than the whole guard. An omitted callback is not passed on:
             # the client ignores on_delivery when callback is given, even as None.
@@ -668,7 +651,7 @@ class GuardedSerializingProducer(_SyncGuard, _SerializingProducer, metaclass=_Sw
         timestamp: int = 0,
         headers: Any = None,
     ) -> None:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return _serializing_produce(
                 self, topic, key, value, partition, on_delivery, timestamp, headers
             )
@@ -741,24 +724,24 @@ class _AIOGuard(_AsyncTransactions):
     async def produce(
         self, topic: str, value: Any = None, key: Any = None, *args: Any, **kwargs: Any
     ) -> asyncio.Future[Any]:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return await self._sg_real.produce(self, topic, value, key, *args, **kwargs)  # type: ignore[no-any-return]
         return _shadow_aio_produce(_aio_outbox(self), topic, value, key, kwargs)
 
     async def poll(self, *args: Any, **kwargs: Any) -> Any:
-        if _get_scope() is None:
+        if scope_now() is None:
             return await self._sg_real.poll(self, *args, **kwargs)
-        with _PrimaryScope():
+        with as_primary():
             return await self._sg_real.poll(self, *args, **kwargs)
 
     async def flush(self, *args: Any, **kwargs: Any) -> Any:
-        if _get_scope() is None:
+        if scope_now() is None:
             return await self._sg_real.flush(self, *args, **kwargs)
-        with _PrimaryScope():
+        with as_primary():
             return await self._sg_real.flush(self, *args, **kwargs)
 
     async def purge(self, *args: Any, **kwargs: Any) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return await self._sg_real.purge(self, *args, **kwargs)
         return None
 
@@ -874,7 +857,7 @@ class _ProducerProxy(_ProxyHooks, _Transactions, wrapt.ObjectProxy[Any]):
         self._self_serializing = isinstance(wrapped, _SerializingProducer)
 
     def produce(self, *args: Any, **kwargs: Any) -> None:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return self.__wrapped__.produce(*args, **kwargs)  # type: ignore[no-any-return]
         if self._self_serializing:
             _shadow_serializing_produce(self.__wrapped__, self._self_outbox, args, kwargs)
@@ -883,24 +866,24 @@ class _ProducerProxy(_ProxyHooks, _Transactions, wrapt.ObjectProxy[Any]):
         return None
 
     def produce_batch(self, *args: Any, **kwargs: Any) -> int:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return self.__wrapped__.produce_batch(*args, **kwargs)  # type: ignore[no-any-return]
         return _shadow_produce_batch(self._self_outbox, args, kwargs)
 
     def poll(self, timeout: float = -1) -> int:
         outbox = self._self_outbox
-        if not outbox.reports and _get_scope() is None:
+        if not outbox.reports and scope_now() is None:
             return self.__wrapped__.poll(timeout)  # type: ignore[no-any-return]
         return _poll_serving(outbox, self.__wrapped__.poll, timeout)
 
     def flush(self, timeout: float = -1) -> int:
         outbox = self._self_outbox
-        if not outbox.reports and _get_scope() is None:
+        if not outbox.reports and scope_now() is None:
             return self.__wrapped__.flush(timeout)  # type: ignore[no-any-return]
         return _serve_then(outbox, self.__wrapped__.flush, timeout)  # type: ignore[no-any-return]
 
     def purge(self, in_queue: bool = True, *args: Any, **kwargs: Any) -> None:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return self.__wrapped__.purge(in_queue, *args, **kwargs)  # type: ignore[no-any-return]
         if in_queue:
             self._self_outbox.purge()
@@ -927,7 +910,7 @@ class _AIOProducerProxy(_ProxyHooks, _AsyncTransactions, wrapt.ObjectProxy[Any])
 
     async def produce(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         wrapped = self.__wrapped__
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return await wrapped.produce(*args, **kwargs)  # type: ignore[no-any-return]
         if self._self_serializing:
             topic, key, value, partition, _, stamp, headers = _serializing_args(*args, **kwargs)
@@ -948,15 +931,15 @@ class _AIOProducerProxy(_ProxyHooks, _AsyncTransactions, wrapt.ObjectProxy[Any])
         return _shadow_aio_produce(self._self_outbox, *_aio_args(*args, **kwargs))
 
     async def poll(self, *args: Any, **kwargs: Any) -> Any:
-        with _PrimaryScope():
+        with as_primary():
             return await self.__wrapped__.poll(*args, **kwargs)
 
     async def flush(self, *args: Any, **kwargs: Any) -> Any:
-        with _PrimaryScope():
+        with as_primary():
             return await self.__wrapped__.flush(*args, **kwargs)
 
     async def purge(self, *args: Any, **kwargs: Any) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return await self.__wrapped__.purge(*args, **kwargs)
         return None
 
@@ -1026,7 +1009,7 @@ def _guard_schema_registration() -> None:
     def register_schema_full_response(
         self: Any, subject_name: str, schema: Any, normalize_schemas: bool = False
     ) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return register(self, subject_name, schema, normalize_schemas)
         record_suppression(
             "call", "SchemaRegistryClient.register_schema", {"subject": subject_name}
@@ -1041,7 +1024,7 @@ def _guard_schema_registration() -> None:
     async def aregister_schema_full_response(
         self: Any, subject_name: str, schema: Any, normalize_schemas: bool = False
     ) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return await aregister(self, subject_name, schema, normalize_schemas)
         record_suppression(
             "call", "AsyncSchemaRegistryClient.register_schema", {"subject": subject_name}

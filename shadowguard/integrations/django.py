@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, NoReturn
 
+from shadowguard.contract import PROCESS, scope_now
 from shadowguard import _context, _sql
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
 from shadowguard.errors import ShadowSideEffectBlocked
-from shadowguard.integrations import missing_extra_error
+from shadowguard.errors import missing_extra_error
 
 try:
     from django.db import connections, transaction
@@ -106,7 +107,7 @@ def _blocked(connection: BaseDatabaseWrapper, what: str, remedy: str = _REMEDY) 
 def _guard(
     execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
-    if _context._current.get() is None and not _context._process_shadow:
+    if scope_now() is None and not PROCESS.shadow:
         return execute(sql, params, many, context)
     connection: BaseDatabaseWrapper = context["connection"]
     depth = getattr(connection, _STATE_ATTR, None)

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, TypeVar
 
+from shadowguard.contract import PROCESS, scope_now
 from shadowguard import _context
 from shadowguard._outbound import (
     BLOCK,
@@ -31,7 +32,7 @@ from shadowguard._outbound import (
     marker,
 )
 from shadowguard._patching import Patches
-from shadowguard.integrations import missing_extra_error
+from shadowguard.errors import missing_extra_error
 
 __all__ = ["BLOCK", "STUB_HEADER", "Allow", "Reply", "Stub", "guard", "install", "uninstall"]
 
@@ -151,11 +152,9 @@ def _class_hook(
     module: ModuleType,
     library: str,
 ) -> Callable[[Any, Any], Any]:
-    get_scope = _context._current.get
-    state = _context
 
     def _transport_for_url(self: Any, url: Any) -> Any:
-        if get_scope() is None and not state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, url)
         return _Guarded(original(self, url), rules(), module, library)
 
@@ -199,15 +198,12 @@ def guard(
 
         def rules() -> Rules:
             return own
-
-    get_scope = _context._current.get
-    state = _context
     cls: Any = type(client)
 
     def _transport_for_url(url: Any) -> Any:
         original = cls._transport_for_url
         original = getattr(original, _ORIGINAL, original)
-        if get_scope() is None and not state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(client, url)
         return _Guarded(original(client, url), rules(), module, library)
 

@@ -22,6 +22,7 @@ from http.client import responses
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
+from shadowguard.contract import PROCESS, scope_now
 from shadowguard import _context
 from shadowguard._outbound import (
     BLOCK,
@@ -37,7 +38,7 @@ from shadowguard._outbound import (
     marker,
 )
 from shadowguard._patching import Patches
-from shadowguard.integrations import missing_extra_error
+from shadowguard.errors import missing_extra_error
 
 try:
     import urllib3
@@ -131,11 +132,9 @@ class _GuardedAdapter:
 
 
 def _get_adapter_hook(original: Any, rules: Any) -> Any:
-    get_scope = _context._current.get
-    state = _context
 
     def get_adapter(self: Any, url: str) -> Any:
-        if get_scope() is None and not state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, url)
         return _GuardedAdapter(original(self, url), rules())
 
@@ -144,12 +143,10 @@ def _get_adapter_hook(original: Any, rules: Any) -> Any:
 
 
 def _urlopen_hook(original: Any) -> Any:
-    get_scope = _context._current.get
-    state = _context
     signature = inspect.signature(original)
 
     def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
-        if get_scope() is None and not state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, method, url, *args, **kwargs)
         if _allowed_above.get():
             return original(self, method, url, *args, **kwargs)

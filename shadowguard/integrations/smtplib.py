@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from typing import Any
 
+from shadowguard.contract import PROCESS, scope_now
 from shadowguard import _context
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
@@ -81,8 +82,6 @@ def _shadow_sendmail(
 
 
 def _sendmail_hook(original: Callable[..., Any]) -> Callable[..., Any]:
-    get_scope = _context._current.get
-    state = _context
 
     def sendmail(
         self: Any,
@@ -92,7 +91,7 @@ def _sendmail_hook(original: Callable[..., Any]) -> Callable[..., Any]:
         mail_options: Sequence[str] = (),
         rcpt_options: Sequence[str] = (),
     ) -> Any:
-        if get_scope() is None and not state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, from_addr, to_addrs, msg, mail_options, rcpt_options)
         return _shadow_sendmail(self, from_addr, to_addrs, msg, mail_options)
 
@@ -100,11 +99,9 @@ def _sendmail_hook(original: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def _data_hook(original: Callable[..., Any]) -> Callable[..., Any]:
-    get_scope = _context._current.get
-    state = _context
 
     def data(self: Any, msg: str | bytes) -> Any:
-        if get_scope() is None and not state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, msg)
         size = len(msg)
         # Abandon the envelope that mail()/rcpt() opened, so nothing is queued.

@@ -32,11 +32,12 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from shadowguard.contract import PROCESS, scope_now
 from shadowguard import _context, _sql
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
 from shadowguard.errors import ShadowGuardError, ShadowSideEffectBlocked
-from shadowguard.integrations import missing_extra_error
+from shadowguard.errors import missing_extra_error
 
 try:
     from sqlalchemy import event
@@ -54,8 +55,6 @@ __all__ = ["classify", "install", "uninstall"]
 
 _patches = Patches("sqlalchemy")
 _lock = threading.Lock()
-_get_scope = _context._current.get
-_state = _context  # _process_shadow is read at call time: configure() may change it
 
 # Keys in the pool connection record's ``info``; cleared when the connection returns.
 _USED = "shadowguard.used"
@@ -329,7 +328,7 @@ def _kind(text: str, dialect: str) -> tuple[str, str]:
 
 
 def _shadow_now() -> bool:
-    return _get_scope() is not None or _state._process_shadow
+    return scope_now() is not None or PROCESS.shadow
 
 
 def _target(conn: Connection) -> str:
@@ -386,7 +385,7 @@ def _make_do_execute(original: Callable[..., Any]) -> Callable[..., Any]:
     def do_execute(
         self: Any, cursor: Any, statement: str, parameters: Any, context: Any = None
     ) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, cursor, statement, parameters, context)
         _check_statement(self, cursor, statement, context)
         return original(self, cursor, statement, parameters, context)
@@ -397,7 +396,7 @@ def _make_do_execute(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _make_do_execute_no_params(original: Callable[..., Any]) -> Callable[..., Any]:
     def do_execute_no_params(self: Any, cursor: Any, statement: str, context: Any = None) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, cursor, statement, context)
         _check_statement(self, cursor, statement, context)
         return original(self, cursor, statement, context)
@@ -433,7 +432,7 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
     except NotImplementedError:
         # the dialect's first-connect initialization: no pool record yet, nothing to track
         return
-    scope = _get_scope()
+    scope = scope_now()
     root = scope.root if scope is not None else None
     # Before the snapshot below, which would start a transaction of its own.
     primary_transaction = (
@@ -561,7 +560,7 @@ def _detail(info: dict[str, Any], how: str) -> dict[str, Any]:
 
 def _make_do_commit(original: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
     def do_commit(self: Any, dbapi_connection: Any) -> None:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, dbapi_connection)
         _shadow_commit(self, dbapi_connection)
         return None
@@ -608,7 +607,7 @@ def _shadow_commit(dialect: Any, dbapi_connection: Any) -> None:
 def _refuse_twophase(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(original)
     def guarded(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, *args, **kwargs)
         raise ShadowSideEffectBlocked(
             f"two-phase commit ({name}) on {_target(self)}: a prepared transaction "
@@ -655,7 +654,7 @@ def _pin_for(session: Session, engine: Engine) -> _Pin:
         raise
     with _lock:
         pins[engine] = pin
-    scope = _get_scope()
+    scope = scope_now()
     if scope is not None:
         scope.root.on_exit(functools.partial(_release_pins, weakref.ref(session), engine))
     return pin
@@ -733,7 +732,7 @@ def _make_connection_for_bind(original: Callable[..., Connection]) -> Callable[.
         self: SessionTransaction, bind: Any, execution_options: Any
     ) -> Connection:
         if (
-            (_get_scope() is None and not _state._process_shadow)
+            (scope_now() is None and not PROCESS.shadow)
             or self._parent is not None
             or not isinstance(bind, Engine)
             or bind in self._connections
@@ -759,7 +758,7 @@ def _make_connection_for_bind(original: Callable[..., Connection]) -> Callable[.
 
 def _make_session_commit(original: Callable[..., None]) -> Callable[..., None]:
     def commit(self: SessionTransaction, *args: Any, **kwargs: Any) -> None:
-        if _get_scope() is None and not _state._process_shadow:
+        if scope_now() is None and not PROCESS.shadow:
             return original(self, *args, **kwargs)
         try:
             return original(self, *args, **kwargs)

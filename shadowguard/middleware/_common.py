@@ -7,10 +7,7 @@ from collections.abc import Iterable, Mapping
 from contextvars import Token
 from typing import Any
 
-from shadowguard import _config, _context, telemetry
-from shadowguard._config import Settings
-from shadowguard._context import Scope
-from shadowguard._detect import Detection
+from shadowguard.contract import RequestScope, Scope, Settings, get_settings
 
 __all__ = [
     "Precheck",
@@ -32,7 +29,7 @@ def settings_from_options(options: Mapping[str, Any]) -> Settings | None:
     """
     if options:
         return Settings.from_env(**options)
-    _config.get_settings()
+    get_settings()
     return None
 
 
@@ -100,47 +97,6 @@ class Precheck:
         if self.environ_marker is not None and self.environ_marker in environ:
             return True
         return self.baggage and "shadow" in str(environ.get("HTTP_BAGGAGE", "")).lower()
-
-
-class RequestScope:
-    """A shadow scope that is entered and left several times for one request.
-
-    WSGI servers iterate a response body in their own frames after the application
-    returned, so a ContextVar set in ``__call__`` cannot simply stay set: it would leak
-    into the server's thread (and the next request it serves) if ``close()`` were never
-    called. Each phase of the request enters the scope and resets it with its token.
-    """
-
-    __slots__ = ("_finished", "scope")
-
-    def __init__(self, detection: Detection) -> None:
-        self.scope = Scope(f"request:{detection.signal}", _context._current.get())
-        self._finished = False
-
-    def enter(self) -> Token[Scope | None]:
-        token = _context._current.set(self.scope)
-        telemetry.mark_span_shadow()
-        return token
-
-    @staticmethod
-    def exit(token: Token[Scope | None]) -> None:
-        _context._current.reset(token)
-
-    @property
-    def finished(self) -> bool:
-        return self._finished
-
-    def finish(self) -> bool:
-        """Run the scope's exit callbacks inside the scope, once; False if already finished."""
-        if self._finished:
-            return False
-        self._finished = True
-        token = self.enter()
-        try:
-            self.scope._run_exit_callbacks()
-        finally:
-            self.exit(token)
-        return True
 
 
 def log_summary(method: str, path: str, scope: Scope, status: int | None) -> None:

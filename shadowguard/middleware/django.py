@@ -157,7 +157,7 @@ class ShadowGuardMiddleware:
                     time.perf_counter() - start, shadow=False, route=_route(request), status=status
                 )
 
-        request_scope = RequestScope(detection)
+        request_scope = RequestScope(f"request:{detection.signal}")
         response = None
 
         def done() -> None:
@@ -202,7 +202,7 @@ class ShadowGuardMiddleware:
                     time.perf_counter() - start, shadow=False, route=_route(request), status=status
                 )
 
-        request_scope = RequestScope(detection)
+        request_scope = RequestScope(f"request:{detection.signal}")
         response = None
 
         # Django runs ORM calls of one request on one thread: begin, end and the

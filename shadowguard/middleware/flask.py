@@ -9,7 +9,7 @@ from shadowguard.middleware.wsgi import ShadowGuardMiddleware
 try:
     from flask import request
 except ImportError as exc:  # pragma: no cover - exercised without Flask installed
-    from shadowguard.integrations import missing_extra_error
+    from shadowguard.errors import missing_extra_error
 
     raise missing_extra_error("flask", "flask") from exc
 

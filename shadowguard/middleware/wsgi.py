@@ -201,7 +201,7 @@ class ShadowGuardMiddleware:
                 return body
             return _PrimaryBody(body, request)
 
-        scope = RequestScope(detection)
+        scope = RequestScope(f"request:{detection.signal}")
         request = _Request(environ, scope, self.route_of)
         token = scope.enter()
         try:

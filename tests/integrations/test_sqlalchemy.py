@@ -33,7 +33,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 import shadowguard
-from shadowguard import ShadowGuardError, ShadowSideEffectBlocked, _context
+from shadowguard import ShadowGuardError, ShadowSideEffectBlocked, _config
 from shadowguard.integrations import sqlalchemy as sg
 from tests.integrations._sa_backends import (
     Backend,
@@ -502,7 +502,7 @@ def test_a_primary_session_used_in_a_scope_keeps_its_writes(backend: Backend) ->
 @pytest.mark.usefixtures("guard")
 def test_process_wide_shadow_mode_without_a_scope(backend: Backend) -> None:
     engine = backend.engine()
-    _context.set_process_mode(True)
+    _config.PROCESS.shadow = True
     try:
         assert shadowguard.current_scope() is None
         with Session(engine) as s:
@@ -512,7 +512,7 @@ def test_process_wide_shadow_mode_without_a_scope(backend: Backend) -> None:
         assert checked_out(engine) == 0
         _core_commit_as_you_go(engine, backend.table)
     finally:
-        _context.set_process_mode(False)
+        _config.PROCESS.shadow = False
     assert backend.count() == 0
 
 

@@ -1,0 +1,83 @@
+"""What a guard records: the :class:`Suppression` value and the kinds it may have.
+
+A leaf module: telemetry, the context and every sink read it; it reads nothing of ours.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Final
+
+__all__ = ["ACTIONS", "KINDS", "Action", "Kind", "Suppression"]
+
+EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class Kind:
+    """The kinds of :class:`Suppression`, one per channel, as plain strings.
+
+    Every ``detail`` has ``operation`` (the guarded method, e.g. ``"commit"``,
+    ``"produce"``, ``"sendmail"``) and ``action`` (one of :class:`Action`). Per kind:
+
+    - ``db.commit``: ``statements`` (tuple of SQL texts), ``tables``, ``suppressed_by``
+      (``"rollback"``, ``"savepoint"``, ``"error"``, ...), ``database`` (Django alias).
+    - ``kafka.produce``: ``partition``, ``key_bytes``, ``value_bytes``.
+    - ``kafka.transaction``: ``transactional_id``.
+    - ``http.request``: ``client``, ``method``, ``status`` of the stub.
+    - ``mail.send``: ``bytes``, ``recipients``, ``refused``.
+    - ``call``: ``mode`` (``"returns"`` or ``"instead"``).
+    """
+
+    DB_COMMIT: Final = "db.commit"
+    KAFKA_PRODUCE: Final = "kafka.produce"
+    KAFKA_TRANSACTION: Final = "kafka.transaction"
+    HTTP_REQUEST: Final = "http.request"
+    MAIL_SEND: Final = "mail.send"
+    CALL: Final = "call"
+
+
+class Action:
+    """What the guard did instead of the side effect (``detail["action"]``).
+
+    ``suppressed``: validated and dropped (or rolled back); ``stubbed``: answered with a
+    stand-in (an HTTP stub, a ``side_effect`` return value); ``blocked``: refused with
+    :class:`~shadowguard.ShadowSideEffectBlocked` before anything happened. Refusals are
+    recorded like any other suppression, so operators can count them.
+    """
+
+    SUPPRESSED: Final = "suppressed"
+    STUBBED: Final = "stubbed"
+    BLOCKED: Final = "blocked"
+
+
+KINDS: frozenset[str] = frozenset(
+    v for k, v in vars(Kind).items() if k.isupper() and isinstance(v, str)
+)
+ACTIONS: frozenset[str] = frozenset(
+    v for k, v in vars(Action).items() if k.isupper() and isinstance(v, str)
+)
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One side effect that shadowguard did not let happen.
+
+    ``kind`` is the channel (a :class:`Kind`; applications with channels of their own may
+    use other names); ``target`` a printable name without secrets (engine URL without
+    password, topic, URL, function); ``detail`` a read-only mapping of what was suppressed,
+    with at least ``operation`` and ``action`` when a guard recorded it; ``error`` the
+    error the operation hit (a validation error it would have raised on the primary too,
+    or the :class:`~shadowguard.ShadowSideEffectBlocked` of a refusal).
+    """
+
+    kind: str
+    target: str
+    detail: Mapping[str, Any] = field(default_factory=lambda: EMPTY, hash=False)
+    error: BaseException | None = field(default=None, hash=False)
+
+    @property
+    def blocked(self) -> bool:
+        """Was the side effect refused (rather than suppressed or stubbed)?"""
+        return self.detail.get("action") == Action.BLOCKED
