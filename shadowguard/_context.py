@@ -40,6 +40,7 @@ logger = logging.getLogger("shadowguard")
 P = ParamSpec("P")
 R = TypeVar("R")
 
+
 class Scope:
     """A block of code running as shadow traffic.
 
@@ -372,4 +373,3 @@ def propagate(fn: Callable[P, Any]) -> Callable[P, Any]:
             _current.reset(token)
 
     return bound
-

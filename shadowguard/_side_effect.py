@@ -7,9 +7,8 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar, overload
 
-from shadowguard.contract import PROCESS, scope_now
-from shadowguard import _context
 from shadowguard._context import record_suppression
+from shadowguard.contract import PROCESS, scope_now
 
 __all__ = ["side_effect"]
 

@@ -30,12 +30,10 @@ from typing import Any
 
 import wrapt
 
-from shadowguard.contract import PROCESS, as_primary, scope_now
-from shadowguard import _context
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
-from shadowguard.errors import ShadowSideEffectBlocked
-from shadowguard.errors import missing_extra_error
+from shadowguard.contract import PROCESS, as_primary, scope_now
+from shadowguard.errors import ShadowSideEffectBlocked, missing_extra_error
 
 try:
     import confluent_kafka

@@ -18,12 +18,11 @@ from collections.abc import Callable, Iterable
 from types import TracebackType
 from typing import Any, NoReturn
 
-from shadowguard.contract import PROCESS, scope_now
-from shadowguard import _context, _sql
+from shadowguard import _sql
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
-from shadowguard.errors import ShadowSideEffectBlocked
-from shadowguard.errors import missing_extra_error
+from shadowguard.contract import PROCESS, scope_now
+from shadowguard.errors import ShadowSideEffectBlocked, missing_extra_error
 
 try:
     from django.db import connections, transaction

@@ -17,8 +17,6 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from types import ModuleType
 from typing import Any, TypeVar
 
-from shadowguard.contract import PROCESS, scope_now
-from shadowguard import _context
 from shadowguard._outbound import (
     BLOCK,
     DEFAULT_STUB,
@@ -32,6 +30,7 @@ from shadowguard._outbound import (
     marker,
 )
 from shadowguard._patching import Patches
+from shadowguard.contract import PROCESS, scope_now
 from shadowguard.errors import missing_extra_error
 
 __all__ = ["BLOCK", "STUB_HEADER", "Allow", "Reply", "Stub", "guard", "install", "uninstall"]
@@ -198,6 +197,7 @@ def guard(
 
         def rules() -> Rules:
             return own
+
     cls: Any = type(client)
 
     def _transport_for_url(url: Any) -> Any:

@@ -22,8 +22,6 @@ from http.client import responses
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from shadowguard.contract import PROCESS, scope_now
-from shadowguard import _context
 from shadowguard._outbound import (
     BLOCK,
     DEFAULT_STUB,
@@ -38,6 +36,7 @@ from shadowguard._outbound import (
     marker,
 )
 from shadowguard._patching import Patches
+from shadowguard.contract import PROCESS, scope_now
 from shadowguard.errors import missing_extra_error
 
 try:

@@ -15,10 +15,9 @@ from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from typing import Any
 
-from shadowguard.contract import PROCESS, scope_now
-from shadowguard import _context
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
+from shadowguard.contract import PROCESS, scope_now
 
 __all__ = ["install", "uninstall"]
 

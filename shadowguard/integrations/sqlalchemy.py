@@ -32,12 +32,11 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from shadowguard.contract import PROCESS, scope_now
-from shadowguard import _context, _sql
+from shadowguard import _sql
 from shadowguard._context import record_suppression
 from shadowguard._patching import Patches
-from shadowguard.errors import ShadowGuardError, ShadowSideEffectBlocked
-from shadowguard.errors import missing_extra_error
+from shadowguard.contract import PROCESS, scope_now
+from shadowguard.errors import ShadowGuardError, ShadowSideEffectBlocked, missing_extra_error
 
 try:
     from sqlalchemy import event

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
-from contextvars import Token
 from typing import Any
 
 from shadowguard.contract import RequestScope, Scope, Settings, get_settings
