@@ -34,6 +34,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sess
 
 import shadowguard
 from shadowguard import ShadowGuardError, ShadowSideEffectBlocked, _config
+from shadowguard import _statements as stm
 from shadowguard.integrations import sqlalchemy as sg
 from tests.integrations._sa_backends import (
     Backend,
@@ -907,45 +908,45 @@ _prefix = st.lists(st.sampled_from([" ", "\n", "\t", "-- note\n", "/* c */", "("
 _case = st.sampled_from([str.upper, str.lower, str.title])
 
 
-@given(_prefix, _case, st.sampled_from(sorted(sg._DDL)), st.text(max_size=30))
+@given(_prefix, _case, st.sampled_from(sorted(stm._DDL)), st.text(max_size=30))
 def test_classifier_refuses_ddl_whatever_the_spelling(prefix, case, verb, rest) -> None:
-    kind, _ = sg.classify(f"{prefix}{case(verb)} {rest}", "postgresql")
-    assert kind == sg.REFUSE
+    kind, _ = stm.classify(f"{prefix}{case(verb)} {rest}", "postgresql")
+    assert kind == stm.REFUSE
 
 
 @given(_prefix, _case, st.sampled_from(["COMMIT", "END", "COMMIT PREPARED 'x'"]))
 def test_classifier_refuses_transaction_control(prefix, case, sql) -> None:
-    assert sg.classify(f"{prefix}{case(sql)}")[0] == sg.REFUSE
+    assert stm.classify(f"{prefix}{case(sql)}")[0] == stm.REFUSE
 
 
 @pytest.mark.parametrize(
     ("sql", "kind"),
     [
-        ("SELECT 1", sg.READ),
-        ("select * into new_t from t", sg.REFUSE),
-        ("WITH x AS (SELECT 1) SELECT * FROM x", sg.READ),
-        ("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", sg.WRITE),
-        ("EXPLAIN SELECT 1", sg.READ),
-        ("EXPLAIN ANALYZE DELETE FROM t", sg.WRITE),
-        ("INSERT INTO t VALUES (1)", sg.WRITE),
-        ("SET statement_timeout = 1", sg.SESSION),
-        ("SET CONSTRAINTS ALL IMMEDIATE", sg.TXN),
-        ("SAVEPOINT sa_1", sg.TXN),
-        ("PRAGMA table_info(t)", sg.READ),
-        ("PRAGMA journal_mode = WAL", sg.REFUSE),
-        ("CREATE TEMP TABLE x (i int)", sg.SESSION),
-        ("DISCARD ALL", sg.REFUSE),
-        ("DEALLOCATE ALL", sg.REFUSE),
-        ("DO $$ BEGIN END $$", sg.UNKNOWN),
-        ("", sg.UNKNOWN),
+        ("SELECT 1", stm.READ),
+        ("select * into new_t from t", stm.REFUSE),
+        ("WITH x AS (SELECT 1) SELECT * FROM x", stm.READ),
+        ("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", stm.WRITE),
+        ("EXPLAIN SELECT 1", stm.READ),
+        ("EXPLAIN ANALYZE DELETE FROM t", stm.WRITE),
+        ("INSERT INTO t VALUES (1)", stm.WRITE),
+        ("SET statement_timeout = 1", stm.SESSION),
+        ("SET CONSTRAINTS ALL IMMEDIATE", stm.TXN),
+        ("SAVEPOINT sa_1", stm.TXN),
+        ("PRAGMA table_info(t)", stm.READ),
+        ("PRAGMA journal_mode = WAL", stm.REFUSE),
+        ("CREATE TEMP TABLE x (i int)", stm.SESSION),
+        ("DISCARD ALL", stm.REFUSE),
+        ("DEALLOCATE ALL", stm.REFUSE),
+        ("DO $$ BEGIN END $$", stm.UNKNOWN),
+        ("", stm.UNKNOWN),
     ],
 )
 def test_classifier_table(sql: str, kind: str) -> None:
-    assert sg.classify(sql, "postgresql")[0] == kind
+    assert stm.classify(sql, "postgresql")[0] == kind
 
 
 def test_temporary_tables_are_ddl_outside_postgresql() -> None:
-    assert sg.classify("CREATE TEMP TABLE x (i int)", "sqlite")[0] == sg.REFUSE
+    assert stm.classify("CREATE TEMP TABLE x (i int)", "sqlite")[0] == stm.REFUSE
 
 
 @pytest.mark.usefixtures("guard")

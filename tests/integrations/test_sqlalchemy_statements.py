@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
+from shadowguard import _statements as stm
 from shadowguard.integrations import sqlalchemy as sg
 from tests._sql_samples import READS, SEPARATORS, join
 from tests.integrations._sa_backends import Backend, assert_refused_then_stored
@@ -110,14 +111,14 @@ def test_several_reads_in_one_string_run(pg: Backend) -> None:
 
 _DANGER = st.sampled_from(
     [
-        ("COMMIT", sg.REFUSE),
-        ("END", sg.REFUSE),
-        ("SELECT setval('s', 1)", sg.REFUSE),
-        ("DROP TABLE t", sg.REFUSE),
-        ("SELECT * INTO t2 FROM t", sg.REFUSE),
-        ("INSERT INTO t VALUES (';')", sg.WRITE),
-        ("DELETE FROM t", sg.WRITE),
-        ("DO $$ BEGIN END $$", sg.UNKNOWN),
+        ("COMMIT", stm.REFUSE),
+        ("END", stm.REFUSE),
+        ("SELECT setval('s', 1)", stm.REFUSE),
+        ("DROP TABLE t", stm.REFUSE),
+        ("SELECT * INTO t2 FROM t", stm.REFUSE),
+        ("INSERT INTO t VALUES (';')", stm.WRITE),
+        ("DELETE FROM t", stm.WRITE),
+        ("DO $$ BEGIN END $$", stm.UNKNOWN),
     ]
 )
 
@@ -133,36 +134,36 @@ def test_the_most_dangerous_statement_wins(
 ) -> None:
     parts = [*before, danger[0], *after]
     sql = join(parts, seps)
-    assert sg.classify(sql, "postgresql")[0] == danger[1]
+    assert stm.classify(sql, "postgresql")[0] == danger[1]
     # An unknown dialect: every reading, so a literal may count as code, never the reverse.
-    assert sg._RANK[sg.classify(sql)[0]] >= sg._RANK[danger[1]]
+    assert stm.rank(stm.classify(sql)[0]) >= stm.rank(danger[1])
 
 
 @given(st.lists(READS, min_size=1, max_size=5), st.lists(SEPARATORS, min_size=5, max_size=5))
 def test_reads_hidden_words_are_reads(parts: list[str], seps: list[str]) -> None:
     """Literals, quoted identifiers and comments are skipped: no word in them counts."""
-    assert sg.classify(join(parts, seps), "postgresql")[0] == sg.READ
+    assert stm.classify(join(parts, seps), "postgresql")[0] == stm.READ
 
 
 @pytest.mark.parametrize(
     ("sql", "dialect", "kind"),
     [
-        ("SELECT 1; COMMIT", "sqlite", sg.REFUSE),
-        ("SELECT [a;b] FROM t; SELECT 2", "sqlite", sg.READ),
-        ("SELECT 'a\\'; COMMIT; --'", "postgresql", sg.REFUSE),  # standard strings
-        ("SELECT E'a\\'; COMMIT; --'", "postgresql", sg.READ),
-        ("SELECT 'a\\''; COMMIT; --'", "postgresql", sg.REFUSE),  # escape strings on
-        ("SELECT 'a\\''; COMMIT; --'", "mysql", sg.REFUSE),
-        ("SELECT 1 /*!50000 ; COMMIT */", "mysql", sg.REFUSE),
-        ("SELECT 1 # ; COMMIT", "mysql", sg.READ),
-        ("SELECT `a;COMMIT` FROM t", "mysql", sg.READ),
-        ("SELECT 1 /* /* */ ; COMMIT /* */", "", sg.REFUSE),
-        ("SAVEPOINT a; ROLLBACK TO SAVEPOINT a", "postgresql", sg.TXN),
-        ("BEGIN; INSERT INTO t VALUES (1)", "postgresql", sg.REFUSE),
+        ("SELECT 1; COMMIT", "sqlite", stm.REFUSE),
+        ("SELECT [a;b] FROM t; SELECT 2", "sqlite", stm.READ),
+        ("SELECT 'a\\'; COMMIT; --'", "postgresql", stm.REFUSE),  # standard strings
+        ("SELECT E'a\\'; COMMIT; --'", "postgresql", stm.READ),
+        ("SELECT 'a\\''; COMMIT; --'", "postgresql", stm.REFUSE),  # escape strings on
+        ("SELECT 'a\\''; COMMIT; --'", "mysql", stm.REFUSE),
+        ("SELECT 1 /*!50000 ; COMMIT */", "mysql", stm.REFUSE),
+        ("SELECT 1 # ; COMMIT", "mysql", stm.READ),
+        ("SELECT `a;COMMIT` FROM t", "mysql", stm.READ),
+        ("SELECT 1 /* /* */ ; COMMIT /* */", "", stm.REFUSE),
+        ("SAVEPOINT a; ROLLBACK TO SAVEPOINT a", "postgresql", stm.TXN),
+        ("BEGIN; INSERT INTO t VALUES (1)", "postgresql", stm.REFUSE),
     ],
 )
 def test_splitter_table(sql: str, dialect: str, kind: str) -> None:
-    assert sg.classify(sql, dialect)[0] == kind
+    assert stm.classify(sql, dialect)[0] == kind
 
 
 # -- quoted text is not a keyword ------------------------------------------------------
@@ -239,26 +240,26 @@ def test_pg_notify_on_autocommit_is_refused(pg: Backend) -> None:
 @pytest.mark.parametrize(
     ("sql", "kind"),
     [
-        ("SELECT setval('s', 1)", sg.REFUSE),
-        ("SELECT \"setval\"('s', 1)", sg.REFUSE),
-        ("SELECT setval /* */ ('s', 1)", sg.REFUSE),
-        ("SELECT pg_terminate_backend(1)", sg.REFUSE),
-        ("SELECT pg_cancel_backend(1)", sg.REFUSE),
-        ("SELECT dblink_exec('c', 'INSERT INTO t VALUES (1)')", sg.REFUSE),
-        ("SELECT * FROM dblink('c', 'SELECT 1') AS t(i int)", sg.REFUSE),
-        ("SELECT lo_import('/etc/passwd')", sg.REFUSE),
-        ("SELECT lo_export(1, '/tmp/x')", sg.REFUSE),
-        ("SELECT pg_create_logical_replication_slot('s', 'pgoutput')", sg.REFUSE),
-        ("DO $$ BEGIN PERFORM setval('s', 1); END $$", sg.REFUSE),
-        ("SELECT lo_unlink(1)", sg.WRITE),
-        ("SELECT lo_create(0)", sg.WRITE),
-        ("SELECT pg_notify('c', 'x')", sg.WRITE),
-        ("SELECT nextval('s')", sg.READ),
-        ("SELECT 'setval' AS name", sg.READ),
+        ("SELECT setval('s', 1)", stm.REFUSE),
+        ("SELECT \"setval\"('s', 1)", stm.REFUSE),
+        ("SELECT setval /* */ ('s', 1)", stm.REFUSE),
+        ("SELECT pg_terminate_backend(1)", stm.REFUSE),
+        ("SELECT pg_cancel_backend(1)", stm.REFUSE),
+        ("SELECT dblink_exec('c', 'INSERT INTO t VALUES (1)')", stm.REFUSE),
+        ("SELECT * FROM dblink('c', 'SELECT 1') AS t(i int)", stm.REFUSE),
+        ("SELECT lo_import('/etc/passwd')", stm.REFUSE),
+        ("SELECT lo_export(1, '/tmp/x')", stm.REFUSE),
+        ("SELECT pg_create_logical_replication_slot('s', 'pgoutput')", stm.REFUSE),
+        ("DO $$ BEGIN PERFORM setval('s', 1); END $$", stm.REFUSE),
+        ("SELECT lo_unlink(1)", stm.WRITE),
+        ("SELECT lo_create(0)", stm.WRITE),
+        ("SELECT pg_notify('c', 'x')", stm.WRITE),
+        ("SELECT nextval('s')", stm.READ),
+        ("SELECT 'setval' AS name", stm.READ),
     ],
 )
 def test_function_table(sql: str, kind: str) -> None:
-    assert sg.classify(sql, "postgresql")[0] == kind
+    assert stm.classify(sql, "postgresql")[0] == kind
 
 
 # -- MySQL and MariaDB commit before some statements -----------------------------------
@@ -318,12 +319,12 @@ def test_mariadb_implicit_commit_is_refused(mariadb: tuple[Any, str, Any], sql: 
     ],
 )
 def test_mysql_refusals(sql: str) -> None:
-    assert sg.classify(sql, "mysql")[0] == sg.REFUSE
-    assert sg.classify(sql, "mariadb")[0] == sg.REFUSE
+    assert stm.classify(sql, "mysql")[0] == stm.REFUSE
+    assert stm.classify(sql, "mariadb")[0] == stm.REFUSE
 
 
 def test_mysql_session_settings_are_allowed() -> None:
-    assert sg.classify("SET NAMES utf8mb4", "mysql")[0] == sg.SESSION
+    assert stm.classify("SET NAMES utf8mb4", "mysql")[0] == stm.SESSION
     isolation = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
-    assert sg.classify(isolation, "mysql")[0] == sg.SESSION
-    assert sg.classify("BEGIN", "postgresql")[0] == sg.TXN
+    assert stm.classify(isolation, "mysql")[0] == stm.SESSION
+    assert stm.classify("BEGIN", "postgresql")[0] == stm.TXN
