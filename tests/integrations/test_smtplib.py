@@ -4,21 +4,15 @@ from __future__ import annotations
 
 import smtplib
 import threading
-from collections.abc import Iterator
 from email.message import EmailMessage
 
 import pytest
 
 import shadowguard
 from shadowguard.integrations import smtplib as sink
-from tests.integrations._support import installing
 from tests.peers.smtp import SmtpServer
 
-
-@pytest.fixture
-def installed() -> Iterator[None]:
-    with installing(sink):
-        yield
+SINK = "smtplib"
 
 
 def _message() -> EmailMessage:
