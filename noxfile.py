@@ -51,10 +51,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[-1])
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
+    """ruff check, ruff format --check, and the import-linter contracts (the layering)."""
     session.install("--group", "lint")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session(python=PYTHONS[-1])
