@@ -24,11 +24,14 @@ from shadowguard._context import (
 )
 from shadowguard._detect import Detection, detect, host_is_shadow
 from shadowguard._side_effect import side_effect
+from shadowguard._suppression import Action, Kind
 from shadowguard.errors import ConfigError, ShadowGuardError, ShadowSideEffectBlocked
 
 __all__ = [
+    "Action",
     "ConfigError",
     "Detection",
+    "Kind",
     "Scope",
     "Settings",
     "ShadowGuardError",
