@@ -55,6 +55,16 @@ _SESSION_KW = frozenset({"SET", "RESET", "LISTEN", "UNLISTEN", "CLOSE"})
 # driver's prepared statements), which no rollback or clean-up can give back.
 _DESTRUCTIVE = frozenset({"DISCARD", "DEALLOCATE"})
 _TXN_KW = frozenset({"BEGIN", "START", "SAVEPOINT", "RELEASE", "ROLLBACK", "ABORT", "LOCK"})
+# EXPLAIN runs the statement it explains when asked to analyse it, in any spelling or form:
+# EXPLAIN ANALYSE ..., EXPLAIN (ANALYZE, FORMAT JSON) ..., EXPLAIN (ANALYSE true) ...
+# (MySQL 8's EXPLAIN ANALYZE too). Whatever precedes the statement is skipped: an option list
+# in parentheses, then option words and MySQL's FORMAT=... and FOR CONNECTION n.
+_EXPLAIN_HEAD = re.compile(
+    r"^[A-Za-z]+\s*(?:\((?:[^()]|\([^()]*\))*\)\s*)?"
+    r"(?:(?:ANALY[SZ]E|VERBOSE|EXTENDED|PARTITIONS|FORMAT\s*=\s*\w+|QUERY\s+PLAN)\b\s*)*",
+    re.I,
+)
+_ANALYSE = re.compile(r"\bANALY[SZ]E\b", re.I)
 _ROLLBACK_TO = re.compile(r"ROLLBACK\s+(?:WORK\s+|TRANSACTION\s+)?TO\b", re.I)
 # MySQL and MariaDB commit the open transaction before these (and DDL): the shadow's
 # writes would persist. Also statements that change the server, not the session.
@@ -181,7 +191,7 @@ def _kind(text: str, dialect: str) -> tuple[str, str]:
     if verb in _READS_KW:
         return READ, verb
     if verb == "EXPLAIN":
-        return (WRITE, "EXPLAIN ANALYZE") if "ANALYZE" in text.upper() else (READ, verb)
+        return _explain(text, dialect, verb)
     if verb == "WITH":
         return (WRITE, "WITH") if _DML.search(text) else (READ, verb)
     if verb in _WRITES_KW:
@@ -198,3 +208,16 @@ def _kind(text: str, dialect: str) -> tuple[str, str]:
 def rank(kind: str) -> int:
     """How dangerous a kind is, from ``read`` (0) to ``refuse`` (5)."""
     return _RANK[kind]
+
+
+def _explain(text: str, dialect: str, verb: str) -> tuple[str, str]:
+    """EXPLAIN reads, unless it analyses: then it runs its statement, judged as such."""
+    if not _ANALYSE.search(text):
+        return READ, verb
+    head = _EXPLAIN_HEAD.match(text)
+    inner = text[head.end() if head else len(verb) :]
+    kind, inner_verb = _kind(inner, dialect) if inner.strip() else (UNKNOWN, "")
+    # Erring towards seeing a write: the statement runs, and a misread of it must not pass.
+    if _RANK[kind] < _RANK[WRITE]:
+        kind = WRITE
+    return kind, f"EXPLAIN ANALYZE {inner_verb}".rstrip()
