@@ -74,6 +74,12 @@ def install(*names: str, **options: Mapping[str, Any]) -> list[str]:
             f"install() got options for unknown integration(s) {', '.join(sorted(unknown))}: "
             f"accepted names are {', '.join(_integrations.INTEGRATIONS) or 'none yet'}"
         )
+    if names and set(options) - set(names):
+        raise ConfigError(
+            f"install() got options for {', '.join(sorted(set(options) - set(names)))}, which "
+            f"it was not asked to install: accepted names are the ones installed "
+            f"({', '.join(names)}); name the integration too, or drop its options"
+        )
     if names:
         chosen = list(names)
     else:

@@ -60,8 +60,29 @@ _MODES: tuple[Mode, ...] = ("auto", "shadow", "primary")
 DEFAULT_MARKER_HEADER = "x-shadow-request"
 DEFAULT_MAX_SUPPRESSIONS = 1000
 
-# RFC 9110 token characters: what a header name may contain.
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# RFC 9110 token characters, less "_": WSGI servers read "x_mirror" and "x-mirror" as one
+# header (both become HTTP_X_MIRROR) while ASGI keeps them apart, so a name with "_" would be
+# matched differently by the two kinds of middleware.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^`|~0-9A-Za-z]+\Z")
+_HEADER_ACCEPTED = "an HTTP header name (letters, digits and !#$%&'*+-.^`|~; no '_')"
+# What a header value can carry: visible ASCII, with spaces or tabs only inside. A secret with
+# a trailing newline (a Kubernetes secret written with echo) never matches any header value,
+# so every mirrored request would run as primary: refuse it.
+_HEADER_VALUE = re.compile(r"^[\x21-\x7e](?:[\x20-\x7e\t]*[\x21-\x7e])?\Z")
+_SECRET_ACCEPTED = (
+    "visible ASCII characters (spaces or tabs only between them), as an HTTP header value "
+    "can carry; remove the trailing newline or spaces from the secret file, or leave it "
+    "empty to accept any marker value"
+)
+
+
+def check_marker_secret(name: str, secret: str) -> None:
+    """A marker secret must be a value a header can carry, or it never matches."""
+    if secret and not _HEADER_VALUE.match(secret):
+        raise ConfigError(
+            f"{name}=<{len(secret)} characters, not shown> is not valid: accepted values are "
+            f"{_SECRET_ACCEPTED}"
+        )
 
 
 def parse_bool(name: str, raw: str) -> bool:
@@ -130,12 +151,14 @@ class Settings:
         if header is not None:
             if not isinstance(header, str) or (header and not _TOKEN.match(header)):
                 raise ConfigError(
-                    f"marker_header={header!r} is not valid: accepted values are an HTTP "
-                    "header name (letters, digits and !#$%&'*+-.^_`|~) or empty to disable"
+                    f"marker_header={header!r} is not valid: accepted values are "
+                    f"{_HEADER_ACCEPTED}, or empty to disable"
                 )
             object.__setattr__(self, "marker_header", header.lower() or None)
-        if self.marker_secret is not None and not isinstance(self.marker_secret, str):
-            raise ConfigError("marker_secret must be a string")
+        if self.marker_secret is not None:
+            if not isinstance(self.marker_secret, str):
+                raise ConfigError("marker_secret must be a string")
+            check_marker_secret("marker_secret", self.marker_secret)
         if self.marker_secret == "":
             object.__setattr__(self, "marker_secret", None)
         for name in ("host_suffix", "baggage"):
@@ -176,9 +199,10 @@ class Settings:
             if values["marker_header"] and not _TOKEN.match(values["marker_header"]):
                 raise ConfigError(
                     f"{ENV_MARKER_HEADER}={env[ENV_MARKER_HEADER]!r} is not valid: accepted "
-                    "values are an HTTP header name, or empty to disable the marker header"
+                    f"values are {_HEADER_ACCEPTED}, or empty to disable the marker header"
                 )
         if ENV_MARKER_SECRET in env:
+            check_marker_secret(ENV_MARKER_SECRET, env[ENV_MARKER_SECRET])
             values["marker_secret"] = env[ENV_MARKER_SECRET]
         if ENV_HOST_SUFFIX in env:
             values["host_suffix"] = parse_bool(ENV_HOST_SUFFIX, env[ENV_HOST_SUFFIX])

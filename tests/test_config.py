@@ -170,3 +170,40 @@ def test_shadow_hosts_that_can_never_match_are_errors(raw: str) -> None:
 def test_shadow_hosts_accepts_ipv6_and_trailing_dot() -> None:
     s = Settings.from_env({"SHADOWGUARD_SHADOW_HOSTS": "[::1]-shadow, Orders-Shadow."})
     assert s.shadow_hosts == frozenset({"[::1]-shadow", "orders-shadow"})
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["s3cret\n", "s3cret\r\n", " s3cret", "s3cret ", "s3cr\tet\n", "sécret", "s3\x00cret", "\n"],
+)
+def test_a_marker_secret_no_header_can_carry_fails_at_start_up(secret: str) -> None:
+    """A secret that never matches would make every mirrored request primary: refused loudly."""
+    with pytest.raises(ConfigError, match="SHADOWGUARD_MARKER_SECRET") as env_error:
+        Settings.from_env({"SHADOWGUARD_MARKER_SECRET": secret})
+    assert "s3cr" not in str(env_error.value)
+    with pytest.raises(ConfigError, match="marker_secret"):
+        Settings(marker_secret=secret)
+
+
+@pytest.mark.parametrize("secret", ["s3cret", "a b", "tok-en_1.2~", "!#$%&'*+-.^`|~"])
+def test_a_marker_secret_a_header_can_carry_is_accepted(secret: str) -> None:
+    assert Settings.from_env({"SHADOWGUARD_MARKER_SECRET": secret}).marker_secret == secret
+
+
+@pytest.mark.parametrize("header", ["x_mirror", "X_Shadow_Request"])
+def test_a_marker_header_wsgi_and_asgi_would_read_differently_is_refused(header: str) -> None:
+    with pytest.raises(ConfigError, match="SHADOWGUARD_MARKER_HEADER.*no '_'"):
+        Settings.from_env({"SHADOWGUARD_MARKER_HEADER": header})
+    with pytest.raises(ConfigError, match="marker_header.*no '_'"):
+        Settings(marker_header=header)
+
+
+def test_install_refuses_options_for_an_integration_it_was_not_asked_to_install() -> None:
+    with pytest.raises(ConfigError, match="requests.*name the integration too"):
+        shadowguard.install("smtplib", requests={"default": None})
+    assert shadowguard.installed() == []
+
+
+def test_a_marker_header_with_a_newline_is_refused() -> None:
+    with pytest.raises(ConfigError, match="marker_header"):
+        Settings(marker_header="x-mirror\n")
