@@ -22,6 +22,9 @@ from shadowguard._context import (
     record_suppression,
     shadow,
 )
+from shadowguard._context import (
+    as_primary as detached,
+)
 from shadowguard._detect import Detection, detect, host_is_shadow
 from shadowguard._side_effect import side_effect
 from shadowguard._suppression import Action, Kind
@@ -39,6 +42,7 @@ __all__ = [
     "Suppression",
     "configure",
     "current_scope",
+    "detached",
     "detect",
     "get_settings",
     "host_is_shadow",

@@ -54,6 +54,8 @@ class Scope:
         "_lock",
         "counts",
         "dropped",
+        "ended",
+        "late",
         "limit",
         "parent",
         "reason",
@@ -73,6 +75,10 @@ class Scope:
         self.dropped = 0
         self._lock = threading.Lock()
         self._exit_callbacks: list[Callable[[], object]] = []
+        #: Set when the scope's block has ended; work that still records in it outlived it.
+        self.ended = False
+        #: Suppressions recorded after the scope ended (see :func:`record_suppression`).
+        self.late = 0
 
     def __repr__(self) -> str:
         return f"<shadowguard.Scope reason={self.reason!r} suppressed={self.total}>"
@@ -103,6 +109,11 @@ class Scope:
         """
         with self._lock:
             self._exit_callbacks.append(callback)
+
+    def end(self) -> None:
+        """Mark the scope ended, then run its exit callbacks."""
+        self.ended = True
+        self.run_exit_callbacks()
 
     def run_exit_callbacks(self) -> None:
         """Run (and forget) the callbacks registered with :meth:`on_exit`, newest first."""
@@ -142,12 +153,14 @@ def leave_scope(token: Token[Scope | None]) -> None:
 
 
 class as_primary:
-    """Run a block outside any request scope: a guard's own bookkeeping.
+    """Run a block outside any request's shadow scope (public as ``shadowguard.detached``).
 
-    For work that belongs to primary requests but runs while a shadow request is current,
-    such as serving the primary's delivery reports from a shared producer. In a process
-    that is shadow as a whole (``SHADOW_MODE=true``) the block stays shadow: there is no
-    primary to run as.
+    For work that belongs to primary requests but runs while a shadow request is current:
+    a guard serving the primary's delivery reports from a shared producer, or an
+    application starting a long-lived worker from inside a request
+    (``with shadowguard.detached(): asyncio.create_task(worker())``: the task copies the
+    context without the request's scope). In a process that is shadow as a whole
+    (``SHADOW_MODE=true``) the block stays shadow: there is no primary to run as.
     """
 
     __slots__ = ("_token",)
@@ -195,7 +208,7 @@ class RequestScope:
         self._finished = True
         token = self.enter()
         try:
-            self.scope.run_exit_callbacks()
+            self.scope.end()
         finally:
             _current.reset(token)
         return True
@@ -215,17 +228,40 @@ def record_suppression(
     """Record a suppressed side effect in every enclosing scope and in telemetry.
 
     Called by the guards; also public for applications with a channel of their own.
+    Recording in a scope that has already ended means work started by a shadow request
+    outlived it (a task or worker that inherited its context) and keeps suppressing what
+    may be primary work: that is logged as a warning, once per scope.
     """
     suppression = Suppression(
         kind, target, MappingProxyType(dict(detail)) if detail else EMPTY, error
     )
     scope = _current.get()
+    if scope is not None and scope.ended:
+        _record_late(scope, suppression)
     while scope is not None:
         scope.add(suppression)
         scope = scope.parent
     telemetry.record_suppression(suppression)
     logger.debug("shadowguard suppressed %s %s", kind, target)
     return suppression
+
+
+def _record_late(scope: Scope, suppression: Suppression) -> None:
+    with scope._lock:
+        scope.late += 1
+        first = scope.late == 1
+    telemetry.record_late_suppression(suppression)
+    if first:
+        logger.warning(
+            "shadowguard: %s %s was suppressed in the shadow scope %r after that scope ended: "
+            "work started from a shadow request (an asyncio task, a thread, a worker started "
+            "lazily by the first request) inherited its shadow state and outlived it, so "
+            "everything it does is suppressed, primary work included. Start long-lived "
+            "workers at start-up, or inside 'with shadowguard.detached():'",
+            suppression.kind,
+            suppression.target,
+            scope.reason,
+        )
 
 
 class shadow:
@@ -269,7 +305,7 @@ class shadow:
             else:
                 raise RuntimeError("shadow() exited in a context where it was not entered")
         try:
-            scope.run_exit_callbacks()
+            scope.end()
         finally:
             _current.reset(token)
 
@@ -327,7 +363,7 @@ class shadow:
 
 def _close(scope: Scope, token: Token[Scope | None]) -> None:
     try:
-        scope.run_exit_callbacks()
+        scope.end()
     finally:
         _current.reset(token)
 

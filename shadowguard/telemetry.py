@@ -6,7 +6,8 @@ suppression, ``db.write_suppressed``, ``messaging.publish_suppressed``,
 ``messaging.transaction_suppressed``; a span event ``shadowguard.suppressed`` per
 suppression. Metrics: the counter ``shadowguard.suppressed`` (attributes ``kind``,
 ``action``, ``shadow``; ``action="blocked"`` counts refusals), the counter
-``shadowguard.signals_ignored`` (attribute ``signal``), and the histogram
+``shadowguard.signals_ignored`` (attribute ``signal``), the counter
+``shadowguard.suppressed_after_scope_end`` (attribute ``kind``), and the histogram
 ``shadowguard.request.duration`` in seconds (attributes ``shadow``, ``http.route``,
 ``http.response.status_code``).
 """
@@ -29,6 +30,7 @@ __all__ = [
     "SHADOW_ATTRIBUTE",
     "SUPPRESSED_ATTRIBUTES",
     "mark_span_shadow",
+    "record_late_suppression",
     "record_request_duration",
     "record_signals_ignored",
     "record_suppression",
@@ -57,6 +59,12 @@ _signals_ignored_counter = _meter.create_counter(
     "shadowguard.signals_ignored",
     unit="{request}",
     description="Per-request shadow signals ignored (SHADOW_MODE=false or a wrong marker secret)",
+)
+_late_counter = _meter.create_counter(
+    "shadowguard.suppressed_after_scope_end",
+    unit="{operation}",
+    description="Side effects suppressed in a shadow scope that had already ended "
+    "(work that outlived the shadow request that started it)",
 )
 _request_duration = _meter.create_histogram(
     "shadowguard.request.duration",
@@ -116,3 +124,11 @@ def record_request_duration(
         _request_duration.record(seconds, attributes)
     except Exception:
         logger.debug("shadowguard: could not record a request duration", exc_info=True)
+
+
+def record_late_suppression(suppression: Suppression) -> None:
+    """Count a suppression made in a shadow scope that had already ended."""
+    try:
+        _late_counter.add(1, {"kind": suppression.kind})
+    except Exception:
+        logger.debug("shadowguard: could not count a late suppression", exc_info=True)
