@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 
 def _doctor(args: argparse.Namespace) -> int:
@@ -24,9 +25,12 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shadowguard import __version__
+
     parser = argparse.ArgumentParser(
         prog="shadowguard", description="Shadow traffic without side effects."
     )
+    parser.add_argument("--version", action="version", version=f"shadowguard {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     doctor = commands.add_parser(
         "doctor",
@@ -64,10 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``shadowguard`` console script."""
+    """Entry point of the ``shadowguard`` console script.
+
+    Exit codes: 0 fine, 1 the command's own verdict (something unguarded, a shadow that
+    persisted), 2 bad input (options, settings), printed as one line without a traceback.
+    """
+    from shadowguard.errors import ConfigError
+
     args = build_parser().parse_args(argv)
-    code: int = args.run(args)
-    return code
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except ConfigError as exc:
+        print(f"shadowguard {args.command}: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (``shadowguard doctor --json | head``): nothing left to say.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
