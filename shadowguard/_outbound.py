@@ -11,7 +11,7 @@ from __future__ import annotations
 import json as _json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 from urllib.parse import SplitResult, urlsplit
@@ -19,9 +19,8 @@ from urllib.parse import SplitResult, urlsplit
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
-from shadowguard import _config
-from shadowguard._context import record_suppression
-from shadowguard.errors import ConfigError, ShadowSideEffectBlocked
+from shadowguard.contract import Action, Kind, record, refuse, settings_or_defaults
+from shadowguard.errors import ConfigError
 
 __all__ = [
     "BLOCK",
@@ -33,6 +32,7 @@ __all__ = [
     "Reply",
     "Rules",
     "Stub",
+    "add_marker",
     "marker",
     "redact_url",
 ]
@@ -43,6 +43,8 @@ STUB_HEADER: Final = "x-shadowguard-stub"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``default=BLOCK`` makes an unmatched shadow request raise ShadowSideEffectBlocked.
 BLOCK: Final = "block"
+#: ``detail["operation"]`` of every HTTP record: the request was (not) sent.
+_OPERATION: Final = "send"
 
 _UNSET: Any = object()
 #: Where the OpenTelemetry OTLP exporters send; the only destinations of telemetry_exports.
@@ -381,27 +383,28 @@ class Rules:
         return Decision(False, self.default)
 
     def answer(self, decision: Decision, request: OutboundRequest) -> Reply:
-        """Record the suppression and build the reply (or raise with BLOCK)."""
+        """Record the stub and build its reply, or refuse the request (recorded) with BLOCK."""
         target = f"{request.method.upper()} {redact_url(request.url)}"
         detail: dict[str, Any] = {"client": request.client, "method": request.method.upper()}
         stub = decision.stub
         if stub is None:
-            detail["action"] = "blocked"
-            record_suppression("http.request", target, detail)
-            raise ShadowSideEffectBlocked(
+            raise refuse(
+                Kind.HTTP_REQUEST,
+                target,
+                _OPERATION,
                 f"{target} (no allow or stub rule matches it)",
                 remedy="Add a Stub rule for it, or an Allow rule if it is a safe read "
                 "(install(allow=[...], stubs=[...]) or guard(client, ...))",
+                detail=detail,
             )
-        detail["action"] = "stubbed"
         detail["rule"] = "default" if stub is self.default else stub.describe()
         try:
             reply = stub.reply(request)
         except Exception as exc:
-            record_suppression("http.request", target, detail, exc)
+            record(Kind.HTTP_REQUEST, target, _OPERATION, detail, error=exc, action=Action.STUBBED)
             raise
         detail["status"] = reply.status
-        record_suppression("http.request", target, detail)
+        record(Kind.HTTP_REQUEST, target, _OPERATION, detail, action=Action.STUBBED)
         return reply
 
 
@@ -440,8 +443,15 @@ def marker(forward_secret: bool = False) -> tuple[str, str] | None:
     (an :class:`Allow` rule with ``forward_secret=True`` let the request out), else
     ``"1"``: whoever holds the secret can mark real requests to our services as shadow.
     """
-    settings = _config.settings_or_defaults()
+    settings = settings_or_defaults()
     if not settings.marker_header:
         return None
     secret = settings.marker_secret if forward_secret else None
     return settings.marker_header, secret or "1"
+
+
+def add_marker(headers: MutableMapping[str, str], forward_secret: bool = False) -> None:
+    """Mark an allowed shadow request's ``headers`` with :func:`marker` (if enabled)."""
+    header = marker(forward_secret)
+    if header is not None:
+        headers[header[0]] = header[1]
