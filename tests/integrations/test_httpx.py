@@ -341,6 +341,21 @@ def test_shadow_mode_without_a_scope_is_guarded(lib: ModuleType, http_server: Ht
     check_shadow_mode_without_a_scope_is_guarded(lib.post, http_server)
 
 
+def test_a_client_created_before_install_is_guarded(
+    lib: ModuleType, http_server: HttpServer
+) -> None:
+    """The patch is on the class: clients that already exist are covered too."""
+    sink = importlib.import_module(f"shadowguard.integrations.{lib.__name__}")
+    with lib.Client() as client:
+        sink.install()
+        try:
+            with shadowguard.shadow():
+                assert client.post(f"{http_server.url}/pay").headers[STUB_HEADER] == "1"
+        finally:
+            sink.uninstall()
+    assert http_server.count() == 0
+
+
 def test_guard_one_client_without_install(lib: ModuleType, http_server: HttpServer) -> None:
     from shadowguard.integrations import httpx as sink
 

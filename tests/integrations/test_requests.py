@@ -207,6 +207,20 @@ def test_default_block_raises_before_anything_is_sent(http_server: HttpServer) -
     assert scope.suppressed[0].detail["operation"] == "send"
 
 
+def test_a_session_created_before_install_is_guarded(http_server: HttpServer) -> None:
+    """The patches are on the classes: sessions and pools that already exist are covered."""
+    with requests.Session() as session, urllib3.PoolManager() as pool:
+        session.get(f"{http_server.url}/read/warm")  # a pooled connection already open
+        sink.install()
+        try:
+            with shadowguard.shadow():
+                assert session.post(f"{http_server.url}/pay").headers[STUB_HEADER] == "1"
+                assert pool.request("POST", f"{http_server.url}/pay").headers[STUB_HEADER] == "1"
+        finally:
+            sink.uninstall()
+    assert [h.path for h in http_server.hits] == ["/read/warm"]
+
+
 def test_guard_one_session(http_server: HttpServer) -> None:
     """A guarded session's own allow rule lets its read through install()'s BLOCK below it."""
     session = sink.guard(requests.Session(), allow=["http://127.0.0.1:*/feed"])
