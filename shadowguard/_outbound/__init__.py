@@ -25,6 +25,7 @@ from shadowguard._outbound.rules import (
     Rules,
     Stub,
     add_marker,
+    guard_rules,
     marker,
 )
 from shadowguard._outbound.urls import normalize_url, redact_url
@@ -43,6 +44,7 @@ __all__ = [
     "Rules",
     "Stub",
     "add_marker",
+    "guard_rules",
     "marker",
     "normalize_url",
     "redact_url",

@@ -36,6 +36,7 @@ __all__ = [
     "Rules",
     "Stub",
     "add_marker",
+    "guard_rules",
     "marker",
 ]
 
@@ -325,6 +326,16 @@ class Rules:
         detail["status"] = reply.status
         record(Kind.HTTP_REQUEST, target, _OPERATION, detail, action=Action.STUBBED)
         return reply
+
+
+def guard_rules(
+    allow: Iterable[Allow | str] | None, stubs: Iterable[Stub] | None, default: Default | None
+) -> Rules | None:
+    """The rules of one ``guard(client, ...)`` call, or None when it names none (the
+    client then follows the rules given to ``install()``)."""
+    if allow is None and stubs is None and default is None:
+        return None
+    return Rules(allow or (), stubs or (), DEFAULT_STUB if default is None else default)
 
 
 def _exporting_telemetry() -> bool:

@@ -27,6 +27,7 @@ from shadowguard._outbound import (
     Rules,
     Stub,
     add_marker,
+    guard_rules,
 )
 from shadowguard.contract import (
     PROCESS,
@@ -173,16 +174,10 @@ def guard(
     """
     library = _library_of(client)
     module = sys.modules[library.name]
-    if allow is None and stubs is None and default is None:
+    own = guard_rules(allow, stubs, default)
 
-        def rules() -> Rules:
-            return library.rules
-
-    else:
-        own = Rules(allow or (), stubs or (), DEFAULT_STUB if default is None else default)
-
-        def rules() -> Rules:
-            return own
+    def rules() -> Rules:
+        return library.rules if own is None else own
 
     # The class's own method, even when install() has patched the class.
     cls: Any = type(client)

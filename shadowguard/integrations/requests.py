@@ -38,6 +38,7 @@ from shadowguard._outbound import (
     Rules,
     Stub,
     add_marker,
+    guard_rules,
 )
 from shadowguard.contract import (
     PROCESS,
@@ -204,16 +205,10 @@ def guard(
     requests = sys.modules.get("requests")
     if requests is None or not isinstance(session, requests.Session):
         raise TypeError(f"guard() needs a requests.Session, got {session!r}")
-    if allow is None and stubs is None and default is None:
+    own = guard_rules(allow, stubs, default)
 
-        def rules() -> Rules:
-            return _rules
-
-    else:
-        own = Rules(allow or (), stubs or (), DEFAULT_STUB if default is None else default)
-
-        def rules() -> Rules:
-            return own
+    def rules() -> Rules:
+        return _rules if own is None else own
 
     # The class's own method, even when install() has patched the class.
     original = unwrapped(type(session).get_adapter)
