@@ -24,7 +24,12 @@ aguarded = side_effect(aplain)
 
 def run(h: Harness) -> None:
     h.compare("is_shadow() vs an empty function call", lambda: plain(1), is_shadow)
-    h.compare("@side_effect sync function, primary", lambda: plain(1), lambda: guarded(1))
+    h.compare(
+        "@side_effect sync function, primary",
+        lambda: plain(1),
+        lambda: guarded(1),
+        target_added_ns=120,
+    )
 
     def drive(fn):
         coro = fn(1)

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from types import TracebackType
 from typing import Any
 
-from shadowguard._patching import Patches
+from shadowguard.contract import Patches
 from shadowguard.errors import ShadowSideEffectBlocked
 
 __all__ = ["NetworkBlock", "ShadowConnectionBlocked", "endpoint_of_url"]

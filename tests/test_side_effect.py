@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 
 import pytest
 
@@ -95,6 +96,8 @@ def test_shadow_skips_and_records() -> None:
     assert [s.kind for s in scope.suppressed] == ["call"] * 3
     assert scope.suppressed[0].target == f"{__name__}.send_email"
     assert scope.suppressed[2].detail["mode"] == "instead"
+    assert [s.detail["operation"] for s in scope.suppressed] == ["call"] * 3
+    assert [s.detail["action"] for s in scope.suppressed] == ["suppressed", "stubbed", "stubbed"]
 
 
 def test_instead_errors_propagate_and_are_recorded() -> None:
@@ -126,6 +129,39 @@ def test_methods() -> None:
     assert Mailer.klass() == "Mailer"
     assert Mailer.static(4) == 4
     assert m.sent == ["b@x"]
+
+
+@side_effect(returns="skipped")
+def every_kind_of_parameter(a, b=2, /, c=3, *args, d, e=5, **kw):
+    if a == "raise":
+        raise LookupError(a)
+    return (a, b, c, args, d, e, kw)
+
+
+def test_primary_binds_arguments_as_the_function_does() -> None:
+    """The wrapper has the function's own parameters: every call binds as without it."""
+    assert every_kind_of_parameter(1, d=4) == (1, 2, 3, (), 4, 5, {})
+    assert every_kind_of_parameter(1, 9, 8, 7, 6, d=0, e=1, z=2) == (
+        1,
+        9,
+        8,
+        (7, 6),
+        0,
+        1,
+        {"z": 2},
+    )
+    assert every_kind_of_parameter(1, c=0, d=0, b=1) == (1, 2, 0, (), 0, 5, {"b": 1})
+    with pytest.raises(TypeError, match=r"every_kind_of_parameter\(\) missing 1 required"):
+        every_kind_of_parameter(d=1)  # type: ignore[call-arg]
+    with pytest.raises(LookupError):
+        every_kind_of_parameter("raise", d=1)
+    with shadow():
+        assert every_kind_of_parameter("raise", d=1) == "skipped"
+    assert (
+        str(inspect.signature(every_kind_of_parameter)) == "(a, b=2, /, c=3, *args, d, e=5, **kw)"
+    )
+    lam = side_effect(lambda x, *, y=1: x + y)
+    assert (lam(1), lam(1, y=2)) == (2, 3)
 
 
 def test_wraps_metadata() -> None:

@@ -1,32 +1,29 @@
-"""httpx2 (the successor of httpx, same API): the httpx integration's code, for httpx2.
+"""httpx2 (the successor of httpx, same API): guarded exactly as httpx is.
 
-``install()`` guards ``httpx2.Client`` and ``httpx2.AsyncClient`` exactly as
-``shadowguard.integrations.httpx`` guards httpx; ``guard(client)`` accepts either.
+:func:`install` patches ``httpx2.Client`` and ``httpx2.AsyncClient`` as
+``shadowguard.integrations.httpx`` patches httpx (the code is shared in
+``_httpx_common``). :func:`guard` is the same function as ``httpx.guard``: it guards one
+client of either library in place and returns that same client.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from typing import Any
 
-from shadowguard._outbound import BLOCK, DEFAULT_STUB, STUB_HEADER, Allow, Default, Reply, Stub
-from shadowguard.integrations.httpx import _FLAVORS, guard
+from shadowguard._outbound import BLOCK, STUB_HEADER, Allow, Reply, Stub
+from shadowguard.integrations._httpx_common import LIBRARIES, guard
 
 __all__ = ["BLOCK", "STUB_HEADER", "Allow", "Reply", "Stub", "guard", "install", "uninstall"]
 
-_httpx2 = _FLAVORS["httpx2"]
+_library = LIBRARIES["httpx2"]
+_patches = _library.patches
 
 
-def install(
-    *,
-    allow: Iterable[Allow | str] = (),
-    stubs: Iterable[Stub] = (),
-    default: Default = DEFAULT_STUB,
-    telemetry_exports: bool = True,
-) -> None:
+def install(**options: Any) -> None:
     """Guard every ``httpx2.Client`` and ``httpx2.AsyncClient``; options as for httpx."""
-    _httpx2.install(allow=allow, stubs=stubs, default=default, telemetry_exports=telemetry_exports)
+    _patches.install(_library.apply, options)
 
 
 def uninstall() -> None:
     """Restore ``httpx2`` as it was before :func:`install`."""
-    _httpx2.uninstall()
+    _patches.uninstall(after=_library.forget)

@@ -9,6 +9,10 @@ Two seams, both patched by :func:`install`:
   ``PoolManager``, a ``ProxyManager``, ``urllib3.request()`` or a pool used directly.
 
 On the primary path each calls the original and nothing else.
+
+:func:`guard` guards one ``requests.Session`` in place, with or without ``install()``,
+and returns that same session: it gets an instance attribute that shadows the class's
+``get_adapter``, with the install rules or rules of its own.
 """
 
 from __future__ import annotations
@@ -33,11 +37,17 @@ from shadowguard._outbound import (
     Reply,
     Rules,
     Stub,
-    marker,
+    add_marker,
+    guard_rules,
 )
-from shadowguard._patching import Patches
-from shadowguard.contract import PROCESS, scope_now
-from shadowguard.errors import missing_extra_error
+from shadowguard.contract import (
+    PROCESS,
+    Patches,
+    mark_wrapped,
+    missing_extra_error,
+    scope_now,
+    unwrapped,
+)
 
 try:
     import urllib3
@@ -49,7 +59,6 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 __all__ = ["BLOCK", "STUB_HEADER", "Allow", "Reply", "Stub", "guard", "install", "uninstall"]
 
 S = TypeVar("S")
-_ORIGINAL = "__shadowguard_original__"
 
 _patches = Patches("requests")
 _rules = Rules()
@@ -58,12 +67,6 @@ _rules = Rules()
 _allowed_above: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "shadowguard_requests_allowed", default=False
 )
-
-
-def _marked(headers: Any, forward_secret: bool) -> None:
-    header = marker(forward_secret)
-    if header is not None:
-        headers[header[0]] = header[1]
 
 
 def _body(body: object) -> bytes | None:
@@ -107,7 +110,7 @@ class _GuardedAdapter:
         url = request.url.decode() if isinstance(request.url, bytes) else request.url
         decision = rules.decide(request.method or "GET", url, request.headers)
         if decision.allowed:
-            _marked(request.headers, decision.forward_secret)
+            add_marker(request.headers, decision.forward_secret)
             token = _allowed_above.set(True)
             try:
                 response = self._shadowguard_inner.send(request, **kwargs)
@@ -137,8 +140,7 @@ def _get_adapter_hook(original: Any, rules: Any) -> Any:
             return original(self, url)
         return _GuardedAdapter(original(self, url), rules())
 
-    setattr(get_adapter, _ORIGINAL, original)
-    return get_adapter
+    return mark_wrapped(get_adapter, original)
 
 
 def _urlopen_hook(original: Any) -> Any:
@@ -160,13 +162,12 @@ def _urlopen_hook(original: Any) -> Any:
         )
         decision = _rules.decide(method, full_url, headers)
         if decision.allowed:
-            _marked(headers, decision.forward_secret)
+            add_marker(headers, decision.forward_secret)
             arguments["headers"] = headers
             return original(*bound.args, **bound.kwargs)
         return _urllib3_stub(decision, method, full_url, headers, arguments)
 
-    setattr(urlopen, _ORIGINAL, original)
-    return urlopen
+    return mark_wrapped(urlopen, original)
 
 
 def _authority(pool: Any) -> str:
@@ -195,49 +196,36 @@ def guard(
     stubs: Iterable[Stub] | None = None,
     default: Default | None = None,
 ) -> S:
-    """Guard one ``requests.Session``, with or without ``install()``; returns it.
+    """Guard one ``requests.Session`` in place and return it.
 
-    Without rule arguments the session follows the rules given to ``install()``; with
-    any of them it gets rules of its own. Guarding again replaces the rules.
+    Works with or without ``install()``. Without rule arguments the session follows the
+    rules given to ``install()`` (or the defaults: everything stubbed); with any of them
+    it gets rules of its own. Guarding again replaces the rules.
     """
     requests = sys.modules.get("requests")
     if requests is None or not isinstance(session, requests.Session):
         raise TypeError(f"guard() needs a requests.Session, got {session!r}")
-    if allow is None and stubs is None and default is None:
+    own = guard_rules(allow, stubs, default)
 
-        def rules() -> Rules:
-            return _rules
+    def rules() -> Rules:
+        return _rules if own is None else own
 
-    else:
-        own = Rules(allow or (), stubs or (), DEFAULT_STUB if default is None else default)
-
-        def rules() -> Rules:
-            return own
-
-    cls_method = type(session).get_adapter
-    original = getattr(cls_method, _ORIGINAL, cls_method)
+    # The class's own method, even when install() has patched the class.
+    original = unwrapped(type(session).get_adapter)
     hook = _get_adapter_hook(original, rules)
+    # An instance attribute shadows the class method (and a class patch from install()).
     vars(session)["get_adapter"] = hook.__get__(session)
     return session
 
 
-def install(
+def _apply(
     *,
     allow: Iterable[Allow | str] = (),
     stubs: Iterable[Stub] = (),
     default: Default = DEFAULT_STUB,
     telemetry_exports: bool = True,
 ) -> None:
-    """Guard every ``requests`` session and every urllib3 connection pool; idempotent.
-
-    Options as for ``shadowguard.integrations.httpx.install``: ``allow`` rules for shadow
-    reads that may go out (marked), ``stubs`` answering the rest, ``default`` for requests
-    no rule names (200, ``{}``) or ``BLOCK``, ``telemetry_exports`` to let the OpenTelemetry
-    SDK's own export requests to the configured OTLP endpoints through (default True).
-    """
     global _rules
-    if _patches:
-        return
     _rules = Rules(allow, stubs, default, telemetry_exports=telemetry_exports)
     _patches.setattr(
         HTTPConnectionPool, "urlopen", _urlopen_hook(vars(HTTPConnectionPool)["urlopen"])
@@ -253,8 +241,22 @@ def install(
     )
 
 
+def install(**options: Any) -> None:
+    """Guard every ``requests`` session and every urllib3 connection pool; idempotent.
+
+    Options as for ``shadowguard.integrations.httpx.install``: ``allow`` rules for shadow
+    reads that may go out (marked), ``stubs`` answering the rest, ``default`` for requests
+    no rule names (200, ``{}``) or ``BLOCK``, ``telemetry_exports`` to let the OpenTelemetry
+    SDK's own export requests to the configured OTLP endpoints through (default True).
+    """
+    _patches.install(_apply, options)
+
+
+def _forget_rules() -> None:
+    global _rules
+    _rules = Rules()
+
+
 def uninstall() -> None:
     """Restore requests and urllib3 as they were before :func:`install`."""
-    global _rules
-    _patches.restore()
-    _rules = Rules()
+    _patches.uninstall(after=_forget_rules)

@@ -15,9 +15,7 @@ from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from typing import Any
 
-from shadowguard._context import record_suppression
-from shadowguard._patching import Patches
-from shadowguard.contract import PROCESS, scope_now
+from shadowguard.contract import PROCESS, Kind, Patches, mark_wrapped, record, scope_now
 
 __all__ = ["install", "uninstall"]
 
@@ -52,7 +50,7 @@ def _shadow_sendmail(
     mail_options: Sequence[str],
 ) -> dict[str, tuple[int, bytes]]:
     recipients = [to_addrs] if isinstance(to_addrs, str) else list(to_addrs)
-    detail: dict[str, Any] = {"from": from_addr, "to": tuple(recipients)}
+    detail: dict[str, Any] = {"from": from_addr, "recipients": tuple(recipients)}
     try:
         # The same encoding checks the real transaction would hit before delivery.
         if isinstance(msg, str):
@@ -73,10 +71,10 @@ def _shadow_sendmail(
         if len(refused) == len(recipients):
             raise smtplib.SMTPRecipientsRefused(refused)
     except Exception as exc:
-        record_suppression("mail.send", _target(smtp), detail, exc)
+        record(Kind.MAIL_SEND, _target(smtp), "sendmail", detail, error=exc)
         raise
     detail["refused"] = tuple(refused)
-    record_suppression("mail.send", _target(smtp), detail)
+    record(Kind.MAIL_SEND, _target(smtp), "sendmail", detail)
     return refused
 
 
@@ -94,6 +92,7 @@ def _sendmail_hook(original: Callable[..., Any]) -> Callable[..., Any]:
             return original(self, from_addr, to_addrs, msg, mail_options, rcpt_options)
         return _shadow_sendmail(self, from_addr, to_addrs, msg, mail_options)
 
+    mark_wrapped(sendmail, original)
     return sendmail
 
 
@@ -105,20 +104,27 @@ def _data_hook(original: Callable[..., Any]) -> Callable[..., Any]:
         size = len(msg)
         # Abandon the envelope that mail()/rcpt() opened, so nothing is queued.
         self.rset()
-        record_suppression("mail.send", _target(self), {"bytes": size, "via": "data"})
+        record(Kind.MAIL_SEND, _target(self), "data", {"bytes": size, "via": "data"})
         return 250, b"shadowguard: message suppressed in shadow traffic"
 
+    mark_wrapped(data, original)
     return data
 
 
-def install() -> None:
-    """Suppress mail delivery through ``smtplib.SMTP`` (and subclasses) in shadow; idempotent."""
-    if _patches:
-        return
+def _apply() -> None:
     _patches.setattr(smtplib.SMTP, "sendmail", _sendmail_hook(vars(smtplib.SMTP)["sendmail"]))
     _patches.setattr(smtplib.SMTP, "data", _data_hook(vars(smtplib.SMTP)["data"]))
 
 
+def install(**options: Any) -> None:
+    """Suppress mail delivery through ``smtplib.SMTP`` (and subclasses) in shadow; idempotent.
+
+    It takes no options. SMTP objects created before ``install()`` are covered too (the
+    patch is on the class), so there is no per-object ``guard()``.
+    """
+    _patches.install(_apply, options)
+
+
 def uninstall() -> None:
     """Restore smtplib as it was before :func:`install`."""
-    _patches.restore()
+    _patches.uninstall()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
@@ -19,23 +19,20 @@ from tests.integrations._http import (
     check_threads_keep_shadow_only_with_propagate,
     suppress_instrumentation,
 )
-from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
+LIBRARIES = ["httpx", "httpx2"]
+SINK_OPTIONS = {"allow": [Allow(url="http://127.0.0.1:*/read*")]}
 MARKER = "x-shadow-request"
+#: ``lib`` and its integration, installed with loopback reads under /read allowed.
+INSTALLED = pytest.mark.parametrize(
+    ("lib", "installed"), [(name, name) for name in LIBRARIES], ids=LIBRARIES, indirect=True
+)
 
 
-@pytest.fixture(params=["httpx", "httpx2"])
+@pytest.fixture(params=LIBRARIES)
 def lib(request: pytest.FixtureRequest) -> ModuleType:
     return importlib.import_module(request.param)
-
-
-@pytest.fixture
-def sink(lib: ModuleType) -> Iterator[ModuleType]:
-    """The integration for ``lib``, installed with loopback reads under /read allowed."""
-    module = importlib.import_module(f"shadowguard.integrations.{lib.__name__}")
-    with installing(module, allow=[Allow(url="http://127.0.0.1:*/read*")]):
-        yield module
 
 
 class Counting:
@@ -99,7 +96,8 @@ FORMS: dict[str, SyncForm] = {
 
 
 @pytest.mark.parametrize("form", FORMS)
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_shadow_requests_never_reach_the_server(
     lib: ModuleType, http_server: HttpServer, form: str
 ) -> None:
@@ -118,7 +116,8 @@ def test_shadow_requests_never_reach_the_server(
     assert MARKER not in http_server.hits[0].headers
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_proxies_are_guarded(lib: ModuleType, http_server: HttpServer) -> None:
     """The loopback server acting as the proxy sees nothing in shadow, the request as primary."""
     with lib.Client(proxy=http_server.url) as client:
@@ -130,7 +129,8 @@ def test_proxies_are_guarded(lib: ModuleType, http_server: HttpServer) -> None:
     assert [h.path for h in http_server.hits] == ["http://upstream.invalid/charge"]
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_mock_transport_is_guarded(lib: ModuleType) -> None:
     peer = Counting(lib)
     with lib.Client(transport=lib.MockTransport(peer.handler)) as client:
@@ -141,7 +141,8 @@ def test_mock_transport_is_guarded(lib: ModuleType) -> None:
     assert len(peer.calls) == 1
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_wsgi_transport_is_guarded(lib: ModuleType) -> None:
     calls: list[str] = []
 
@@ -159,7 +160,8 @@ def test_wsgi_transport_is_guarded(lib: ModuleType) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 async def test_async_client_forms(lib: ModuleType, http_server: HttpServer) -> None:
     peer = Counting(lib)
     async with lib.AsyncClient() as client:
@@ -185,7 +187,8 @@ async def test_async_client_forms(lib: ModuleType, http_server: HttpServer) -> N
     assert len(peer.calls) == 1
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_allowed_reads_go_out_with_the_marker(lib: ModuleType, http_server: HttpServer) -> None:
     with shadowguard.shadow() as scope:
         response = lib.get(f"{http_server.url}/read/items?page=2")
@@ -230,7 +233,8 @@ def test_marker_carries_the_secret_only_where_forwarded_or_is_left_out_when_disa
     ]
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_suppress_instrumentation_does_not_open_other_urls(
     lib: ModuleType, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -247,7 +251,8 @@ def test_suppress_instrumentation_does_not_open_other_urls(
     assert [h.path for h in http_server.hits] == ["/v1/traces", "/charge"]
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_each_redirect_hop_is_judged(lib: ModuleType, http_server: HttpServer) -> None:
     """An allowed read redirected elsewhere: the next hop is stubbed, not followed."""
     with shadowguard.shadow():
@@ -295,18 +300,28 @@ def test_stubs_behave_like_real_responses(lib: ModuleType, http_server: HttpServ
 def test_default_block_raises_before_anything_is_sent(
     lib: ModuleType, http_server: HttpServer
 ) -> None:
+    """The refusal is recorded as blocked, with the error it raised."""
     sink = importlib.import_module(f"shadowguard.integrations.{lib.__name__}")
     sink.install(default=BLOCK)
     try:
-        with shadowguard.shadow() as scope, pytest.raises(ShadowSideEffectBlocked, match="Stub"):
+        with (
+            shadowguard.shadow() as scope,
+            pytest.raises(ShadowSideEffectBlocked, match="Stub") as refusal,
+        ):
             lib.post(f"{http_server.url}/pay")
     finally:
         sink.uninstall()
     assert http_server.count() == 0
-    assert scope.suppressed[0].detail["action"] == "blocked"
+    (blocked,) = scope.suppressed
+    assert blocked.detail["action"] == "blocked"
+    assert blocked.blocked
+    assert blocked.error is refusal.value
+    assert blocked.detail["operation"] == "send"
+    assert blocked.detail["client"] == lib.__name__
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_websocket_upgrades_are_never_allowed(lib: ModuleType, http_server: HttpServer) -> None:
     with shadowguard.shadow():
         response = lib.get(f"{http_server.url}/read/ws", headers={"Upgrade": "websocket"})
@@ -314,14 +329,31 @@ def test_websocket_upgrades_are_never_allowed(lib: ModuleType, http_server: Http
     assert response.headers[STUB_HEADER] == "1"
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_threads_keep_shadow_only_with_propagate(lib: ModuleType, http_server: HttpServer) -> None:
     check_threads_keep_shadow_only_with_propagate(lib.post, http_server)
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_shadow_mode_without_a_scope_is_guarded(lib: ModuleType, http_server: HttpServer) -> None:
     check_shadow_mode_without_a_scope_is_guarded(lib.post, http_server)
+
+
+def test_a_client_created_before_install_is_guarded(
+    lib: ModuleType, http_server: HttpServer
+) -> None:
+    """The patch is on the class: clients that already exist are covered too."""
+    sink = importlib.import_module(f"shadowguard.integrations.{lib.__name__}")
+    with lib.Client() as client:
+        sink.install()
+        try:
+            with shadowguard.shadow():
+                assert client.post(f"{http_server.url}/pay").headers[STUB_HEADER] == "1"
+        finally:
+            sink.uninstall()
+    assert http_server.count() == 0
 
 
 def test_guard_one_client_without_install(lib: ModuleType, http_server: HttpServer) -> None:
@@ -391,7 +423,8 @@ def test_uninstall_restores_the_client(lib: ModuleType, http_server: HttpServer)
     assert http_server.count() == 1
 
 
-@pytest.mark.usefixtures("sink")
+@INSTALLED
+@pytest.mark.usefixtures("installed")
 def test_stubbed_requests_tag_the_span(lib: ModuleType, span_exporter: Any) -> None:
     from opentelemetry import trace
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -22,16 +22,11 @@ from tests.integrations._http import (
     check_threads_keep_shadow_only_with_propagate,
     suppress_instrumentation,
 )
-from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
+SINK = "requests"
+SINK_OPTIONS = {"allow": [Allow(url="http://127.0.0.1:*/read*")]}
 MARKER = "x-shadow-request"
-
-
-@pytest.fixture
-def installed() -> Iterator[None]:
-    with installing(sink, allow=[Allow(url="http://127.0.0.1:*/read*")]):
-        yield
 
 
 class UrllibAdapter(requests.adapters.BaseAdapter):
@@ -195,16 +190,35 @@ def test_stubs_behave_like_real_responses(http_server: HttpServer) -> None:
 
 
 def test_default_block_raises_before_anything_is_sent(http_server: HttpServer) -> None:
+    """Each refusal is recorded as blocked, with the error it raised."""
     sink.install(default=BLOCK)
     try:
-        with shadowguard.shadow():
-            with pytest.raises(ShadowSideEffectBlocked):
+        with shadowguard.shadow() as scope:
+            with pytest.raises(ShadowSideEffectBlocked) as session_refusal:
                 requests.post(f"{http_server.url}/pay")
-            with pytest.raises(ShadowSideEffectBlocked):
+            with pytest.raises(ShadowSideEffectBlocked) as pool_refusal:
                 urllib3.request("POST", f"{http_server.url}/pay")
     finally:
         sink.uninstall()
     assert http_server.count() == 0
+    assert [s.blocked for s in scope.suppressed] == [True, True]
+    assert [s.error for s in scope.suppressed] == [session_refusal.value, pool_refusal.value]
+    assert [s.detail["client"] for s in scope.suppressed] == ["requests", "urllib3"]
+    assert scope.suppressed[0].detail["operation"] == "send"
+
+
+def test_a_session_created_before_install_is_guarded(http_server: HttpServer) -> None:
+    """The patches are on the classes: sessions and pools that already exist are covered."""
+    with requests.Session() as session, urllib3.PoolManager() as pool:
+        session.get(f"{http_server.url}/read/warm")  # a pooled connection already open
+        sink.install()
+        try:
+            with shadowguard.shadow():
+                assert session.post(f"{http_server.url}/pay").headers[STUB_HEADER] == "1"
+                assert pool.request("POST", f"{http_server.url}/pay").headers[STUB_HEADER] == "1"
+        finally:
+            sink.uninstall()
+    assert [h.path for h in http_server.hits] == ["/read/warm"]
 
 
 def test_guard_one_session(http_server: HttpServer) -> None:

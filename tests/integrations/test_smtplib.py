@@ -47,7 +47,12 @@ def test_send_message_delivers_nothing_in_shadow(smtp_server: SmtpServer) -> Non
     first = scope.suppressed[0]
     assert first.kind == "mail.send"
     assert first.target == f"smtp://{smtp_server.host}"
-    assert first.detail["to"] == ("alice@example.test", "bob@example.test", "audit@example.test")
+    assert first.detail["recipients"] == (
+        "alice@example.test",
+        "bob@example.test",
+        "audit@example.test",
+    )
+    assert first.detail["operation"] == "sendmail"
     assert first.detail["bytes"] > 0
 
 
@@ -81,6 +86,7 @@ def test_a_hand_rolled_transaction_is_stopped_at_data(smtp_server: SmtpServer) -
         assert code == 250
         assert smtp_server.messages == []
         assert scope.suppressed[0].detail["via"] == "data"
+        assert scope.suppressed[0].detail["operation"] == "data"
         smtp.mail("shop@example.test")
         smtp.rcpt("alice@example.test")
         assert smtp.data(b"Subject: x\r\n\r\nhi")[0] == 250

@@ -13,4 +13,5 @@ urlpatterns = [
     path("async/<str:ref>/", views.async_order),
     path("async-stream/<str:ref>/", views.async_stream),
     path("thread/<str:ref>/", views.thread),
+    path("mariadb-ddl/<str:ref>/", views.mariadb_ddl),
 ]

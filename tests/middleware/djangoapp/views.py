@@ -6,10 +6,10 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 
-from shadowguard import current_scope, is_shadow, propagate
+from shadowguard import ShadowSideEffectBlocked, current_scope, is_shadow, propagate
 from tests.middleware.djangoapp.models import Order
 
 SEEN: list[Any] = []
@@ -97,8 +97,6 @@ def thread(request: HttpRequest, ref: str) -> JsonResponse:
     errors: list[BaseException] = []
 
     def work() -> None:
-        from django.db import connections
-
         try:
             Order.objects.create(ref=ref)
         except BaseException as exc:
@@ -110,3 +108,14 @@ def thread(request: HttpRequest, ref: str) -> JsonResponse:
     worker.start()
     worker.join()
     return JsonResponse({"error": type(errors[0]).__name__ if errors else None})
+
+
+def mariadb_ddl(request: HttpRequest, ref: str) -> JsonResponse:
+    """A write, then DDL, before which MariaDB commits the open transaction."""
+    Order.objects.using("mariadb").create(ref=ref)
+    try:
+        with connections["mariadb"].cursor() as cursor:
+            cursor.execute(f"CREATE TABLE sg_django_ddl_{ref.lower()} (a int)")
+    except ShadowSideEffectBlocked as exc:
+        return JsonResponse({"error": type(exc).__name__})
+    return JsonResponse({"error": None})

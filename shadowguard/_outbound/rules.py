@@ -1,9 +1,9 @@
-"""Rules for outbound HTTP in shadow traffic, shared by every HTTP client integration.
+"""The outbound rules: which shadow requests go out (Allow), what answers the rest (Stub).
 
 A shadow request leaves the process only if an :class:`Allow` rule names it (safe reads
-only); every other request is answered by a :class:`Stub` rule or the default stub. The
-client integrations (httpx, requests, urllib3) turn a :class:`Reply` into their own
-response objects; the matching, redaction and recording live here, once.
+only); every other request is answered by a :class:`Stub` rule or the default stub, or
+refused with ``default=BLOCK``. :meth:`Rules.answer` records what happened, once for every
+client.
 """
 
 from __future__ import annotations
@@ -11,30 +11,33 @@ from __future__ import annotations
 import json as _json
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
-from urllib.parse import SplitResult, urlsplit
 
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
-from shadowguard import _config
-from shadowguard._context import record_suppression
-from shadowguard.errors import ConfigError, ShadowSideEffectBlocked
+from shadowguard._outbound.urls import UrlMatcher, glob, normalize_url, redact_url, url_pattern
+from shadowguard.contract import Action, Kind, record, refuse, settings_or_defaults
+from shadowguard.errors import ConfigError
 
 __all__ = [
     "BLOCK",
+    "DEFAULT_STUB",
     "OTLP_ENDPOINT_VARS",
     "SAFE_METHODS",
     "STUB_HEADER",
     "Allow",
+    "Decision",
+    "Default",
     "OutboundRequest",
     "Reply",
     "Rules",
     "Stub",
+    "add_marker",
+    "guard_rules",
     "marker",
-    "redact_url",
 ]
 
 #: Header carried by every stub response, so callers and logs can tell stubs apart.
@@ -43,6 +46,8 @@ STUB_HEADER: Final = "x-shadowguard-stub"
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``default=BLOCK`` makes an unmatched shadow request raise ShadowSideEffectBlocked.
 BLOCK: Final = "block"
+#: ``detail["operation"]`` of every HTTP record: the request was (not) sent.
+_OPERATION: Final = "send"
 
 _UNSET: Any = object()
 #: Where the OpenTelemetry OTLP exporters send; the only destinations of telemetry_exports.
@@ -52,65 +57,6 @@ OTLP_ENDPOINT_VARS: Final = (
     "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
     "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
 )
-_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_REDACTED = "***"
-
-
-def _glob_source(pattern: str, star: str = ".*") -> str:
-    return star.join(re.escape(part) for part in pattern.split("*"))
-
-
-def _glob(pattern: str) -> re.Pattern[str]:
-    """``*`` matches any run of characters; everything else is literal."""
-    return re.compile(_glob_source(pattern), re.DOTALL)
-
-
-def _url_glob(pattern: str) -> re.Pattern[str]:
-    # Scheme and host compare case-insensitively (they are normalized to lower case);
-    # the path keeps its case, as servers treat it. A ``*`` in the host part stops at
-    # the first ``/``, so ``https://*.partner.test/*`` cannot match a URL whose path
-    # merely contains ``.partner.test/``.
-    scheme, _, rest = pattern.partition("://")
-    authority, _, path = rest.partition("/")
-    host_part = _glob_source(f"{scheme.lower()}://{authority.lower()}/", "[^/]*")
-    return re.compile(host_part + _glob_source(path), re.DOTALL)
-
-
-def _host_of(parts: SplitResult) -> str:
-    host = (parts.hostname or "").rstrip(".")
-    return f"[{host}]" if ":" in host else host
-
-
-def normalize_url(url: str) -> tuple[str, str, str]:
-    """``(host, url without userinfo/query/fragment, query)`` as rules match them.
-
-    Scheme and host are lowercased, a default port is dropped, an empty path becomes ``/``.
-    An unparsable URL gives empty strings, which no allow rule matches.
-    """
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return "", "", ""
-    scheme = parts.scheme.lower()
-    host = _host_of(parts)
-    netloc = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
-    return host.strip("[]"), f"{scheme}://{netloc}{parts.path or '/'}", parts.query
-
-
-def redact_url(url: str) -> str:
-    """``url`` without userinfo or fragment, every query value replaced by ``***``.
-
-    Query names are kept (they say which endpoint variant was called); values are not,
-    since any of them may be a token, key or signature.
-    """
-    _, base, query = normalize_url(url)
-    if not base:
-        return "<unparsable URL>"
-    if not query:
-        return base
-    names = [pair.split("=", 1)[0] for pair in query.split("&") if pair]
-    return base + "?" + "&".join(f"{name}={_REDACTED}" for name in names)
 
 
 def _methods(value: str | Iterable[str] | None, what: str) -> frozenset[str] | None:
@@ -120,30 +66,6 @@ def _methods(value: str | Iterable[str] | None, what: str) -> frozenset[str] | N
     if not names or not all(isinstance(m, str) and m.strip() for m in names):
         raise ConfigError(f"{what} methods={value!r} is not valid: give HTTP method names")
     return frozenset(m.strip().upper() for m in names)
-
-
-@dataclass(frozen=True)
-class _UrlMatcher:
-    pattern: re.Pattern[str]
-    with_query: bool
-
-    def __call__(self, url: str, query: str) -> bool:
-        if self.with_query and query:
-            return self.pattern.fullmatch(f"{url}?{query}") is not None
-        return self.pattern.fullmatch(url) is not None
-
-
-def _url_pattern(value: str | re.Pattern[str] | None, what: str) -> _UrlMatcher | None:
-    if value is None:
-        return None
-    if isinstance(value, re.Pattern):
-        return _UrlMatcher(value, with_query=True)
-    if not isinstance(value, str) or "://" not in value:
-        raise ConfigError(
-            f"{what} url={value!r} is not valid: accepted values are a URL pattern with "
-            "scheme ('https://api.example.com/v1/*', '*' matches anything) or a compiled regex"
-        )
-    return _UrlMatcher(_url_glob(value), with_query=False)
 
 
 @dataclass(frozen=True)
@@ -215,7 +137,7 @@ class Allow:
     methods: str | Iterable[str] = ("GET", "HEAD", "OPTIONS")
     forward_secret: bool = False
     _host_re: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
-    _url_re: _UrlMatcher | None = field(init=False, repr=False, compare=False)
+    _url_re: UrlMatcher | None = field(init=False, repr=False, compare=False)
     _methods: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -234,9 +156,9 @@ class Allow:
                 f"allow methods={self.methods!r} is not valid: accepted values are GET, HEAD "
                 "and OPTIONS (other methods may change state; answer them with a Stub)"
             )
-        host_re = _glob(self.host.strip().rstrip(".").lower()) if self.host else None
+        host_re = glob(self.host.strip().rstrip(".").lower()) if self.host else None
         object.__setattr__(self, "_host_re", host_re)
-        object.__setattr__(self, "_url_re", _url_pattern(self.url, "allow"))
+        object.__setattr__(self, "_url_re", url_pattern(self.url, "allow"))
         object.__setattr__(self, "_methods", methods)
 
     def matches(self, method: str, host: str, url: str, query: str) -> bool:
@@ -265,12 +187,12 @@ class Stub:
     content: bytes | None = None
     respond: Respond | None = None
     _reply: Reply | None = field(init=False, repr=False, compare=False)
-    _url_re: _UrlMatcher | None = field(init=False, repr=False, compare=False)
+    _url_re: UrlMatcher | None = field(init=False, repr=False, compare=False)
     _methods: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_methods", _methods(self.method, "stub"))
-        object.__setattr__(self, "_url_re", _url_pattern(self.url, "stub"))
+        object.__setattr__(self, "_url_re", url_pattern(self.url, "stub"))
         if self.respond is not None:
             if not callable(self.respond):
                 raise ConfigError(f"stub respond={self.respond!r} is not valid: give a callable")
@@ -381,28 +303,39 @@ class Rules:
         return Decision(False, self.default)
 
     def answer(self, decision: Decision, request: OutboundRequest) -> Reply:
-        """Record the suppression and build the reply (or raise with BLOCK)."""
+        """Record the stub and build its reply, or refuse the request (recorded) with BLOCK."""
         target = f"{request.method.upper()} {redact_url(request.url)}"
         detail: dict[str, Any] = {"client": request.client, "method": request.method.upper()}
         stub = decision.stub
         if stub is None:
-            detail["action"] = "blocked"
-            record_suppression("http.request", target, detail)
-            raise ShadowSideEffectBlocked(
+            raise refuse(
+                Kind.HTTP_REQUEST,
+                target,
+                _OPERATION,
                 f"{target} (no allow or stub rule matches it)",
                 remedy="Add a Stub rule for it, or an Allow rule if it is a safe read "
                 "(install(allow=[...], stubs=[...]) or guard(client, ...))",
+                detail=detail,
             )
-        detail["action"] = "stubbed"
         detail["rule"] = "default" if stub is self.default else stub.describe()
         try:
             reply = stub.reply(request)
         except Exception as exc:
-            record_suppression("http.request", target, detail, exc)
+            record(Kind.HTTP_REQUEST, target, _OPERATION, detail, error=exc, action=Action.STUBBED)
             raise
         detail["status"] = reply.status
-        record_suppression("http.request", target, detail)
+        record(Kind.HTTP_REQUEST, target, _OPERATION, detail, action=Action.STUBBED)
         return reply
+
+
+def guard_rules(
+    allow: Iterable[Allow | str] | None, stubs: Iterable[Stub] | None, default: Default | None
+) -> Rules | None:
+    """The rules of one ``guard(client, ...)`` call, or None when it names none (the
+    client then follows the rules given to ``install()``)."""
+    if allow is None and stubs is None and default is None:
+        return None
+    return Rules(allow or (), stubs or (), DEFAULT_STUB if default is None else default)
 
 
 def _exporting_telemetry() -> bool:
@@ -440,8 +373,15 @@ def marker(forward_secret: bool = False) -> tuple[str, str] | None:
     (an :class:`Allow` rule with ``forward_secret=True`` let the request out), else
     ``"1"``: whoever holds the secret can mark real requests to our services as shadow.
     """
-    settings = _config.settings_or_defaults()
+    settings = settings_or_defaults()
     if not settings.marker_header:
         return None
     secret = settings.marker_secret if forward_secret else None
     return settings.marker_header, secret or "1"
+
+
+def add_marker(headers: MutableMapping[str, str], forward_secret: bool = False) -> None:
+    """Mark an allowed shadow request's ``headers`` with :func:`marker` (if enabled)."""
+    header = marker(forward_secret)
+    if header is not None:
+        headers[header[0]] = header[1]

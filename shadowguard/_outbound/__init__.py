@@ -1,0 +1,51 @@
+"""Outbound HTTP in shadow traffic: the rules every HTTP client integration shares.
+
+The client integrations (httpx, httpx2, requests and urllib3) ask :class:`Rules` whether a
+shadow request may go out and turn its :class:`Reply` into their own response objects;
+matching, redaction and recording live here, once:
+
+- ``rules``: :class:`Allow`, :class:`Stub`, :class:`Reply`, :class:`Rules` (decide, then
+  answer and record, or refuse with ``BLOCK``), and the shadow marker header;
+- ``urls``: URLs normalized for matching and redacted for recording.
+"""
+
+from __future__ import annotations
+
+from shadowguard._outbound.rules import (
+    BLOCK,
+    DEFAULT_STUB,
+    OTLP_ENDPOINT_VARS,
+    SAFE_METHODS,
+    STUB_HEADER,
+    Allow,
+    Decision,
+    Default,
+    OutboundRequest,
+    Reply,
+    Rules,
+    Stub,
+    add_marker,
+    guard_rules,
+    marker,
+)
+from shadowguard._outbound.urls import normalize_url, redact_url
+
+__all__ = [
+    "BLOCK",
+    "DEFAULT_STUB",
+    "OTLP_ENDPOINT_VARS",
+    "SAFE_METHODS",
+    "STUB_HEADER",
+    "Allow",
+    "Decision",
+    "Default",
+    "OutboundRequest",
+    "Reply",
+    "Rules",
+    "Stub",
+    "add_marker",
+    "guard_rules",
+    "marker",
+    "normalize_url",
+    "redact_url",
+]
