@@ -11,7 +11,7 @@ import inspect
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = ["WRAPPED", "Patches", "active_patch_sets", "is_wrapped", "mark_wrapped", "unwrapped"]
 
@@ -20,12 +20,13 @@ logger = logging.getLogger("shadowguard")
 #: The attribute that marks a shadowguard wrapper; its value is what it wraps.
 WRAPPED = "__shadowguard_wrapped__"
 
+W = TypeVar("W")
 _MISSING = object()
 _active: dict[str, Patches] = {}
 _active_lock = threading.Lock()
 
 
-def mark_wrapped(wrapper: Any, original: Any) -> Any:
+def mark_wrapped(wrapper: W, original: Any) -> W:
     """Mark ``wrapper`` as shadowguard's wrapper of ``original``; returns ``wrapper``."""
     setattr(wrapper, WRAPPED, original)
     return wrapper

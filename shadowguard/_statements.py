@@ -39,7 +39,8 @@ _RANK = {READ: 0, TXN: 1, SESSION: 2, WRITE: 3, UNKNOWN: 4, REFUSE: 5}
 AUTOCOMMIT_OK = frozenset({READ, SESSION, TXN})
 _LEADING = re.compile(r"[\s(]+")
 _WORD = re.compile(r"[A-Za-z_]+")
-_DML = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b", re.I)
+# SQLite's WITH ... REPLACE INTO writes; replace() the function does not.
+_DML = re.compile(r"\b(?:INSERT|UPDATE|DELETE|MERGE)\b|\bREPLACE\s+INTO\b", re.I)
 _INTO = re.compile(r"\bINTO\b", re.I)
 _DDL = frozenset(
     {

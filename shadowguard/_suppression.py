@@ -22,11 +22,12 @@ class Kind:
     ``"produce"``, ``"sendmail"``) and ``action`` (one of :class:`Action`). Per kind:
 
     - ``db.commit``: ``statements`` (tuple of SQL texts), ``tables``, ``suppressed_by``
-      (``"rollback"``, ``"savepoint"``, ``"error"``, ...), ``database`` (Django alias).
+      (``"rollback"``, ``"savepoint"``, ``"error"``, ...); from Django also ``database``
+      (the alias), ``atomic``, ``autocommit`` and ``vendor``.
     - ``kafka.produce``: ``partition``, ``key_bytes``, ``value_bytes``.
     - ``kafka.transaction``: ``transactional_id``.
-    - ``http.request``: ``client``, ``method``, ``status`` of the stub.
-    - ``mail.send``: ``bytes``, ``recipients``, ``refused``.
+    - ``http.request``: ``client``, ``method``, ``status`` of the stub, ``rule``.
+    - ``mail.send``: ``bytes``, ``recipients``, ``refused``, ``from``, ``via``.
     - ``call``: ``mode`` (``"returns"`` or ``"instead"``).
     """
 

@@ -1,19 +1,22 @@
-"""EXPLAIN that analyses runs its statement: every spelling and form is judged by that statement.
+"""Statements the classifier once read as reads although they write, proven on the real database.
 
-PostgreSQL accepts ``ANALYSE`` as well as ``ANALYZE``, and option lists in parentheses; the
+EXPLAIN that analyses runs its statement (PostgreSQL accepts ``ANALYSE`` as well as
+``ANALYZE``, and option lists in parentheses); SQLite's ``WITH ... REPLACE INTO`` writes. The
 classifier is shared by the SQLAlchemy and the Django guard.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from sqlalchemy import create_engine, text
 
 from shadowguard import ShadowSideEffectBlocked, shadow
 from shadowguard import _statements as stm
 from tests.integrations._sa_backends import Backend
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
 
 
 @pytest.mark.parametrize(
@@ -37,6 +40,7 @@ def test_explain_is_judged_by_what_it_runs(sql: str, kind: str, dialect: str) ->
     assert stm.classify(sql, dialect)[0] == kind
 
 
+@pytest.mark.postgres
 @pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize(
     "sql",
@@ -57,3 +61,31 @@ def test_explain_analyse_on_autocommit_is_refused_and_persists_nothing(
     with engine.connect() as conn:
         conn.exec_driver_sql(sql.format(t=pg.table))
     assert pg.count() == 1
+
+
+@pytest.mark.parametrize(
+    ("sql", "kind"),
+    [
+        ("WITH x AS (SELECT 1) REPLACE INTO t VALUES (1)", stm.WRITE),
+        ("WITH x AS (SELECT replace(a, 'b', 'c') AS r FROM t) SELECT * FROM x", stm.READ),
+    ],
+)
+def test_with_replace_into_is_a_write(sql: str, kind: str) -> None:
+    assert stm.classify(sql, "sqlite")[0] == kind
+
+
+@pytest.mark.usefixtures("installed")
+def test_with_replace_into_on_sqlite_autocommit_persists_nothing(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'db.sqlite'}", isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        replace = text("WITH x AS (SELECT 7 AS id) REPLACE INTO t (id) SELECT id FROM x")
+        with shadow(), engine.connect() as conn, pytest.raises(ShadowSideEffectBlocked):
+            conn.execute(replace)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 0
+            conn.execute(replace)
+            assert conn.execute(text("SELECT count(*) FROM t")).scalar() == 1
+    finally:
+        engine.dispose()
