@@ -13,10 +13,12 @@ from typing import Any
 import pytest
 from sqlalchemy import column, delete, event, insert, text, update
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.orm import Session, sessionmaker
 
 import shadowguard
 from shadowguard import ShadowGuardError, ShadowSideEffectBlocked
+from shadowguard.contract import is_wrapped
 from shadowguard.integrations import sqlalchemy as sg
 from shadowguard.integrations.sqlalchemy import _dialect
 from tests.integrations._sa_backends import Backend, checked_out, core, model
@@ -429,6 +431,22 @@ def test_suppression_tags_the_span(backend: Backend, span_exporter: Any) -> None
 def test_install_takes_no_options() -> None:
     with pytest.raises(TypeError, match=r"unknown option\(s\) allow.*takes no options"):
         sg.install(allow=["x"])
+
+
+def test_a_statement_in_flight_at_uninstall_wraps_nothing_again(backend: Backend) -> None:
+    """A guarded call that began before uninstall() and ends after it patches no class."""
+    engine = backend.engine()
+    sg.install()
+    in_flight: Any = DefaultDialect.do_execute
+    sg.uninstall()
+    with engine.connect() as c, shadowguard.shadow():
+        cursor = c.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        in_flight(engine.dialect, cursor, "SELECT 1", (), None)
+        cursor.close()
+    assert not any(
+        is_wrapped(vars(type(engine.dialect)).get(n)) for n in ("do_execute", "do_commit")
+    )
+    assert not is_wrapped(DefaultDialect.do_execute)
 
 
 @pytest.mark.usefixtures("installed")

@@ -88,12 +88,15 @@ def _ensure_dialect_wrapped(dialect: Any) -> None:
     cls = type(dialect)
     if all(is_wrapped(getattr(cls, name, None)) for name in _GUARDED):
         return
-    # a dialect class defined after install() that overrides a guarded method
-    if not issubclass(cls, DefaultDialect):
-        wrap_dialect_class(cls)  # raises: not a DefaultDialect
-    for klass in cls.__mro__:
-        if issubclass(klass, DefaultDialect):
-            wrap_dialect_class(klass)
+    with PATCHES.lock:
+        if not PATCHES.installed:
+            return  # a statement still in flight when uninstall() ran: patch nothing again
+        # a dialect class defined after install() that overrides a guarded method
+        if not issubclass(cls, DefaultDialect):
+            wrap_dialect_class(cls)  # raises: not a DefaultDialect
+        for klass in cls.__mro__:
+            if issubclass(klass, DefaultDialect):
+                wrap_dialect_class(klass)
 
 
 # -- statements ------------------------------------------------------------------------
