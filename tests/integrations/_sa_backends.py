@@ -1,7 +1,7 @@
 """Databases for the SQLAlchemy guard tests, each with an oracle that is not SQLAlchemy.
 
 The oracle (a plain psycopg or sqlite3 connection of its own) is what the tests believe:
-never the guard's bookkeeping.
+never the guard's bookkeeping. Also the table's ORM and Core forms the tests write with.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy import Connection, Engine, Integer, String, column, create_engine, table
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
@@ -72,6 +73,26 @@ class Backend:
         return engine
 
 
+def model(table_name: str) -> Any:
+    """A fresh ORM class mapped to ``table_name``."""
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Row(Base):
+        __tablename__ = table_name
+        id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+        name: Mapped[str] = mapped_column(String(20), server_default="dflt")
+        n: Mapped[int] = mapped_column(Integer, server_default="0")
+
+    return Row
+
+
+def core(table_name: str) -> Any:
+    """``table_name`` as a Core table."""
+    return table(table_name, column("id"), column("name"), column("n"))
+
+
 def checked_out(engine: Any) -> int:
     """Connections of ``engine`` (sync or async) not returned to its pool."""
     pool = getattr(engine, "sync_engine", engine).pool
@@ -126,3 +147,9 @@ def make_backend(request: pytest.FixtureRequest, kind: str) -> Iterator[Backend]
     finally:
         for engine in backend.engines:
             engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "sqlite"])
+def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """PostgreSQL, then SQLite, each with a fresh table (import it as ``backend as backend``)."""
+    yield from make_backend(request, request.param)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -16,20 +15,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 from sqlalchemy.orm import Session
 
 import shadowguard
-from shadowguard.integrations import sqlalchemy as sg
-from tests.integrations._sa_backends import Backend, checked_out
-from tests.integrations._support import installing
-from tests.integrations.test_sqlalchemy import core, model
+from tests.integrations._sa_backends import Backend, checked_out, core, model
 
+SINK = "sqlalchemy"
 pytestmark = pytest.mark.postgres
 
 UNITS = 1000
-
-
-@pytest.fixture
-def guard() -> Iterator[None]:
-    with installing(sg):
-        yield
 
 
 def _plan(seed: int) -> list[tuple[int, bool]]:
@@ -47,7 +38,7 @@ def _check(pg: Backend, plan: list[tuple[int, bool]]) -> None:
     assert pg.count() == len(primary_ids)
 
 
-@pytest.mark.usefixtures("guard")
+@pytest.mark.usefixtures("installed")
 def test_threads_interleaving_shadow_and_primary(pg: Backend) -> None:
     engine = pg.engine(pool_size=8, max_overflow=0)
     Row = model(pg.table)
@@ -78,7 +69,7 @@ def test_threads_interleaving_shadow_and_primary(pg: Backend) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.usefixtures("guard")
+@pytest.mark.usefixtures("installed")
 async def test_asyncio_tasks_interleaving_shadow_and_primary(pg: Backend) -> None:
     engine = create_async_engine(
         pg.url.replace("+psycopg", "+asyncpg"), pool_size=10, max_overflow=0

@@ -1,0 +1,206 @@
+"""A connection's part in a shadow scope: noted at its first statement, undone at the scope's end.
+
+The first statement a scope runs on a connection notes it in the pool record (and, on
+PostgreSQL, snapshots its session state for :mod:`._pool`) and registers the scope's end.
+If the primary already has a transaction open on the connection, the scope sets a
+savepoint first and its end rolls back to that savepoint only: the primary's pending
+writes stay. Otherwise the scope's end rolls back whatever transaction the shadow left
+open. The write statements are kept for the ``db.commit`` record (:func:`commit_detail`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import weakref
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.util import concurrency
+
+from shadowguard._statements import TXN, UNKNOWN, WRITE
+from shadowguard.contract import Kind, refuse, scope_now
+from shadowguard.integrations.sqlalchemy._pool import (
+    PENDING_WRITES,
+    PG_SNAPSHOT,
+    PRIMARY_SAVEPOINT,
+    SHADOW_SCOPE,
+    TARGET,
+    USED_IN_SHADOW,
+    pg_snapshot,
+)
+
+__all__ = [
+    "commit_detail",
+    "in_greenlet",
+    "is_autocommit",
+    "note_statement",
+    "pinned_connections",
+    "roll_back_to_savepoint",
+    "short",
+    "tables",
+    "target",
+]
+
+_MAX_STATEMENTS = 20
+_SAVEPOINT_NAME = "shadowguard_scope"
+
+#: Connections a Session holds open for its shadow transactions (:mod:`._session`): they
+#: end with the Session's state, not with the scope.
+pinned_connections: weakref.WeakSet[Connection] = weakref.WeakSet()
+
+
+def target(conn: Connection) -> str:
+    """The engine URL of ``conn`` without its password, for records and messages."""
+    return conn.engine.url.render_as_string(hide_password=True)
+
+
+def is_autocommit(conn: Connection) -> bool:
+    """Does every statement on ``conn`` persist at once (SQLAlchemy's or the driver's setting)?"""
+    return conn._is_autocommit_isolation() or _driver_autocommit(conn)
+
+
+def _driver_autocommit(conn: Connection) -> bool:
+    dbapi = conn.connection.dbapi_connection
+    if dbapi is None:
+        return False
+    try:
+        return bool(conn.dialect.detect_autocommit_setting(dbapi))
+    except (AttributeError, NotImplementedError):
+        return getattr(dbapi, "autocommit", False) is True
+
+
+def note_statement(
+    conn: Connection, cursor: Any, statement: str, kind: str, verb: str, autocommit: bool
+) -> None:
+    """Note an allowed shadow statement on ``conn``: its first use, the scope, its writes."""
+    try:
+        info = conn.connection.info
+    except NotImplementedError:
+        # the dialect's first-connect initialization: no pool record yet, nothing to track
+        return
+    scope = scope_now()
+    root = scope.root if scope is not None else None
+    joins_scope = root is not None and info.get(SHADOW_SCOPE) is not root
+    # Before the snapshot below, which would start a transaction of its own.
+    in_primary_transaction = joins_scope and not autocommit and _server_transaction(conn)
+    if not info.get(USED_IN_SHADOW):
+        if conn.dialect.name == "postgresql":
+            info[PG_SNAPSHOT] = pg_snapshot(conn.connection.dbapi_connection)
+        info[USED_IN_SHADOW] = True
+        info[TARGET] = target(conn)
+    if root is not None and joins_scope:
+        if in_primary_transaction:
+            _open_savepoint(conn, info)
+        info[SHADOW_SCOPE] = root
+        root.on_exit(functools.partial(_end_of_scope, weakref.ref(conn)))
+    if kind in (WRITE, UNKNOWN) or verb == "SAVEPOINT":
+        if conn.dialect.name == "sqlite" and not autocommit:
+            dbapi = conn.connection.dbapi_connection
+            # pysqlite begins lazily, only before DML: a SAVEPOINT outside a transaction
+            # starts one that its RELEASE would commit.
+            if dbapi is not None and getattr(dbapi, "in_transaction", True) is False:
+                cursor.execute("BEGIN")
+        if kind != TXN:
+            writes = info.setdefault(PENDING_WRITES, [])
+            if len(writes) < _MAX_STATEMENTS:
+                writes.append(short(statement))
+
+
+def short(statement: str) -> str:
+    """``statement`` on one line, at most 200 characters, for a record."""
+    return " ".join(statement.split())[:200]
+
+
+def _server_transaction(conn: Connection) -> bool:
+    """Whether the database connection is already in a transaction (unknown driver: yes)."""
+    driver = conn.connection.driver_connection
+    status = getattr(getattr(driver, "info", None), "transaction_status", None)  # psycopg 3
+    if status is not None:
+        return int(status) != 0
+    for name in ("get_transaction_status", "is_in_transaction"):  # psycopg2, asyncpg
+        method = getattr(driver, name, None)
+        if callable(method):
+            return bool(method())
+    flag = getattr(driver, "in_transaction", None)  # sqlite3, aiosqlite
+    if isinstance(flag, bool):
+        return flag
+    server_status = getattr(driver, "server_status", None)  # PyMySQL, mysqlclient
+    if isinstance(server_status, int):
+        return bool(server_status & 1)  # SERVER_STATUS_IN_TRANS
+    return True
+
+
+def _open_savepoint(conn: Connection, info: dict[str, Any]) -> None:
+    """The primary has a transaction open on ``conn``: the scope rolls back to here only."""
+    if conn.dialect.is_async:
+        # the scope ends outside SQLAlchemy's greenlet, where no IO is possible
+        raise refuse(
+            Kind.DB_COMMIT,
+            target(conn),
+            "execute",
+            f"shadow work on an asyncio connection to {target(conn)} that is inside a "
+            "transaction of the primary (its end could not roll back the shadow's part only)",
+            remedy="Use a connection of its own for the shadow work, or commit or roll "
+            "back the primary's transaction before the shadow scope starts",
+        )
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"SAVEPOINT {_SAVEPOINT_NAME}")
+    finally:
+        cursor.close()
+    info[PRIMARY_SAVEPOINT] = True
+
+
+def roll_back_to_savepoint(dbapi_connection: Any, release: bool) -> None:
+    """Undo the shadow's part of a primary transaction (and, with ``release``, end it)."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute(f"ROLLBACK TO SAVEPOINT {_SAVEPOINT_NAME}")
+        if release:
+            cursor.execute(f"RELEASE SAVEPOINT {_SAVEPOINT_NAME}")
+    finally:
+        cursor.close()
+
+
+def _end_of_scope(ref: weakref.ref[Connection]) -> None:
+    """Roll back what a connection still holds when the shadow scope that used it ends."""
+    conn = ref()
+    if conn is None or conn in pinned_connections or conn.closed:
+        return
+    if not conn.invalidated and conn.connection.info.pop(PRIMARY_SAVEPOINT, False):
+        # The primary's transaction: undo the shadow's part only and leave it open.
+        try:
+            roll_back_to_savepoint(conn.connection, release=True)
+            return
+        except Exception:  # noqa: S110
+            pass  # the shadow ended the transaction itself: nothing of it is left
+    if not conn.in_transaction():
+        return
+    if conn.dialect.is_async and not in_greenlet():
+        conn.invalidate()  # no IO possible here: drop the connection, the server rolls back
+    else:
+        conn.rollback()
+
+
+def in_greenlet() -> bool:
+    """Can an asyncio connection do IO here (inside SQLAlchemy's greenlet)?"""
+    check: Callable[[], bool] | None = getattr(concurrency, "in_greenlet", None)
+    return bool(check and check())
+
+
+def commit_detail(info: dict[str, Any], suppressed_by: str) -> dict[str, Any]:
+    """The ``db.commit`` detail of the writes pending on a connection; forgets them."""
+    statements = tuple(info.pop(PENDING_WRITES, ()))
+    return {"statements": statements, "tables": tables(statements), "suppressed_by": suppressed_by}
+
+
+def tables(statements: Iterable[str]) -> tuple[str, ...]:
+    """The tables ``statements`` write to, as far as a quick look can tell."""
+    found = set()
+    for s in statements:
+        m = re.search(r"\b(?:INTO|UPDATE|FROM)\s+([\w.\"]+)", s, re.I)
+        if m:
+            found.add(m.group(1).strip('"'))
+    return tuple(sorted(found))

@@ -1,0 +1,224 @@
+"""Session read-your-writes: in shadow a Session's commits are savepoints in a pinned connection.
+
+``SessionTransaction._connection_for_bind`` gives a Session in shadow one connection per
+engine (its *pin*) with a transaction open, and makes each Session transaction a savepoint
+in it: after ``commit()`` the Session still sees its rows (generated ids, server defaults,
+later queries). The savepoint's release is where the commit is validated and recorded.
+The pin is rolled back when the Session closes or, at the latest, when the outermost
+shadow scope ends; the Session then forgets what it loaded from it.
+"""
+
+from __future__ import annotations
+
+import functools
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.session import SessionTransaction
+
+from shadowguard.contract import PROCESS, Kind, record, scope_now
+from shadowguard.integrations.sqlalchemy._connection import (
+    commit_detail,
+    in_greenlet,
+    pinned_connections,
+    short,
+    tables,
+    target,
+)
+from shadowguard.integrations.sqlalchemy._pool import PENDING_WRITES, TARGET
+from shadowguard.integrations.sqlalchemy._registry import PATCHES
+
+__all__ = ["make_close_impl", "make_connection_for_bind", "make_session_commit", "unpin_all"]
+
+# Set on an error the savepoint release already recorded, so the commit does not again.
+_RECORDED = "_shadowguard_recorded"
+
+
+class _Pin:
+    """A Session's connection to one engine, held open across its shadow transactions."""
+
+    __slots__ = ("commit_savepoints", "conn")
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        #: Names of the savepoints that stand for a Session transaction (its commit).
+        self.commit_savepoints: set[str] = set()
+
+
+_pins: weakref.WeakKeyDictionary[Session, dict[Engine, _Pin]] = weakref.WeakKeyDictionary()
+
+
+def make_connection_for_bind(original: Callable[..., Connection]) -> Callable[..., Connection]:
+    """Wrap ``SessionTransaction._connection_for_bind``: in shadow, a savepoint in the pin."""
+
+    def _connection_for_bind(
+        self: SessionTransaction, bind: Any, execution_options: Any
+    ) -> Connection:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, bind, execution_options)
+        if (
+            self._parent is not None
+            or not isinstance(bind, Engine)
+            or bind in self._connections
+            or self.session.twophase
+        ):
+            return original(self, bind, execution_options)
+        session = self.session
+        pin = _pin_for(session, bind)
+        mode = session.join_transaction_mode
+        session.join_transaction_mode = "create_savepoint"
+        try:
+            conn = original(self, pin.conn, execution_options)
+        finally:
+            session.join_transaction_mode = mode
+        savepoint = getattr(self._connections[conn][1], "_savepoint", None)
+        if savepoint is not None:
+            pin.commit_savepoints.add(savepoint)
+        conn.connection.info.pop(PENDING_WRITES, None)
+        return conn
+
+    return _connection_for_bind
+
+
+def _pin_for(session: Session, engine: Engine) -> _Pin:
+    with PATCHES.lock:
+        pins = _pins.setdefault(session, {})
+        pin = pins.get(engine)
+    if pin is not None and not pin.conn.closed and not pin.conn.invalidated:
+        if not pin.conn.in_transaction():
+            pin.conn.begin()
+        return pin
+    conn = engine.connect()
+    try:
+        conn.begin()
+        pin = _Pin(conn)
+        pinned_connections.add(conn)
+        event.listen(conn, "release_savepoint", functools.partial(_on_savepoint_release, pin))
+    except BaseException:
+        conn.close()
+        raise
+    with PATCHES.lock:
+        pins[engine] = pin
+    scope = scope_now()
+    if scope is not None:
+        scope.root.on_exit(functools.partial(_unpin, weakref.ref(session), engine))
+    return pin
+
+
+def _on_savepoint_release(pin: _Pin, conn: Connection, name: str, context: Any) -> None:
+    """The savepoint standing for a Session's commit: validate, then keep the rows."""
+    if name not in pin.commit_savepoints:
+        return
+    pin.commit_savepoints.discard(name)
+    info = conn.connection.info
+    error: BaseException | None = None
+    if conn.dialect.name == "postgresql" and info.get(PENDING_WRITES):
+        check = conn.begin_nested()
+        try:
+            conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+        except sa_exc.DBAPIError as exc:
+            error = exc
+        finally:
+            # Rolling the check back restores each constraint's deferral mode.
+            check.rollback()
+        if error is not None:
+            # As on the primary, a failed commit leaves none of the transaction's rows.
+            conn.dialect.do_rollback_to_savepoint(conn, name)
+    where = info.get(TARGET) or target(conn)
+    record(Kind.DB_COMMIT, where, "commit", commit_detail(info, "savepoint"), error=error)
+    if error is not None:
+        setattr(error, _RECORDED, True)
+        raise error
+
+
+def make_session_commit(original: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``SessionTransaction.commit``: a flush that fails in it is recorded."""
+
+    def commit(self: SessionTransaction, *args: Any, **kwargs: Any) -> None:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, *args, **kwargs)
+        try:
+            return original(self, *args, **kwargs)
+        except sa_exc.StatementError as exc:
+            # A flush that fails inside commit(): the commit the primary would have tried.
+            if not getattr(exc, _RECORDED, False):
+                conns = [c for c in self._connections.values() if isinstance(c, tuple)]
+                where = target(conns[0][0]) if conns else "session"
+                statements = (short(str(exc.statement or "")),)
+                detail = {
+                    "statements": statements,
+                    "tables": tables(statements),
+                    "suppressed_by": "error",
+                }
+                record(Kind.DB_COMMIT, where, "commit", detail, error=exc)
+            raise
+
+    return commit
+
+
+def make_close_impl(original: Callable[..., None]) -> Callable[..., None]:
+    """Wrap ``Session._close_impl``: closing a Session releases its pins."""
+
+    # No pass-through: a Session used in shadow may be closed by primary code.
+    def _close_impl(self: Session, *args: Any, **kwargs: Any) -> None:
+        try:
+            original(self, *args, **kwargs)
+        finally:
+            if _pins and self in _pins:
+                _unpin(weakref.ref(self))
+
+    return _close_impl
+
+
+def _unpin(session_ref: weakref.ref[Session], engine: Engine | None = None) -> None:
+    """Roll back and release a Session's pin to ``engine`` (at scope end), or all of them."""
+    session = session_ref()
+    if session is None:
+        return
+    with PATCHES.lock:
+        pins = _pins.get(session)
+        if not pins:
+            return
+        chosen = [pins.pop(engine)] if engine is not None and engine in pins else []
+        if engine is None:
+            chosen = list(pins.values())
+            pins.clear()
+    at_scope_end = engine is not None
+    for pin in chosen:
+        trans = session._transaction
+        if at_scope_end and trans is not None and pin.conn in trans._connections:
+            # The Session is still in a transaction on the held connection: end it first.
+            if pin.conn.dialect.is_async and not in_greenlet():
+                session.invalidate()
+            else:
+                session.rollback()
+        _release(pin.conn)
+    if chosen and at_scope_end:
+        # What the Session loaded from the shadow transaction no longer exists: make it
+        # reload rather than serve ghost rows.
+        session.expire_all()
+
+
+def _release(conn: Connection) -> None:
+    if conn.closed:
+        return
+    if conn.dialect.is_async and not in_greenlet():
+        conn.invalidate()
+        return
+    try:
+        conn.rollback()
+    finally:
+        conn.close()
+
+
+def unpin_all() -> None:
+    """Roll back and release the pins of every Session (``uninstall()``)."""
+    with PATCHES.lock:
+        sessions = list(_pins.keys())
+    for session in sessions:
+        _unpin(weakref.ref(session))

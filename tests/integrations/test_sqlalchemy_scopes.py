@@ -1,0 +1,191 @@
+"""The SQLAlchemy guard at the end of a shadow scope, on real PostgreSQL and SQLite.
+
+A Session reads its own writes until the scope ends; a connection left in a transaction is
+rolled back then; a scope inside a primary transaction undoes its own part only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import Integer, String, insert, select, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+import shadowguard
+from shadowguard import _config
+from shadowguard.integrations import sqlalchemy as sg
+from tests.integrations._sa_backends import Backend, checked_out, core, model
+from tests.integrations._sa_backends import backend as backend  # a fixture
+
+SINK = "sqlalchemy"
+pytestmark = pytest.mark.postgres
+
+
+# -- read your own writes --------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("installed")
+def test_session_reads_its_own_writes_until_the_scope_ends(backend: Backend) -> None:
+    t = backend.create_table(
+        f"{backend.table}_g",
+        "id INTEGER PRIMARY KEY AUTOINCREMENT, name VARCHAR(20) NOT NULL DEFAULT 'dflt'"
+        if backend.name == "sqlite"
+        else "id SERIAL PRIMARY KEY, name VARCHAR(20) NOT NULL DEFAULT 'dflt'",
+    )
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Row(Base):
+        __tablename__ = t
+        id: Mapped[int] = mapped_column(Integer, primary_key=True)
+        name: Mapped[str] = mapped_column(String(20), server_default="dflt")
+
+    engine = backend.engine()
+    with shadowguard.shadow() as scope:
+        with Session(engine) as s:
+            first = Row()
+            s.add(first)
+            s.commit()
+            assert first.id == 1  # generated id, reloaded after commit
+            assert first.name == "dflt"  # server default, refreshed
+            s.add(Row(name="second"))
+            s.commit()
+            assert [r.name for r in s.scalars(select(Row).order_by(Row.id))] == [
+                "dflt",
+                "second",
+            ]
+            s.add(Row(name="rolled back"))
+            s.flush()
+            s.rollback()
+            assert s.scalar(select(func_count(Row))) == 2
+            assert backend.count(table=t) == 0
+        assert checked_out(engine) == 0  # closing the Session released its connection
+    assert scope.counts["db.commit"] == 2
+    assert backend.count(table=t) == 0
+    with Session(engine) as s:
+        s.add(Row())
+        s.commit()
+    assert backend.count(table=t) == 1
+
+
+def func_count(entity: Any) -> Any:
+    from sqlalchemy import func
+
+    return select(func.count()).select_from(entity).scalar_subquery()
+
+
+@pytest.mark.usefixtures("installed")
+def test_scope_end_rolls_back_a_session_left_open(backend: Backend) -> None:
+    engine = backend.engine()
+    s = Session(engine)
+    with shadowguard.shadow():
+        s.add(model(backend.table)(id=1))
+        s.commit()
+        assert checked_out(engine) == 1
+    assert checked_out(engine) == 0
+    assert backend.count() == 0
+    s.close()
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_session_outliving_the_scope_serves_no_ghost_rows(backend: Backend) -> None:
+    Row = model(backend.table)
+    engine = backend.engine()
+    with Session(engine, expire_on_commit=False) as s:
+        with shadowguard.shadow():
+            s.add(Row(id=1))
+            s.commit()
+            assert s.get(Row, 1) is not None
+        assert s.get(Row, 1) is None  # primary again: the shadow row never existed
+        s.add(Row(id=2))
+        s.commit()
+    assert backend.count("id = 2") == 1
+    assert backend.count("id = 1") == 0
+
+
+def test_uninstall_releases_connections_held_for_sessions(backend: Backend) -> None:
+    engine = backend.engine()
+    sg.install()
+    try:
+        with shadowguard.shadow():
+            s = Session(engine)
+            s.add(model(backend.table)(id=1))
+            s.commit()
+            assert checked_out(engine) == 1
+            sg.uninstall()
+            assert checked_out(engine) == 0
+        s.close()
+    finally:
+        sg.uninstall()
+    assert backend.count() == 0
+
+
+@pytest.mark.usefixtures("installed")
+def test_scope_end_rolls_back_a_connection_left_in_a_transaction(backend: Backend) -> None:
+    engine = backend.engine()
+    with engine.connect() as c:
+        with shadowguard.shadow():
+            c.execute(insert(core(backend.table)).values(id=1))
+        assert not c.in_transaction()
+        c.commit()  # primary: nothing of the shadow's is left to commit
+    assert backend.count() == 0
+
+
+@pytest.mark.usefixtures("installed")
+@pytest.mark.parametrize("shadow_work", ["read", "write", "write and commit"])
+def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
+    backend: Backend, shadow_work: str
+) -> None:
+    """A what-if in shadow on the primary's connection undoes its own part only."""
+    engine = backend.engine()
+    rows = core(backend.table)
+    with engine.connect() as c:
+        c.execute(insert(rows).values(id=1))
+        with shadowguard.shadow():
+            assert c.execute(text(f"SELECT count(*) FROM {backend.table}")).scalar() == 1
+            if shadow_work != "read":
+                c.execute(insert(rows).values(id=99))
+            if shadow_work == "write and commit":
+                c.commit()
+                c.execute(insert(rows).values(id=98))
+        c.execute(insert(rows).values(id=2))
+        c.commit()
+    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
+    assert [r[0] for r in ids] == [1, 2]
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_primary_session_used_in_a_scope_keeps_its_writes(backend: Backend) -> None:
+    engine = backend.engine()
+    Row = model(backend.table)
+    with Session(engine) as s:
+        s.add(Row(id=1))
+        s.flush()
+        with shadowguard.shadow():
+            assert s.scalar(text(f"SELECT count(*) FROM {backend.table}")) == 1
+            s.execute(insert(core(backend.table)).values(id=99))
+        s.add(Row(id=2))
+        s.commit()
+    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
+    assert [r[0] for r in ids] == [1, 2]
+
+
+@pytest.mark.usefixtures("installed")
+def test_process_wide_shadow_mode_without_a_scope(backend: Backend) -> None:
+    engine = backend.engine()
+    _config.PROCESS.shadow = True
+    try:
+        assert shadowguard.current_scope() is None
+        with Session(engine) as s:
+            s.add(model(backend.table)(id=1))
+            s.commit()
+            assert s.get(model(backend.table), 1) is not None
+        assert checked_out(engine) == 0
+        with engine.connect() as c:
+            c.execute(insert(core(backend.table)).values(id=1))
+            c.commit()
+    finally:
+        _config.PROCESS.shadow = False
+    assert backend.count() == 0
