@@ -192,14 +192,14 @@ def test_a_marker_secret_a_header_can_carry_is_accepted(secret: str) -> None:
 
 @pytest.mark.parametrize("header", ["x_mirror", "X_Shadow_Request"])
 def test_a_marker_header_wsgi_and_asgi_would_read_differently_is_refused(header: str) -> None:
-    with pytest.raises(ConfigError, match="SHADOWGUARD_MARKER_HEADER.*no '_'"):
+    with pytest.raises(ConfigError, match=r"SHADOWGUARD_MARKER_HEADER.*no '_'"):
         Settings.from_env({"SHADOWGUARD_MARKER_HEADER": header})
-    with pytest.raises(ConfigError, match="marker_header.*no '_'"):
+    with pytest.raises(ConfigError, match=r"marker_header.*no '_'"):
         Settings(marker_header=header)
 
 
 def test_install_refuses_options_for_an_integration_it_was_not_asked_to_install() -> None:
-    with pytest.raises(ConfigError, match="requests.*name the integration too"):
+    with pytest.raises(ConfigError, match=r"requests.*name the integration too"):
         shadowguard.install("smtplib", requests={"default": None})
     assert shadowguard.installed() == []
 

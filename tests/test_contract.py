@@ -62,11 +62,12 @@ def test_refuse_records_the_refusal_and_returns_the_error_to_raise() -> None:
 
 def test_refusals_are_counted_apart_in_telemetry(metric_reader: Any) -> None:
     def blocked_count() -> float:
-        return sum(
+        total: float = sum(
             p.value
             for p in _points(metric_reader, "shadowguard.suppressed")
             if p.attributes.get("kind") == "call" and p.attributes.get("action") == "blocked"
         )
+        return total
 
     before = blocked_count()
     with shadow():

@@ -55,11 +55,12 @@ class LazyWorker:
 
 
 def _late_count(reader: Any) -> float:
-    return sum(
+    total: float = sum(
         p.value
         for p in _points(reader, "shadowguard.suppressed_after_scope_end")
         if p.attributes.get("kind") == "call"
     )
+    return total
 
 
 @pytest.mark.asyncio
@@ -107,4 +108,3 @@ def test_recording_inside_a_live_scope_is_not_late(caplog: pytest.LogCaptureFixt
     assert scope.ended
     assert scope.late == 0
     assert not caplog.records
-
