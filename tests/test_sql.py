@@ -21,14 +21,26 @@ def _dollar(tag: str, body: str) -> str:
     return f"${tag}${body}${tag}$"
 
 
+def _dollar_closes_once(quoted: str) -> bool:
+    """The body does not close the quote early, even with the closing tag's first ``$``.
+
+    ``$$`` + ``$`` + ``$$`` reads as an empty quote followed by a stray ``$``.
+    """
+    delimiter = "$" + quoted.split("$")[1] + "$"
+    rest = quoted[len(delimiter) :]
+    return rest.find(delimiter) == len(rest) - len(delimiter)
+
+
 # SQL literals whose text may hold anything a naive splitter trips on: ; ' " $ -- /* \
 _LITERALS = st.one_of(
     _TEXT.map(lambda t: "'" + t.replace("'", "''") + "'"),
     _TEXT.map(lambda t: "E'" + t.replace("\\", "\\\\").replace("'", "\\'") + "'"),
     _TEXT.map(lambda t: '1 AS "' + t.replace('"', '""') + '"' if t else "2"),
-    st.builds(_dollar, st.from_regex(r"[a-z_]{0,3}", fullmatch=True), _TEXT).filter(
-        lambda s: s.count("$" + s.split("$")[1] + "$") == 2
-    ),
+    st.builds(
+        _dollar,
+        st.from_regex(r"[a-z_]{0,3}", fullmatch=True),
+        _TEXT,
+    ).filter(_dollar_closes_once),
 )
 _COMMENTS = st.one_of(
     st.just(""),
