@@ -259,3 +259,55 @@ def test_isolation_level_is_restored_on_sqlite(rows: Rows) -> None:
         assert isinstance(_raw("other"), sqlite3.Connection)
     finally:
         shadowguard.uninstall("django")
+
+
+def _primary_outcomes() -> list[object]:
+    """What primary code gets: a stored row, the database's own error, a raw commit."""
+    outcomes: list[object] = [Order.objects.create(ref="Z-1").ref]
+    try:
+        Order.objects.create(ref="Z-1")
+    except Exception as exc:
+        outcomes.append(type(exc))
+    connection = connections["default"]
+    connection.set_autocommit(False)
+    try:
+        Order.objects.create(ref="Z-2")
+        outcomes.append(_raw("default").commit())
+    finally:
+        connection.set_autocommit(True)
+    outcomes.append(sorted(Order.objects.values_list("ref", flat=True)))
+    Order.objects.all().delete()
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    ("module", "internal"),
+    [("_execute", "judge"), ("_transactions", "hold"), ("_transactions", "release")],
+)
+def test_a_fault_inside_the_guard_fails_closed_and_leaves_primary_as_it_is(
+    rows: Rows, monkeypatch: pytest.MonkeyPatch, module: str, internal: str
+) -> None:
+    """Shadow: the guard's own error surfaces, nothing is stored, the connection is fine
+    afterwards. Primary: the same results and the same errors as without the guard."""
+    import importlib
+
+    import shadowguard
+
+    expected = _primary_outcomes()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("fault inside the guard")
+
+    shadowguard.install("django")
+    try:
+        monkeypatch.setattr(
+            importlib.import_module(f"shadowguard.integrations.django.{module}"), internal, broken
+        )
+        with pytest.raises(RuntimeError, match="fault"), shadow(), ShadowTransactions():
+            Order.objects.create(ref="F-1")
+            _raw("default").commit()
+        assert rows.postgres() == []
+        assert _primary_outcomes() == expected
+    finally:
+        shadowguard.uninstall("django")
+    assert rows.postgres() == []

@@ -36,7 +36,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from shadowguard.contract import PROCESS, ShadowSideEffectBlocked, mark_wrapped, scope_now
 from shadowguard.integrations.django._execute import judge, judged_above, refusal, run_judged
 
-__all__ = ["Hold", "hold", "release"]
+__all__ = ["Hold", "forget", "hold", "release"]
 
 _REMEDY = (
     "The shadow transaction belongs to shadowguard: end work through Django "
@@ -95,11 +95,17 @@ def hold(connection: BaseDatabaseWrapper) -> Hold | None:
 def release(held: Hold) -> None:
     """Undo :func:`hold`: the driver connection is the driver's own again."""
     # Forgotten first: whatever happens next, the guarded methods refuse nothing more.
-    _HOLDS.pop(id(held.raw), None)
+    forget(held)
     if held.swapped is not None:
         held.raw.__class__ = held.swapped
     if held.proxy is not None and held.django.connection is held.proxy:
         held.django.connection = held.raw
+
+
+def forget(held: Hold) -> None:
+    """Make ``held`` refuse nothing more, even if :func:`release` could not finish."""
+    if _HOLDS.get(id(held.raw)) is held:
+        del _HOLDS[id(held.raw)]
 
 
 def _held(raw: Any) -> Hold | None:

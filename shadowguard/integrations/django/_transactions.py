@@ -23,7 +23,7 @@ from shadowguard.integrations.django._execute import (
     add_guard,
     remove_guard,
 )
-from shadowguard.integrations.django._raw import Hold, hold, release
+from shadowguard.integrations.django._raw import Hold, forget, hold, release
 from shadowguard.integrations.django._registry import PATCHES
 
 __all__ = ["ShadowTransactions"]
@@ -131,6 +131,9 @@ def _roll_back(connection: BaseDatabaseWrapper, opened: _Opened) -> None:
         if opened.hold is not None:
             release(opened.hold)
     finally:
+        if opened.hold is not None:
+            # Django's own rollback goes through the driver connection: never refused.
+            forget(opened.hold)
         if connection.in_atomic_block:
             transaction.set_rollback(True, using=opened.alias)
         opened.atomic.__exit__(None, None, None)
