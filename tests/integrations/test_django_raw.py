@@ -280,6 +280,12 @@ def _primary_outcomes() -> list[object]:
     return outcomes
 
 
+def _shadow_request_that_commits() -> None:
+    with shadow(), ShadowTransactions():
+        Order.objects.create(ref="F-1")
+        _raw("default").commit()
+
+
 @pytest.mark.parametrize(
     ("module", "internal"),
     [("_execute", "judge"), ("_transactions", "hold"), ("_transactions", "release")],
@@ -303,9 +309,8 @@ def test_a_fault_inside_the_guard_fails_closed_and_leaves_primary_as_it_is(
         monkeypatch.setattr(
             importlib.import_module(f"shadowguard.integrations.django.{module}"), internal, broken
         )
-        with pytest.raises(RuntimeError, match="fault"), shadow(), ShadowTransactions():
-            Order.objects.create(ref="F-1")
-            _raw("default").commit()
+        with pytest.raises(RuntimeError, match="fault"):
+            _shadow_request_that_commits()
         assert rows.postgres() == []
         assert _primary_outcomes() == expected
     finally:

@@ -27,7 +27,7 @@ Client = tuple[str, Callable[[str], Any], Callable[[str], Any]]
 def _urllib3_pool(method: str, url: str) -> Any:
     """urllib3's pool with the path as written (the pool does not resolve ``..``)."""
     parsed = urllib3.util.parse_url(url)
-    pool = urllib3.HTTPConnectionPool(parsed.host, parsed.port)
+    pool = urllib3.HTTPConnectionPool(str(parsed.host), parsed.port)
     target = url.split(f":{parsed.port}", 1)[1]
     return pool.urlopen(method, target, body=b"x" if method == "POST" else None)
 

@@ -190,9 +190,7 @@ def _connections(server: SmtpServer, kind: str) -> smtplib.SMTP:
     if kind == "SMTP_SSL":
         return smtplib.SMTP_SSL(server.host, server.port, context=server.client_context, timeout=5)
     if kind == "LMTP":
-        lmtp = smtplib.LMTP(server.host, server.port, timeout=5)
-        lmtp.ehlo_or_helo_if_needed = lambda: lmtp.docmd("LHLO", "client")  # type: ignore[method-assign]
-        return lmtp
+        return smtplib.LMTP(server.host, server.port, timeout=5)  # its ehlo() sends LHLO
     return _connect(server)
 
 

@@ -80,7 +80,7 @@ def _smtps_server_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     cert, key = Path(folder, "cert.pem"), Path(folder, "key.pem")
     subprocess.run(
         [
-            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *(str(openssl), "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
             *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
             *("-addext", "subjectAltName=IP:127.0.0.1"),
         ],

@@ -124,7 +124,7 @@ _CONNECTION_CLASSES: dict[type, type] = {}
 _CURSOR_CLASSES: dict[type, type] = {}
 
 
-def _guarded_connection_class(cls: type) -> type:
+def _guarded_connection_class(cls: Any) -> type:
     guarded = _CONNECTION_CLASSES.get(cls)
     if guarded is None:
         namespace: dict[str, Any] = {"__slots__": ()}
@@ -231,7 +231,7 @@ def _judging(original: Any, hold_of: Callable[[Any], Hold | None]) -> Any:
     return mark_wrapped(method, original)
 
 
-def _transaction(original: Any, cls: type) -> Any:
+def _transaction(original: Any, cls: Any) -> Any:
     def transaction(self: Any, *args: Any, **kwargs: Any) -> Any:
         held = _held(self)
         status = getattr(getattr(self, "info", None), "transaction_status", None)
