@@ -236,6 +236,23 @@ def test_login_and_commands_that_deliver_nothing_still_work_in_shadow(
     assert smtp_server.messages == []
 
 
+@pytest.mark.parametrize("initial_response_ok", [True, False])
+@pytest.mark.usefixtures("installed")
+def test_login_works_in_shadow_with_its_response_lines(
+    smtp_auth_server: SmtpServer, initial_response_ok: bool
+) -> None:
+    """AUTH LOGIN sends user and password as bare base64 lines: let out inside auth()."""
+    with _connect(smtp_auth_server) as smtp, shadowguard.shadow():
+        smtp.ehlo()
+        smtp.user, smtp.password = "shop", "secret"
+        assert (
+            smtp.auth("LOGIN", smtp.auth_login, initial_response_ok=initial_response_ok)[0] == 235
+        )
+        with pytest.raises(ShadowSideEffectBlocked):
+            smtp.send(b"c2hvcA==\r\n")  # the same kind of line, outside auth()
+    assert smtp_auth_server.messages == []
+
+
 def test_a_fault_inside_the_guard_fails_closed_and_leaves_primary_as_it_is(
     smtp_server: SmtpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -111,3 +111,22 @@ def lmtp_server(_lmtp_server_session: SmtpServer) -> SmtpServer:
     """A loopback LMTP server (``smtplib.LMTP``), cleared for this test."""
     _lmtp_server_session.messages.clear()
     return _lmtp_server_session
+
+
+def _accept_any_login(*args: Any) -> Any:
+    from aiosmtpd.smtp import AuthResult
+
+    return AuthResult(success=True)
+
+
+@pytest.fixture(scope="session")
+def _smtp_auth_server_session() -> Iterator[SmtpServer]:
+    state = SmtpServer("127.0.0.1", _free_port())
+    yield from _serve(state, authenticator=_accept_any_login, auth_require_tls=False)
+
+
+@pytest.fixture
+def smtp_auth_server(_smtp_auth_server_session: SmtpServer) -> SmtpServer:
+    """A loopback SMTP server offering AUTH (any login succeeds), cleared for this test."""
+    _smtp_auth_server_session.messages.clear()
+    return _smtp_auth_server_session
