@@ -21,6 +21,7 @@ from shadowguard._outbound import (
     Reply,
     Rules,
     Stub,
+    canonical_url,
     marker,
     normalize_url,
     redact_url,
@@ -28,8 +29,11 @@ from shadowguard._outbound import (
 
 _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
 _hosts = st.lists(_label, min_size=1, max_size=4).map(".".join)
+# Dot segments ("." and "..") are resolved before matching: tested on their own below.
 _segments = st.lists(
-    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789-_.~", min_size=1, max_size=8),
+    st.text(alphabet="abcdefghijklmnopqrstuvwxyzABC0123456789-_.~", min_size=1, max_size=8).filter(
+        lambda segment: segment not in (".", "..")
+    ),
     max_size=4,
 )
 _paths = _segments.map(lambda parts: "/" + "/".join(parts))
@@ -220,3 +224,133 @@ def test_marker_secret_only_for_allow_rules_that_forward_it() -> None:
     finally:
         reset()
     assert marker(forward_secret=True) == ("x-shadow-request", "1")
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "https://api.test",
+        "api.test/v1",
+        "api.test:8443/x",
+        "api.test:8443",
+        "",
+        "   ",
+        "api .test",
+        ".api.test",
+        "a..test",
+        "user@api.test",
+        "api.test?x=1",
+        "[::1]:8080",
+        "api\ttest",
+        "bü*.test",
+    ],
+)
+def test_a_host_rule_that_could_never_match_is_refused(host: str) -> None:
+    """A scheme, port or path in host= (or an empty label) can never match a URL's host."""
+    with pytest.raises(ConfigError, match="accepted forms"):
+        Allow(host=host)
+    with pytest.raises(ConfigError, match="accepted forms"):
+        Rules(allow=[host] if "://" not in host else [Allow(host=host)])
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("API.Test.", "https://api.test./x"),
+        (" api.test ", "https://API.TEST/x"),
+        ("bücher.example", "https://xn--bcher-kva.example/"),
+        ("bücher.example", "https://BÜCHER.example/"),
+        ("xn--bcher-kva.example", "https://bücher.example/"),
+        ("[::1]", "http://[0:0::1]:8080/"),
+        ("::1", "http://[::1]/"),
+        ("10.0.0.7", "http://10.0.0.7:81/"),
+        ("*.cdn.test", "https://a.b.CDN.test/"),
+    ],
+)
+def test_host_rules_match_as_urls_are_normalized(host: str, url: str) -> None:
+    assert Allow(host=host).matches("GET", *normalize_url(url))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://api.test/search?q=*",
+        "https://api.test/x#frag",
+        "https://user@api.test/*",
+        "https://api.test/a/../b",
+        "https://api.test/a/%2E/b",
+        "https:///x",
+        "https://api.test:port/x",
+        "https://api .test/x",
+        "https://api.test/a b",
+        "https://.api.test/x",
+    ],
+)
+def test_a_url_pattern_that_could_never_match_is_refused(url: str) -> None:
+    with pytest.raises(ConfigError, match="is not valid"):
+        Allow(url=url)
+    with pytest.raises(ConfigError, match="is not valid"):
+        Stub(url=url)
+
+
+def test_url_patterns_are_normalized_as_urls_are() -> None:
+    rule = Allow(url="HTTPS://API.test.:443/v1/*")
+    assert rule.matches("GET", *normalize_url("https://api.test/v1/x"))
+    assert Allow(url="https://bücher.example/*").matches(
+        "GET", *normalize_url("https://xn--bcher-kva.example/a")
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        ("https://a.test/v1/traces/../../admin", "https://a.test/admin"),
+        ("https://a.test/v1/%2e%2E/admin", "https://a.test/admin"),
+        ("https://a.test//v1//x/", "https://a.test/v1/x/"),
+        ("https://a.test/v1/./x/..", "https://a.test/v1/"),
+        ("https://a.test/../..", "https://a.test/"),
+        ("https://a.test/a/..%2fadmin", None),
+        ("https://a.test/a\\..\\admin", None),
+        ("https://a.test/a/b", "https://a.test/a/b"),
+    ],
+)
+def test_canonical_url_reads_the_path_as_a_resolving_server(
+    url: str, canonical: str | None
+) -> None:
+    assert canonical_url(normalize_url(url)[1]) == canonical
+
+
+def test_an_allow_rule_holds_for_the_path_as_sent_and_as_resolved() -> None:
+    rules = Rules(allow=["https://api.test/public/*"], stubs=[Stub(url="https://api.test/admin")])
+    assert rules.decide("GET", "https://api.test/public/x").allowed
+    assert rules.decide("GET", "https://api.test/public//x").allowed
+    for path in ("../admin", "%2e%2e/admin", "..%2fadmin", "x/../../admin", "..\\admin"):
+        assert not rules.decide("GET", f"https://api.test/public/{path}").allowed, path
+    # A stub rule answers the path a server would resolve to, as well as the path as sent.
+    assert rules.decide("GET", "https://api.test/public/../admin").stub is rules.stubs[0]
+
+
+def test_the_otlp_exemption_needs_a_path_without_dot_segments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import context as otel_context
+    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
+
+    for name in OTLP_ENDPOINT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.test:4318")
+    rules = Rules()
+    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+    try:
+        assert rules.decide("POST", "http://collector.test:4318/v1/traces").allowed
+        for path in (
+            "/v1/traces/../../admin",
+            "/v1/traces/%2e%2e/%2e%2e/admin",
+            "//admin",
+            "/v1//traces",
+            "/v1/traces%2f..%2f..%2fadmin",
+            "/v1/./traces",
+        ):
+            assert not rules.decide("POST", f"http://collector.test:4318{path}").allowed, path
+    finally:
+        otel_context.detach(token)

@@ -174,3 +174,33 @@ def test_bad_arguments() -> None:
         side_effect(returns=1, instead=_validate)
     with pytest.raises(TypeError, match="callable"):
         side_effect(instead=3)  # type: ignore[call-overload]
+
+
+def test_a_fault_inside_the_guard_fails_closed_and_leaves_primary_as_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Shadow: the guard's own error surfaces and the function never runs. Primary: the
+    same results and the same errors as the undecorated functions."""
+    import shadowguard._side_effect as module
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("fault inside the guard")
+
+    monkeypatch.setattr(module, "record", broken)
+    with shadow():
+        for call in (
+            lambda: send_email("a@x"),
+            lambda: charge(5),
+            lambda: refund(5),
+            lambda: asyncio.run(apush(1)),
+            lambda: asyncio.run(apush2(1)),
+            lambda: Mailer().send("b@x"),
+        ):
+            with pytest.raises(RuntimeError, match="fault"):
+                call()
+    assert calls == []
+    assert send_email("a@x") == "sent a@x"
+    assert charge(5) == {"status": "charged"}
+    assert refund(5) == "refunded"
+    assert asyncio.run(apush(2)) == 2
+    assert calls == ["a@x", "charge 5", "refund 5", "push 2"]

@@ -6,7 +6,8 @@ matching, redaction and recording live here, once:
 
 - ``rules``: :class:`Allow`, :class:`Stub`, :class:`Reply`, :class:`Rules` (decide, then
   answer and record, or refuse with ``BLOCK``), and the shadow marker header;
-- ``urls``: URLs normalized for matching and redacted for recording.
+- ``urls``: URLs and hosts normalized (and validated) for matching, redacted for recording;
+- ``stubs``: the stub header and :func:`is_stub`, which tells a stub response from Python.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from shadowguard._outbound.rules import (
     DEFAULT_STUB,
     OTLP_ENDPOINT_VARS,
     SAFE_METHODS,
-    STUB_HEADER,
     Allow,
     Decision,
     Default,
@@ -28,7 +28,8 @@ from shadowguard._outbound.rules import (
     guard_rules,
     marker,
 )
-from shadowguard._outbound.urls import normalize_url, redact_url
+from shadowguard._outbound.stubs import STUB_HEADER, is_stub, mark_stub
+from shadowguard._outbound.urls import canonical_url, normalize_url, redact_url
 
 __all__ = [
     "BLOCK",
@@ -44,7 +45,10 @@ __all__ = [
     "Rules",
     "Stub",
     "add_marker",
+    "canonical_url",
     "guard_rules",
+    "is_stub",
+    "mark_stub",
     "marker",
     "normalize_url",
     "redact_url",

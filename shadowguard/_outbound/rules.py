@@ -18,7 +18,16 @@ from typing import Any, Final, Literal
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
-from shadowguard._outbound.urls import UrlMatcher, glob, normalize_url, redact_url, url_pattern
+from shadowguard._outbound.stubs import STUB_HEADER
+from shadowguard._outbound.urls import (
+    UrlMatcher,
+    canonical_url,
+    glob,
+    host_pattern,
+    normalize_url,
+    redact_url,
+    url_pattern,
+)
 from shadowguard.contract import Action, Kind, record, refuse, settings_or_defaults
 from shadowguard.errors import ConfigError
 
@@ -40,8 +49,6 @@ __all__ = [
     "marker",
 ]
 
-#: Header carried by every stub response, so callers and logs can tell stubs apart.
-STUB_HEADER: Final = "x-shadowguard-stub"
 #: The only methods an allow rule may name: reads that change nothing by HTTP's own rules.
 SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 #: ``default=BLOCK`` makes an unmatched shadow request raise ShadowSideEffectBlocked.
@@ -143,8 +150,6 @@ class Allow:
     def __post_init__(self) -> None:
         if self.host is None and self.url is None:
             raise ConfigError("an allow rule needs host= or url=; an empty rule would allow all")
-        if self.host is not None and (not isinstance(self.host, str) or not self.host.strip()):
-            raise ConfigError(f"allow host={self.host!r} is not valid: give a host name")
         if not isinstance(self.forward_secret, bool):
             raise ConfigError(
                 f"allow forward_secret={self.forward_secret!r} is not valid: accepted values "
@@ -156,7 +161,7 @@ class Allow:
                 f"allow methods={self.methods!r} is not valid: accepted values are GET, HEAD "
                 "and OPTIONS (other methods may change state; answer them with a Stub)"
             )
-        host_re = glob(self.host.strip().rstrip(".").lower()) if self.host else None
+        host_re = glob(host_pattern(self.host, "allow")) if self.host is not None else None
         object.__setattr__(self, "_host_re", host_re)
         object.__setattr__(self, "_url_re", url_pattern(self.url, "allow"))
         object.__setattr__(self, "_methods", methods)
@@ -166,7 +171,13 @@ class Allow:
             return False
         if self._host_re is not None and not self._host_re.fullmatch(host):
             return False
-        return self._url_re is None or self._url_re(url, query)
+        if self._url_re is None:
+            return True
+        # Out only if the path matches as sent and as a server that resolves it reads it.
+        canonical = canonical_url(url)
+        if canonical is None or not self._url_re(url, query):
+            return False
+        return canonical == url or self._url_re(canonical, query)
 
 
 @dataclass(frozen=True)
@@ -204,7 +215,11 @@ class Stub:
     def matches(self, method: str, url: str, query: str) -> bool:
         if self._methods is not None and method not in self._methods:
             return False
-        return self._url_re is None or self._url_re(url, query)
+        if self._url_re is None or self._url_re(url, query):
+            return True
+        # Stubbed if the path matches either as sent or as a server may resolve it.
+        canonical = canonical_url(url)
+        return canonical is not None and canonical != url and self._url_re(canonical, query)
 
     def reply(self, request: OutboundRequest) -> Reply:
         if self._reply is not None:
@@ -346,8 +361,13 @@ def _exporting_telemetry() -> bool:
 
 
 def _at_otlp_endpoint(base: str) -> bool:
-    """Is ``base`` (a normalized URL) at or under a configured OTLP endpoint?"""
-    if not base:
+    """Is ``base`` (a normalized URL) at or under a configured OTLP endpoint?
+
+    Only a path without dot segments, ``%2e``, empty segments or encoded separators
+    qualifies: ``/v1/traces/../../admin`` is not under ``/v1/traces`` for a server that
+    resolves it (exporters never send such paths).
+    """
+    if not base or canonical_url(base) != base:
         return False
     for name in OTLP_ENDPOINT_VARS:
         value = os.environ.get(name, "").strip()

@@ -28,6 +28,7 @@ from shadowguard._outbound import (
     Stub,
     add_marker,
     guard_rules,
+    mark_stub,
 )
 from shadowguard.contract import (
     PROCESS,
@@ -133,7 +134,8 @@ class GuardedTransport:
         )
         status, headers, body = self._rules.answer(decision, outbound).render(request.method)
         stream = _stream_class(self._module)(body)
-        return self._module.Response(status, headers=headers, stream=stream, request=request)
+        response = self._module.Response(status, headers=headers, stream=stream, request=request)
+        return mark_stub(response)
 
 
 _STREAM_CLASSES: dict[str, type] = {}

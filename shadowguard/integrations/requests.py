@@ -39,6 +39,7 @@ from shadowguard._outbound import (
     Stub,
     add_marker,
     guard_rules,
+    mark_stub,
 )
 from shadowguard.contract import (
     PROCESS,
@@ -79,7 +80,7 @@ def _body(body: object) -> bytes | None:
 
 def _urllib3_response(reply: Reply, method: str, url: str, **options: Any) -> Any:
     status, headers, body = reply.render(method)
-    return urllib3.HTTPResponse(
+    response = urllib3.HTTPResponse(
         body=io.BytesIO(body),
         headers=HTTPHeaderDict(headers),
         status=status,
@@ -89,6 +90,7 @@ def _urllib3_response(reply: Reply, method: str, url: str, **options: Any) -> An
         request_method=method,
         request_url=url,
     )
+    return mark_stub(response)
 
 
 class _GuardedAdapter:
@@ -125,6 +127,7 @@ class _GuardedAdapter:
             reply = rules.answer(decision, outbound)
             raw = _urllib3_response(reply, outbound.method, url, preload_content=False)
             response = requests.adapters.HTTPAdapter.build_response(self, request, raw)  # type: ignore[arg-type]
+            mark_stub(response)
         # Digest auth resends through ``response.connection.send``: keep it guarded.
         response.connection = self
         return response

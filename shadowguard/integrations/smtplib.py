@@ -1,26 +1,49 @@
-"""smtplib: in shadow, ``sendmail``/``send_message`` deliver nothing (SMTP, SMTP_SSL, LMTP).
+"""smtplib: in shadow, nothing is delivered (SMTP, SMTP_SSL, LMTP).
 
 ``send_message`` still builds the message (headers parsed, Bcc removed, flattened) and
 hands it to ``sendmail``; in shadow ``sendmail`` then checks the message and addresses
 locally, records ``Suppression(kind="mail.send")`` and returns without a word to the
 server. A hand-rolled ``mail()``/``rcpt()``/``data()`` transaction is caught at
-``data()``: the envelope is reset and nothing is delivered. smtplib is in the standard
-library, so this integration is always available.
+``data()``: the envelope is reset and nothing is delivered.
+
+Below those, ``SMTP.send`` is the seam every byte smtplib writes goes through
+(``putcmd``, ``docmd``, the message after DATA). In shadow it lets out only whole command
+lines of commands that deliver nothing (EHLO, MAIL, RCPT, RSET, AUTH, ...; inside
+``auth()`` its response lines too) and refuses the rest before a byte is sent: DATA, BDAT,
+message text, a partial line. smtplib is in the standard library, so this integration is
+always available.
 """
 
 from __future__ import annotations
 
+import re
 import smtplib
 from collections.abc import Callable, Sequence
 from email.utils import parseaddr
 from typing import Any
 
-from shadowguard.contract import PROCESS, Kind, Patches, mark_wrapped, record, scope_now
+from shadowguard.contract import PROCESS, Kind, Patches, mark_wrapped, record, refuse, scope_now
 
 __all__ = ["install", "uninstall"]
 
 _patches = Patches("smtplib")
 _ADDRESS_REFUSED = 553
+#: Commands that deliver nothing, which shadow code may send (LHLO is LMTP's EHLO).
+_SAFE_COMMANDS = frozenset(
+    {
+        *("EHLO", "HELO", "LHLO", "STARTTLS", "AUTH", "NOOP", "RSET", "QUIT"),
+        *("HELP", "VRFY", "EXPN", "MAIL", "RCPT"),
+    }
+)
+# An AUTH exchange's response lines are base64 (or "*", which cancels it).
+_AUTH_RESPONSE = re.compile(r"(?:[A-Za-z0-9+/]*={0,2}|\*)")
+# Set on an SMTP object while its auth() runs in shadow.
+_IN_AUTH = "_shadowguard_in_auth"
+_SEND_REMEDY = (
+    "Send mail through sendmail()/send_message(), or mail()/rcpt()/data(), which "
+    "shadowguard suppresses in shadow traffic; DATA, BDAT and message bytes written "
+    "by hand are refused"
+)
 
 
 def _address_error(address: object, *, sender: bool) -> str | None:
@@ -111,9 +134,69 @@ def _data_hook(original: Callable[..., Any]) -> Callable[..., Any]:
     return data
 
 
+def _check_commands(smtp: Any, data: str | bytes) -> None:
+    """Refuse ``data`` unless it is whole lines of commands that deliver nothing."""
+    text = data if isinstance(data, str) else bytes(data).decode("latin-1")
+    lines = text.split("\n")
+    problem = "" if lines[-1] == "" else "a partial SMTP command line"
+    for line in lines[:-1]:
+        if problem:
+            break
+        line = line.removesuffix("\r")
+        verb = line.split(" ", 1)[0].upper()
+        if "\r" in line:
+            problem = "a bare CR in an SMTP command line"
+        elif verb not in _SAFE_COMMANDS and not (
+            vars(smtp).get(_IN_AUTH) and _AUTH_RESPONSE.fullmatch(line)
+        ):
+            problem = f"the SMTP command {verb[:16]!r}" if verb.isalpha() else "SMTP message text"
+    if problem:
+        raise refuse(
+            Kind.MAIL_SEND,
+            _target(smtp),
+            "send",
+            f"{problem} written to the server in shadow traffic (it could deliver mail)",
+            remedy=_SEND_REMEDY,
+            detail={"bytes": len(data), "via": "send"},
+        )
+
+
+def _send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+
+    def send(self: Any, s: str | bytes) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, s)
+        _check_commands(self, s)
+        return original(self, s)
+
+    mark_wrapped(send, original)
+    return send
+
+
+def _auth_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+
+    def auth(
+        self: Any, mechanism: str, authobject: Any, *, initial_response_ok: bool = True
+    ) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, mechanism, authobject, initial_response_ok=initial_response_ok)
+        outer = vars(self).get(_IN_AUTH, False)
+        vars(self)[_IN_AUTH] = True
+        try:
+            return original(self, mechanism, authobject, initial_response_ok=initial_response_ok)
+        finally:
+            vars(self)[_IN_AUTH] = outer
+
+    mark_wrapped(auth, original)
+    return auth
+
+
 def _apply() -> None:
-    _patches.setattr(smtplib.SMTP, "sendmail", _sendmail_hook(vars(smtplib.SMTP)["sendmail"]))
-    _patches.setattr(smtplib.SMTP, "data", _data_hook(vars(smtplib.SMTP)["data"]))
+    smtp = vars(smtplib.SMTP)
+    _patches.setattr(smtplib.SMTP, "sendmail", _sendmail_hook(smtp["sendmail"]))
+    _patches.setattr(smtplib.SMTP, "data", _data_hook(smtp["data"]))
+    _patches.setattr(smtplib.SMTP, "send", _send_hook(smtp["send"]))
+    _patches.setattr(smtplib.SMTP, "auth", _auth_hook(smtp["auth"]))
 
 
 def install(**options: Any) -> None:

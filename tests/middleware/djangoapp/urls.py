@@ -14,4 +14,5 @@ urlpatterns = [
     path("async-stream/<str:ref>/", views.async_stream),
     path("thread/<str:ref>/", views.thread),
     path("mariadb-ddl/<str:ref>/", views.mariadb_ddl),
+    path("raw-commit/<str:ref>/", views.raw_commit),
 ]

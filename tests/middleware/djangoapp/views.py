@@ -119,3 +119,13 @@ def mariadb_ddl(request: HttpRequest, ref: str) -> JsonResponse:
     except ShadowSideEffectBlocked as exc:
         return JsonResponse({"error": type(exc).__name__})
     return JsonResponse({"error": None})
+
+
+def raw_commit(request: HttpRequest, ref: str) -> JsonResponse:
+    """A write, then a commit on the driver's own connection, below Django."""
+    Order.objects.create(ref=ref)
+    try:
+        connections["default"].connection.commit()
+    except ShadowSideEffectBlocked as exc:
+        return JsonResponse({"error": type(exc).__name__})
+    return JsonResponse({"error": None})

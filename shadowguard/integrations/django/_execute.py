@@ -1,27 +1,18 @@
-"""Django ORM guard: shadow requests write only inside transactions that are rolled back.
+"""The execute wrapper: every statement Django runs is judged before it reaches the database.
 
-:class:`ShadowTransactions` opens an atomic block on every database alias and rolls it
-back at the end, so the database validates every write (constraints, triggers) and later
-reads in the same request see earlier writes, yet nothing commits and
-``transaction.on_commit`` callbacks never run. An execute wrapper
-(``connection.execute_wrappers``) records what would have committed and refuses, in
-shadow, every write on a connection outside such a transaction, and everywhere what no
-rollback undoes: raw transaction control, several statements in one call, and what the
-core classifier (``shadowguard._statements``) refuses, such as DDL and, on MySQL and
-MariaDB, every statement that commits the open transaction first.
-
-There is no ``guard(obj)``: the wrapper is added to every connection, including those
-opened before :func:`install`, and :class:`ShadowTransactions` is the per-block form.
+``guard_execute`` sits first in each connection's ``execute_wrappers``. In shadow it
+refuses writes on a connection outside a shadow transaction and, everywhere, what no
+rollback undoes: raw transaction control, several statements in one call, what the core
+classifier (``shadowguard._statements``) refuses (DDL; on MySQL and MariaDB every
+statement that commits the open transaction first), and SQL it cannot read as text.
+:func:`judge` is the same judgement for statements that reach the driver below Django
+(``shadowguard.integrations.django._raw``).
 """
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
-import threading
-from collections.abc import Callable, Iterable
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any
 
 from shadowguard import _sql
@@ -29,29 +20,40 @@ from shadowguard._statements import AUTOCOMMIT_OK, REFUSE, classify
 from shadowguard.contract import (
     PROCESS,
     Kind,
-    Patches,
     ShadowSideEffectBlocked,
     missing_extra_error,
     record,
     refuse,
     scope_now,
 )
+from shadowguard.integrations.django._registry import PATCHES
 
 try:
-    from django.db import connections, transaction
     from django.db.backends.base.base import BaseDatabaseWrapper
-    from django.db.backends.signals import connection_created
 except ImportError as exc:  # pragma: no cover - exercised without Django installed
     raise missing_extra_error("django", "django") from exc
 
-__all__ = ["ShadowTransactions", "install", "is_write", "uninstall"]
+__all__ = [
+    "DEPTH_ATTR",
+    "SAVEPOINTS_ATTR",
+    "add_guard",
+    "guard_execute",
+    "is_write",
+    "judge",
+    "judged_above",
+    "refusal",
+    "remove_guard",
+    "run_judged",
+    "sql_text",
+]
 
-logger = logging.getLogger("shadowguard")
-
-_DEPTH_ATTR = "_shadowguard_transaction_depth"
+#: The ``len(atomic_blocks)`` of the shadow transaction on a connection, while one is open.
+DEPTH_ATTR = "_shadowguard_transaction_depth"
+#: The savepoint ids around (and of) the shadow transaction, which shadow code may not end.
+SAVEPOINTS_ATTR = "_shadowguard_savepoints"
+# How many judged statements are on their way down to the driver right now.
+_JUDGED_ATTR = "_shadowguard_judged_statements"
 _ROLLED_BACK_ATTR = "_shadowguard_rolled_back_savepoint"
-_SAVEPOINTS_ATTR = "_shadowguard_savepoints"
-_patches = Patches("django")
 
 #: ``connection.vendor`` to the classifier's dialect; another vendor is read every way.
 _DIALECTS = {"postgresql": "postgresql", "mysql": "mysql", "sqlite": "sqlite"}
@@ -83,8 +85,24 @@ _NOT_UNDONE_REMEDY = (
 Reading = tuple[list[str], _sql.Syntax]
 
 
-def _text(sql: object) -> str:
-    return sql if isinstance(sql, str) else str(sql)
+def sql_text(sql: object, context: Any = None) -> str | None:
+    """The SQL as the driver sends it, or None when it cannot be read as text.
+
+    bytes are read as Latin-1 (every ASCII keyword and quote stays what it is); a psycopg
+    ``sql.Composable`` is rendered with ``context`` (the driver connection).
+    """
+    if isinstance(sql, str):
+        return sql
+    if isinstance(sql, (bytes, bytearray, memoryview)):
+        return bytes(sql).decode("latin-1")
+    as_string = getattr(sql, "as_string", None)
+    if type(sql).__module__.startswith("psycopg") and callable(as_string):
+        try:
+            text = as_string(context)
+        except Exception:
+            return None
+        return text if isinstance(text, str) else None
+    return None
 
 
 def _readings(sql: str, dialect: str) -> list[Reading]:
@@ -110,27 +128,60 @@ def is_write(sql: object, vendor: str = "") -> bool:
     """Could this SQL persist something? Unknown statements count as writes, and so does
     a string of several statements with any write among them. ``vendor`` (Django's
     ``connection.vendor``) picks the quoting rules; by default every one is tried."""
-    text = _text(sql)
+    text = sql_text(sql)
+    if text is None:
+        return True
     dialect = _DIALECTS.get(vendor, "")
     return _writes(classify(text, dialect)[0], _readings(text, dialect))
 
 
-def _guard(
+def guard_execute(
     execute: Callable[..., Any], sql: Any, params: Any, many: bool, context: dict[str, Any]
 ) -> Any:
+    """The execute wrapper: judge the statement in shadow, then run it."""
     if scope_now() is None and not PROCESS.shadow:
         return execute(sql, params, many, context)
     connection: BaseDatabaseWrapper = context["connection"]
-    depth = getattr(connection, _DEPTH_ATTR, None)
-    if depth is None and not _patches.installed:
+    if getattr(connection, DEPTH_ATTR, None) is None and not PATCHES.installed:
         return execute(sql, params, many, context)
-    text = _text(sql)
+    judge(connection, sql)
+    return run_judged(connection, execute, sql, params, many, context)
+
+
+def run_judged(
+    connection: BaseDatabaseWrapper, call: Callable[..., Any], *args: Any, **kwargs: Any
+) -> Any:
+    """``call(...)`` for a statement just judged: the held driver below need not judge it
+    again."""
+    setattr(connection, _JUDGED_ATTR, getattr(connection, _JUDGED_ATTR, 0) + 1)
+    try:
+        return call(*args, **kwargs)
+    finally:
+        setattr(connection, _JUDGED_ATTR, getattr(connection, _JUDGED_ATTR, 1) - 1)
+
+
+def judged_above(connection: BaseDatabaseWrapper) -> bool:
+    """Is a statement that the execute wrapper judged on its way down right now?"""
+    return bool(getattr(connection, _JUDGED_ATTR, 0))
+
+
+def judge(connection: BaseDatabaseWrapper, sql: object) -> None:
+    """Refuse (raise) what shadow code may not run on ``connection``; record what would
+    have committed."""
+    text = sql_text(sql, connection.connection)
+    if text is None:
+        raise refusal(
+            connection,
+            repr(sql),
+            f"SQL given as {type(sql).__name__}, which shadowguard cannot read",
+            remedy="Pass SQL as str (or bytes, or psycopg's sql objects) in shadow traffic",
+        )
     dialect = _DIALECTS.get(connection.vendor, "")
     readings = _readings(text, dialect)
     most = max(len(statements) for statements, _ in readings)
     if most > 1:
         # A second statement could commit, or write outside the shadow transaction, unseen.
-        raise _refuse(
+        raise refusal(
             connection,
             text,
             f"{most} SQL statements in one execute() call",
@@ -140,16 +191,16 @@ def _guard(
     judged = [_judge(connection, text, statements, syntax) for statements, syntax in readings]
     kind, verb = classify(text, dialect)
     if kind == REFUSE:
-        raise _refuse(connection, text, f"{verb} in shadow traffic", remedy=_NOT_UNDONE_REMEDY)
+        raise refusal(connection, text, f"{verb} in shadow traffic", remedy=_NOT_UNDONE_REMEDY)
     writes = _writes(kind, readings)
+    depth = getattr(connection, DEPTH_ATTR, None)
     if depth is not None and connection.in_atomic_block:
         _in_shadow_transaction(connection, depth, text, judged, writes)
     elif writes:
         keyword = judged[0][0]
-        raise _refuse(
+        raise refusal(
             connection, text, f"a database write ({keyword or '?'}) outside a shadow transaction"
         )
-    return execute(sql, params, many, context)
 
 
 def _judge(
@@ -160,7 +211,7 @@ def _judge(
     statement = statements[0] if statements else ""
     words = _sql.keywords(statement, syntax=syntax)
     if _ends_transaction(words):
-        raise _refuse(
+        raise refusal(
             connection,
             text,
             f"a raw transaction statement ({' '.join(words)})",
@@ -209,11 +260,11 @@ def _in_shadow_transaction(
         if (
             level >= depth
             and keyword in ("RELEASE", "ROLLBACK")
-            and (name is None or name in getattr(connection, _SAVEPOINTS_ATTR, ()))
+            and (name is None or name in getattr(connection, SAVEPOINTS_ATTR, ()))
         ):
             # Releasing the savepoint that is the shadow transaction (or one around
             # it) would hand its writes to a transaction that may commit.
-            raise _refuse(
+            raise refusal(
                 connection,
                 text,
                 f"a raw {keyword} of the shadow transaction's savepoint",
@@ -238,155 +289,36 @@ def _in_shadow_transaction(
         record(Kind.DB_COMMIT, connection.alias, "execute", detail)
 
 
-def _refuse(
-    connection: BaseDatabaseWrapper, text: str, what: str, remedy: str = _REMEDY
+def refusal(
+    connection: BaseDatabaseWrapper,
+    text: str | None,
+    what: str,
+    remedy: str = _REMEDY,
+    operation: str = "execute",
 ) -> ShadowSideEffectBlocked:
-    detail = {"database": connection.alias, "vendor": connection.vendor, "statements": (text,)}
+    """The recorded refusal of ``what`` (a statement ``text``, or a driver call) in shadow."""
+    detail: dict[str, Any] = {"database": connection.alias, "vendor": connection.vendor}
+    if text is not None:
+        detail["statements"] = (text,)
     return refuse(
         Kind.DB_COMMIT,
         connection.alias,
-        "execute",
+        operation,
         f"{what} on Django database {connection.alias!r}",
         remedy=remedy,
         detail=detail,
     )
 
 
-def _add_guard(connection: BaseDatabaseWrapper) -> bool:
-    if _guard in connection.execute_wrappers:
+def add_guard(connection: BaseDatabaseWrapper) -> bool:
+    """Put the wrapper first in ``connection.execute_wrappers``; False if it was there."""
+    if guard_execute in connection.execute_wrappers:
         return False
     # First in the list is outermost: it sees each statement before any other wrapper.
-    connection.execute_wrappers.insert(0, _guard)
+    connection.execute_wrappers.insert(0, guard_execute)
     return True
 
 
-def _on_connection_created(sender: Any, connection: BaseDatabaseWrapper, **kwargs: Any) -> None:
-    _add_guard(connection)
-
-
-class ShadowTransactions:
-    """Run Django database work in transactions that are rolled back, on every alias.
-
-    ``begin()`` and ``end()`` must run in the thread that uses the connections (Django
-    connections belong to a thread); it is also a context manager::
-
-        with shadowguard.shadow(), ShadowTransactions():
-            Order.objects.create(ref="A-1")  # validated by the database, then rolled back
-    """
-
-    def __init__(self, using: Iterable[str] | None = None) -> None:
-        self.using = list(using) if using is not None else None
-        self._opened: list[tuple[str, transaction.Atomic, bool, int | None, Any]] = []
-        self._thread: int | None = None
-
-    def begin(self) -> None:
-        """Open an atomic block on each alias (connecting to the database if needed)."""
-        self._thread = threading.get_ident()
-        try:
-            for alias in self.using if self.using is not None else list(connections):
-                connection = connections[alias]
-                added = _add_guard(connection)
-                outer = getattr(connection, _DEPTH_ATTR, None)
-                outer_savepoints = getattr(connection, _SAVEPOINTS_ATTR, None)
-                atomic = transaction.atomic(using=alias)
-                # Lets durable=True blocks nest inside, as under Django's TestCase.
-                atomic._from_testcase = True
-                atomic.__enter__()
-                setattr(connection, _DEPTH_ATTR, len(connection.atomic_blocks))
-                savepoints = frozenset(sid for sid in connection.savepoint_ids if sid)
-                setattr(connection, _SAVEPOINTS_ATTR, savepoints)
-                self._opened.append((alias, atomic, added, outer, outer_savepoints))
-        except BaseException:
-            self.end()
-            raise
-
-    def end(self) -> None:
-        """Roll every transaction back (idempotent); on_commit callbacks are discarded."""
-        if self._opened and self._thread != threading.get_ident():
-            # Django connections belong to their thread: touching this thread's would be
-            # wrong. Nothing commits: the open transaction dies with its connection.
-            logger.error(
-                "shadowguard: shadow transactions cannot be ended from another thread; "
-                "they are rolled back when their connection closes"
-            )
-            return
-        errors: list[BaseException] = []
-        while self._opened:
-            alias, atomic, added, outer, outer_savepoints = self._opened.pop()
-            connection = connections[alias]
-            try:
-                if connection.in_atomic_block:
-                    transaction.set_rollback(True, using=alias)
-                atomic.__exit__(None, None, None)
-            except Exception as exc:
-                errors.append(exc)
-            finally:
-                if outer is not None:
-                    setattr(connection, _DEPTH_ATTR, outer)
-                    setattr(connection, _SAVEPOINTS_ATTR, outer_savepoints)
-                else:
-                    for attr in (_DEPTH_ATTR, _SAVEPOINTS_ATTR):
-                        if hasattr(connection, attr):
-                            delattr(connection, attr)
-                if added and not _patches.installed and _guard in connection.execute_wrappers:
-                    connection.execute_wrappers.remove(_guard)
-        if errors:
-            raise errors[0]
-
-    def __enter__(self) -> ShadowTransactions:
-        self.begin()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.end()
-
-
-def _apply() -> None:
-    connection_created.connect(_on_connection_created, dispatch_uid="shadowguard")
-    _patches.add("django.db.backends.signals.connection_created", _disconnect)
-    from django.conf import settings
-
-    if settings.configured:
-        # Connections opened before install() get the guard too.
-        for connection in connections.all(initialized_only=True):
-            if _add_guard(connection):
-                _patches.add(
-                    f"execute_wrappers of Django database {connection.alias!r}",
-                    functools.partial(_remove_guard, connection),
-                )
-
-
-def _disconnect() -> None:
-    connection_created.disconnect(dispatch_uid="shadowguard")
-
-
-def _remove_guard(connection: BaseDatabaseWrapper) -> None:
-    if _guard in connection.execute_wrappers:
-        connection.execute_wrappers.remove(_guard)
-
-
-def install(**options: Any) -> None:
-    """Refuse shadow writes on every Django connection outside a shadow transaction.
-
-    It takes no options; idempotent.
-    """
-    _patches.install(_apply, options)
-
-
-def _remove_idle_guards() -> None:
-    from django.conf import settings
-
-    if settings.configured:
-        for connection in connections.all(initialized_only=True):
-            if getattr(connection, _DEPTH_ATTR, None) is None:
-                _remove_guard(connection)
-
-
-def uninstall() -> None:
-    """Undo :func:`install`; connections created meanwhile in this thread lose the guard too."""
-    _patches.uninstall(after=_remove_idle_guards)
+def remove_guard(connection: BaseDatabaseWrapper) -> None:
+    if guard_execute in connection.execute_wrappers:
+        connection.execute_wrappers.remove(guard_execute)
