@@ -26,6 +26,7 @@ from shadowguard._context import (
     as_primary as detached,
 )
 from shadowguard._detect import Detection, detect, host_is_shadow
+from shadowguard._outbound import is_stub
 from shadowguard._side_effect import side_effect
 from shadowguard._suppression import Action, Kind
 from shadowguard.errors import ConfigError, ShadowGuardError, ShadowSideEffectBlocked
@@ -49,6 +50,7 @@ __all__ = [
     "install",
     "installed",
     "is_shadow",
+    "is_stub",
     "propagate",
     "record_suppression",
     "shadow",
