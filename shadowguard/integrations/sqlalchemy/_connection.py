@@ -1,11 +1,13 @@
 """A connection's part in a shadow scope: noted at its first statement, undone at the scope's end.
 
 The first statement a scope runs on a connection notes it in the pool record (and, on
-PostgreSQL, snapshots its session state for :mod:`._pool`) and registers the scope's end.
-If the primary already has a transaction open on the connection, the scope sets a
-savepoint first and its end rolls back to that savepoint only: the primary's pending
-writes stay. Otherwise the scope's end rolls back whatever transaction the shadow left
-open. The write statements are kept for the ``db.commit`` record (:func:`commit_detail`).
+PostgreSQL, snapshots its session state) and registers the scope's end. If the primary
+already has a transaction open on the connection, the scope sets a savepoint first and
+its end rolls back to that savepoint only: the primary's pending writes stay. Otherwise
+the scope's end rolls back whatever transaction the shadow left open. Either way a
+connection still checked out then (kept across the scope) gets its session state back:
+a shadow ``SET``, ``SET ROLE`` or advisory lock does not reach later primary statements.
+The write statements are kept for the ``db.commit`` record (:func:`commit_detail`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from sqlalchemy.util import concurrency
 
 from shadowguard._statements import TXN, UNKNOWN, WRITE
 from shadowguard.contract import Kind, refuse, scope_now
+from shadowguard.integrations.sqlalchemy import _pg_state as pg_state
 from shadowguard.integrations.sqlalchemy._pool import (
     PENDING_WRITES,
     PG_SNAPSHOT,
@@ -28,8 +31,10 @@ from shadowguard.integrations.sqlalchemy._pool import (
     SHADOW_SCOPE,
     TARGET,
     USED_IN_SHADOW,
-    pg_snapshot,
+    clear_notes,
 )
+from shadowguard.integrations.sqlalchemy._scope_end import CONNECTIONS, at_scope_end
+from shadowguard.integrations.sqlalchemy._transaction import began_in_shadow
 
 __all__ = [
     "commit_detail",
@@ -84,17 +89,20 @@ def note_statement(
     root = scope.root if scope is not None else None
     joins_scope = root is not None and info.get(SHADOW_SCOPE) is not root
     # Before the snapshot below, which would start a transaction of its own.
-    in_primary_transaction = joins_scope and not autocommit and _server_transaction(conn)
+    in_primary_transaction = (
+        joins_scope and not autocommit and (not began_in_shadow(conn) or _server_transaction(conn))
+    )
+    if root is not None and joins_scope:
+        at_scope_end(root, CONNECTIONS, functools.partial(end_of_scope, weakref.ref(conn)))
     if not info.get(USED_IN_SHADOW):
         if conn.dialect.name == "postgresql":
-            info[PG_SNAPSHOT] = pg_snapshot(conn.connection.dbapi_connection)
+            info[PG_SNAPSHOT] = pg_state.snapshot(conn.connection.dbapi_connection)
         info[USED_IN_SHADOW] = True
         info[TARGET] = target(conn)
     if root is not None and joins_scope:
         if in_primary_transaction:
             _open_savepoint(conn, info)
         info[SHADOW_SCOPE] = root
-        root.on_exit(functools.partial(_end_of_scope, weakref.ref(conn)))
     if kind in (WRITE, UNKNOWN) or verb == "SAVEPOINT":
         if conn.dialect.name == "sqlite" and not autocommit:
             dbapi = conn.connection.dbapi_connection
@@ -145,8 +153,13 @@ def _open_savepoint(conn: Connection, info: dict[str, Any]) -> None:
             remedy="Use a connection of its own for the shadow work, or commit or roll "
             "back the primary's transaction before the shadow scope starts",
         )
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()  # type: ignore[union-attr]
     try:
+        if conn.dialect.name == "sqlite" and getattr(dbapi, "in_transaction", True) is False:
+            # pysqlite has not begun yet: a savepoint outside a transaction would be one
+            # whose release commits.
+            cursor.execute("BEGIN")
         cursor.execute(f"SAVEPOINT {_SAVEPOINT_NAME}")
     finally:
         cursor.close()
@@ -164,24 +177,38 @@ def roll_back_to_savepoint(dbapi_connection: Any, release: bool) -> None:
         cursor.close()
 
 
-def _end_of_scope(ref: weakref.ref[Connection]) -> None:
-    """Roll back what a connection still holds when the shadow scope that used it ends."""
+def end_of_scope(ref: weakref.ref[Connection]) -> None:
+    """Undo what the scope left on a connection still checked out when it ends."""
     conn = ref()
-    if conn is None or conn in pinned_connections or conn.closed:
+    if conn is None or conn in pinned_connections or conn.closed or conn.invalidated:
         return
-    if not conn.invalidated and conn.connection.info.pop(PRIMARY_SAVEPOINT, False):
-        # The primary's transaction: undo the shadow's part only and leave it open.
-        try:
+    info = conn.connection.info
+    if info.get(SHADOW_SCOPE) is None:
+        return  # returned to the pool and cleaned there, or already cleaned
+    no_io = conn.dialect.is_async and not in_greenlet()
+    in_primary_transaction = bool(info.pop(PRIMARY_SAVEPOINT, False))
+    try:
+        if in_primary_transaction:
+            # The primary's transaction: undo the shadow's part only and leave it open.
             roll_back_to_savepoint(conn.connection, release=True)
+        elif began_in_shadow(conn) and not no_io:
+            conn.rollback()
+        snapshot = info.get(PG_SNAPSHOT)
+        if no_io:
+            # No IO possible here (outside SQLAlchemy's greenlet): drop the connection,
+            # the server rolls back and forgets its session state.
+            conn.invalidate()
             return
-        except Exception:  # noqa: S110
-            pass  # the shadow ended the transaction itself: nothing of it is left
-    if not conn.in_transaction():
-        return
-    if conn.dialect.is_async and not in_greenlet():
-        conn.invalidate()  # no IO possible here: drop the connection, the server rolls back
-    else:
-        conn.rollback()
+        if snapshot is not None:
+            pg_state.restore(
+                conn.connection.dbapi_connection, snapshot, in_transaction=in_primary_transaction
+            )
+    except Exception:
+        # Fail closed: a connection that cannot be cleaned is not used again. Inside the
+        # primary's transaction that ends it, loudly (its next statement raises).
+        conn.invalidate()
+        raise
+    clear_notes(info)
 
 
 def in_greenlet() -> bool:
