@@ -108,7 +108,7 @@ def _make_do_execute(original: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, cursor, statement, parameters, context)
-        _check_statement(self, cursor, statement, context)
+        _check_statement(self, cursor, statement, parameters, context)
         return original(self, cursor, statement, parameters, context)
 
     mark_wrapped(do_execute, original)
@@ -119,14 +119,16 @@ def _make_do_execute_no_params(original: Callable[..., Any]) -> Callable[..., An
     def do_execute_no_params(self: Any, cursor: Any, statement: str, context: Any = None) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, cursor, statement, context)
-        _check_statement(self, cursor, statement, context)
+        _check_statement(self, cursor, statement, None, context)
         return original(self, cursor, statement, context)
 
     mark_wrapped(do_execute_no_params, original)
     return do_execute_no_params
 
 
-def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) -> None:
+def _check_statement(
+    dialect: Any, cursor: Any, statement: str, parameters: Any, context: Any
+) -> None:
     """Refuse a shadow statement no rollback would undo; note the others on the connection."""
     _ensure_dialect_wrapped(dialect)
     kind, verb = classify(statement, dialect.name)
@@ -155,7 +157,7 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
             remedy="Use a connection in a transaction (no isolation_level='AUTOCOMMIT') "
             "for writes that shadow traffic makes",
         )
-    note_statement(conn, cursor, statement, kind, verb, autocommit)
+    note_statement(conn, cursor, statement, parameters, kind, verb, autocommit)
 
 
 def _refusal(

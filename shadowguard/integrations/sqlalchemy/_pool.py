@@ -17,6 +17,7 @@ __all__ = [
     "PENDING_WRITES",
     "PG_SNAPSHOT",
     "PRIMARY_SAVEPOINT",
+    "SESSION_CHANGED",
     "SHADOW_SCOPE",
     "TARGET",
     "USED_IN_SHADOW",
@@ -35,7 +36,17 @@ PENDING_WRITES = "shadowguard.writes"
 PG_SNAPSHOT = "shadowguard.snapshot"
 #: The scope set a savepoint inside a transaction of the primary.
 PRIMARY_SAVEPOINT = "shadowguard.savepoint"
-_NOTES = (USED_IN_SHADOW, TARGET, SHADOW_SCOPE, PENDING_WRITES, PG_SNAPSHOT, PRIMARY_SAVEPOINT)
+#: A shadow statement may have changed the session state (not a plain read).
+SESSION_CHANGED = "shadowguard.session_changed"
+_NOTES = (
+    USED_IN_SHADOW,
+    TARGET,
+    SHADOW_SCOPE,
+    PENDING_WRITES,
+    PG_SNAPSHOT,
+    PRIMARY_SAVEPOINT,
+    SESSION_CHANGED,
+)
 
 
 def clear_notes(info: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from sqlalchemy.pool import base as pool_base
 
 from shadowguard.contract import PROCESS, Kind, mark_wrapped, refuse, scope_now
 from shadowguard.integrations.sqlalchemy import _pg_state as pg_state
-from shadowguard.integrations.sqlalchemy._connection import in_greenlet
+from shadowguard.integrations.sqlalchemy._connection import close_socket_now, in_greenlet
 from shadowguard.integrations.sqlalchemy._pool import (
     PG_SNAPSHOT,
     TARGET,
@@ -100,7 +100,8 @@ def _end_of_scope(ref: weakref.ref[Any]) -> None:
     info = fairy.info
     try:
         if getattr(fairy._pool._dialect, "is_async", False) and not in_greenlet():
-            fairy.invalidate()  # no IO possible here: the server rolls back
+            close_socket_now(fairy.driver_connection)  # no IO possible here
+            fairy.invalidate()
             return
         fairy.dbapi_connection.rollback()
         snapshot = info.get(PG_SNAPSHOT)

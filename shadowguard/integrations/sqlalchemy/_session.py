@@ -28,6 +28,7 @@ from sqlalchemy.orm.session import SessionTransaction
 from shadowguard.contract import PROCESS, Kind, record, scope_now
 from shadowguard.integrations.sqlalchemy._connection import (
     commit_detail,
+    drop_without_io,
     in_greenlet,
     is_autocommit,
     pinned_connections,
@@ -213,7 +214,7 @@ def _release(conn: Connection) -> None:
     if conn.closed:
         return
     if conn.dialect.is_async and not in_greenlet():
-        conn.invalidate()
+        drop_without_io(conn)
         return
     try:
         conn.rollback()

@@ -28,7 +28,7 @@ from sqlalchemy.orm.session import SessionTransaction, SessionTransactionOrigin,
 from sqlalchemy.orm.state import InstanceState
 
 from shadowguard.contract import PROCESS, Kind, Scope, mark_wrapped, refuse, scope_now
-from shadowguard.integrations.sqlalchemy._connection import in_greenlet
+from shadowguard.integrations.sqlalchemy._connection import drop_without_io, in_greenlet
 from shadowguard.integrations.sqlalchemy._registry import PATCHES
 from shadowguard.integrations.sqlalchemy._scope_end import SESSIONS, at_scope_end
 from shadowguard.integrations.sqlalchemy._session import release_pins
@@ -189,7 +189,7 @@ def _roll_back(session: Session) -> None:
         # No IO possible here: drop the connections (the server rolls back), then
         # roll back the Session's own state, which then needs none.
         for conn in connections:
-            conn.invalidate()
+            drop_without_io(conn)
     try:
         session.rollback()
     except Exception:
