@@ -207,7 +207,13 @@ def release_pins(session: Session) -> None:
     with PATCHES.lock:
         pins = _pins.pop(session, None)
     for pin in (pins or {}).values():
-        _release(pin.conn)
+        try:
+            _release(pin.conn)
+        except BaseException:
+            # Fail closed: the pool discards a connection that could not be cleaned.
+            if not pin.conn.closed:
+                pin.conn.invalidate()
+            raise
 
 
 def _release(conn: Connection) -> None:

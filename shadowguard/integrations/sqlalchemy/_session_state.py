@@ -165,19 +165,25 @@ def _end_of_scope(session_ref: weakref.ref[Session], root: Scope) -> None:
         return
     try:
         _roll_back(session)
-    finally:
+        release_pins(session)
+        # What the Session loaded from the shadow's transaction no longer exists: make
+        # it reload rather than serve ghost rows.
+        session.expire_all()
+    except BaseException:
+        # Fail closed: a Session that cannot be put back loses its objects and
+        # connections rather than keep the shadow's for a later primary flush.
         try:
-            release_pins(session)
-            # What the Session loaded from the shadow's transaction no longer exists:
-            # make it reload rather than serve ghost rows.
-            session.expire_all()
+            session.invalidate()
         finally:
-            with PATCHES.lock:
-                taken = _taken.get(session)
-                if taken is not None:
-                    taken[:] = [s for s in taken if s is not root]
-                    if not taken:
-                        del _taken[session]
+            release_pins(session)
+        raise
+    finally:
+        with PATCHES.lock:
+            taken = _taken.get(session)
+            if taken is not None:
+                taken[:] = [s for s in taken if s is not root]
+                if not taken:
+                    del _taken[session]
 
 
 def _roll_back(session: Session) -> None:
@@ -190,10 +196,4 @@ def _roll_back(session: Session) -> None:
         # roll back the Session's own state, which then needs none.
         for conn in connections:
             drop_without_io(conn)
-    try:
-        session.rollback()
-    except Exception:
-        # Fail closed: a Session that cannot be rolled back loses its connections and
-        # objects rather than keep the shadow's.
-        session.invalidate()
-        raise
+    session.rollback()
