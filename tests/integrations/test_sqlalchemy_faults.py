@@ -236,7 +236,8 @@ def _connection_in_primary_transaction(s: Session, c: Any, Row: Any) -> None:
 
 
 def _own_connection(s: Session, c: Any, Row: Any) -> None:
-    with s.get_bind().connect() as own:
+    engine: Any = s.get_bind()
+    with engine.connect() as own:
         own.execute(insert(core(Row.__table__.name)).values(id=13))
         own.execute(text("SET search_path = pg_catalog"))
         own.commit()

@@ -3,8 +3,9 @@
 A connection a worker keeps checked out (or any connection not returned to the pool
 before the scope ends) used to keep a shadow ``SET search_path``, ``set_config()``,
 ``SET ROLE``, ``statement_timeout`` or advisory lock until its check-in, changing later
-primary statements on it (issue #12, change 8). Each check reads the state on the same
-connection, and locks through a connection of its own.
+primary statements on it (issue #12, change 8). On MySQL and MariaDB it outlived even the
+check-in: there it is refused. Each check reads the state on the same connection, and
+locks through a connection of its own.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, text
+from sqlalchemy import create_engine, insert, text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import shadowguard
+from shadowguard import ShadowSideEffectBlocked
 from tests.integrations._sa_backends import Backend, advisory_locks, core
 
 SINK = "sqlalchemy"
@@ -147,3 +149,28 @@ async def test_an_async_kept_connection_is_dropped_at_scope_end(pg: Backend, dri
         assert advisory_locks(pg, pid) == 0
     finally:
         await engine.dispose()
+
+
+@pytest.mark.usefixtures("installed")
+@pytest.mark.parametrize(
+    "sql", ["SET time_zone = '+05:00'", "SET SESSION sql_mode = ''", "SELECT GET_LOCK('sg', 0)"]
+)
+def test_session_state_is_refused_on_mariadb(mariadb_url: str, sql: str) -> None:
+    """No restore on MySQL and MariaDB: the state outlived even the pool's check-in."""
+    engine = create_engine(mariadb_url, pool_size=1, max_overflow=0)
+    state = text("SELECT @@session.time_zone, @@session.sql_mode, IS_USED_LOCK('sg')")
+    try:
+        with engine.connect() as c:
+            before = tuple(c.execute(state).one())
+        with (
+            shadowguard.shadow(),
+            engine.connect() as c,
+            pytest.raises(ShadowSideEffectBlocked, match="session"),
+        ):
+            c.execute(text(sql))
+        with engine.connect() as c:
+            assert tuple(c.execute(state).one()) == before
+            c.execute(text(sql))  # as primary it changes the session
+            assert tuple(c.execute(state).one()) != before
+    finally:
+        engine.dispose()

@@ -90,7 +90,7 @@ def test_a_raw_connection_from_the_scope_keeps_no_session_state(pg: Backend) -> 
     engine = pg.engine(pool_size=1, max_overflow=0)
     with shadowguard.shadow():
         raw = engine.raw_connection()
-        cursor = raw.cursor()
+        cursor: Any = raw.cursor()
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
         cursor.execute("SET search_path = pg_catalog")

@@ -202,10 +202,16 @@ def test_a_shadow_session_joined_to_the_primary_connection_ends_only_its_savepoi
     engine = backend.engine()
     rows = core(backend.table)
     Row = model(backend.table)
-    for mode in ("conditional_savepoint", "rollback_only", "control_fully", "create_savepoint"):
+    modes: list[Any] = [
+        "conditional_savepoint",
+        "rollback_only",
+        "control_fully",
+        "create_savepoint",
+    ]
+    for mode in modes:
         with engine.connect() as c:
             c.execute(insert(rows).values(id=1))
-            with shadowguard.shadow(), Session(bind=c, join_transaction_mode=mode) as s:  # type: ignore[arg-type]
+            with shadowguard.shadow(), Session(bind=c, join_transaction_mode=mode) as s:
                 s.add(Row(id=99))
                 s.flush()
                 getattr(s, ending)()

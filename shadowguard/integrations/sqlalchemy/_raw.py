@@ -82,7 +82,7 @@ def _make_raw_connection(original: Callable[[Engine], Any]) -> Callable[[Engine]
 def _note(engine: Engine, fairy: Any) -> None:
     info = fairy.info
     if not info.get(USED_IN_SHADOW):
-        if engine.dialect.name == "postgresql" and not engine.dialect.is_async:
+        if engine.dialect.name == "postgresql":
             info[PG_SNAPSHOT] = pg_state.snapshot(fairy.dbapi_connection)
             fairy.dbapi_connection.rollback()  # the snapshot's own transaction
         info[USED_IN_SHADOW] = True

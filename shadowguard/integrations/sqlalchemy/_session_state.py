@@ -36,7 +36,10 @@ from shadowguard.integrations.sqlalchemy._session import release_pins
 __all__ = ["guard_sessions", "touch"]
 
 #: Session methods that change what it holds without going through a seam below.
-_TOUCHING = ("rollback", "begin_nested", "expire", "expire_all", "expunge", "expunge_all")
+_TOUCHING = (
+    *("rollback", "begin_nested", "expire", "expire_all", "expunge", "expunge_all"),
+    "refresh",  # expires before it loads
+)
 
 #: The outermost scopes that took each Session (one, unless Sessions are shared).
 _taken: weakref.WeakKeyDictionary[Session, list[Scope]] = weakref.WeakKeyDictionary()
