@@ -53,7 +53,7 @@ from shadowguard.integrations.sqlalchemy._session import (
     make_session_commit,
     unpin_all,
 )
-from shadowguard.integrations.sqlalchemy._session_state import guard_sessions, wrap_close_impl
+from shadowguard.integrations.sqlalchemy._session_state import guard_sessions, touch
 from shadowguard.integrations.sqlalchemy._transaction import guard_root_transactions
 
 __all__ = [
@@ -85,11 +85,12 @@ def _apply() -> None:
     _patches.setattr(
         SessionTransaction,
         "_connection_for_bind",
-        make_connection_for_bind(SessionTransaction._connection_for_bind),
+        make_connection_for_bind(SessionTransaction._connection_for_bind, touch),
     )
-    _patches.setattr(SessionTransaction, "commit", make_session_commit(SessionTransaction.commit))
-    _patches.setattr(Session, "_close_impl", wrap_close_impl(make_close_impl(Session._close_impl)))
-    # After the wrappers above: a Session is taken for the scope before they act.
+    _patches.setattr(
+        SessionTransaction, "commit", make_session_commit(SessionTransaction.commit, touch)
+    )
+    _patches.setattr(Session, "_close_impl", make_close_impl(Session._close_impl, touch))
     guard_sessions()
     _patches.setattr(
         pool_base._ConnectionFairy, "_reset", make_fairy_reset(pool_base._ConnectionFairy._reset)

@@ -66,14 +66,20 @@ class _Pin:
 _pins: weakref.WeakKeyDictionary[Session, dict[Engine, _Pin]] = weakref.WeakKeyDictionary()
 
 
-def make_connection_for_bind(original: Callable[..., Connection]) -> Callable[..., Connection]:
-    """Wrap ``SessionTransaction._connection_for_bind``: in shadow, a savepoint in the pin."""
+def make_connection_for_bind(
+    original: Callable[..., Connection], touch: Callable[[Session], None]
+) -> Callable[..., Connection]:
+    """Wrap ``SessionTransaction._connection_for_bind``: in shadow, a savepoint in the pin.
+
+    ``touch`` is told first (:func:`._session_state.touch`).
+    """
 
     def _connection_for_bind(
         self: SessionTransaction, bind: Any, execution_options: Any
     ) -> Connection:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, bind, execution_options)
+        touch(self.session)
         if self._parent is not None or bind in self._connections:
             return original(self, bind, execution_options)
         if isinstance(bind, Connection):
@@ -163,12 +169,15 @@ def _on_savepoint_release(pin: _Pin, conn: Connection, name: str, context: Any) 
         raise error
 
 
-def make_session_commit(original: Callable[..., None]) -> Callable[..., None]:
+def make_session_commit(
+    original: Callable[..., None], touch: Callable[[Session], None]
+) -> Callable[..., None]:
     """Wrap ``SessionTransaction.commit``: a flush that fails in it is recorded."""
 
     def commit(self: SessionTransaction, *args: Any, **kwargs: Any) -> None:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, *args, **kwargs)
+        touch(self.session)
         try:
             return original(self, *args, **kwargs)
         except sa_exc.StatementError as exc:
@@ -188,11 +197,15 @@ def make_session_commit(original: Callable[..., None]) -> Callable[..., None]:
     return commit
 
 
-def make_close_impl(original: Callable[..., None]) -> Callable[..., None]:
-    """Wrap ``Session._close_impl``: closing a Session releases its pins."""
+def make_close_impl(
+    original: Callable[..., None], touch: Callable[[Session], None]
+) -> Callable[..., None]:
+    """Wrap ``Session._close_impl`` (close, reset, invalidate): it releases the pins."""
 
     # No pass-through: a Session used in shadow may be closed by primary code.
     def _close_impl(self: Session, *args: Any, **kwargs: Any) -> None:
+        if scope_now() is not None or PROCESS.shadow:
+            touch(self)
         try:
             original(self, *args, **kwargs)
         finally:

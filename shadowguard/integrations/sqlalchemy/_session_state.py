@@ -46,21 +46,28 @@ _taken: weakref.WeakKeyDictionary[Session, list[Scope]] = weakref.WeakKeyDiction
 
 
 def guard_sessions() -> None:
-    """Put :func:`touch` in front of every way shadow code changes a Session."""
-    PATCHES.setattr(Session, "_autobegin_t", _touching(Session._autobegin_t))
+    """Put :func:`touch` in front of the ways shadow code changes a Session.
+
+    The others (``SessionTransaction._connection_for_bind`` and ``commit``,
+    ``Session._close_impl``) call it from :mod:`._session`'s wrappers.
+    """
+    PATCHES.setattr(Session, "_autobegin_t", _make_autobegin_t(Session._autobegin_t))
     for name in _TOUCHING:
         PATCHES.setattr(Session, name, _touching(getattr(Session, name)))
-    for name in ("_connection_for_bind", "commit"):
-        original = getattr(SessionTransaction, name)
-        PATCHES.setattr(SessionTransaction, name, _touching_transaction(original))
     PATCHES.setattr(
         InstanceState, "_modified_event", _make_modified_event(InstanceState._modified_event)
     )
 
 
-def wrap_close_impl(close_impl: Callable[..., None]) -> Callable[..., None]:
-    """``Session._close_impl`` (close, reset, invalidate) touches the Session too."""
-    return _touching(close_impl)
+def _make_autobegin_t(original: Callable[..., Any]) -> Callable[..., Any]:
+    # Every add, flush and autobegin: the narrowest signature, for the primary's sake.
+    def _autobegin_t(self: Session, begin: bool = False) -> SessionTransaction:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, begin)  # type: ignore[no-any-return]
+        touch(self)
+        return original(self, begin)  # type: ignore[no-any-return]
+
+    return mark_wrapped(_autobegin_t, original)
 
 
 def _touching(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,17 +75,6 @@ def _touching(original: Callable[..., Any]) -> Callable[..., Any]:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, *args, **kwargs)
         touch(self)
-        return original(self, *args, **kwargs)
-
-    functools.update_wrapper(touching, original)
-    return mark_wrapped(touching, original)
-
-
-def _touching_transaction(original: Callable[..., Any]) -> Callable[..., Any]:
-    def touching(self: SessionTransaction, *args: Any, **kwargs: Any) -> Any:
-        if scope_now() is None and not PROCESS.shadow:
-            return original(self, *args, **kwargs)
-        touch(self.session)
         return original(self, *args, **kwargs)
 
     functools.update_wrapper(touching, original)
