@@ -165,3 +165,41 @@ async def test_a_scope_inside_a_primary_transaction_is_refused(pg: Backend, driv
             await c.execute(insert(core(pg.table)).values(id=2))
             await c.commit()
         assert pg.count() == 2
+
+
+@pytest.mark.usefixtures("installed")
+@pytest.mark.parametrize("driver", DRIVERS)
+@pytest.mark.parametrize("flushed", [False, True])
+async def test_an_async_session_outliving_the_scope_keeps_nothing_of_it(
+    pg: Backend, driver: str, flushed: bool
+) -> None:
+    """The scope ends outside the greenlet: the Session is still put back, without IO."""
+    Row = model(pg.table)
+    async with async_engine(pg, driver) as engine:
+        s = AsyncSession(engine, expire_on_commit=False)
+        async with shadowguard.shadow():
+            s.add(Row(id=10))
+            if flushed:
+                await s.flush()
+            s.add(Row(id=11))
+        assert not s.new
+        s.add(Row(id=1))
+        await s.commit()
+        await s.close()
+        assert checked_out(engine) == 0
+    assert pg.oracle(f"SELECT id FROM {pg.table}") == [(1,)]
+
+
+@pytest.mark.usefixtures("installed")
+@pytest.mark.parametrize("driver", DRIVERS)
+async def test_an_async_shadow_block_on_the_primary_session_is_refused(
+    pg: Backend, driver: str
+) -> None:
+    Row = model(pg.table)
+    async with async_engine(pg, driver) as engine, AsyncSession(engine) as s:
+        s.add(Row(id=1))
+        with pytest.raises(ShadowSideEffectBlocked, match="Session of its own"):
+            async with shadowguard.shadow():
+                await s.scalar(select(Row).where(Row.id == 5))  # would autoflush Row 1
+        await s.commit()
+    assert pg.oracle(f"SELECT id FROM {pg.table}") == [(1,)]

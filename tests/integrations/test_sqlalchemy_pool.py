@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import event, text
 
 import shadowguard
+from shadowguard.integrations.sqlalchemy import _pg_state
 from tests.integrations._sa_backends import Backend, advisory_locks
 
 SINK = "sqlalchemy"
@@ -134,10 +135,29 @@ def test_primary_session_state_survives_shadow_use(pg: Backend) -> None:
 
 
 @pytest.mark.usefixtures("installed")
-def test_a_connection_that_cannot_be_restored_is_discarded(pg: Backend) -> None:
-    """The primary has a temporary table of its own and the shadow adds one: start afresh."""
+def test_the_shadow_temporary_table_goes_and_the_primary_one_stays(pg: Backend) -> None:
+    """The primary has a temporary table of its own: only the shadow's is dropped, by name."""
     engine = pg.engine(pool_size=1, max_overflow=0)
     _primary_session_state(engine, temp_table=True)
+    with shadowguard.shadow(), engine.connect() as c:
+        c = c.execution_options(isolation_level="AUTOCOMMIT")
+        pid = c.execute(text("SELECT pg_backend_pid()")).scalar()
+        c.execute(text("CREATE TEMP TABLE shadow_tmp (i SERIAL)"))
+    with engine.connect() as c:
+        assert c.execute(text("SELECT pg_backend_pid()")).scalar() == pid  # restored, kept
+        assert c.execute(text("SELECT to_regclass('pg_temp.shadow_tmp')")).scalar() is None
+        assert c.execute(text("SELECT to_regclass('pg_temp.primary_tmp')")).scalar() is not None
+        assert c.execute(text("SHOW statement_timeout")).scalar() == "7777ms"
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_connection_that_cannot_be_restored_is_discarded(
+    pg: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The clean-up cannot undo the shadow's state (here: it is made to fail): start afresh."""
+    engine = pg.engine(pool_size=1, max_overflow=0)
+    _primary_session_state(engine, temp_table=True)
+    monkeypatch.setattr(_pg_state, "_undo", lambda cursor, before, after: None)
     with shadowguard.shadow(), engine.connect() as c:
         c = c.execution_options(isolation_level="AUTOCOMMIT")
         pid = c.execute(text("SELECT pg_backend_pid()")).scalar()

@@ -1,11 +1,13 @@
 """The SQLAlchemy guard at the end of a shadow scope, on real PostgreSQL and SQLite.
 
 A Session reads its own writes until the scope ends; a connection left in a transaction is
-rolled back then; a scope inside a primary transaction undoes its own part only.
+rolled back then; a scope inside a primary transaction undoes its own part only, and may
+not end that transaction.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -13,7 +15,7 @@ from sqlalchemy import Integer, String, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import shadowguard
-from shadowguard import _config
+from shadowguard import ShadowSideEffectBlocked, _config
 from shadowguard.integrations import sqlalchemy as sg
 from tests.integrations._sa_backends import Backend, checked_out, core, model
 from tests.integrations._sa_backends import backend as backend  # a fixture
@@ -134,38 +136,105 @@ def test_scope_end_rolls_back_a_connection_left_in_a_transaction(backend: Backen
 
 
 @pytest.mark.usefixtures("installed")
-@pytest.mark.parametrize("shadow_work", ["read", "write", "write and commit"])
+@pytest.mark.parametrize("shadow_work", ["read", "write", "write in a nested transaction"])
+@pytest.mark.parametrize("begin", ["commit as you go", "engine.begin()"])
 def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
-    backend: Backend, shadow_work: str
+    backend: Backend, shadow_work: str, begin: str
 ) -> None:
     """A what-if in shadow on the primary's connection undoes its own part only."""
     engine = backend.engine()
     rows = core(backend.table)
-    with engine.connect() as c:
+    with contextlib.ExitStack() as stack:
+        if begin == "engine.begin()":
+            c = stack.enter_context(engine.begin())
+        else:
+            c = stack.enter_context(engine.connect())
         c.execute(insert(rows).values(id=1))
         with shadowguard.shadow():
             assert c.execute(text(f"SELECT count(*) FROM {backend.table}")).scalar() == 1
-            if shadow_work != "read":
+            if shadow_work == "write":
                 c.execute(insert(rows).values(id=99))
-            if shadow_work == "write and commit":
-                c.commit()
-                c.execute(insert(rows).values(id=98))
+            if shadow_work == "write in a nested transaction":
+                with c.begin_nested():
+                    c.execute(insert(rows).values(id=98))
         c.execute(insert(rows).values(id=2))
-        c.commit()
+        if begin != "engine.begin()":
+            c.commit()
     ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
     assert [r[0] for r in ids] == [1, 2]
 
 
 @pytest.mark.usefixtures("installed")
-def test_a_primary_session_used_in_a_scope_keeps_its_writes(backend: Backend) -> None:
+@pytest.mark.parametrize("ending", ["commit", "rollback", "close"])
+@pytest.mark.parametrize("begin", ["commit as you go", "engine.begin()"])
+def test_ending_the_primary_transaction_in_shadow_is_refused(
+    backend: Backend, ending: str, begin: str
+) -> None:
+    """Shadow code may not end the primary's transaction: before, a rollback dropped its
+    writes and a commit left its ``engine.begin()`` block without a transaction."""
+    engine = backend.engine()
+    rows = core(backend.table)
+    with contextlib.ExitStack() as stack:
+        if begin == "engine.begin()":
+            c = stack.enter_context(engine.begin())
+        else:
+            c = stack.enter_context(engine.connect())
+        c.execute(insert(rows).values(id=1))
+        with shadowguard.shadow() as scope:
+            c.execute(insert(rows).values(id=99))
+            with pytest.raises(ShadowSideEffectBlocked, match="primary began"):
+                getattr(c, ending)()
+        assert scope.suppressed[-1].detail["operation"] == ending
+        c.execute(insert(rows).values(id=2))
+        if begin != "engine.begin()":
+            c.commit()
+    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
+    assert [r[0] for r in ids] == [1, 2]
+
+
+@pytest.mark.usefixtures("installed")
+@pytest.mark.parametrize("ending", ["commit", "rollback"])
+def test_a_shadow_session_joined_to_the_primary_connection_ends_only_its_savepoint(
+    backend: Backend, ending: str
+) -> None:
+    """In every join mode, a Session joined in shadow to the primary's transaction gets a
+    savepoint of its own: its commit and rollback leave the primary's transaction open."""
+    engine = backend.engine()
+    rows = core(backend.table)
+    Row = model(backend.table)
+    modes: list[Any] = [
+        "conditional_savepoint",
+        "rollback_only",
+        "control_fully",
+        "create_savepoint",
+    ]
+    for mode in modes:
+        with engine.connect() as c:
+            c.execute(insert(rows).values(id=1))
+            with shadowguard.shadow(), Session(bind=c, join_transaction_mode=mode) as s:
+                s.add(Row(id=99))
+                s.flush()
+                getattr(s, ending)()
+            c.execute(insert(rows).values(id=2))
+            c.commit()
+        ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
+        assert [r[0] for r in ids] == [1, 2], mode
+        backend.execute(f"DELETE FROM {backend.table}")
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_primary_session_in_a_scope_is_refused_and_keeps_its_writes(backend: Backend) -> None:
+    """A Session holding the primary's flushed writes is refused at the shadow's first use."""
     engine = backend.engine()
     Row = model(backend.table)
     with Session(engine) as s:
         s.add(Row(id=1))
         s.flush()
-        with shadowguard.shadow():
-            assert s.scalar(text(f"SELECT count(*) FROM {backend.table}")) == 1
-            s.execute(insert(core(backend.table)).values(id=99))
+        with (
+            shadowguard.shadow(),
+            pytest.raises(ShadowSideEffectBlocked, match="Session of its own"),
+        ):
+            s.scalar(text(f"SELECT count(*) FROM {backend.table}"))
         s.add(Row(id=2))
         s.commit()
     ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")

@@ -1,11 +1,13 @@
 """A connection's part in a shadow scope: noted at its first statement, undone at the scope's end.
 
 The first statement a scope runs on a connection notes it in the pool record (and, on
-PostgreSQL, snapshots its session state for :mod:`._pool`) and registers the scope's end.
-If the primary already has a transaction open on the connection, the scope sets a
-savepoint first and its end rolls back to that savepoint only: the primary's pending
-writes stay. Otherwise the scope's end rolls back whatever transaction the shadow left
-open. The write statements are kept for the ``db.commit`` record (:func:`commit_detail`).
+PostgreSQL, snapshots its session state) and registers the scope's end. If the primary
+already has a transaction open on the connection, the scope sets a savepoint first and
+its end rolls back to that savepoint only: the primary's pending writes stay. Otherwise
+the scope's end rolls back whatever transaction the shadow left open. Either way a
+connection still checked out then (kept across the scope) gets its session state back:
+a shadow ``SET``, ``SET ROLE`` or advisory lock does not reach later primary statements.
+The write statements are kept for the ``db.commit`` record (:func:`commit_detail`).
 """
 
 from __future__ import annotations
@@ -19,20 +21,26 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.util import concurrency
 
-from shadowguard._statements import TXN, UNKNOWN, WRITE
+from shadowguard._statements import READ, TXN, UNKNOWN, WRITE
 from shadowguard.contract import Kind, refuse, scope_now
+from shadowguard.integrations.sqlalchemy import _pg_state as pg_state
 from shadowguard.integrations.sqlalchemy._pool import (
     PENDING_WRITES,
     PG_SNAPSHOT,
     PRIMARY_SAVEPOINT,
+    SESSION_CHANGED,
     SHADOW_SCOPE,
     TARGET,
     USED_IN_SHADOW,
-    pg_snapshot,
+    clear_notes,
 )
+from shadowguard.integrations.sqlalchemy._scope_end import CONNECTIONS, at_scope_end
+from shadowguard.integrations.sqlalchemy._transaction import began_in_shadow
 
 __all__ = [
+    "close_socket_now",
     "commit_detail",
+    "drop_without_io",
     "in_greenlet",
     "is_autocommit",
     "note_statement",
@@ -44,6 +52,8 @@ __all__ = [
 ]
 
 _MAX_STATEMENTS = 20
+# Reads that change the session: its settings, or a lock that outlives the transaction.
+_SESSION_FUNCTIONS = re.compile(r"\b(?:set_config|pg_(?:try_)?advisory_lock\w*)\s*\(", re.I)
 _SAVEPOINT_NAME = "shadowguard_scope"
 
 #: Connections a Session holds open for its shadow transactions (:mod:`._session`): they
@@ -72,7 +82,13 @@ def _driver_autocommit(conn: Connection) -> bool:
 
 
 def note_statement(
-    conn: Connection, cursor: Any, statement: str, kind: str, verb: str, autocommit: bool
+    conn: Connection,
+    cursor: Any,
+    statement: str,
+    parameters: Any,
+    kind: str,
+    verb: str,
+    autocommit: bool,
 ) -> None:
     """Note an allowed shadow statement on ``conn``: its first use, the scope, its writes."""
     try:
@@ -84,17 +100,29 @@ def note_statement(
     root = scope.root if scope is not None else None
     joins_scope = root is not None and info.get(SHADOW_SCOPE) is not root
     # Before the snapshot below, which would start a transaction of its own.
-    in_primary_transaction = joins_scope and not autocommit and _server_transaction(conn)
+    in_primary_transaction = joins_scope and (
+        not began_in_shadow(conn) or (not autocommit and _server_transaction(conn))
+    )
+    if in_primary_transaction and conn.dialect.is_async:
+        raise _refuse_async_in_primary_transaction(conn)
+    if root is not None and joins_scope:
+        at_scope_end(root, CONNECTIONS, functools.partial(end_of_scope, weakref.ref(conn)))
     if not info.get(USED_IN_SHADOW):
         if conn.dialect.name == "postgresql":
-            info[PG_SNAPSHOT] = pg_snapshot(conn.connection.dbapi_connection)
+            info[PG_SNAPSHOT] = pg_state.snapshot(conn.connection.dbapi_connection)
         info[USED_IN_SHADOW] = True
         info[TARGET] = target(conn)
     if root is not None and joins_scope:
-        if in_primary_transaction:
+        if in_primary_transaction and not autocommit:
             _open_savepoint(conn, info)
         info[SHADOW_SCOPE] = root
-        root.on_exit(functools.partial(_end_of_scope, weakref.ref(conn)))
+    snapshot = info.get(PG_SNAPSHOT)
+    if snapshot is not None:
+        pg_state.note_custom_settings(
+            conn.connection.dbapi_connection, snapshot, statement, parameters
+        )
+    if kind not in (READ, TXN) or _SESSION_FUNCTIONS.search(statement):
+        info[SESSION_CHANGED] = True
     if kind in (WRITE, UNKNOWN) or verb == "SAVEPOINT":
         if conn.dialect.name == "sqlite" and not autocommit:
             dbapi = conn.connection.dbapi_connection
@@ -132,21 +160,29 @@ def _server_transaction(conn: Connection) -> bool:
     return True
 
 
+def _refuse_async_in_primary_transaction(conn: Connection) -> Exception:
+    # The scope ends outside SQLAlchemy's greenlet, where no IO is possible: it could
+    # neither roll back to a savepoint nor restore the session state.
+    return refuse(
+        Kind.DB_COMMIT,
+        target(conn),
+        "execute",
+        f"shadow work on an asyncio connection to {target(conn)} that is inside a "
+        "transaction of the primary (its end could not roll back the shadow's part only)",
+        remedy="Use a connection of its own for the shadow work, or commit or roll "
+        "back the primary's transaction before the shadow scope starts",
+    )
+
+
 def _open_savepoint(conn: Connection, info: dict[str, Any]) -> None:
     """The primary has a transaction open on ``conn``: the scope rolls back to here only."""
-    if conn.dialect.is_async:
-        # the scope ends outside SQLAlchemy's greenlet, where no IO is possible
-        raise refuse(
-            Kind.DB_COMMIT,
-            target(conn),
-            "execute",
-            f"shadow work on an asyncio connection to {target(conn)} that is inside a "
-            "transaction of the primary (its end could not roll back the shadow's part only)",
-            remedy="Use a connection of its own for the shadow work, or commit or roll "
-            "back the primary's transaction before the shadow scope starts",
-        )
-    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    dbapi = conn.connection.dbapi_connection
+    cursor = dbapi.cursor()  # type: ignore[union-attr]
     try:
+        if conn.dialect.name == "sqlite" and getattr(dbapi, "in_transaction", True) is False:
+            # pysqlite has not begun yet: a savepoint outside a transaction would be one
+            # whose release commits.
+            cursor.execute("BEGIN")
         cursor.execute(f"SAVEPOINT {_SAVEPOINT_NAME}")
     finally:
         cursor.close()
@@ -164,24 +200,71 @@ def roll_back_to_savepoint(dbapi_connection: Any, release: bool) -> None:
         cursor.close()
 
 
-def _end_of_scope(ref: weakref.ref[Connection]) -> None:
-    """Roll back what a connection still holds when the shadow scope that used it ends."""
+def end_of_scope(ref: weakref.ref[Connection]) -> None:
+    """Undo what the scope left on a connection still checked out when it ends."""
     conn = ref()
-    if conn is None or conn in pinned_connections or conn.closed:
+    if conn is None or conn in pinned_connections or conn.closed or conn.invalidated:
         return
-    if not conn.invalidated and conn.connection.info.pop(PRIMARY_SAVEPOINT, False):
-        # The primary's transaction: undo the shadow's part only and leave it open.
-        try:
-            roll_back_to_savepoint(conn.connection, release=True)
-            return
-        except Exception:  # noqa: S110
-            pass  # the shadow ended the transaction itself: nothing of it is left
-    if not conn.in_transaction():
-        return
+    info = conn.connection.info
+    if info.get(SHADOW_SCOPE) is None:
+        return  # returned to the pool and cleaned there, or already cleaned
     if conn.dialect.is_async and not in_greenlet():
-        conn.invalidate()  # no IO possible here: drop the connection, the server rolls back
-    else:
-        conn.rollback()
+        _end_without_io(conn, info)
+        return
+    in_primary_transaction = bool(info.pop(PRIMARY_SAVEPOINT, False))
+    try:
+        if in_primary_transaction:
+            # The primary's transaction: undo the shadow's part only and leave it open.
+            roll_back_to_savepoint(conn.connection, release=True)
+        elif began_in_shadow(conn):
+            conn.rollback()
+        snapshot = info.get(PG_SNAPSHOT)
+        if snapshot is not None:
+            pg_state.restore(
+                conn.connection.dbapi_connection, snapshot, in_transaction=in_primary_transaction
+            )
+    except Exception:
+        # Fail closed: a connection that cannot be cleaned is not used again. Inside the
+        # primary's transaction that ends it, loudly (its next statement raises).
+        conn.invalidate()
+        raise
+    clear_notes(info)
+
+
+def _end_without_io(conn: Connection, info: dict[str, Any]) -> None:
+    """An asyncio scope ends outside SQLAlchemy's greenlet, where no IO is possible."""
+    # The primary's transaction was refused at the scope's first statement on ``conn``.
+    shadow_transaction = began_in_shadow(conn)
+    if info.get(SESSION_CHANGED) or (shadow_transaction and not is_autocommit(conn)):
+        # Drop the connection: the server rolls back and forgets its session state.
+        drop_without_io(conn)
+        if shadow_transaction:
+            conn.rollback()  # SQLAlchemy's bookkeeping only: invalidated, it does no IO
+    clear_notes(info)
+
+
+def drop_without_io(conn: Connection) -> None:
+    """Invalidate an asyncio connection where no IO is possible, closing its socket now."""
+    close_socket_now(conn.connection.driver_connection)
+    conn.invalidate()
+
+
+def close_socket_now(driver_connection: Any) -> None:
+    """Close a driver's connection without awaiting, where the driver allows it.
+
+    SQLAlchemy cannot close a psycopg asyncio connection outside its greenlet: without
+    this its server session (and the shadow's locks) would live on until garbage
+    collection. asyncpg's ``terminate()`` is synchronous too.
+    """
+    pgconn = getattr(driver_connection, "pgconn", None)  # psycopg: libpq's PQfinish
+    terminate = getattr(driver_connection, "terminate", None)  # asyncpg
+    try:
+        if pgconn is not None:
+            pgconn.finish()
+        elif callable(terminate):
+            terminate()
+    except Exception:  # noqa: S110
+        pass  # the invalidation that follows discards it all the same
 
 
 def in_greenlet() -> bool:

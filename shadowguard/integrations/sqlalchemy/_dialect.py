@@ -7,6 +7,8 @@ SQL string is classified by :mod:`shadowguard._statements`) and any write on an
 autocommit connection. ``do_commit`` (every root commit, and a pool's commit-on-return)
 validates what is pending (on PostgreSQL ``SET CONSTRAINTS ALL IMMEDIATE``) and rolls
 back instead. The two-phase methods of :class:`~sqlalchemy.engine.Connection` refuse.
+Session state (``SET``, MySQL's ``GET_LOCK()``) is refused on every dialect but
+PostgreSQL, where :mod:`._pg_state` puts it back.
 
 Every dialect class that defines one of these methods itself is wrapped: those imported
 before ``install()`` at once, later ones at their first connection or statement.
@@ -15,6 +17,7 @@ before ``install()`` at once, later ones at their first connection or statement.
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +26,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.engine.default import DefaultDialect
 from sqlalchemy.pool import base as pool_base
 
-from shadowguard._statements import AUTOCOMMIT_OK, REFUSE, classify
+from shadowguard._statements import AUTOCOMMIT_OK, MYSQL_DIALECTS, REFUSE, SESSION, classify
 from shadowguard.contract import PROCESS, Kind, is_wrapped, mark_wrapped, record, refuse, scope_now
 from shadowguard.errors import ShadowGuardError, ShadowSideEffectBlocked
 from shadowguard.integrations.sqlalchemy._connection import (
@@ -41,6 +44,8 @@ from shadowguard.integrations.sqlalchemy._registry import PATCHES
 __all__ = ["refuse_twophase", "wrap_dialect_class", "wrap_dialect_classes"]
 
 _GUARDED = ("do_commit", "do_execute", "do_executemany", "do_execute_no_params")
+# MySQL's named locks are held by the session, past the rollback and the pool's check-in.
+_MYSQL_LOCK = re.compile(r"\bget_lock\s*\(", re.I)
 
 
 def wrap_dialect_classes() -> None:
@@ -108,7 +113,7 @@ def _make_do_execute(original: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, cursor, statement, parameters, context)
-        _check_statement(self, cursor, statement, context)
+        _check_statement(self, cursor, statement, parameters, context)
         return original(self, cursor, statement, parameters, context)
 
     mark_wrapped(do_execute, original)
@@ -119,14 +124,16 @@ def _make_do_execute_no_params(original: Callable[..., Any]) -> Callable[..., An
     def do_execute_no_params(self: Any, cursor: Any, statement: str, context: Any = None) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, cursor, statement, context)
-        _check_statement(self, cursor, statement, context)
+        _check_statement(self, cursor, statement, None, context)
         return original(self, cursor, statement, context)
 
     mark_wrapped(do_execute_no_params, original)
     return do_execute_no_params
 
 
-def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) -> None:
+def _check_statement(
+    dialect: Any, cursor: Any, statement: str, parameters: Any, context: Any
+) -> None:
     """Refuse a shadow statement no rollback would undo; note the others on the connection."""
     _ensure_dialect_wrapped(dialect)
     kind, verb = classify(statement, dialect.name)
@@ -146,6 +153,18 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
             remedy="Run schema changes, transaction control and non-transactional functions "
             "(setval, dblink, ...) outside shadow traffic",
         )
+    if dialect.name != "postgresql" and (
+        kind == SESSION or (dialect.name in MYSQL_DIALECTS and _MYSQL_LOCK.search(statement))
+    ):
+        raise _refusal(
+            target(conn),
+            f"{verb} on {target(conn)}: it changes the connection's session, which outlives "
+            "the rollback and the connection's return to the pool (shadowguard puts session "
+            "state back on PostgreSQL only)",
+            statement,
+            remedy="Make session settings in a connect hook (the pool's 'connect' event), "
+            "where they apply to primary and shadow traffic alike, or outside shadow traffic",
+        )
     autocommit = is_autocommit(conn)
     if autocommit and kind not in AUTOCOMMIT_OK:
         raise _refusal(
@@ -155,7 +174,7 @@ def _check_statement(dialect: Any, cursor: Any, statement: str, context: Any) ->
             remedy="Use a connection in a transaction (no isolation_level='AUTOCOMMIT') "
             "for writes that shadow traffic makes",
         )
-    note_statement(conn, cursor, statement, kind, verb, autocommit)
+    note_statement(conn, cursor, statement, parameters, kind, verb, autocommit)
 
 
 def _refusal(

@@ -4,8 +4,12 @@
 engine (its *pin*) with a transaction open, and makes each Session transaction a savepoint
 in it: after ``commit()`` the Session still sees its rows (generated ids, server defaults,
 later queries). The savepoint's release is where the commit is validated and recorded.
-The pin is rolled back when the Session closes or, at the latest, when the outermost
-shadow scope ends; the Session then forgets what it loaded from it.
+A Session joined to a connection in a transaction the primary began gets a savepoint of
+its own in it, whatever its ``join_transaction_mode``: its commit and rollback then never
+end the primary's transaction. The pin is released when the Session closes or, at the
+latest, when the outermost shadow scope ends (:mod:`._session_state`). On an autocommit
+engine there is no transaction to pin: each write is refused, as on any autocommit
+connection.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ from sqlalchemy.orm.session import SessionTransaction
 from shadowguard.contract import PROCESS, Kind, record, scope_now
 from shadowguard.integrations.sqlalchemy._connection import (
     commit_detail,
+    drop_without_io,
     in_greenlet,
+    is_autocommit,
     pinned_connections,
     short,
     tables,
@@ -32,8 +38,15 @@ from shadowguard.integrations.sqlalchemy._connection import (
 )
 from shadowguard.integrations.sqlalchemy._pool import PENDING_WRITES, TARGET
 from shadowguard.integrations.sqlalchemy._registry import PATCHES
+from shadowguard.integrations.sqlalchemy._transaction import began_in_shadow
 
-__all__ = ["make_close_impl", "make_connection_for_bind", "make_session_commit", "unpin_all"]
+__all__ = [
+    "make_close_impl",
+    "make_connection_for_bind",
+    "make_session_commit",
+    "release_pins",
+    "unpin_all",
+]
 
 # Set on an error the savepoint release already recorded, so the commit does not again.
 _RECORDED = "_shadowguard_recorded"
@@ -53,29 +66,33 @@ class _Pin:
 _pins: weakref.WeakKeyDictionary[Session, dict[Engine, _Pin]] = weakref.WeakKeyDictionary()
 
 
-def make_connection_for_bind(original: Callable[..., Connection]) -> Callable[..., Connection]:
-    """Wrap ``SessionTransaction._connection_for_bind``: in shadow, a savepoint in the pin."""
+def make_connection_for_bind(
+    original: Callable[..., Connection], touch: Callable[[Session], None]
+) -> Callable[..., Connection]:
+    """Wrap ``SessionTransaction._connection_for_bind``: in shadow, a savepoint in the pin.
+
+    ``touch`` is told first (:func:`._session_state.touch`).
+    """
 
     def _connection_for_bind(
         self: SessionTransaction, bind: Any, execution_options: Any
     ) -> Connection:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, bind, execution_options)
-        if (
-            self._parent is not None
-            or not isinstance(bind, Engine)
-            or bind in self._connections
-            or self.session.twophase
-        ):
+        touch(self.session)
+        if self._parent is not None or bind in self._connections:
             return original(self, bind, execution_options)
-        session = self.session
-        pin = _pin_for(session, bind)
-        mode = session.join_transaction_mode
-        session.join_transaction_mode = "create_savepoint"
-        try:
-            conn = original(self, pin.conn, execution_options)
-        finally:
-            session.join_transaction_mode = mode
+        if isinstance(bind, Connection):
+            if not bind.in_transaction() or began_in_shadow(bind) or scope_now() is None:
+                return original(self, bind, execution_options)
+            # The primary's transaction: the Session's own ends must stay inside it.
+            return _as_savepoint(self, original, bind, execution_options)
+        if not isinstance(bind, Engine) or self.session.twophase:
+            return original(self, bind, execution_options)
+        pin = _pin_for(self.session, bind)
+        if pin is None:
+            return original(self, bind, execution_options)
+        conn = _as_savepoint(self, original, pin.conn, execution_options)
         savepoint = getattr(self._connections[conn][1], "_savepoint", None)
         if savepoint is not None:
             pin.commit_savepoints.add(savepoint)
@@ -85,7 +102,23 @@ def make_connection_for_bind(original: Callable[..., Connection]) -> Callable[..
     return _connection_for_bind
 
 
-def _pin_for(session: Session, engine: Engine) -> _Pin:
+def _as_savepoint(
+    trans: SessionTransaction,
+    original: Callable[..., Connection],
+    conn: Connection,
+    execution_options: Any,
+) -> Connection:
+    session = trans.session
+    mode = session.join_transaction_mode
+    session.join_transaction_mode = "create_savepoint"
+    try:
+        return original(trans, conn, execution_options)
+    finally:
+        session.join_transaction_mode = mode
+
+
+def _pin_for(session: Session, engine: Engine) -> _Pin | None:
+    """The Session's pin to ``engine``; None on an autocommit engine (nothing to hold)."""
     with PATCHES.lock:
         pins = _pins.setdefault(session, {})
         pin = pins.get(engine)
@@ -94,6 +127,9 @@ def _pin_for(session: Session, engine: Engine) -> _Pin:
             pin.conn.begin()
         return pin
     conn = engine.connect()
+    if is_autocommit(conn):
+        conn.close()
+        return None
     try:
         conn.begin()
         pin = _Pin(conn)
@@ -104,9 +140,6 @@ def _pin_for(session: Session, engine: Engine) -> _Pin:
         raise
     with PATCHES.lock:
         pins[engine] = pin
-    scope = scope_now()
-    if scope is not None:
-        scope.root.on_exit(functools.partial(_unpin, weakref.ref(session), engine))
     return pin
 
 
@@ -136,12 +169,15 @@ def _on_savepoint_release(pin: _Pin, conn: Connection, name: str, context: Any) 
         raise error
 
 
-def make_session_commit(original: Callable[..., None]) -> Callable[..., None]:
+def make_session_commit(
+    original: Callable[..., None], touch: Callable[[Session], None]
+) -> Callable[..., None]:
     """Wrap ``SessionTransaction.commit``: a flush that fails in it is recorded."""
 
     def commit(self: SessionTransaction, *args: Any, **kwargs: Any) -> None:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, *args, **kwargs)
+        touch(self.session)
         try:
             return original(self, *args, **kwargs)
         except sa_exc.StatementError as exc:
@@ -161,54 +197,43 @@ def make_session_commit(original: Callable[..., None]) -> Callable[..., None]:
     return commit
 
 
-def make_close_impl(original: Callable[..., None]) -> Callable[..., None]:
-    """Wrap ``Session._close_impl``: closing a Session releases its pins."""
+def make_close_impl(
+    original: Callable[..., None], touch: Callable[[Session], None]
+) -> Callable[..., None]:
+    """Wrap ``Session._close_impl`` (close, reset, invalidate): it releases the pins."""
 
     # No pass-through: a Session used in shadow may be closed by primary code.
     def _close_impl(self: Session, *args: Any, **kwargs: Any) -> None:
+        if scope_now() is not None or PROCESS.shadow:
+            touch(self)
         try:
             original(self, *args, **kwargs)
         finally:
             if _pins and self in _pins:
-                _unpin(weakref.ref(self))
+                release_pins(self)
 
     return _close_impl
 
 
-def _unpin(session_ref: weakref.ref[Session], engine: Engine | None = None) -> None:
-    """Roll back and release a Session's pin to ``engine`` (at scope end), or all of them."""
-    session = session_ref()
-    if session is None:
-        return
+def release_pins(session: Session) -> None:
+    """Roll back and release every pin of ``session``."""
     with PATCHES.lock:
-        pins = _pins.get(session)
-        if not pins:
-            return
-        chosen = [pins.pop(engine)] if engine is not None and engine in pins else []
-        if engine is None:
-            chosen = list(pins.values())
-            pins.clear()
-    at_scope_end = engine is not None
-    for pin in chosen:
-        trans = session._transaction
-        if at_scope_end and trans is not None and pin.conn in trans._connections:
-            # The Session is still in a transaction on the held connection: end it first.
-            if pin.conn.dialect.is_async and not in_greenlet():
-                session.invalidate()
-            else:
-                session.rollback()
-        _release(pin.conn)
-    if chosen and at_scope_end:
-        # What the Session loaded from the shadow transaction no longer exists: make it
-        # reload rather than serve ghost rows.
-        session.expire_all()
+        pins = _pins.pop(session, None)
+    for pin in (pins or {}).values():
+        try:
+            _release(pin.conn)
+        except BaseException:
+            # Fail closed: the pool discards a connection that could not be cleaned.
+            if not pin.conn.closed:
+                pin.conn.invalidate()
+            raise
 
 
 def _release(conn: Connection) -> None:
     if conn.closed:
         return
     if conn.dialect.is_async and not in_greenlet():
-        conn.invalidate()
+        drop_without_io(conn)
         return
     try:
         conn.rollback()
@@ -221,4 +246,4 @@ def unpin_all() -> None:
     with PATCHES.lock:
         sessions = list(_pins.keys())
     for session in sessions:
-        _unpin(weakref.ref(session))
+        release_pins(session)
