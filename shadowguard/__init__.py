@@ -22,11 +22,9 @@ from shadowguard._context import (
     record_suppression,
     shadow,
 )
-from shadowguard._context import (
-    as_primary as detached,
-)
 from shadowguard._detect import Detection, detect, host_is_shadow
 from shadowguard._outbound import is_stub
+from shadowguard._scopes import as_primary as detached
 from shadowguard._side_effect import side_effect
 from shadowguard._suppression import Action, Kind
 from shadowguard.errors import ConfigError, ShadowGuardError, ShadowSideEffectBlocked

@@ -21,10 +21,8 @@ from shadowguard._config import PROCESS
 from shadowguard._suppression import EMPTY, Suppression
 
 __all__ = [
-    "RequestScope",
     "Scope",
     "Suppression",
-    "as_primary",
     "current_scope",
     "enter_scope",
     "is_shadow",
@@ -150,68 +148,6 @@ def enter_scope(scope: Scope | None) -> Token[Scope | None]:
 def leave_scope(token: Token[Scope | None]) -> None:
     """Undo the :func:`enter_scope` that returned ``token``."""
     _current.reset(token)
-
-
-class as_primary:
-    """Run a block outside any request's shadow scope (public as ``shadowguard.detached``).
-
-    For work that belongs to primary requests but runs while a shadow request is current:
-    a guard serving the primary's delivery reports from a shared producer, or an
-    application starting a long-lived worker from inside a request
-    (``with shadowguard.detached(): asyncio.create_task(worker())``: the task copies the
-    context without the request's scope). In a process that is shadow as a whole
-    (``SHADOW_MODE=true``) the block stays shadow: there is no primary to run as.
-    """
-
-    __slots__ = ("_token",)
-
-    def __enter__(self) -> None:
-        self._token = _current.set(None)
-
-    def __exit__(self, *exc: object) -> None:
-        _current.reset(self._token)
-
-
-class RequestScope:
-    """A shadow scope that is entered and left several times for one request.
-
-    WSGI servers iterate a response body in their own frames after the application
-    returned, so a ContextVar set in ``__call__`` cannot simply stay set: it would leak
-    into the server's thread (and the next request it serves) if ``close()`` were never
-    called. Each phase of the request enters the scope and resets it with its token.
-    """
-
-    __slots__ = ("_finished", "scope")
-
-    def __init__(self, reason: str | None) -> None:
-        self.scope = Scope(reason, _current.get())
-        self._finished = False
-
-    def enter(self) -> Token[Scope | None]:
-        """Make the scope current; pass the token to :meth:`exit`."""
-        return enter_scope(self.scope)
-
-    @staticmethod
-    def exit(token: Token[Scope | None]) -> None:
-        """Leave the scope entered with ``token``."""
-        _current.reset(token)
-
-    @property
-    def finished(self) -> bool:
-        """Has :meth:`finish` run?"""
-        return self._finished
-
-    def finish(self) -> bool:
-        """Run the scope's exit callbacks inside the scope, once; False if already finished."""
-        if self._finished:
-            return False
-        self._finished = True
-        token = self.enter()
-        try:
-            self.scope.end()
-        finally:
-            _current.reset(token)
-        return True
 
 
 def current_scope() -> Scope | None:

@@ -28,9 +28,7 @@ from typing import Any
 from shadowguard import telemetry
 from shadowguard._config import PROCESS, Settings, get_settings, settings_or_defaults
 from shadowguard._context import (
-    RequestScope,
     Scope,
-    as_primary,
     enter_scope,
     is_shadow,
     leave_scope,
@@ -40,6 +38,7 @@ from shadowguard._context import (
 )
 from shadowguard._detect import Detection, detect
 from shadowguard._patching import Patches, is_wrapped, mark_wrapped, unwrapped
+from shadowguard._scopes import RequestScope, as_primary
 from shadowguard._suppression import Action, Kind, Suppression
 from shadowguard.errors import ShadowSideEffectBlocked, missing_extra_error
 
