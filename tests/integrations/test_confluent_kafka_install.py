@@ -26,6 +26,13 @@ def topic(kafka_broker: KafkaBroker) -> str:
     return kafka_broker.create_topic()
 
 
+def install_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """install(), and the warnings it logged about unguarded producer classes."""
+    with caplog.at_level(logging.WARNING, logger="shadowguard"):
+        guard_module.install()
+    return [r.getMessage() for r in caplog.records if "unguarded" in r.getMessage()]
+
+
 def test_install_swaps_classes_and_uninstall_restores() -> None:
     originals = (confluent_kafka.Producer, confluent_kafka.SerializingProducer)
     shadowguard.install("confluent_kafka")
@@ -98,10 +105,8 @@ def test_install_names_producer_subclasses_defined_before_it(
     class EarlyProducer(confluent_kafka.Producer):
         pass
 
-    with caplog.at_level(logging.WARNING, logger="shadowguard"):
-        guard_module.install()
+    warned = install_warnings(caplog)
     try:
-        warned = [r.getMessage() for r in caplog.records if "unguarded" in r.getMessage()]
         assert len(warned) == 1
         assert f"{__name__}.{EarlyProducer.__qualname__}" in warned[0]
         assert "guard(producer)" in warned[0]
@@ -165,10 +170,8 @@ def test_install_names_asyncio_producer_subclasses_defined_before_it(
     class EarlyAIOProducer(AIOProducer):
         pass
 
-    with caplog.at_level(logging.WARNING, logger="shadowguard"):
-        guard_module.install()
+    warned = install_warnings(caplog)
     try:
-        warned = [r.getMessage() for r in caplog.records if "unguarded" in r.getMessage()]
         assert len(warned) == 1
         assert f"{__name__}.{EarlyAIOProducer.__qualname__}" in warned[0]
     finally:

@@ -155,22 +155,10 @@ class GuardedSerializingProducer(
         self._shadow_outbox = Outbox(conf)
         super().__init__(conf)
 
-    def produce(  # type: ignore[override]  # SerializingProducer's own signature
-        self,
-        topic: str,
-        key: Any = None,
-        value: Any = None,
-        partition: int = -1,
-        on_delivery: Callable[..., Any] | None = None,
-        timestamp: int = 0,
-        headers: Any = None,
-    ) -> None:
+    def produce(self, *args: Any, **kwargs: Any) -> None:
         if scope_now() is None and not PROCESS.shadow:
-            return _serializing_produce(
-                self, topic, key, value, partition, on_delivery, timestamp, headers
-            )
-        given = (topic, key, value, partition, on_delivery, timestamp, headers)
-        shadow_serializing_produce(self, self._shadow_outbox, given, {})
+            return _serializing_produce(self, *args, **kwargs)
+        shadow_serializing_produce(self, self._shadow_outbox, args, kwargs)
         return None
 
 
