@@ -127,6 +127,16 @@ def too_large(key: bytes | None, value: bytes | None, headers_bytes: int, max_by
     return wire > max_bytes
 
 
+def message_too_large() -> KafkaException:
+    """What ``produce()`` raises for a message over ``message.max.bytes``."""
+    return KafkaException(
+        KafkaError(
+            KafkaError.MSG_SIZE_TOO_LARGE,
+            "Unable to produce message: Broker: Message size too large",
+        )
+    )
+
+
 def legal_topic(topic: str) -> bool:
     """Kafka's rule for topic names; the broker fails delivery of anything else."""
     return _LEGAL_TOPIC.fullmatch(topic) is not None and topic not in {".", ".."}
@@ -168,16 +178,6 @@ def check_batch(messages: Any) -> list[tuple[bytes | None, bytes | None]]:
             )
         checked.append((payloads[1], payloads[0]))
     return checked
-
-
-def message_too_large() -> KafkaException:
-    """What ``produce()`` raises for a message over ``message.max.bytes``."""
-    return KafkaException(
-        KafkaError(
-            KafkaError.MSG_SIZE_TOO_LARGE,
-            "Unable to produce message: Broker: Message size too large",
-        )
-    )
 
 
 def batch_too_large() -> KafkaError:

@@ -155,10 +155,24 @@ class GuardedSerializingProducer(
         self._shadow_outbox = Outbox(conf)
         super().__init__(conf)
 
-    def produce(self, *args: Any, **kwargs: Any) -> None:
+    # SerializingProducer's own signature, spelled out: re-packing *args/**kwargs would add
+    # about a tenth to the primary's produce().
+    def produce(  # type: ignore[override]
+        self,
+        topic: str,
+        key: Any = None,
+        value: Any = None,
+        partition: int = -1,
+        on_delivery: Callable[..., Any] | None = None,
+        timestamp: int = 0,
+        headers: Any = None,
+    ) -> None:
         if scope_now() is None and not PROCESS.shadow:
-            return _serializing_produce(self, *args, **kwargs)
-        shadow_serializing_produce(self, self._shadow_outbox, args, kwargs)
+            return _serializing_produce(
+                self, topic, key, value, partition, on_delivery, timestamp, headers
+            )
+        given = (topic, key, value, partition, on_delivery, timestamp, headers)
+        shadow_serializing_produce(self, self._shadow_outbox, given, {})
         return None
 
 
