@@ -65,7 +65,7 @@ def run(h: Harness) -> None:
         "Producer.produce() primary, guarded vs raw",
         raw_produce,
         guarded_produce,
-        target_added_ns=350,
+        target_added_ns=250,
     )
     h.compare(
         "Producer.poll(0) primary, guarded vs raw", lambda: raw.poll(0), lambda: guarded.poll(0)

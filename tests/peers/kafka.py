@@ -3,7 +3,8 @@
 The broker keeps everything in memory and listens on a free loopback port; it is
 stopped by its process id at the end of the session. Tests count messages with a
 consumer that ``assign()``s partitions from a given offset (the broker itself is the
-oracle), never with a group join, which takes seconds.
+oracle), never with a group join, which takes seconds. :class:`DeliveryReports` is the
+other oracle: what the client reported to the application, and in which state.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import gc
 import os
 import socket
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from shadowguard import is_shadow
 from tests.peers.processes import stop_process
 from tests.peers.services import service_missing
 
@@ -124,6 +127,39 @@ class KafkaBroker:
             return found
         finally:
             consumer.close()
+
+    def values(self, topic: str) -> list[bytes | None]:
+        """The value of every message stored in ``topic``, in order (see :meth:`messages`)."""
+        return [m.value() for m in self.messages(topic)]
+
+
+class DeliveryReports:
+    """A delivery callback: what each report carried, and whether it ran as shadow."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[bool, Any, Any]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, error: Any, message: Any) -> None:
+        with self.lock:
+            self.seen.append((is_shadow(), error, message))
+
+    def values(self, *, shadow_only: bool | None = None) -> list[bytes]:
+        """The reported values; only the shadow (True) or primary (False) ones if asked."""
+        return [m.value() for s, _, m in self.seen if shadow_only is None or s is shadow_only]
+
+
+def produce_orders(producer: Any, topic: str, tag: str, callback: DeliveryReports) -> None:
+    """The application code under test: the same in shadow and in primary."""
+    for i in range(3):
+        producer.produce(
+            topic,
+            value=f"{tag}-{i}".encode(),
+            key=f"k{i}",
+            headers={"source": b"test"},
+            on_delivery=callback,
+        )
+    producer.flush(10)
 
 
 def _wait_ready(bootstrap: str, process: subprocess.Popen[bytes]) -> None:

@@ -1,0 +1,142 @@
+"""confluent-kafka: in shadow, serialize and validate every message, send none.
+
+``install()`` swaps guarded subclasses into ``confluent_kafka`` (``Producer``,
+``SerializingProducer``) and ``confluent_kafka.aio`` (``AIOProducer``,
+``AsyncSerializingProducer``), and keeps Schema Registry serializers from registering
+schemas in shadow. ``guard(producer)`` covers a producer created before ``install()``.
+
+In shadow, ``produce()`` and ``produce_batch()`` run the serializers and the checks the
+client and the broker would apply, raise what the client raises, record a
+``Suppression(kind="kafka.produce")`` and queue a delivery report for the next
+``poll()``/``flush()`` of the producer; nothing reaches librdkafka. Transactions
+(recorded as ``kafka.transaction``) and ``purge()`` become no-ops in shadow, so a shadow
+request can neither fence, commit, abort nor purge the primary's work on a shared producer.
+
+The package, in the order a shadow ``produce()`` meets it:
+
+- ``_swap``: a swapped-in class answers ``isinstance`` for the class it replaces; which
+  application subclasses were defined before ``install()``.
+- ``_sync``: ``GuardedProducer``, ``GuardedSerializingProducer`` and the ``guard()``
+  proxy; each method's first line is the pass-through to the client.
+- ``_asyncio``: the same for the asyncio producers of ``confluent_kafka.aio``.
+- ``_shadow``: the shadow produce paths, in call order: check, owe the report, record.
+- ``_serializing``: the serializer step of the serializing producers, as the library runs it.
+- ``_client``: librdkafka's client-side checks, with the client's exceptions.
+- ``_outbox``: the delivery reports a producer owes, served at ``poll()``/``flush()``/``close()``.
+- ``_transactions``: transaction calls as recorded no-ops.
+- ``_schema_registry``: look schemas up, never register them.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from shadowguard.contract import Patches, missing_extra_error
+
+try:
+    import confluent_kafka
+    from confluent_kafka import cimpl
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise missing_extra_error("confluent_kafka", "kafka") from exc
+
+from shadowguard.integrations.confluent_kafka._asyncio import (
+    AIOProducer,
+    AIOProducerProxy,
+    GuardedAIOProducer,
+    GuardedAsyncSerializingProducer,
+    outbox_of,
+)
+from shadowguard.integrations.confluent_kafka._outbox import Outbox
+from shadowguard.integrations.confluent_kafka._schema_registry import guard_schema_registration
+from shadowguard.integrations.confluent_kafka._swap import is_guarded, unguarded_subclasses
+from shadowguard.integrations.confluent_kafka._sync import (
+    GuardedProducer,
+    GuardedSerializingProducer,
+    GuardProxy,
+    ProducerProxy,
+)
+
+__all__ = [
+    "GuardedAIOProducer",
+    "GuardedAsyncSerializingProducer",
+    "GuardedProducer",
+    "GuardedSerializingProducer",
+    "guard",
+    "install",
+    "uninstall",
+]
+
+logger = logging.getLogger("shadowguard")
+_patches = Patches("confluent_kafka")
+#: The client classes an application may subclass; install() swaps in guarded ones.
+_CLIENT_CLASSES: tuple[type, ...] = (cimpl.Producer,) + ((AIOProducer,) if AIOProducer else ())
+
+
+def install(**options: Any) -> None:
+    """Swap the guarded producers into ``confluent_kafka`` and guard schema registration.
+
+    Producers created afterwards through ``confluent_kafka.Producer``,
+    ``SerializingProducer`` or ``confluent_kafka.aio`` are guarded; for older ones use
+    :func:`guard`. Takes no options. Idempotent; :func:`uninstall` restores the originals.
+    """
+    _patches.install(_apply, options)
+
+
+def _apply() -> None:
+    _patches.setattr(confluent_kafka, "Producer", GuardedProducer)
+    _patches.setattr(confluent_kafka, "SerializingProducer", GuardedSerializingProducer)
+    # Not confluent_kafka.serializing_producer.SerializingProducer: the class's own
+    # methods call super(SerializingProducer, self) through that module global.
+    if GuardedAIOProducer is not None:
+        from confluent_kafka import aio
+
+        _patches.setattr(aio, "AIOProducer", GuardedAIOProducer)
+        _patches.setattr(aio, "AsyncSerializingProducer", GuardedAsyncSerializingProducer)
+        _patches.setattr(aio.producer, "AIOProducer", GuardedAIOProducer)
+    guard_schema_registration(_patches)
+    _warn_unguarded_subclasses()
+
+
+def _warn_unguarded_subclasses() -> None:
+    classes = unguarded_subclasses(_CLIENT_CLASSES)
+    names = sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)
+    if names:
+        # Changing the bases of a class that already has instances is not safe to do
+        # behind the application's back: say so, with the way out.
+        logger.warning(
+            "shadowguard: producer classes defined before install() stay unguarded, "
+            "instances created later included: %s. Wrap each instance with "
+            "shadowguard.integrations.confluent_kafka.guard(producer), or call "
+            "shadowguard.install() before the module defining them is imported",
+            ", ".join(names),
+        )
+
+
+def uninstall() -> None:
+    """Restore the original producer classes and Schema Registry clients."""
+    _patches.uninstall()
+
+
+def guard(producer: Any, *, config: Mapping[str, Any] | None = None) -> Any:
+    """Return ``producer`` guarded: in shadow it serializes and validates but sends nothing.
+
+    For a producer created before :func:`install` (or from a class imported before it).
+    The result behaves like ``producer`` (``isinstance`` included); keep using it, not
+    the original. ``config`` is the configuration the producer was created with: the
+    shadow path needs ``message.max.bytes``, ``on_delivery``,
+    ``delivery.report.only.error`` and ``transactional.id`` from it (librdkafka does not
+    expose them); without it the client defaults apply. A producer that is already
+    guarded is returned unchanged.
+    """
+    if is_guarded(producer) or isinstance(producer, GuardProxy):
+        return producer
+    if isinstance(producer, cimpl.Producer):
+        return ProducerProxy(producer, Outbox(config))
+    if AIOProducer is not None and isinstance(producer, AIOProducer):
+        return AIOProducerProxy(producer, Outbox(config) if config else outbox_of(producer))
+    raise TypeError(
+        f"guard() takes a confluent_kafka producer (Producer, SerializingProducer, "
+        f"AIOProducer, AsyncSerializingProducer), not {type(producer).__name__}"
+    )

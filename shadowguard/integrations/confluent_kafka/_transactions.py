@@ -1,0 +1,66 @@
+"""Transactions in shadow: recorded no-ops, so a shadow request cannot touch the primary's.
+
+A shadow request running the same code as the primary would otherwise fence the
+primary's producer (``init_transactions`` with the same ``transactional.id``), or commit
+or abort its open transaction on a shared producer. Each call is recorded as
+``Kind.KAFKA_TRANSACTION`` with the producer's ``transactional_id``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from shadowguard.contract import PROCESS, Kind, record, scope_now
+from shadowguard.integrations.confluent_kafka._outbox import Outbox
+
+__all__ = ["async_transaction", "record_transaction", "transaction", "wrapped_producer"]
+
+#: Where a guard finds the producer's own methods: the client class after the guard in the
+#: MRO (for a swapped-in class) or the wrapped producer (for a ``guard()`` proxy).
+Reach = Callable[[Any], Any]
+
+
+def wrapped_producer(proxy: Any) -> Any:
+    """The :data:`Reach` of a ``guard()`` proxy: the producer it wraps."""
+    return proxy.__wrapped__
+
+
+def transaction(name: str, reach: Reach) -> Callable[..., None]:
+    """The method ``name``: the producer's own for a primary caller, recorded in shadow.
+
+    The guard reaches the producer's outbox as ``_shadow_outbox``.
+    """
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> None:
+        if scope_now() is None and not PROCESS.shadow:
+            return getattr(reach(self), name)(*args, **kwargs)  # type: ignore[no-any-return]
+        record_transaction(self._shadow_outbox, name)
+        return None
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def async_transaction(name: str, reach: Reach) -> Callable[..., Coroutine[Any, Any, Any]]:
+    """:func:`transaction` for the asyncio producers."""
+
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return await getattr(reach(self), name)(*args, **kwargs)
+        record_transaction(self._shadow_outbox, name)
+        return None
+
+    method.__name__ = method.__qualname__ = name
+    return method
+
+
+def record_transaction(outbox: Outbox, operation: str) -> None:
+    """Record a transaction call that did not reach the broker."""
+    transactional_id = outbox.transactional_id
+    record(
+        Kind.KAFKA_TRANSACTION,
+        str(transactional_id or "<transaction>"),
+        operation,
+        {"transactional_id": transactional_id},
+    )

@@ -1,0 +1,170 @@
+"""confluent-kafka guard, transactions: in shadow they are recorded no-ops that cannot fence the primary.
+
+The oracle is the Tansu broker of the session (tests/peers/kafka.py): the primary's open
+transaction still commits, and read_committed consumers see only primary messages.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import confluent_kafka
+import pytest
+
+import shadowguard
+from shadowguard import Kind, shadow
+from shadowguard.integrations import confluent_kafka as guard_module
+from tests.peers.kafka import DeliveryReports, KafkaBroker
+
+SINK = "confluent_kafka"
+
+TRANSACTION_CALLS = [
+    "init_transactions",
+    "begin_transaction",
+    "send_offsets_to_transaction",
+    "commit_transaction",
+    "abort_transaction",
+]
+
+
+@pytest.fixture
+def topic(kafka_broker: KafkaBroker) -> str:
+    return kafka_broker.create_topic()
+
+
+def open_transaction(kafka_broker: KafkaBroker, topic: str, transactional_id: str) -> Any:
+    """A primary producer in the middle of a transaction with one message."""
+    primary = confluent_kafka.cimpl.Producer(
+        kafka_broker.config(**{"transactional.id": transactional_id})
+    )
+    primary.init_transactions(10)
+    primary.begin_transaction()
+    primary.produce(topic, b"primary-open")
+    return primary
+
+
+def run_transaction_calls(producer: Any, topic: str) -> None:
+    offsets = [confluent_kafka.TopicPartition(topic, 0, 1)]
+    metadata = confluent_kafka.ConsumerGroupTopicPartitions("sg-group")
+    producer.init_transactions(10)
+    producer.begin_transaction()
+    producer.send_offsets_to_transaction(offsets, metadata, 10)
+    producer.commit_transaction(10)
+    producer.abort_transaction(10)
+
+
+@pytest.mark.usefixtures("installed")
+def test_transactions_never_reach_the_broker(kafka_broker: KafkaBroker, topic: str) -> None:
+    """A shadow producer with the primary's transactional.id does not fence the primary."""
+    transactional_id = f"tx-{topic}"
+    config = kafka_broker.config(**{"transactional.id": transactional_id})
+    primary = confluent_kafka.Producer(config)
+    primary.init_transactions(10)
+    primary.begin_transaction()
+    primary.produce(topic, b"primary-open")
+
+    def transfer(producer: Any, tag: str) -> None:
+        producer.init_transactions(10)
+        producer.begin_transaction()
+        producer.produce(topic, f"{tag}-1".encode())
+        producer.produce(topic, f"{tag}-2".encode())
+        producer.commit_transaction(10)
+
+    shadow_producer = confluent_kafka.Producer(config)
+    with shadow() as scope:
+        transfer(shadow_producer, "shadow")
+        shadow_producer.abort_transaction(10)
+    assert [s.detail["operation"] for s in scope.suppressed] == [
+        "init_transactions",
+        "begin_transaction",
+        "produce",
+        "produce",
+        "commit_transaction",
+        "abort_transaction",
+    ]
+    assert scope.suppressed[0].target == transactional_id
+    primary.commit_transaction(10)  # raises if the shadow producer had fenced it
+    assert kafka_broker.values(topic) == [b"primary-open"]
+
+    transfer(shadow_producer, "primary")  # the same code as primary fences the old producer
+    assert kafka_broker.values(topic) == [b"primary-open", b"primary-1", b"primary-2"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_shadow_mode_process_without_a_scope(kafka_broker: KafkaBroker, topic: str) -> None:
+    """SHADOW_MODE=true: no scope anywhere, still nothing reaches the broker."""
+    reports = DeliveryReports()
+    shadowguard.configure(mode="shadow")
+    try:
+        assert shadowguard.current_scope() is None
+        producer = confluent_kafka.Producer(
+            kafka_broker.config(**{"transactional.id": f"tx-{topic}"})
+        )
+        producer.init_transactions(10)
+        producer.begin_transaction()
+        producer.produce(topic, b"shadow", on_delivery=reports)
+        producer.commit_transaction(10)
+        assert producer.flush(10) == 0
+    finally:
+        shadowguard._config.reset()
+    assert reports.values(shadow_only=True) == [b"shadow"]
+    primary = confluent_kafka.Producer(kafka_broker.config())
+    primary.produce(topic, b"primary")
+    primary.flush(10)
+    assert kafka_broker.values(topic) == [b"primary"]
+
+
+@pytest.mark.parametrize("how", ["install", "guard"])
+def test_transaction_calls_are_recorded_as_kafka_transaction(
+    kafka_broker: KafkaBroker, topic: str, how: str
+) -> None:
+    """Each shadow transaction call: kind kafka.transaction with the transactional_id."""
+    transactional_id = f"tx-{topic}"
+    config = kafka_broker.config(**{"transactional.id": transactional_id})
+    primary = open_transaction(kafka_broker, topic, transactional_id)
+    if how == "install":
+        guard_module.install()
+        producer = confluent_kafka.Producer(config)
+    else:
+        producer = guard_module.guard(confluent_kafka.Producer(config), config=config)
+    try:
+        with shadow() as scope:
+            run_transaction_calls(producer, topic)
+    finally:
+        guard_module.uninstall()
+    assert [s.detail["operation"] for s in scope.suppressed] == TRANSACTION_CALLS
+    assert {s.kind for s in scope.suppressed} == {Kind.KAFKA_TRANSACTION}
+    assert {s.target for s in scope.suppressed} == {transactional_id}
+    assert {s.detail["transactional_id"] for s in scope.suppressed} == {transactional_id}
+    assert {s.detail["action"] for s in scope.suppressed} == {"suppressed"}
+    assert scope.counts == {"kafka.transaction": len(TRANSACTION_CALLS)}
+    primary.commit_transaction(10)  # raises if the shadow calls had fenced it
+    assert kafka_broker.values(topic) == [b"primary-open"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_asyncio_transaction_calls_are_recorded_as_kafka_transaction(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    from confluent_kafka.aio import AIOProducer
+
+    transactional_id = f"tx-{topic}"
+    primary = open_transaction(kafka_broker, topic, transactional_id)
+    producer = AIOProducer(
+        kafka_broker.config(**{"transactional.id": transactional_id}), buffer_timeout=0
+    )
+    try:
+        with shadow() as scope:
+            assert await producer.init_transactions(10) is None
+            assert await producer.begin_transaction() is None
+            assert await producer.commit_transaction(10) is None
+    finally:
+        await producer.close()
+    assert [(s.kind, s.target, s.detail["operation"]) for s in scope.suppressed] == [
+        (Kind.KAFKA_TRANSACTION, transactional_id, "init_transactions"),
+        (Kind.KAFKA_TRANSACTION, transactional_id, "begin_transaction"),
+        (Kind.KAFKA_TRANSACTION, transactional_id, "commit_transaction"),
+    ]
+    primary.commit_transaction(10)
+    assert kafka_broker.values(topic) == [b"primary-open"]
