@@ -11,8 +11,6 @@ locks through a connection of its own.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -33,16 +31,6 @@ STATE = text(
     " (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),"
     " to_regclass('pg_temp.shadow_tmp') IS NULL"
 )
-
-
-@pytest.fixture
-def role(pg: Backend) -> Iterator[str]:
-    name = f"sg_role_{uuid.uuid4().hex[:8]}"
-    pg.execute(f"CREATE ROLE {name}")
-    try:
-        yield name
-    finally:
-        pg.execute(f"DROP ROLE IF EXISTS {name}")
 
 
 SHADOW_STATE = {

@@ -6,8 +6,6 @@ set are gone when the connection is next checked out; the primary's own state st
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -46,16 +44,6 @@ def test_pooled_connection_keeps_no_session_state(pg: Backend, autocommit: bool)
         assert c.execute(text("SELECT to_regclass('pg_temp.sg_tmp')")).scalar() is None
         assert c.execute(text("SELECT count(*) FROM pg_listening_channels()")).scalar() == 0
     assert advisory_locks(pg, pid) == 0
-
-
-@pytest.fixture
-def role(pg: Backend) -> Iterator[str]:
-    name = f"sg_role_{uuid.uuid4().hex[:8]}"
-    pg.execute(f"CREATE ROLE {name}")
-    try:
-        yield name
-    finally:
-        pg.execute(f"DROP ROLE IF EXISTS {name}")
 
 
 @pytest.mark.usefixtures("installed")

@@ -8,10 +8,11 @@ not end that transaction.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, insert, select, text
+from sqlalchemy import Connection, Engine, Integer, String, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import shadowguard
@@ -135,6 +136,18 @@ def test_scope_end_rolls_back_a_connection_left_in_a_transaction(backend: Backen
     assert backend.count() == 0
 
 
+@contextlib.contextmanager
+def primary_transaction(engine: Engine, begin: str) -> Iterator[Connection]:
+    """The primary's connection, in ``engine.begin()`` or committed as you go at the end."""
+    if begin == "engine.begin()":
+        with engine.begin() as c:
+            yield c
+    else:
+        with engine.connect() as c:
+            yield c
+            c.commit()
+
+
 @pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("shadow_work", ["read", "write", "write in a nested transaction"])
 @pytest.mark.parametrize("begin", ["commit as you go", "engine.begin()"])
@@ -144,11 +157,7 @@ def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
     """A what-if in shadow on the primary's connection undoes its own part only."""
     engine = backend.engine()
     rows = core(backend.table)
-    with contextlib.ExitStack() as stack:
-        if begin == "engine.begin()":
-            c = stack.enter_context(engine.begin())
-        else:
-            c = stack.enter_context(engine.connect())
+    with primary_transaction(engine, begin) as c:
         c.execute(insert(rows).values(id=1))
         with shadowguard.shadow():
             assert c.execute(text(f"SELECT count(*) FROM {backend.table}")).scalar() == 1
@@ -158,10 +167,7 @@ def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
                 with c.begin_nested():
                     c.execute(insert(rows).values(id=98))
         c.execute(insert(rows).values(id=2))
-        if begin != "engine.begin()":
-            c.commit()
-    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
-    assert [r[0] for r in ids] == [1, 2]
+    assert backend.ids() == [1, 2]
 
 
 @pytest.mark.usefixtures("installed")
@@ -174,11 +180,7 @@ def test_ending_the_primary_transaction_in_shadow_is_refused(
     writes and a commit left its ``engine.begin()`` block without a transaction."""
     engine = backend.engine()
     rows = core(backend.table)
-    with contextlib.ExitStack() as stack:
-        if begin == "engine.begin()":
-            c = stack.enter_context(engine.begin())
-        else:
-            c = stack.enter_context(engine.connect())
+    with primary_transaction(engine, begin) as c:
         c.execute(insert(rows).values(id=1))
         with shadowguard.shadow() as scope:
             c.execute(insert(rows).values(id=99))
@@ -186,10 +188,7 @@ def test_ending_the_primary_transaction_in_shadow_is_refused(
                 getattr(c, ending)()
         assert scope.suppressed[-1].detail["operation"] == ending
         c.execute(insert(rows).values(id=2))
-        if begin != "engine.begin()":
-            c.commit()
-    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
-    assert [r[0] for r in ids] == [1, 2]
+    assert backend.ids() == [1, 2]
 
 
 @pytest.mark.usefixtures("installed")
@@ -217,8 +216,7 @@ def test_a_shadow_session_joined_to_the_primary_connection_ends_only_its_savepoi
                 getattr(s, ending)()
             c.execute(insert(rows).values(id=2))
             c.commit()
-        ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
-        assert [r[0] for r in ids] == [1, 2], mode
+        assert backend.ids() == [1, 2], mode
         backend.execute(f"DELETE FROM {backend.table}")
 
 
@@ -237,8 +235,7 @@ def test_a_primary_session_in_a_scope_is_refused_and_keeps_its_writes(backend: B
             s.scalar(text(f"SELECT count(*) FROM {backend.table}"))
         s.add(Row(id=2))
         s.commit()
-    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
-    assert [r[0] for r in ids] == [1, 2]
+    assert backend.ids() == [1, 2]
 
 
 @pytest.mark.usefixtures("installed")
