@@ -17,18 +17,16 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked, _config
-from shadowguard.integrations import sqlalchemy as sg
 from tests.integrations._sa_backends import Backend, checked_out, core, model
 from tests.integrations._sa_backends import backend as backend  # a fixture
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 
 # -- read your own writes --------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("installed")
 def test_session_reads_its_own_writes_until_the_scope_ends(backend: Backend) -> None:
     t = backend.create_table(
         f"{backend.table}_g",
@@ -79,7 +77,6 @@ def func_count(entity: Any) -> Any:
     return select(func.count()).select_from(entity).scalar_subquery()
 
 
-@pytest.mark.usefixtures("installed")
 def test_scope_end_rolls_back_a_session_left_open(backend: Backend) -> None:
     engine = backend.engine()
     s = Session(engine)
@@ -92,7 +89,6 @@ def test_scope_end_rolls_back_a_session_left_open(backend: Backend) -> None:
     s.close()
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_session_outliving_the_scope_serves_no_ghost_rows(backend: Backend) -> None:
     Row = model(backend.table)
     engine = backend.engine()
@@ -108,24 +104,6 @@ def test_a_session_outliving_the_scope_serves_no_ghost_rows(backend: Backend) ->
     assert backend.count("id = 1") == 0
 
 
-def test_uninstall_releases_connections_held_for_sessions(backend: Backend) -> None:
-    engine = backend.engine()
-    sg.install()
-    try:
-        with shadowguard.shadow():
-            s = Session(engine)
-            s.add(model(backend.table)(id=1))
-            s.commit()
-            assert checked_out(engine) == 1
-            sg.uninstall()
-            assert checked_out(engine) == 0
-        s.close()
-    finally:
-        sg.uninstall()
-    assert backend.count() == 0
-
-
-@pytest.mark.usefixtures("installed")
 def test_scope_end_rolls_back_a_connection_left_in_a_transaction(backend: Backend) -> None:
     engine = backend.engine()
     with engine.connect() as c:
@@ -148,7 +126,6 @@ def primary_transaction(engine: Engine, begin: str) -> Iterator[Connection]:
             c.commit()
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("shadow_work", ["read", "write", "write in a nested transaction"])
 @pytest.mark.parametrize("begin", ["commit as you go", "engine.begin()"])
 def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
@@ -170,7 +147,6 @@ def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
     assert backend.ids() == [1, 2]
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("ending", ["commit", "rollback", "close"])
 @pytest.mark.parametrize("begin", ["commit as you go", "engine.begin()"])
 def test_ending_the_primary_transaction_in_shadow_is_refused(
@@ -191,7 +167,6 @@ def test_ending_the_primary_transaction_in_shadow_is_refused(
     assert backend.ids() == [1, 2]
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("ending", ["commit", "rollback"])
 def test_a_shadow_session_joined_to_the_primary_connection_ends_only_its_savepoint(
     backend: Backend, ending: str
@@ -220,7 +195,6 @@ def test_a_shadow_session_joined_to_the_primary_connection_ends_only_its_savepoi
         backend.execute(f"DELETE FROM {backend.table}")
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_primary_session_in_a_scope_is_refused_and_keeps_its_writes(backend: Backend) -> None:
     """A Session holding the primary's flushed writes is refused at the shadow's first use."""
     engine = backend.engine()
@@ -238,7 +212,6 @@ def test_a_primary_session_in_a_scope_is_refused_and_keeps_its_writes(backend: B
     assert backend.ids() == [1, 2]
 
 
-@pytest.mark.usefixtures("installed")
 def test_process_wide_shadow_mode_without_a_scope(backend: Backend) -> None:
     engine = backend.engine()
     _config.PROCESS.shadow = True
