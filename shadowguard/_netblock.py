@@ -13,7 +13,6 @@ import itertools
 import socket
 import threading
 from collections.abc import Iterable
-from types import TracebackType
 from typing import Any
 
 from shadowguard.contract import Patches
@@ -187,10 +186,5 @@ class NetworkBlock:
         self.install()
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.uninstall()

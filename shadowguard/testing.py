@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from shadowguard._netblock import NetworkBlock, ShadowConnectionBlocked, endpoint_of_url
@@ -334,12 +333,7 @@ class assert_nothing_persisted:
             self.network.install()
         return self.before
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         blocked: list[str] = []
         if self.network is not None:
             self.network.uninstall()

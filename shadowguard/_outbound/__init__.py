@@ -12,44 +12,16 @@ matching, redaction and recording live here, once:
 
 from __future__ import annotations
 
-from shadowguard._outbound.rules import (
-    BLOCK,
-    DEFAULT_STUB,
-    OTLP_ENDPOINT_VARS,
-    SAFE_METHODS,
-    Allow,
-    Decision,
-    Default,
-    OutboundRequest,
-    Reply,
-    Rules,
-    Stub,
-    add_marker,
-    guard_rules,
-    marker,
-)
-from shadowguard._outbound.stubs import STUB_HEADER, is_stub, mark_stub
+from shadowguard._outbound import rules
+from shadowguard._outbound.rules import *  # noqa: F403 (its __all__ is re-exported below)
+from shadowguard._outbound.stubs import is_stub, mark_stub
 from shadowguard._outbound.urls import canonical_url, normalize_url, redact_url
 
 __all__ = [
-    "BLOCK",
-    "DEFAULT_STUB",
-    "OTLP_ENDPOINT_VARS",
-    "SAFE_METHODS",
-    "STUB_HEADER",
-    "Allow",
-    "Decision",
-    "Default",
-    "OutboundRequest",
-    "Reply",
-    "Rules",
-    "Stub",
-    "add_marker",
+    *rules.__all__,
     "canonical_url",
-    "guard_rules",
     "is_stub",
     "mark_stub",
-    "marker",
     "normalize_url",
     "redact_url",
 ]

@@ -67,6 +67,10 @@ class Backend:
     def count(self, where: str = "1=1", table: str | None = None) -> int:
         return int(self.oracle(f"SELECT count(*) FROM {table or self.table} WHERE {where}")[0][0])
 
+    def ids(self) -> list[Any]:
+        """The ids stored in the table, in order."""
+        return [row[0] for row in self.oracle(f"SELECT id FROM {self.table} ORDER BY id")]
+
     def engine(self, **kwargs: Any) -> Engine:
         engine = create_engine(self.url, **kwargs)
         self.engines.append(engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from types import ModuleType
 
@@ -28,3 +29,14 @@ def installed(request: pytest.FixtureRequest) -> Iterator[ModuleType]:
 def pg(request: pytest.FixtureRequest) -> Iterator[Backend]:
     """PostgreSQL with a fresh table, asked through its own psycopg oracle."""
     yield from make_backend(request, "postgresql")
+
+
+@pytest.fixture
+def role(pg: Backend) -> Iterator[str]:
+    """A fresh PostgreSQL role, dropped after the test."""
+    name = f"sg_role_{uuid.uuid4().hex[:8]}"
+    pg.execute(f"CREATE ROLE {name}")
+    try:
+        yield name
+    finally:
+        pg.execute(f"DROP ROLE IF EXISTS {name}")

@@ -378,6 +378,23 @@ def test_uninstall_restores_the_unguarded_library(backend: Backend) -> None:
     assert backend.count() == 1  # unguarded: this is what the guard prevents
 
 
+def test_uninstall_releases_connections_held_for_sessions(backend: Backend) -> None:
+    engine = backend.engine()
+    sg.install()
+    try:
+        with shadowguard.shadow():
+            s = Session(engine)
+            s.add(model(backend.table)(id=1))
+            s.commit()
+            assert checked_out(engine) == 1
+            sg.uninstall()
+            assert checked_out(engine) == 0
+        s.close()
+    finally:
+        sg.uninstall()
+    assert backend.count() == 0
+
+
 def test_install_through_the_top_level_api(backend: Backend) -> None:
     assert "sqlalchemy" in shadowguard.install("sqlalchemy")
     try:

@@ -20,7 +20,11 @@ from tests.integrations._support import installing
 SINK = "sqlalchemy"
 pytestmark = [pytest.mark.postgres, pytest.mark.asyncio]
 
-DRIVERS = ["asyncpg", "psycopg"]
+
+@pytest.fixture(params=["asyncpg", "psycopg"])
+def driver(request: pytest.FixtureRequest) -> str:
+    """Each asyncio driver in turn."""
+    return str(request.param)
 
 
 @contextlib.asynccontextmanager
@@ -34,7 +38,6 @@ async def async_engine(pg: Backend, driver: str, **kwargs: Any) -> AsyncIterator
 
 
 @pytest.mark.usefixtures("installed")
-@pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_session_commit(pg: Backend, driver: str) -> None:
     Row = model(pg.table)
     async with async_engine(pg, driver) as engine:
@@ -59,7 +62,6 @@ async def test_async_session_commit(pg: Backend, driver: str) -> None:
 
 
 @pytest.mark.usefixtures("installed")
-@pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_connection_commit_and_begin(pg: Backend, driver: str) -> None:
     async with async_engine(pg, driver) as engine:
         async with shadowguard.shadow() as scope:
@@ -76,7 +78,6 @@ async def test_async_connection_commit_and_begin(pg: Backend, driver: str) -> No
 
 
 @pytest.mark.usefixtures("installed")
-@pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driver: str) -> None:
     """No IO is possible when the scope ends outside a greenlet: the connection is dropped."""
     async with async_engine(pg, driver) as engine:
@@ -92,7 +93,6 @@ async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driv
 
 
 @pytest.mark.usefixtures("installed")
-@pytest.mark.parametrize("driver", DRIVERS)
 async def test_async_refusals_and_validation(pg: Backend, driver: str) -> None:
     pg.execute(f"INSERT INTO {pg.table} (id) VALUES (7)")
     async with (
@@ -153,7 +153,6 @@ async def test_async_objects_created_before_install_are_guarded(pg: Backend) -> 
 
 
 @pytest.mark.usefixtures("installed")
-@pytest.mark.parametrize("driver", DRIVERS)
 async def test_a_scope_inside_a_primary_transaction_is_refused(pg: Backend, driver: str) -> None:
     """No IO at the scope's end: rolling back to a savepoint there is impossible, so refuse."""
     async with async_engine(pg, driver) as engine:
@@ -168,7 +167,6 @@ async def test_a_scope_inside_a_primary_transaction_is_refused(pg: Backend, driv
 
 
 @pytest.mark.usefixtures("installed")
-@pytest.mark.parametrize("driver", DRIVERS)
 @pytest.mark.parametrize("flushed", [False, True])
 async def test_an_async_session_outliving_the_scope_keeps_nothing_of_it(
     pg: Backend, driver: str, flushed: bool
@@ -191,7 +189,6 @@ async def test_an_async_session_outliving_the_scope_keeps_nothing_of_it(
 
 
 @pytest.mark.usefixtures("installed")
-@pytest.mark.parametrize("driver", DRIVERS)
 async def test_an_async_shadow_block_on_the_primary_session_is_refused(
     pg: Backend, driver: str
 ) -> None:

@@ -18,7 +18,7 @@ import shadowguard
 from tests.integrations._sa_backends import Backend, checked_out, core, model
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 UNITS = 1000
 
@@ -38,7 +38,6 @@ def _check(pg: Backend, plan: list[tuple[int, bool]]) -> None:
     assert pg.count() == len(primary_ids)
 
 
-@pytest.mark.usefixtures("installed")
 def test_threads_interleaving_shadow_and_primary(pg: Backend) -> None:
     engine = pg.engine(pool_size=8, max_overflow=0)
     Row = model(pg.table)
@@ -69,7 +68,6 @@ def test_threads_interleaving_shadow_and_primary(pg: Backend) -> None:
 
 
 @pytest.mark.asyncio
-@pytest.mark.usefixtures("installed")
 async def test_asyncio_tasks_interleaving_shadow_and_primary(pg: Backend) -> None:
     engine = create_async_engine(
         pg.url.replace("+psycopg", "+asyncpg"), pool_size=10, max_overflow=0

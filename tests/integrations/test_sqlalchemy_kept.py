@@ -11,8 +11,6 @@ locks through a connection of its own.
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,7 +22,7 @@ from shadowguard import ShadowSideEffectBlocked
 from tests.integrations._sa_backends import Backend, advisory_locks, core
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 STATE = text(
     "SELECT current_setting('search_path'), current_setting('statement_timeout'),"
@@ -33,16 +31,6 @@ STATE = text(
     " (SELECT count(*) FROM pg_prepared_statements WHERE from_sql),"
     " to_regclass('pg_temp.shadow_tmp') IS NULL"
 )
-
-
-@pytest.fixture
-def role(pg: Backend) -> Iterator[str]:
-    name = f"sg_role_{uuid.uuid4().hex[:8]}"
-    pg.execute(f"CREATE ROLE {name}")
-    try:
-        yield name
-    finally:
-        pg.execute(f"DROP ROLE IF EXISTS {name}")
 
 
 SHADOW_STATE = {
@@ -65,7 +53,6 @@ CASES = [
 ]
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize(("change", "autocommit"), CASES)
 def test_the_shadow_session_state_ends_with_the_scope(
     pg: Backend, role: str, change: str, autocommit: bool
@@ -89,7 +76,6 @@ def test_the_shadow_session_state_ends_with_the_scope(
         c.rollback()
 
 
-@pytest.mark.usefixtures("installed")
 def test_inside_the_primary_transaction_only_the_shadow_state_goes(pg: Backend) -> None:
     """The scope rolls back to its savepoint; what survives that (locks, PREPARE) is undone
     by name, without ending the primary's transaction or touching its own lock."""
@@ -113,7 +99,6 @@ def test_inside_the_primary_transaction_only_the_shadow_state_goes(pg: Backend) 
     assert pg.oracle(f"SELECT id FROM {pg.table} ORDER BY id") == [(1,), (2,)]
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_kept_connection_keeps_the_primary_session_state(pg: Backend) -> None:
     """The primary's own SET on the kept connection stays; only the shadow's goes."""
     engine = pg.engine()
@@ -128,7 +113,6 @@ def test_a_kept_connection_keeps_the_primary_session_state(pg: Backend) -> None:
         assert c.execute(text("SHOW statement_timeout")).scalar() == "7777ms"
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.asyncio
 @pytest.mark.parametrize("driver", ["asyncpg", "psycopg"])
 async def test_an_async_kept_connection_is_dropped_at_scope_end(pg: Backend, driver: str) -> None:
@@ -153,7 +137,6 @@ async def test_an_async_kept_connection_is_dropped_at_scope_end(pg: Backend, dri
         await engine.dispose()
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize(
     "sql", ["SET time_zone = '+05:00'", "SET SESSION sql_mode = ''", "SELECT GET_LOCK('sg', 0)"]
 )

@@ -6,8 +6,6 @@ set are gone when the connection is next checked out; the primary's own state st
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,13 +16,12 @@ from shadowguard.integrations.sqlalchemy import _pg_state
 from tests.integrations._sa_backends import Backend, advisory_locks
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 
 # -- no trace on pooled connections ----------------------------------------------------
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("autocommit", [False, True])
 def test_pooled_connection_keeps_no_session_state(pg: Backend, autocommit: bool) -> None:
     engine = pg.engine(pool_size=1, max_overflow=0)
@@ -48,17 +45,6 @@ def test_pooled_connection_keeps_no_session_state(pg: Backend, autocommit: bool)
     assert advisory_locks(pg, pid) == 0
 
 
-@pytest.fixture
-def role(pg: Backend) -> Iterator[str]:
-    name = f"sg_role_{uuid.uuid4().hex[:8]}"
-    pg.execute(f"CREATE ROLE {name}")
-    try:
-        yield name
-    finally:
-        pg.execute(f"DROP ROLE IF EXISTS {name}")
-
-
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize(
     "sql",
     [
@@ -110,7 +96,6 @@ def _primary_session_state(engine: Any, temp_table: bool = False) -> None:
         dbapi_connection.commit()
 
 
-@pytest.mark.usefixtures("installed")
 def test_primary_session_state_survives_shadow_use(pg: Backend) -> None:
     """The clean-up undoes the shadow's changes only: a connect hook's SETs stay."""
     engine = pg.engine(pool_size=1, max_overflow=0)
@@ -134,7 +119,6 @@ def test_primary_session_state_survives_shadow_use(pg: Backend) -> None:
     assert advisory_locks(pg, pid) == 0
 
 
-@pytest.mark.usefixtures("installed")
 def test_the_shadow_temporary_table_goes_and_the_primary_one_stays(pg: Backend) -> None:
     """The primary has a temporary table of its own: only the shadow's is dropped, by name."""
     engine = pg.engine(pool_size=1, max_overflow=0)
@@ -150,7 +134,6 @@ def test_the_shadow_temporary_table_goes_and_the_primary_one_stays(pg: Backend) 
         assert c.execute(text("SHOW statement_timeout")).scalar() == "7777ms"
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_connection_that_cannot_be_restored_is_discarded(
     pg: Backend, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -169,7 +152,6 @@ def test_a_connection_that_cannot_be_restored_is_discarded(
         assert c.execute(text("SHOW statement_timeout")).scalar() == "7777ms"
 
 
-@pytest.mark.usefixtures("installed")
 def test_server_side_cursors_in_shadow(pg: Backend) -> None:
     pg.execute(f"INSERT INTO {pg.table} (id) SELECT generate_series(1, 50)")
     engine = pg.engine()

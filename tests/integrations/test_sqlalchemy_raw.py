@@ -20,7 +20,7 @@ from tests.integrations._sa_backends import Backend, advisory_locks, checked_out
 from tests.integrations._sa_backends import backend as backend  # a fixture
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 
 def _raw_connection(engine: Engine) -> Any:
@@ -40,7 +40,6 @@ PROXIES: dict[str, Callable[[Engine], Any]] = {
 }
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("proxy", sorted(PROXIES))
 def test_a_raw_commit_in_shadow_is_refused(backend: Backend, proxy: str) -> None:
     engine = backend.engine()
@@ -64,7 +63,6 @@ def test_a_raw_commit_in_shadow_is_refused(backend: Backend, proxy: str) -> None
     engine.dispose()
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("reset_on_return", ["rollback", "commit"])
 def test_a_raw_connection_kept_across_the_scope_keeps_nothing_of_it(
     backend: Backend, reset_on_return: str
@@ -85,7 +83,6 @@ def test_a_raw_connection_kept_across_the_scope_keeps_nothing_of_it(
     assert checked_out(engine) == 0
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_raw_connection_from_the_scope_keeps_no_session_state(pg: Backend) -> None:
     engine = pg.engine(pool_size=1, max_overflow=0)
     with shadowguard.shadow():

@@ -18,7 +18,7 @@ from tests.integrations._sa_backends import Backend, assert_refused_then_stored,
 from tests.integrations._sa_backends import backend as backend  # a fixture
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 
 # -- refused before execution ----------------------------------------------------------
@@ -32,7 +32,6 @@ REFUSALS: dict[str, tuple[dict[str, Any], str]] = {
 }
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("refusal", sorted(REFUSALS))
 def test_a_refusal_is_recorded_in_the_scope(pg: Backend, refusal: str) -> None:
     """A refusal is counted: a blocked record carries the error raised. No row is stored."""
@@ -60,7 +59,6 @@ def test_a_refusal_is_recorded_in_the_scope(pg: Backend, refusal: str) -> None:
     assert pg.count() == 1
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("how", ["engine", "execution_options", "driver"])
 def test_writes_on_autocommit_connections_are_refused(backend: Backend, how: str) -> None:
     engine = backend.engine(**({"isolation_level": "AUTOCOMMIT"} if how == "engine" else {}))
@@ -87,14 +85,12 @@ def test_writes_on_autocommit_connections_are_refused(backend: Backend, how: str
     assert backend.count() == 1
 
 
-@pytest.mark.usefixtures("installed")
 def test_unknown_statements_on_autocommit_fail_closed(pg: Backend) -> None:
     engine = pg.engine(isolation_level="AUTOCOMMIT")
     sql = text(f"DO $$ BEGIN INSERT INTO {pg.table} (id) VALUES (1); END $$")
     assert_refused_then_stored(pg, engine, lambda c: c.execute(sql), match="DO on an AUTOCOMMIT")
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize(
     "sql",
     [
@@ -115,7 +111,6 @@ def test_transaction_control_in_sql_text_is_refused(backend: Backend, sql: str) 
     assert backend.count() == 0
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize(
     "ddl",
     [
@@ -151,7 +146,6 @@ def test_ddl_is_refused(backend: Backend, ddl: str, autocommit: bool) -> None:
     backend.oracle(f"SELECT id, name, n FROM {t}")
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("how", ["session", "connection"])
 def test_two_phase_commit_is_refused(pg: Backend, how: str) -> None:
     engine = pg.engine()

@@ -8,26 +8,25 @@ not end that transaction.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Integer, String, insert, select, text
+from sqlalchemy import Connection, Engine, Integer, String, insert, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked, _config
-from shadowguard.integrations import sqlalchemy as sg
 from tests.integrations._sa_backends import Backend, checked_out, core, model
 from tests.integrations._sa_backends import backend as backend  # a fixture
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 
 # -- read your own writes --------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("installed")
 def test_session_reads_its_own_writes_until_the_scope_ends(backend: Backend) -> None:
     t = backend.create_table(
         f"{backend.table}_g",
@@ -78,7 +77,6 @@ def func_count(entity: Any) -> Any:
     return select(func.count()).select_from(entity).scalar_subquery()
 
 
-@pytest.mark.usefixtures("installed")
 def test_scope_end_rolls_back_a_session_left_open(backend: Backend) -> None:
     engine = backend.engine()
     s = Session(engine)
@@ -91,7 +89,6 @@ def test_scope_end_rolls_back_a_session_left_open(backend: Backend) -> None:
     s.close()
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_session_outliving_the_scope_serves_no_ghost_rows(backend: Backend) -> None:
     Row = model(backend.table)
     engine = backend.engine()
@@ -107,24 +104,6 @@ def test_a_session_outliving_the_scope_serves_no_ghost_rows(backend: Backend) ->
     assert backend.count("id = 1") == 0
 
 
-def test_uninstall_releases_connections_held_for_sessions(backend: Backend) -> None:
-    engine = backend.engine()
-    sg.install()
-    try:
-        with shadowguard.shadow():
-            s = Session(engine)
-            s.add(model(backend.table)(id=1))
-            s.commit()
-            assert checked_out(engine) == 1
-            sg.uninstall()
-            assert checked_out(engine) == 0
-        s.close()
-    finally:
-        sg.uninstall()
-    assert backend.count() == 0
-
-
-@pytest.mark.usefixtures("installed")
 def test_scope_end_rolls_back_a_connection_left_in_a_transaction(backend: Backend) -> None:
     engine = backend.engine()
     with engine.connect() as c:
@@ -135,7 +114,18 @@ def test_scope_end_rolls_back_a_connection_left_in_a_transaction(backend: Backen
     assert backend.count() == 0
 
 
-@pytest.mark.usefixtures("installed")
+@contextlib.contextmanager
+def primary_transaction(engine: Engine, begin: str) -> Iterator[Connection]:
+    """The primary's connection, in ``engine.begin()`` or committed as you go at the end."""
+    if begin == "engine.begin()":
+        with engine.begin() as c:
+            yield c
+    else:
+        with engine.connect() as c:
+            yield c
+            c.commit()
+
+
 @pytest.mark.parametrize("shadow_work", ["read", "write", "write in a nested transaction"])
 @pytest.mark.parametrize("begin", ["commit as you go", "engine.begin()"])
 def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
@@ -144,11 +134,7 @@ def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
     """A what-if in shadow on the primary's connection undoes its own part only."""
     engine = backend.engine()
     rows = core(backend.table)
-    with contextlib.ExitStack() as stack:
-        if begin == "engine.begin()":
-            c = stack.enter_context(engine.begin())
-        else:
-            c = stack.enter_context(engine.connect())
+    with primary_transaction(engine, begin) as c:
         c.execute(insert(rows).values(id=1))
         with shadowguard.shadow():
             assert c.execute(text(f"SELECT count(*) FROM {backend.table}")).scalar() == 1
@@ -158,13 +144,9 @@ def test_a_scope_inside_a_primary_transaction_keeps_the_primary_writes(
                 with c.begin_nested():
                     c.execute(insert(rows).values(id=98))
         c.execute(insert(rows).values(id=2))
-        if begin != "engine.begin()":
-            c.commit()
-    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
-    assert [r[0] for r in ids] == [1, 2]
+    assert backend.ids() == [1, 2]
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("ending", ["commit", "rollback", "close"])
 @pytest.mark.parametrize("begin", ["commit as you go", "engine.begin()"])
 def test_ending_the_primary_transaction_in_shadow_is_refused(
@@ -174,11 +156,7 @@ def test_ending_the_primary_transaction_in_shadow_is_refused(
     writes and a commit left its ``engine.begin()`` block without a transaction."""
     engine = backend.engine()
     rows = core(backend.table)
-    with contextlib.ExitStack() as stack:
-        if begin == "engine.begin()":
-            c = stack.enter_context(engine.begin())
-        else:
-            c = stack.enter_context(engine.connect())
+    with primary_transaction(engine, begin) as c:
         c.execute(insert(rows).values(id=1))
         with shadowguard.shadow() as scope:
             c.execute(insert(rows).values(id=99))
@@ -186,13 +164,9 @@ def test_ending_the_primary_transaction_in_shadow_is_refused(
                 getattr(c, ending)()
         assert scope.suppressed[-1].detail["operation"] == ending
         c.execute(insert(rows).values(id=2))
-        if begin != "engine.begin()":
-            c.commit()
-    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
-    assert [r[0] for r in ids] == [1, 2]
+    assert backend.ids() == [1, 2]
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("ending", ["commit", "rollback"])
 def test_a_shadow_session_joined_to_the_primary_connection_ends_only_its_savepoint(
     backend: Backend, ending: str
@@ -217,12 +191,10 @@ def test_a_shadow_session_joined_to_the_primary_connection_ends_only_its_savepoi
                 getattr(s, ending)()
             c.execute(insert(rows).values(id=2))
             c.commit()
-        ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
-        assert [r[0] for r in ids] == [1, 2], mode
+        assert backend.ids() == [1, 2], mode
         backend.execute(f"DELETE FROM {backend.table}")
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_primary_session_in_a_scope_is_refused_and_keeps_its_writes(backend: Backend) -> None:
     """A Session holding the primary's flushed writes is refused at the shadow's first use."""
     engine = backend.engine()
@@ -237,11 +209,9 @@ def test_a_primary_session_in_a_scope_is_refused_and_keeps_its_writes(backend: B
             s.scalar(text(f"SELECT count(*) FROM {backend.table}"))
         s.add(Row(id=2))
         s.commit()
-    ids = backend.oracle(f"SELECT id FROM {backend.table} ORDER BY id")
-    assert [r[0] for r in ids] == [1, 2]
+    assert backend.ids() == [1, 2]
 
 
-@pytest.mark.usefixtures("installed")
 def test_process_wide_shadow_mode_without_a_scope(backend: Backend) -> None:
     engine = backend.engine()
     _config.PROCESS.shadow = True

@@ -25,7 +25,7 @@ from tests.integrations._sa_backends import Backend, checked_out, model
 from tests.integrations._sa_backends import backend as backend  # a fixture
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 
 def _ids(backend: Backend) -> list[tuple[Any, ...]]:
@@ -73,7 +73,6 @@ SHADOW_WORK: dict[str, Callable[[Any, Any], None]] = {
 }
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("work", sorted(SHADOW_WORK))
 @pytest.mark.parametrize("ends", ["normally", "by an exception"])
 @pytest.mark.parametrize("kept", ["Session", "scoped_session"])
@@ -101,7 +100,6 @@ def test_nothing_of_the_shadow_reaches_a_later_primary_commit(
     assert checked_out(engine) == 0
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_later_scope_takes_the_session_again(backend: Backend) -> None:
     Row = model(backend.table)
     engine = backend.engine()
@@ -117,7 +115,6 @@ def test_a_later_scope_takes_the_session_again(backend: Backend) -> None:
     s.close()
 
 
-@pytest.mark.usefixtures("installed")
 def test_shadow_changes_to_a_primary_object_are_undone(backend: Backend) -> None:
     """The primary keeps an object (``expire_on_commit=False``); the shadow changes it."""
     backend.execute(f"INSERT INTO {backend.table} (id, name) VALUES (1, 'primary')")
@@ -135,7 +132,6 @@ def test_shadow_changes_to_a_primary_object_are_undone(backend: Backend) -> None
     s.close()
 
 
-@pytest.mark.usefixtures("installed")
 def test_work_in_a_scope_that_has_ended_is_refused(backend: Backend) -> None:
     """A task that inherited a shadow scope and outlived it: nothing would undo its work."""
     Row = model(backend.table)
@@ -189,7 +185,6 @@ SHADOW_FIRST_USE: dict[str, Callable[[Session, Any], object]] = {
 }
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("use", sorted(SHADOW_FIRST_USE))
 @pytest.mark.parametrize(
     "state",
@@ -233,7 +228,6 @@ def test_a_shadow_block_on_the_primary_session_is_refused(
     assert _ids(backend) == expected
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_shadow_session_of_its_own_inside_a_primary_request(pg: Backend) -> None:
     """The way out the refusal names: a what-if in a Session of its own (on SQLite it
     would wait for the primary's write lock)."""
@@ -252,7 +246,6 @@ def test_a_shadow_session_of_its_own_inside_a_primary_request(pg: Backend) -> No
     assert _ids(backend) == [(1, "primary", 0)]
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_session_on_an_autocommit_engine(backend: Backend) -> None:
     """Reads run; a write is refused as on any autocommit connection (before the fix: an
     InternalError, "SAVEPOINT can only be used in transaction blocks")."""

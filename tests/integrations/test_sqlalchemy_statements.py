@@ -21,7 +21,7 @@ from shadowguard import ShadowSideEffectBlocked
 from tests.integrations._sa_backends import Backend, assert_refused_then_stored, core
 
 SINK = "sqlalchemy"
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
 
 
 # -- several statements in one string --------------------------------------------------
@@ -52,7 +52,6 @@ VIAS: dict[str, Callable[[Any, str], None]] = {
 }
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("via", sorted(VIAS))
 @pytest.mark.parametrize(
     "sql",
@@ -74,7 +73,6 @@ def test_a_commit_behind_another_statement_is_refused(pg: Backend, via: str, sql
     assert pg.count() == 1
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize(
     "sql",
     [
@@ -89,7 +87,6 @@ def test_a_write_behind_a_read_on_autocommit_is_refused(pg: Backend, sql: str) -
     assert_refused_then_stored(pg, engine, lambda c: c.exec_driver_sql(sql))
 
 
-@pytest.mark.usefixtures("installed")
 def test_several_reads_in_one_string_run(pg: Backend) -> None:
     engine = pg.engine(isolation_level="AUTOCOMMIT")
     with shadowguard.shadow(), engine.connect() as c:
@@ -100,7 +97,6 @@ def test_several_reads_in_one_string_run(pg: Backend) -> None:
 # -- quoted text is not a keyword ------------------------------------------------------
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("sql", ["SELECT 'copy into the cart' AS x", "SELECT 1 /* into */ AS x"])
 def test_into_in_a_literal_or_comment_is_a_read(pg: Backend, sql: str) -> None:
     engine = pg.engine(isolation_level="AUTOCOMMIT")
@@ -119,7 +115,6 @@ def sequence_table(pg: Backend) -> str:
     return t
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("autocommit", [False, True])
 def test_setval_is_refused(pg: Backend, sequence_table: str, autocommit: bool) -> None:
     t = sequence_table
@@ -141,7 +136,6 @@ def test_setval_is_refused(pg: Backend, sequence_table: str, autocommit: bool) -
     assert pg.oracle(f"SELECT last_value FROM {t}_id_seq")[0][0] == 1
 
 
-@pytest.mark.usefixtures("installed")
 def test_nextval_leaves_a_gap_only(pg: Backend, sequence_table: str) -> None:
     t = sequence_table
     engine = pg.engine()
@@ -151,7 +145,6 @@ def test_nextval_leaves_a_gap_only(pg: Backend, sequence_table: str) -> None:
         assert c.exec_driver_sql(f"INSERT INTO {t} DEFAULT VALUES RETURNING id").scalar() == 4
 
 
-@pytest.mark.usefixtures("installed")
 def test_pg_notify_on_autocommit_is_refused(pg: Backend) -> None:
     import psycopg
 
@@ -187,7 +180,6 @@ def mariadb(mariadb_url: str, mariadb_database: str) -> Iterator[tuple[Any, str,
         oracle.close()
 
 
-@pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("sql", ["BEGIN", "START TRANSACTION", "SET autocommit = 1"])
 def test_mariadb_implicit_commit_is_refused(mariadb: tuple[Any, str, Any], sql: str) -> None:
     engine, t, oracle = mariadb

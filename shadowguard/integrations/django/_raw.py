@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import inspect
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from django.db.backends.base.base import BaseDatabaseWrapper
@@ -128,12 +128,10 @@ def _guarded_connection_class(cls: Any) -> type:
     guarded = _CONNECTION_CLASSES.get(cls)
     if guarded is None:
         namespace: dict[str, Any] = {"__slots__": ()}
-        for name in _ENDING:
-            if callable(getattr(cls, name, None)):
-                namespace[name] = _refusing(getattr(cls, name), name)
-        for name in _SWITCHING:
-            if callable(getattr(cls, name, None)):
-                namespace[name] = _refusing_true(getattr(cls, name), name)
+        for name, method in _methods(cls, _ENDING):
+            namespace[name] = _refusing(method, name)
+        for name, method in _methods(cls, _SWITCHING):
+            namespace[name] = _refusing_true(method, name)
         autocommit = inspect.getattr_static(cls, "autocommit", None)
         if hasattr(autocommit, "__set__"):  # psycopg: a property
             namespace["autocommit"] = _autocommit_property(autocommit)
@@ -146,9 +144,7 @@ def _guarded_connection_class(cls: Any) -> type:
         if callable(getattr(cls, "transaction", None)):
             namespace["transaction"] = _transaction(cls.transaction, cls)
         namespace["cursor"] = _cursor(cls.cursor)
-        guarded = type(cls.__name__, (cls,), namespace)
-        guarded.__qualname__ = f"ShadowGuarded{cls.__qualname__}"
-        _CONNECTION_CLASSES[cls] = mark_wrapped(guarded, cls)
+        guarded = _CONNECTION_CLASSES[cls] = _subclass(cls, namespace)
     return guarded
 
 
@@ -156,16 +152,27 @@ def _guarded_cursor_class(cls: type) -> type:
     guarded = _CURSOR_CLASSES.get(cls)
     if guarded is None:
         namespace: dict[str, Any] = {"__slots__": ()}
-        for name in _JUDGED:
-            if callable(getattr(cls, name, None)):
-                namespace[name] = _judging(getattr(cls, name), _hold_of_cursor)
-        for name in _REFUSED:
-            if callable(getattr(cls, name, None)):
-                namespace[name] = _refusing(getattr(cls, name), name, _hold_of_cursor)
-        guarded = type(cls.__name__, (cls,), namespace)
-        guarded.__qualname__ = f"ShadowGuarded{cls.__qualname__}"
-        _CURSOR_CLASSES[cls] = mark_wrapped(guarded, cls)
+        for name, method in _methods(cls, _JUDGED):
+            namespace[name] = _judging(method, _hold_of_cursor)
+        for name, method in _methods(cls, _REFUSED):
+            namespace[name] = _refusing(method, name, _hold_of_cursor)
+        guarded = _CURSOR_CLASSES[cls] = _subclass(cls, namespace)
     return guarded
+
+
+def _methods(cls: type, names: Iterable[str]) -> Iterator[tuple[str, Any]]:
+    """The methods of ``cls`` among ``names`` (a driver may lack some)."""
+    for name in names:
+        method = getattr(cls, name, None)
+        if callable(method):
+            yield name, method
+
+
+def _subclass(cls: type, namespace: dict[str, Any]) -> type:
+    """``cls`` with the guarded methods of ``namespace``, marked as the wrapper of ``cls``."""
+    guarded = type(cls.__name__, (cls,), namespace)
+    guarded.__qualname__ = f"ShadowGuarded{cls.__qualname__}"
+    return mark_wrapped(guarded, cls)
 
 
 def _guard_cursor(cursor: Any, held: Hold) -> Any:
