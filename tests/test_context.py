@@ -11,15 +11,7 @@ from typing import Any
 import pytest
 
 import shadowguard
-from shadowguard import (
-    Scope,
-    Suppression,
-    current_scope,
-    is_shadow,
-    propagate,
-    record_suppression,
-    shadow,
-)
+from shadowguard import Scope, Suppression, current_scope, is_shadow, propagate, shadow
 
 
 def test_outside_any_scope_is_primary() -> None:
@@ -32,7 +24,7 @@ def test_scope_records_and_resets() -> None:
         assert is_shadow()
         assert current_scope() is scope
         assert scope.reason == "replay"
-        s = record_suppression("call", "x.y", {"a": 1})
+        s = shadowguard.record_suppression("call", "x.y", {"a": 1})
     assert not is_shadow()
     assert scope.suppressed == [s]
     assert scope.counts["call"] == 1
@@ -43,11 +35,11 @@ def test_scope_records_and_resets() -> None:
 
 def test_nested_scopes_report_to_outer() -> None:
     with shadow("outer") as outer:
-        record_suppression("db.commit", "db")
+        shadowguard.record_suppression("db.commit", "db")
         with shadow("inner") as inner:
             assert inner.parent is outer
             assert inner.root is outer
-            record_suppression("call", "f")
+            shadowguard.record_suppression("call", "f")
         assert current_scope() is outer
     assert [s.kind for s in inner.suppressed] == ["call"]
     assert [s.kind for s in outer.suppressed] == ["db.commit", "call"]
@@ -83,7 +75,7 @@ def test_limit_comes_from_settings() -> None:
         shadowguard.configure(max_suppressions=3)
         with shadow() as scope:
             for _ in range(5):
-                record_suppression("call", "f")
+                shadowguard.record_suppression("call", "f")
         assert len(scope.suppressed) == 3
         assert scope.total == 5
     finally:
@@ -185,7 +177,7 @@ def test_plain_thread_starts_primary_propagate_keeps_shadow() -> None:
 
         def work() -> None:
             seen["bound"] = is_shadow()
-            record_suppression("call", "in-thread")
+            shadowguard.record_suppression("call", "in-thread")
 
         bound = threading.Thread(target=propagate(work))
         bound.start()

@@ -22,7 +22,7 @@ from shadowguard.integrations.confluent_kafka._shadow import (
 from shadowguard.integrations.confluent_kafka._swap import SwappedIn
 from shadowguard.integrations.confluent_kafka._sync import GuardProxy
 from shadowguard.integrations.confluent_kafka._transactions import (
-    async_transaction,
+    with_transactions,
     wrapped_producer,
 )
 
@@ -59,6 +59,7 @@ def _client_methods(producer: Any) -> Any:
     return super(_AIOGuard, producer)
 
 
+@with_transactions(_client_methods, asynchronous=True)
 class _AIOGuard:
     """The methods a guarded asyncio producer overrides."""
 
@@ -83,12 +84,6 @@ class _AIOGuard:
         if scope_now() is None and not PROCESS.shadow:
             return await _client_methods(self).purge(*args, **kwargs)
         return None
-
-    init_transactions = async_transaction("init_transactions", _client_methods)
-    begin_transaction = async_transaction("begin_transaction", _client_methods)
-    send_offsets_to_transaction = async_transaction("send_offsets_to_transaction", _client_methods)
-    commit_transaction = async_transaction("commit_transaction", _client_methods)
-    abort_transaction = async_transaction("abort_transaction", _client_methods)
 
 
 if AIOProducer is not None:
@@ -115,6 +110,7 @@ else:  # pragma: no cover - confluent-kafka without confluent_kafka.aio
     GuardedAsyncSerializingProducer = None  # type: ignore[assignment,misc]
 
 
+@with_transactions(wrapped_producer, asynchronous=True)
 class AIOProducerProxy(GuardProxy):
     """``guard(producer)`` for an ``AIOProducer`` or ``AsyncSerializingProducer`` instance."""
 
@@ -146,12 +142,6 @@ class AIOProducerProxy(GuardProxy):
 
     async def __aenter__(self) -> AIOProducerProxy:
         return self
-
-    init_transactions = async_transaction("init_transactions", wrapped_producer)
-    begin_transaction = async_transaction("begin_transaction", wrapped_producer)
-    send_offsets_to_transaction = async_transaction("send_offsets_to_transaction", wrapped_producer)
-    commit_transaction = async_transaction("commit_transaction", wrapped_producer)
-    abort_transaction = async_transaction("abort_transaction", wrapped_producer)
 
 
 def _produce_args(

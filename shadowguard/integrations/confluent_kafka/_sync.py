@@ -24,7 +24,10 @@ from shadowguard.integrations.confluent_kafka._shadow import (
     shadow_serializing_produce,
 )
 from shadowguard.integrations.confluent_kafka._swap import SwappedIn
-from shadowguard.integrations.confluent_kafka._transactions import transaction, wrapped_producer
+from shadowguard.integrations.confluent_kafka._transactions import (
+    with_transactions,
+    wrapped_producer,
+)
 
 __all__ = ["GuardProxy", "GuardedProducer", "GuardedSerializingProducer", "ProducerProxy"]
 
@@ -45,6 +48,7 @@ def _client_methods(producer: Any) -> Any:
     return super(_SyncGuard, producer)
 
 
+@with_transactions(_client_methods)
 class _SyncGuard:
     """Everything but ``produce()`` of the guarded synchronous producers."""
 
@@ -77,12 +81,6 @@ class _SyncGuard:
 
     def __exit__(self, *exc_info: Any) -> Any:
         return serve_then(self._shadow_outbox, super().__exit__, *exc_info)  # type: ignore[misc]
-
-    init_transactions = transaction("init_transactions", _client_methods)
-    begin_transaction = transaction("begin_transaction", _client_methods)
-    send_offsets_to_transaction = transaction("send_offsets_to_transaction", _client_methods)
-    commit_transaction = transaction("commit_transaction", _client_methods)
-    abort_transaction = transaction("abort_transaction", _client_methods)
 
 
 class GuardedProducer(_SyncGuard, cimpl.Producer, metaclass=SwappedIn, replaces=cimpl.Producer):
@@ -188,6 +186,7 @@ class GuardProxy(wrapt.ObjectProxy[Any]):
         return self._self_outbox
 
 
+@with_transactions(wrapped_producer)
 class ProducerProxy(GuardProxy):
     """``guard(producer)`` for a ``Producer`` or ``SerializingProducer`` instance."""
 
@@ -235,9 +234,3 @@ class ProducerProxy(GuardProxy):
 
     def __exit__(self, *exc_info: Any) -> Any:
         return serve_then(self._self_outbox, self.__wrapped__.__exit__, *exc_info)
-
-    init_transactions = transaction("init_transactions", wrapped_producer)
-    begin_transaction = transaction("begin_transaction", wrapped_producer)
-    send_offsets_to_transaction = transaction("send_offsets_to_transaction", wrapped_producer)
-    commit_transaction = transaction("commit_transaction", wrapped_producer)
-    abort_transaction = transaction("abort_transaction", wrapped_producer)

@@ -9,12 +9,28 @@ or abort its open transaction on a shared producer. Each call is recorded as
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from shadowguard.contract import PROCESS, Kind, record, scope_now
 from shadowguard.integrations.confluent_kafka._outbox import Outbox
 
-__all__ = ["async_transaction", "record_transaction", "transaction", "wrapped_producer"]
+__all__ = [
+    "async_transaction",
+    "record_transaction",
+    "transaction",
+    "with_transactions",
+    "wrapped_producer",
+]
+
+T = TypeVar("T", bound=type)
+#: The producer methods that take part in a transaction.
+TRANSACTION_METHODS = (
+    "init_transactions",
+    "begin_transaction",
+    "send_offsets_to_transaction",
+    "commit_transaction",
+    "abort_transaction",
+)
 
 #: Where a guard finds the producer's own methods: the client class after the guard in the
 #: MRO (for a swapped-in class) or the wrapped producer (for a ``guard()`` proxy).
@@ -53,6 +69,18 @@ def async_transaction(name: str, reach: Reach) -> Callable[..., Coroutine[Any, A
 
     method.__name__ = method.__qualname__ = name
     return method
+
+
+def with_transactions(reach: Reach, *, asynchronous: bool = False) -> Callable[[T], T]:
+    """Class decorator: every transaction method, the producer's own or a recorded no-op."""
+    make = async_transaction if asynchronous else transaction
+
+    def decorate(cls: T) -> T:
+        for name in TRANSACTION_METHODS:
+            setattr(cls, name, make(name, reach))
+        return cls
+
+    return decorate
 
 
 def record_transaction(outbox: Outbox, operation: str) -> None:
