@@ -16,3 +16,15 @@ def installing(sink: ModuleType, **options: Any) -> Iterator[ModuleType]:
         yield sink
     finally:
         sink.uninstall()
+
+
+def guarded_producer(how: str, config: dict[str, Any]) -> Any:
+    """A confluent-kafka producer guarded by ``install()`` (the caller uninstalls) or ``guard()``."""
+    import confluent_kafka
+
+    from shadowguard.integrations import confluent_kafka as guard_module
+
+    if how == "install":
+        guard_module.install()
+        return confluent_kafka.Producer(config)
+    return guard_module.guard(confluent_kafka.Producer(config), config=config)

@@ -14,6 +14,7 @@ import pytest
 import shadowguard
 from shadowguard import Kind, shadow
 from shadowguard.integrations import confluent_kafka as guard_module
+from tests.integrations._support import guarded_producer
 from tests.peers.kafka import DeliveryReports, KafkaBroker
 
 SINK = "confluent_kafka"
@@ -122,11 +123,7 @@ def test_transaction_calls_are_recorded_as_kafka_transaction(
     transactional_id = f"tx-{topic}"
     config = kafka_broker.config(**{"transactional.id": transactional_id})
     primary = open_transaction(kafka_broker, topic, transactional_id)
-    if how == "install":
-        guard_module.install()
-        producer = confluent_kafka.Producer(config)
-    else:
-        producer = guard_module.guard(confluent_kafka.Producer(config), config=config)
+    producer = guarded_producer(how, config)
     try:
         with shadow() as scope:
             run_transaction_calls(producer, topic)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from shadowguard import shadow
 from shadowguard.integrations import confluent_kafka as guard_module
+from tests.integrations._support import guarded_producer
 from tests.peers.kafka import KafkaBroker
 
 SINK = "confluent_kafka"
@@ -281,11 +282,7 @@ def test_shadow_serves_the_callback_the_client_would(kafka_broker: KafkaBroker, 
 
     config = kafka_broker.config(on_delivery=callback("config"))
     raw = confluent_kafka.Producer(config)
-    if how == "install":
-        guard_module.install()
-        guarded = confluent_kafka.Producer(config)
-    else:
-        guarded = guard_module.guard(confluent_kafka.Producer(config), config=config)
+    guarded = guarded_producer(how, config)
     try:
         for n, (args, kwargs) in enumerate(CALLBACK_FORMS):
             given_args = [callback(a) if a in ("callback", "on_delivery") else a for a in args]
