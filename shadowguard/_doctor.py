@@ -26,6 +26,7 @@ class Library:
 
 
 # Libraries whose calls leave the process. guarded_by names the integrations that cover them.
+_OTHER_KAFKA_CLIENT = "wrap producer.send in @shadowguard.side_effect, or use confluent-kafka"
 LIBRARIES: tuple[Library, ...] = (
     Library("sqlalchemy", "database writes", "shadowguard.install('sqlalchemy')", ("sqlalchemy",)),
     Library(
@@ -75,16 +76,8 @@ LIBRARIES: tuple[Library, ...] = (
         "outbound HTTP",
         "wrap the calls in @shadowguard.side_effect, or use httpx with shadowguard.install('httpx')",
     ),
-    Library(
-        "kafka",
-        "Kafka produces (kafka-python)",
-        "wrap producer.send in @shadowguard.side_effect, or use confluent-kafka",
-    ),
-    Library(
-        "aiokafka",
-        "Kafka produces",
-        "wrap producer.send in @shadowguard.side_effect, or use confluent-kafka",
-    ),
+    Library("kafka", "Kafka produces (kafka-python)", _OTHER_KAFKA_CLIENT),
+    Library("aiokafka", "Kafka produces", _OTHER_KAFKA_CLIENT),
     Library("pika", "RabbitMQ publishes", "wrap basic_publish in @shadowguard.side_effect"),
     Library("aio_pika", "RabbitMQ publishes", "wrap publish in @shadowguard.side_effect"),
     Library("pymongo", "MongoDB writes", "point the shadow at a read-only MongoDB user"),
