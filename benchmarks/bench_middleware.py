@@ -13,7 +13,7 @@ import contextlib
 import gc
 import tracemalloc
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypedDict
 
 from opentelemetry import trace
 
@@ -22,10 +22,17 @@ from shadowguard import side_effect
 from shadowguard.middleware.asgi import ShadowGuardMiddleware as ASGIMiddleware
 from shadowguard.middleware.wsgi import ShadowGuardMiddleware as WSGIMiddleware
 
-#: Added per primary request, API only / SDK configured (ns).
-ASGI_WSGI = {"target_added_ns": 2000, "sdk_target_added_ns": 3000}
-FLASK = {"target_added_ns": 5000, "sdk_target_added_ns": 6000}
-DJANGO = {"target_added_ns": 1500, "sdk_target_added_ns": 3000}
+
+class Targets(TypedDict):
+    """Added per primary request (ns), API only / SDK configured."""
+
+    target_added_ns: float
+    sdk_target_added_ns: float
+
+
+ASGI_WSGI = Targets(target_added_ns=2000, sdk_target_added_ns=3000)
+FLASK = Targets(target_added_ns=5000, sdk_target_added_ns=6000)
+DJANGO = Targets(target_added_ns=1500, sdk_target_added_ns=3000)
 
 tracer = trace.get_tracer("benchmarks")
 

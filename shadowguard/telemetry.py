@@ -92,7 +92,7 @@ def mark_span_shadow() -> None:
     try:
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_attribute(SHADOW_ATTRIBUTE, True)
+            _tag(span, SHADOW_ATTRIBUTE)
     except Exception:
         logger.debug("shadowguard: could not tag the current span", exc_info=True)
 
@@ -102,7 +102,8 @@ def record_suppression(suppression: Suppression) -> None:
     try:
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_attributes(_span_attributes(suppression.kind))
+            _tag(span, SHADOW_ATTRIBUTE)
+            _tag(span, SUPPRESSED_ATTRIBUTES.get(suppression.kind, _FALLBACK_ATTRIBUTE))
             attributes: dict[str, Any] = {"kind": suppression.kind, "target": suppression.target}
             if suppression.error is not None:
                 attributes["error"] = type(suppression.error).__name__
@@ -140,6 +141,24 @@ def request_served(seconds: float, shadow: bool, route: str | None, status: int 
         logger.debug("shadowguard: could not record a request duration", exc_info=True)
 
 
+# The span tagged last and the attributes it was given. A shadow request enters its scope
+# several times (a WSGI body chunk by chunk) and may suppress many calls: each attribute
+# is set once per span, not each time (about 1 us each with the SDK). Threads may race on
+# it; the worst outcome is an attribute set twice, never one left out.
+_tagged: tuple[Any, frozenset[str]] = (None, frozenset())
+
+
+def _tag(span: Any, attribute: str) -> None:
+    global _tagged
+    tagged_span, attributes = _tagged
+    if tagged_span is not span:
+        attributes = frozenset()
+    elif attribute in attributes:
+        return
+    span.set_attribute(attribute, True)
+    _tagged = (span, attributes | {attribute})
+
+
 def _count(counter: Any, attributes: Mapping[str, Any]) -> None:
     if _deferring and len(_pending_counts) < MAX_PENDING:
         _pending_counts.append((counter, attributes))
@@ -150,7 +169,6 @@ def _count(counter: Any, attributes: Mapping[str, Any]) -> None:
 # Ready-made attribute sets. A cached mapping is never mutated, so sharing it is safe.
 _durations_cache: dict[tuple[bool, str | None, int | None], Mapping[str, Any]] = {}
 _suppressed_cache: dict[tuple[str, str], Mapping[str, Any]] = {}
-_span_cache: dict[str, Mapping[str, Any]] = {}
 _signal_cache: dict[str, Mapping[str, Any]] = {}
 
 
@@ -172,17 +190,6 @@ def _suppressed_attributes(kind: str, action: str) -> Mapping[str, Any]:
     if found is None:
         attributes = {"kind": kind, "action": action, "shadow": True}
         found = _cached(_suppressed_cache, (kind, action), attributes)
-    return found
-
-
-def _span_attributes(kind: str) -> Mapping[str, Any]:
-    found = _span_cache.get(kind)
-    if found is None:
-        attributes = {
-            SHADOW_ATTRIBUTE: True,
-            SUPPRESSED_ATTRIBUTES.get(kind, _FALLBACK_ATTRIBUTE): True,
-        }
-        found = _cached(_span_cache, kind, attributes)
     return found
 
 
