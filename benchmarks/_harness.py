@@ -1,9 +1,11 @@
 """Timing harness: a guarded call against the unguarded one, interleaved in the same run.
 
-Each comparison alternates short samples of the baseline and the guarded callable, so
-that drift in the machine's speed hits both alike, and compares each side's fastest
-sample: on a machine shared with other work the slower samples measure that work, not
-the code (``timeit``'s advice). The median difference is kept too, to show the noise.
+Each comparison alternates samples of the baseline and the guarded callable so that
+drift in the machine's speed hits both alike, then reports the median of the per-sample
+ratios and the added time per call. A comparison of CPU-bound calls may ask for the
+``fastest`` samples instead: many short samples, each side's fastest compared, since on a
+machine shared with other work the slower samples measure that work, not the code
+(``timeit``'s advice); its median difference is kept too, to show the noise.
 
 A run has two passes, each in its own process (the OpenTelemetry globals are set once per
 process): ``api``, the OpenTelemetry API alone, where instruments are no-ops, and
@@ -37,6 +39,7 @@ class Comparison:
     ratio: float
     added_ns: float
     median_added_ns: float
+    fastest: bool = False
     target_ratio: float | None = None
     target_added_ns: float | None = None
 
@@ -68,11 +71,12 @@ class Harness:
     telemetry: str = "api"
     results: list[Comparison] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    #: Each sample's length, and how long each side of a comparison is sampled in all:
-    #: many short samples, so that some of them run undisturbed.
-    sample_seconds: float = 0.001 if QUICK else 0.002
-    seconds_per_side: float = 0.4 if QUICK else 1.5
-    min_samples: int = 41
+    sample_seconds: float = 0.005 if QUICK else 0.03
+    samples: int = 7 if QUICK else 31
+    #: For ``fastest`` comparisons: each sample's length and each side's time in all, many
+    #: short samples so that some of them run undisturbed.
+    fast_sample_seconds: float = 0.001 if QUICK else 0.002
+    fast_seconds_per_side: float = 0.4 if QUICK else 1.5
     #: Run before every sample, untimed (the SDK pass collects metrics there).
     between_samples: Callable[[], object] | None = None
 
@@ -81,12 +85,12 @@ class Harness:
         """Is the OpenTelemetry SDK configured in this pass?"""
         return self.telemetry == "sdk"
 
-    def _number(self, fn: Callable[[], object]) -> int:
+    def _number(self, fn: Callable[[], object], sample_seconds: float) -> int:
         number = 1
         while True:
             elapsed = timeit.timeit(fn, number=number)
-            if elapsed >= self.sample_seconds / 5 or number >= 10_000_000:
-                return max(1, int(number * self.sample_seconds / max(elapsed, 1e-9)))
+            if elapsed >= sample_seconds / 5 or number >= 10_000_000:
+                return max(1, int(number * sample_seconds / max(elapsed, 1e-9)))
             number *= 10
 
     def compare(
@@ -100,38 +104,53 @@ class Harness:
         sdk_target_added_ns: float | None = None,
         before_baseline: Callable[[], object] | None = None,
         before_guarded: Callable[[], object] | None = None,
+        fastest: bool = False,
     ) -> Comparison:
         """Time ``guarded`` against ``baseline`` (per call), interleaved.
 
         ``before_baseline`` / ``before_guarded`` run untimed before each sample of that
         side (for example ``uninstall()`` / ``install()``). ``sdk_target_added_ns``
-        replaces ``target_added_ns`` in the SDK pass.
+        replaces ``target_added_ns`` in the SDK pass. ``fastest``: compare the fastest
+        samples (CPU-bound calls) rather than the medians.
         """
         if self.sdk and sdk_target_added_ns is not None:
             target_added_ns = sdk_target_added_ns
+        sample_seconds = self.fast_sample_seconds if fastest else self.sample_seconds
         if before_baseline is not None:
             before_baseline()
-        number = self._number(baseline)
-        for _ in range(3):  # warm both sides up: caches, the interpreter's specialization
-            self._sample(baseline, number, before_baseline)
-            self._sample(guarded, number, before_guarded)
-        samples = max(self.min_samples, int(self.seconds_per_side / self.sample_seconds))
+        number = self._number(baseline, sample_seconds)
+        samples = self.samples
+        if fastest:
+            samples = max(samples, int(self.fast_seconds_per_side / sample_seconds))
+            for _ in range(3):  # warm both sides up: caches, the interpreter's specialization
+                self._sample(baseline, number, before_baseline)
+                self._sample(guarded, number, before_guarded)
         base_samples: list[float] = []
         guarded_samples: list[float] = []
         for _ in range(samples):
             base_samples.append(self._sample(baseline, number, before_baseline))
             guarded_samples.append(self._sample(guarded, number, before_guarded))
-        base, guard = min(base_samples), min(guarded_samples)
+        median_added = statistics.median(
+            g - b for g, b in zip(guarded_samples, base_samples, strict=True)
+        )
+        if fastest:
+            base, guard = min(base_samples), min(guarded_samples)
+            ratio, added = guard / base, guard - base
+        else:
+            base, guard = statistics.median(base_samples), statistics.median(guarded_samples)
+            ratio = statistics.median(
+                g / b for g, b in zip(guarded_samples, base_samples, strict=True)
+            )
+            added = guard - base
         result = Comparison(
             name,
             self.telemetry,
             baseline_ns=base,
             guarded_ns=guard,
-            ratio=guard / base,
-            added_ns=guard - base,
-            median_added_ns=statistics.median(
-                g - b for g, b in zip(guarded_samples, base_samples, strict=True)
-            ),
+            ratio=ratio,
+            added_ns=added,
+            median_added_ns=median_added,
+            fastest=fastest,
             target_ratio=target_ratio,
             target_added_ns=target_added_ns,
         )
@@ -193,8 +212,9 @@ def row(r: Comparison) -> str:
     if r.target_added_ns is not None:
         target.append(f"added<={fmt_ns(r.target_added_ns)}")
     verdict = "" if r.met is None else (" OK" if r.met else " MISSED")
+    noise = f" (median {fmt_ns(r.median_added_ns)})" if r.fastest else ""
     return (
         f"{r.name:<58} base {fmt_ns(r.baseline_ns):>10}  guarded {fmt_ns(r.guarded_ns):>10}  "
-        f"ratio {r.ratio:6.3f}  added {fmt_ns(r.added_ns):>9} (median {fmt_ns(r.median_added_ns)})"
+        f"ratio {r.ratio:6.3f}  added {fmt_ns(r.added_ns):>9}{noise}"
         + (f"  [{', '.join(target)}]{verdict}" if target else "")
     )

@@ -24,15 +24,16 @@ from shadowguard.middleware.wsgi import ShadowGuardMiddleware as WSGIMiddleware
 
 
 class Targets(TypedDict):
-    """Added per primary request (ns), API only / SDK configured."""
+    """Added per primary request (ns), API only / SDK configured, fastest samples."""
 
     target_added_ns: float
     sdk_target_added_ns: float
+    fastest: bool
 
 
-ASGI_WSGI = Targets(target_added_ns=2000, sdk_target_added_ns=3000)
-FLASK = Targets(target_added_ns=5000, sdk_target_added_ns=6000)
-DJANGO = Targets(target_added_ns=1500, sdk_target_added_ns=3000)
+ASGI_WSGI = Targets(target_added_ns=2000, sdk_target_added_ns=3000, fastest=True)
+FLASK = Targets(target_added_ns=5000, sdk_target_added_ns=6000, fastest=True)
+DJANGO = Targets(target_added_ns=1500, sdk_target_added_ns=3000, fastest=True)
 
 tracer = trace.get_tracer("benchmarks")
 
@@ -144,6 +145,7 @@ def _asgi(h: Harness) -> None:
         "ASGI: shadow request, 2 suppressed, in a span (info)",
         in_span(asgi_caller(asgi_app_notifying, shadow)),
         in_span(asgi_caller(ASGIMiddleware(asgi_app_notifying), shadow)),
+        fastest=True,
     )
 
 
@@ -159,6 +161,7 @@ def _wsgi(h: Harness) -> None:
         "WSGI: shadow request, 2 suppressed, in a span (info)",
         in_span(wsgi_caller(wsgi_app_notifying, shadow)),
         in_span(wsgi_caller(WSGIMiddleware(wsgi_app_notifying), shadow)),
+        fastest=True,
     )
 
 
@@ -188,6 +191,7 @@ def _flask(h: Harness) -> None:
         "Flask: shadow request (info) vs bare app",
         wsgi_caller(bare, {}),
         wsgi_caller(guarded, {"HTTP_HOST": "orders-shadow"}),
+        fastest=True,
     )
 
 
