@@ -38,21 +38,17 @@ def _environ_route(environ: dict[str, Any]) -> str | None:
     return route if isinstance(route, str) else None
 
 
-_status_codes: dict[str, int | None] = {}
+#: Status lines seen, and their codes: they repeat, so each is parsed once.
+_status_codes: dict[str, int] = {}
 
 
-def _status_code(status: str | None) -> int | None:
-    """``200`` for ``"200 OK"``; status lines repeat, so each is parsed once."""
-    if status is None:
+def _parse_status(status: str) -> int | None:
+    try:
+        code = int(status[:3])
+    except ValueError:
         return None
-    code = _status_codes.get(status, -1)
-    if code == -1:
-        try:
-            code = int(status[:3])
-        except ValueError:
-            code = None
-        if len(_status_codes) < 1000:
-            _status_codes[status] = code
+    if len(_status_codes) < 1000:
+        _status_codes[status] = code
     return code
 
 
@@ -75,7 +71,7 @@ class _Response:
         self.environ = environ
         self.route_of = route_of
         self._start_response = start_response
-        self.status: str | None = None
+        self.status: int | None = None
         self.route: str | None = None
         #: perf_counter() at the start; None once the request is recorded.
         self.start: float | None = perf_counter()
@@ -85,7 +81,7 @@ class _Response:
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
     ) -> Callable[[bytes], object]:
         """Note the status and the matched route, then pass on to the server's."""
-        self.status = status
+        self.status = _status_codes.get(status) or _parse_status(status)
         try:
             self.route = self.route_of(self.environ)
         except Exception:  # telemetry fails open: never into the application
@@ -115,15 +111,16 @@ class _Response:
             if close is not None:
                 close()
         finally:
-            self.done()
+            start = self.start
+            if start is not None:  # done(), without a call more on the primary path
+                self.start = None
+                telemetry.request_served(perf_counter() - start, False, self.route, self.status)
 
     def done(self) -> None:
         start = self.start
         if start is not None:
             self.start = None
-            telemetry.request_served(
-                perf_counter() - start, False, self.route, _status_code(self.status)
-            )
+            telemetry.request_served(perf_counter() - start, False, self.route, self.status)
 
 
 class _ShadowResponse(_Response):
@@ -177,16 +174,15 @@ class _ShadowResponse(_Response):
         if start is None:
             return
         self.start = None
-        status = _status_code(self.status)
         try:
             self._request_scope.finish()
         finally:
-            telemetry.request_served(perf_counter() - start, True, self.route, status)
+            telemetry.request_served(perf_counter() - start, True, self.route, self.status)
             log_summary(
                 self.environ.get("REQUEST_METHOD", "?"),
                 self.environ.get("PATH_INFO", "?"),
                 self._request_scope.scope,
-                status,
+                self.status,
             )
 
 
