@@ -20,6 +20,7 @@ request would have given. Without an SDK (the API's no-op) they are recorded dir
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter, deque
 from collections.abc import Generator, Iterable, Mapping
 from time import perf_counter
@@ -58,7 +59,7 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 
 #: Measurements held for the next collection, at most; past it they are recorded
-#: directly (exact, at the SDK's price), so a reader that stops collecting costs no memory.
+#: directly (exact, at the SDK's price): a reader that stops collecting costs no more memory.
 MAX_PENDING = 1 << 16
 #: Attribute sets kept ready-made, at most (the SDK's default cardinality limit).
 MAX_CACHED_ATTRIBUTES = 2000
@@ -254,6 +255,15 @@ def _hand_over(timeout_millis: float) -> None:
             return
         record(seconds, _duration_attributes(shadow, route, status))
 
+
+def _forget_pending() -> None:
+    # A forked child (a pre-forking server's worker) must not hand over its parent's.
+    _pending_durations.clear()
+    _pending_counts.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pending)
 
 _collection_hook = _meter.create_observable_counter(
     "shadowguard.telemetry.collection",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -458,3 +459,17 @@ def test_sdk_configured_after_requests_started_with_a_raising_exporter() -> None
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "{False: 3000, True: 1000}"
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_a_forked_worker_does_not_hand_over_its_parents_requests(metric_reader: Any) -> None:
+    metric_reader.collect()
+    telemetry.record_request_duration(0.1, shadow=False, route="/before-fork", status=200)
+    assert telemetry._pending_durations
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of the parent's is queued
+        os._exit(0 if not telemetry._pending_durations else 1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert telemetry._pending_durations  # the parent keeps its own
+    metric_reader.collect()
