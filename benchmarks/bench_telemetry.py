@@ -25,6 +25,19 @@ def nothing() -> None:
 
 
 def run(h: Harness) -> None:
+    # With the SDK every measurement queued while sampling is handed over between samples
+    # (about 20 us each): sample these 0.2 us calls for less time than the default.
+    saved = h.fast_seconds_per_side
+    h.fast_seconds_per_side = min(saved, 0.1)
+    try:
+        _compare(h)
+    finally:
+        h.fast_seconds_per_side = saved
+    if h.sdk and h.between_samples is not None:
+        _hand_over(h)
+
+
+def _compare(h: Harness) -> None:
     h.compare(
         "telemetry of one request (info)",
         nothing,
@@ -37,8 +50,6 @@ def run(h: Harness) -> None:
         lambda: telemetry.record_suppression(SUPPRESSION),
         fastest=True,
     )
-    if h.sdk and h.between_samples is not None:
-        _hand_over(h)
 
 
 def _hand_over(h: Harness) -> None:

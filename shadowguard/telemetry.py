@@ -10,11 +10,12 @@ suppression. Metrics: the counter ``shadowguard.suppressed`` (attributes ``kind`
 ``shadowguard.request.duration`` in seconds (attributes ``shadow``, ``http.route``,
 ``http.response.status_code``).
 
-With the OpenTelemetry SDK, one measurement costs the SDK about 10 us, five times what
-the middleware may add to a request. So while an SDK collects our instruments, metric
+With the OpenTelemetry SDK, one measurement costs the SDK 10 us or more, five times what
+the middleware may add to a request. So once an SDK collects our instruments, metric
 measurements are queued (a deque append) and handed to the SDK at its next collection,
 each one unchanged: counts, sums and buckets are exactly what recording them on the
-request would have given. Without an SDK (the API's no-op) they are recorded directly.
+request would have given. With the API alone they are dropped at once, as its no-op
+instruments would drop them.
 """
 
 from __future__ import annotations
@@ -81,9 +82,10 @@ _request_duration = _meter.create_histogram(
     description="Duration of requests served, primary and shadow",
 )
 
-# True once an SDK created our collection hook: from then on it calls the hook at every
-# collection, which hands the queued measurements over.
-_deferring = False
+# True once an SDK created our collection hook (at set_meter_provider, or at import when
+# one was set before): from then on it calls the hook at every collection, which hands the
+# queued measurements over. Until then the API's no-op instruments would drop them all.
+_sdk_collects = False
 _pending_durations: deque[tuple[float, bool, str | None, int | None]] = deque()
 _pending_counts: deque[tuple[Any, Mapping[str, Any]]] = deque()
 
@@ -133,7 +135,9 @@ def record_request_duration(
 
 def request_served(seconds: float, shadow: bool, route: str | None, status: int | None) -> None:
     """:func:`record_request_duration` for the middleware's hot path (positional)."""
-    if _deferring and len(_pending_durations) < MAX_PENDING:
+    if not _sdk_collects:
+        return  # the API alone: its no-op instrument would drop the measurement
+    if len(_pending_durations) < MAX_PENDING:
         _pending_durations.append((seconds, shadow, route, status))
         return
     try:
@@ -161,7 +165,9 @@ def _tag(span: Any, attribute: str) -> None:
 
 
 def _count(counter: Any, attributes: Mapping[str, Any]) -> None:
-    if _deferring and len(_pending_counts) < MAX_PENDING:
+    if not _sdk_collects:
+        return
+    if len(_pending_counts) < MAX_PENDING:
         _pending_counts.append((counter, attributes))
     else:
         counter.add(1, attributes)
@@ -218,8 +224,8 @@ def _export_at_collection() -> Generator[Iterable[Observation], CallbackOptions,
     instrument (at ``set_meter_provider``, or at once if one is already set): from that
     moment measurements are queued, and every collection first hands them over.
     """
-    global _deferring
-    _deferring = True
+    global _sdk_collects
+    _sdk_collects = True
     options = yield ()
     while True:
         try:
