@@ -45,7 +45,7 @@ _status_codes: dict[str, int] = {}
 def _parse_status(status: str) -> int | None:
     try:
         code = int(status[:3])
-    except ValueError:
+    except (TypeError, ValueError):  # the server will say what is wrong with it, not us
         return None
     if len(_status_codes) < 1000:
         _status_codes[status] = code
