@@ -10,11 +10,22 @@ suppression. Metrics: the counter ``shadowguard.suppressed`` (attributes ``kind`
 ``shadowguard.suppressed_after_scope_end`` (attribute ``kind``), and the histogram
 ``shadowguard.request.duration`` in seconds (attributes ``shadow``, ``http.route``,
 ``http.response.status_code``).
+
+With the OpenTelemetry SDK, one measurement costs the SDK 10 us or more, five times what
+the middleware may add to a request. So once an SDK collects our instruments, metric
+measurements are queued (a deque append) and handed to the SDK at its next collection,
+each one unchanged: counts, sums and buckets are exactly what recording them on the
+request would have given. With the API alone they are dropped at once, as its no-op
+instruments would drop them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+from collections import Counter, deque
+from collections.abc import Generator, Iterable, Mapping
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics, trace
@@ -22,7 +33,7 @@ from opentelemetry import metrics, trace
 from shadowguard._suppression import Action, Kind
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from opentelemetry.metrics import CallbackOptions, Observation
 
     from shadowguard._suppression import Suppression
 
@@ -34,6 +45,7 @@ __all__ = [
     "record_request_duration",
     "record_signals_ignored",
     "record_suppression",
+    "request_served",
 ]
 
 logger = logging.getLogger("shadowguard.telemetry")
@@ -48,6 +60,12 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
     Kind.CALL: "shadowguard.call_suppressed",
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
+
+#: Measurements held for the next collection, at most; past it they are recorded
+#: directly (exact, at the SDK's price): a reader that stops collecting costs no more memory.
+MAX_PENDING = 1 << 16
+#: Attribute sets kept ready-made, at most (the SDK's default cardinality limit).
+MAX_CACHED_ATTRIBUTES = 2000
 
 _meter = metrics.get_meter("shadowguard")
 _suppressed_counter = _meter.create_counter(
@@ -72,32 +90,37 @@ _request_duration = _meter.create_histogram(
     description="Duration of requests served, primary and shadow",
 )
 
+# True once an SDK created our collection hook (at set_meter_provider, or at import when
+# one was set before): from then on it calls the hook at every collection, which hands the
+# queued measurements over. Until then the API's no-op instruments would drop them all.
+_sdk_collects = False
+_pending_durations: deque[tuple[float, bool, str | None, int | None]] = deque()
+_pending_counts: deque[tuple[Any, Mapping[str, Any]]] = deque()
+
 
 def mark_span_shadow() -> None:
     """Tag the current span with ``shadow_mode=true``."""
     try:
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_attribute(SHADOW_ATTRIBUTE, True)
+            _tag(span, SHADOW_ATTRIBUTE)
     except Exception:
         logger.debug("shadowguard: could not tag the current span", exc_info=True)
 
 
 def record_suppression(suppression: Suppression) -> None:
-    """Add a span event and attribute, and count the suppression."""
+    """Add a span event and attributes, and count the suppression."""
     try:
         span = trace.get_current_span()
         if span.is_recording():
-            span.set_attribute(SHADOW_ATTRIBUTE, True)
-            span.set_attribute(
-                SUPPRESSED_ATTRIBUTES.get(suppression.kind, _FALLBACK_ATTRIBUTE), True
-            )
+            _tag(span, SHADOW_ATTRIBUTE)
+            _tag(span, SUPPRESSED_ATTRIBUTES.get(suppression.kind, _FALLBACK_ATTRIBUTE))
             attributes: dict[str, Any] = {"kind": suppression.kind, "target": suppression.target}
             if suppression.error is not None:
                 attributes["error"] = type(suppression.error).__name__
             span.add_event("shadowguard.suppressed", attributes)
         action = suppression.detail.get("action", Action.SUPPRESSED)
-        _suppressed_counter.add(1, {"kind": suppression.kind, "action": action, "shadow": True})
+        _count(_suppressed_counter, _suppressed_attributes(suppression.kind, action))
     except Exception:
         logger.debug("shadowguard: could not record a suppression in telemetry", exc_info=True)
 
@@ -106,7 +129,7 @@ def record_signals_ignored(signals: tuple[str, ...]) -> None:
     """Count per-request shadow signals that were present but not trusted."""
     try:
         for signal in signals:
-            _signals_ignored_counter.add(1, {"signal": signal})
+            _count(_signals_ignored_counter, _signal_attributes(signal))
     except Exception:
         logger.debug("shadowguard: could not count ignored signals", exc_info=True)
 
@@ -115,20 +138,157 @@ def record_request_duration(
     seconds: float, *, shadow: bool, route: str | None, status: int | None
 ) -> None:
     """Record one served request in ``shadowguard.request.duration``."""
+    request_served(seconds, shadow, route, status)
+
+
+def request_served(seconds: float, shadow: bool, route: str | None, status: int | None) -> None:
+    """:func:`record_request_duration` for the middleware's hot path (positional)."""
+    if not _sdk_collects:
+        return  # the API alone: its no-op instrument would drop the measurement
+    if len(_pending_durations) < MAX_PENDING:
+        _pending_durations.append((seconds, shadow, route, status))
+        return
     try:
+        _request_duration.record(seconds, _duration_attributes(shadow, route, status))
+    except Exception:
+        logger.debug("shadowguard: could not record a request duration", exc_info=True)
+
+
+# The span tagged last and the attributes it was given. A shadow request enters its scope
+# several times (a WSGI body chunk by chunk) and may suppress many calls: each attribute
+# is set once per span, not each time (about 1 us each with the SDK). Threads may race on
+# it; the worst outcome is an attribute set twice, never one left out.
+_tagged: tuple[Any, frozenset[str]] = (None, frozenset())
+
+
+def _tag(span: Any, attribute: str) -> None:
+    global _tagged
+    tagged_span, attributes = _tagged
+    if tagged_span is not span:
+        attributes = frozenset()
+    elif attribute in attributes:
+        return
+    span.set_attribute(attribute, True)
+    _tagged = (span, attributes | {attribute})
+
+
+def _count(counter: Any, attributes: Mapping[str, Any]) -> None:
+    if not _sdk_collects:
+        return
+    if len(_pending_counts) < MAX_PENDING:
+        _pending_counts.append((counter, attributes))
+    else:
+        counter.add(1, attributes)
+
+
+# Ready-made attribute sets. A cached mapping is never mutated, so sharing it is safe.
+_durations_cache: dict[tuple[bool, str | None, int | None], Mapping[str, Any]] = {}
+_suppressed_cache: dict[tuple[str, str], Mapping[str, Any]] = {}
+_signal_cache: dict[str, Mapping[str, Any]] = {}
+
+
+def _duration_attributes(shadow: bool, route: str | None, status: int | None) -> Mapping[str, Any]:
+    key = (shadow, route, status)
+    found = _durations_cache.get(key)
+    if found is None:
         attributes: dict[str, Any] = {"shadow": shadow}
         if route:
             attributes["http.route"] = route
         if status is not None:
             attributes["http.response.status_code"] = status
-        _request_duration.record(seconds, attributes)
-    except Exception:
-        logger.debug("shadowguard: could not record a request duration", exc_info=True)
+        found = _cached(_durations_cache, key, attributes)
+    return found
+
+
+def _suppressed_attributes(kind: str, action: str) -> Mapping[str, Any]:
+    found = _suppressed_cache.get((kind, action))
+    if found is None:
+        attributes = {"kind": kind, "action": action, "shadow": True}
+        found = _cached(_suppressed_cache, (kind, action), attributes)
+    return found
+
+
+def _signal_attributes(signal: str) -> Mapping[str, Any]:
+    found = _signal_cache.get(signal)
+    if found is None:
+        found = _cached(_signal_cache, signal, {"signal": signal})
+    return found
+
+
+def _cached(
+    cache: dict[Any, Mapping[str, Any]], key: Any, value: dict[str, Any]
+) -> Mapping[str, Any]:
+    # Route templates and status codes are few; a framework that reports raw paths would
+    # not grow this cache past its bound (the SDK caps the series anyway).
+    if len(cache) < MAX_CACHED_ATTRIBUTES:
+        cache[key] = value
+    return value
+
+
+def _export_at_collection() -> Generator[Iterable[Observation], CallbackOptions, None]:
+    """The collection hook: an observable callback that observes nothing itself.
+
+    The SDK advances a generator callback to its first ``yield`` when it creates the
+    instrument (at ``set_meter_provider``, or at once if one is already set): from that
+    moment measurements are queued, and every collection first hands them over.
+    """
+    global _sdk_collects
+    _sdk_collects = True
+    options = yield ()
+    while True:
+        try:
+            _hand_over(options.timeout_millis)
+        except Exception:
+            logger.debug("shadowguard: could not hand measurements to the SDK", exc_info=True)
+        options = yield ()
+
+
+def _hand_over(timeout_millis: float) -> None:
+    """Record the queued measurements; what the time budget leaves waits for the next one."""
+    counts: Counter[tuple[Any, Any]] = Counter()
+    pop_count = _pending_counts.popleft
+    attributes_of: dict[int, Mapping[str, Any]] = {}
+    while True:
+        try:
+            counter, attributes = pop_count()
+        except IndexError:
+            break
+        counts[counter, id(attributes)] += 1
+        attributes_of[id(attributes)] = attributes
+    for (counter, key), n in counts.items():
+        counter.add(n, attributes_of[key])
+
+    # Half of the callback's budget: the SDK fails the whole collection past it.
+    deadline = perf_counter() + timeout_millis / 2000
+    pop = _pending_durations.popleft
+    record = _request_duration.record
+    while perf_counter() < deadline:
+        try:
+            seconds, shadow, route, status = pop()
+        except IndexError:
+            return
+        record(seconds, _duration_attributes(shadow, route, status))
+
+
+def _forget_pending() -> None:
+    # A forked child (a pre-forking server's worker) must not hand over its parent's.
+    _pending_durations.clear()
+    _pending_counts.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pending)
+
+_collection_hook = _meter.create_observable_counter(
+    "shadowguard.telemetry.collection",
+    callbacks=[_export_at_collection()],
+    description="Hands shadowguard's queued measurements to the SDK; reports nothing itself",
+)
 
 
 def record_late_suppression(suppression: Suppression) -> None:
     """Count a suppression made in a shadow scope that had already ended."""
     try:
-        _late_counter.add(1, {"kind": suppression.kind})
+        _count(_late_counter, {"kind": suppression.kind})
     except Exception:
         logger.debug("shadowguard: could not count a late suppression", exc_info=True)

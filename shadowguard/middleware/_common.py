@@ -1,4 +1,4 @@
-"""What every middleware shares: settings, the precheck, a re-enterable scope, the summary log."""
+"""What every middleware shares: the settings in force, which requests are shadow, the log line."""
 
 from __future__ import annotations
 
@@ -6,11 +6,17 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shadowguard.contract import RequestScope, Scope, Settings, get_settings
+from shadowguard.contract import (
+    Detection,
+    Scope,
+    Settings,
+    detect,
+    get_settings,
+)
 
 __all__ = [
     "Precheck",
-    "RequestScope",
+    "detect_shadow",
     "environ_headers",
     "log_summary",
     "settings_from_options",
@@ -58,7 +64,16 @@ class Precheck:
     the precheck can make a request slower but never changes a verdict.
     """
 
-    __slots__ = ("baggage", "environ_marker", "marker", "settings", "shadow_forced")
+    __slots__ = (
+        "baggage",
+        "environ_marker",
+        "firsts",
+        "lengths",
+        "marker",
+        "settings",
+        "shadow_forced",
+        "watched",
+    )
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -67,23 +82,44 @@ class Precheck:
         self.marker = header.encode("latin-1") if header else None
         self.environ_marker = "HTTP_" + header.upper().replace("-", "_") if header else None
         self.baggage = settings.baggage
+        names = ["host", ":authority"]
+        if header:
+            names.append(header)
+        if settings.baggage:
+            names.append("baggage")
+        self.watched = frozenset(name.encode("latin-1") for name in names)
+        # Lower-casing keeps the length of any name that lower-cases to one of these
+        # ASCII names, and its first byte is one of theirs in either case: only such
+        # names can be one of them in another case.
+        self.lengths = frozenset(len(name) for name in names)
+        self.firsts = frozenset(ord(c) for name in names for c in (name[0], name[0].upper()))
 
     def asgi(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
         """May these ASGI headers carry a shadow signal?"""
         if self.shadow_forced:
             return True
-        marker = self.marker
-        for name, value in headers:
-            if type(name) is not bytes or type(value) is not bytes:
-                return True  # not what ASGI promises: let detect() sort it out
-            name = name.lower()
-            if name == b"host" or name == b":authority":
-                if b"-shadow" in value.lower():
+        watched = self.watched
+        lengths = self.lengths
+        try:
+            for name, value in headers:
+                if name not in watched:
+                    if len(name) not in lengths:
+                        continue
+                    if type(name) is not bytes:
+                        return True  # not what ASGI promises: let detect() sort it out
+                    if name[0] not in self.firsts:
+                        continue
+                    name = name.lower()
+                    if name not in watched:
+                        continue
+                # find(), not "in": bytes.__contains__ first tries the needle as an int.
+                if name == b"host" or name == b":authority":
+                    if value.lower().find(b"-shadow") >= 0:
+                        return True
+                elif name == self.marker or value.lower().find(b"shadow") >= 0:  # baggage
                     return True
-            elif name == marker or (
-                self.baggage and name == b"baggage" and b"shadow" in value.lower()
-            ):
-                return True
+        except (TypeError, AttributeError):
+            return True  # a name or value that is not bytes: detect() sorts it out
         return False
 
     def environ(self, environ: Mapping[str, Any]) -> bool:
@@ -96,6 +132,12 @@ class Precheck:
         if self.environ_marker is not None and self.environ_marker in environ:
             return True
         return self.baggage and "shadow" in str(environ.get("HTTP_BAGGAGE", "")).lower()
+
+
+def detect_shadow(headers: Iterable[tuple[Any, Any]], settings: Settings) -> Detection | None:
+    """:func:`detect` for a request the precheck could not clear: None unless shadow."""
+    detection = detect(headers, settings=settings)
+    return detection if detection.shadow else None
 
 
 def log_summary(method: str, path: str, scope: Scope, status: int | None) -> None:

@@ -6,14 +6,17 @@ task, which is exactly what makes context variables (the shadow state) unreliabl
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
+from time import perf_counter
 from typing import Any
 
-from shadowguard import _config, telemetry
-from shadowguard._context import shadow
-from shadowguard._detect import detect
-from shadowguard.middleware._common import Precheck, log_summary, settings_from_options
+from shadowguard.contract import settings_or_defaults, shadow, telemetry
+from shadowguard.middleware._common import (
+    Precheck,
+    detect_shadow,
+    log_summary,
+    settings_from_options,
+)
 
 __all__ = ["ShadowGuardMiddleware"]
 
@@ -24,11 +27,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[ASGIScope, Receive, Send], Awaitable[None]]
 
 
-def _route(scope: ASGIScope) -> str | None:
-    """The route template Starlette/FastAPI matched (``/orders/{order_id}``), if any."""
-    route = scope.get("route")
-    if route is None:
-        return None
+def _route(route: Any) -> str | None:
+    """The template of the route Starlette/FastAPI matched (``/orders/{order_id}``)."""
     path = getattr(route, "path_format", None) or getattr(route, "path", None)
     return path if isinstance(path, str) else None
 
@@ -49,54 +49,59 @@ class ShadowGuardMiddleware:
     def __init__(self, app: ASGIApp, **options: Any) -> None:
         self.app = app
         self._settings = settings_from_options(options)
-        self._precheck: Precheck | None = None
+        self._precheck = Precheck(self._settings or settings_or_defaults())
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
             await self.app(scope, receive, send)
             return
-        settings = self._settings or _config.settings_or_defaults()
+        # Without options, the process settings of the moment (configure() applies at once).
+        settings = self._settings or settings_or_defaults()
         precheck = self._precheck
-        if precheck is None or precheck.settings is not settings:
+        if precheck.settings is not settings:
             precheck = self._precheck = Precheck(settings)
         # HTTP/2 :authority reaches ASGI applications as the "host" header; scope["server"]
         # is the listening socket's address, which never carries a shadow signal.
         headers = scope.get("headers") or ()
-        detection = detect(headers, settings=settings) if precheck.asgi(headers) else None
+        detection = detect_shadow(headers, settings) if precheck.asgi(headers) else None
         if kind == "websocket":
-            if detection:
+            if detection is None:
+                await self.app(scope, receive, send)
+            else:
                 with shadow(f"request:{detection.signal}"):
                     await self.app(scope, receive, send)
-            else:
-                await self.app(scope, receive, send)
             return
 
         status: int | None = None
 
-        async def send_observed(message: Message) -> None:
+        def observed(message: Message) -> Awaitable[None]:
+            # A plain function returning the server's awaitable: no coroutine per message.
+            # Only http.response.start has a status (http.response.debug may come first).
             nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
+            if status is None:
+                status = message.get("status")
+            return send(message)
 
-        start = time.perf_counter()
-        if not detection:
+        start = perf_counter()
+        if detection is None:
             try:
-                await self.app(scope, receive, send_observed)
+                await self.app(scope, receive, observed)
             finally:
-                telemetry.record_request_duration(
-                    time.perf_counter() - start, shadow=False, route=_route(scope), status=status
+                route = scope.get("route")
+                telemetry.request_served(
+                    perf_counter() - start, False, None if route is None else _route(route), status
                 )
             return
         guard = shadow(f"request:{detection.signal}")
         shadow_scope = None
         try:
             with guard as shadow_scope:
-                await self.app(scope, receive, send_observed)
+                await self.app(scope, receive, observed)
         finally:
-            telemetry.record_request_duration(
-                time.perf_counter() - start, shadow=True, route=_route(scope), status=status
+            route = scope.get("route")
+            telemetry.request_served(
+                perf_counter() - start, True, None if route is None else _route(route), status
             )
             if shadow_scope is not None:
                 log_summary(scope.get("method", "?"), scope.get("path", "?"), shadow_scope, status)

@@ -11,18 +11,17 @@ fields; ``SHADOWGUARD_DATABASES`` (default: every alias) limits the aliases open
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from time import perf_counter
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 
-from shadowguard import _config, telemetry
-from shadowguard._detect import Detection, detect
+from shadowguard.contract import Detection, RequestScope, settings_or_defaults, telemetry
 from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware._common import (
     Precheck,
-    RequestScope,
+    detect_shadow,
     environ_headers,
     log_summary,
     settings_from_options,
@@ -136,7 +135,7 @@ class ShadowGuardMiddleware:
         self._settings = settings_from_options(dict(getattr(settings, "SHADOWGUARD", None) or {}))
         databases = getattr(settings, "SHADOWGUARD_DATABASES", None)
         self._databases = list(databases) if databases is not None else None
-        self._precheck: Precheck | None = None
+        self._precheck = Precheck(self._settings or settings_or_defaults())
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -145,7 +144,7 @@ class ShadowGuardMiddleware:
         if self._async:
             return self.__acall__(request)
         detection = self._detect(request.META)
-        start = time.perf_counter()
+        start = perf_counter()
         if detection is None:
             status = None
             try:
@@ -153,9 +152,7 @@ class ShadowGuardMiddleware:
                 status = response.status_code
                 return response
             finally:
-                telemetry.record_request_duration(
-                    time.perf_counter() - start, shadow=False, route=_route(request), status=status
-                )
+                telemetry.request_served(perf_counter() - start, False, _route(request), status)
 
         request_scope = RequestScope(f"request:{detection.signal}")
         response = None
@@ -190,7 +187,7 @@ class ShadowGuardMiddleware:
 
     async def __acall__(self, request: Any) -> Any:
         detection = self._detect(request.META)
-        start = time.perf_counter()
+        start = perf_counter()
         if detection is None:
             status = None
             try:
@@ -198,9 +195,7 @@ class ShadowGuardMiddleware:
                 status = response.status_code
                 return response
             finally:
-                telemetry.record_request_duration(
-                    time.perf_counter() - start, shadow=False, route=_route(request), status=status
-                )
+                telemetry.request_served(perf_counter() - start, False, _route(request), status)
 
         request_scope = RequestScope(f"request:{detection.signal}")
         response = None
@@ -246,14 +241,14 @@ class ShadowGuardMiddleware:
         return response
 
     def _detect(self, meta: dict[str, Any]) -> Detection | None:
-        settings = self._settings or _config.settings_or_defaults()
+        # Without a SHADOWGUARD setting, the process settings of the moment.
+        settings = self._settings or settings_or_defaults()
         precheck = self._precheck
-        if precheck is None or precheck.settings is not settings:
+        if precheck.settings is not settings:
             precheck = self._precheck = Precheck(settings)
         if not precheck.environ(meta):
             return None
-        detection = detect(environ_headers(meta, settings), settings=settings)
-        return detection if detection.shadow else None
+        return detect_shadow(environ_headers(meta, settings), settings)
 
     @classmethod
     def _finish(
@@ -270,7 +265,5 @@ class ShadowGuardMiddleware:
     @staticmethod
     def _record(request: Any, request_scope: RequestScope, start: float, response: Any) -> None:
         status = getattr(response, "status_code", None)
-        telemetry.record_request_duration(
-            time.perf_counter() - start, shadow=True, route=_route(request), status=status
-        )
+        telemetry.request_served(perf_counter() - start, True, _route(request), status)
         log_summary(request.method or "?", request.path, request_scope.scope, status)

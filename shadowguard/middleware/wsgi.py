@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterable, Iterator
+from time import perf_counter
 from types import TracebackType
 from typing import Any, Protocol
 
-from shadowguard import _config, telemetry
-from shadowguard._detect import detect
+from shadowguard.contract import RequestScope, settings_or_defaults, telemetry
 from shadowguard.middleware._common import (
     Precheck,
-    RequestScope,
+    detect_shadow,
     environ_headers,
     log_summary,
     settings_from_options,
@@ -39,72 +38,69 @@ def _environ_route(environ: dict[str, Any]) -> str | None:
     return route if isinstance(route, str) else None
 
 
-class _Request:
-    """Timing and status of one request, recorded once when its body is done."""
+#: Status lines seen, and their codes: they repeat, so each is parsed once.
+_status_codes: dict[str, int] = {}
 
-    __slots__ = ("environ", "recorded", "route", "route_of", "scope", "start", "status")
+
+def _parse_status(status: str) -> int | None:
+    try:
+        code = int(status[:3])
+    except (TypeError, ValueError):  # the server will say what is wrong with it, not us
+        return None
+    if len(_status_codes) < 1000:
+        _status_codes[status] = code
+    return code
+
+
+class _Response:
+    """One primary request's response: the ``start_response`` the application gets (it
+    notes status and route) and, when the body must be wrapped, the body the server gets.
+
+    The request is recorded once, when the body is done: at once for a list or a file
+    wrapper, otherwise when the server closes the body.
+    """
+
+    __slots__ = ("_inner", "_start_response", "environ", "route", "route_of", "start", "status")
 
     def __init__(
         self,
         environ: dict[str, Any],
-        scope: RequestScope | None,
         route_of: Callable[[dict[str, Any]], str | None],
+        start_response: StartResponse,
     ) -> None:
         self.environ = environ
         self.route_of = route_of
-        self.scope = scope
-        self.start = time.perf_counter()
+        self._start_response = start_response
         self.status: int | None = None
         self.route: str | None = None
-        self.recorded = False
+        #: perf_counter() at the start; None once the request is recorded.
+        self.start: float | None = perf_counter()
+        # _inner is set by wrap(), the only way to the methods that read it.
 
-    def start_response(self, start_response: StartResponse) -> StartResponse:
-        def observed(
-            status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
-        ) -> Callable[[bytes], object]:
-            try:
-                self.status = int(status[:3])
-            except ValueError:
-                self.status = None
-            self.route = self.route_of(self.environ)
-            if exc_info is None:
-                return start_response(status, headers)
-            return start_response(status, headers, exc_info)
-
-        return observed
-
-    def done(self) -> None:
-        if self.recorded:
-            return
-        self.recorded = True
-        scope = self.scope
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
+    ) -> Callable[[bytes], object]:
+        """Note the status and the matched route, then pass on to the server's."""
+        self.status = _status_codes.get(status) or _parse_status(status)
         try:
-            if scope is not None:
-                scope.finish()
-        finally:
-            telemetry.record_request_duration(
-                time.perf_counter() - self.start,
-                shadow=scope is not None,
-                route=self.route,
-                status=self.status,
-            )
-            if scope is not None:
-                log_summary(
-                    self.environ.get("REQUEST_METHOD", "?"),
-                    self.environ.get("PATH_INFO", "?"),
-                    scope.scope,
-                    self.status,
-                )
+            self.route = self.route_of(self.environ)
+        except Exception:  # telemetry fails open: never into the application
+            self.route = None
+        if exc_info is None:
+            return self._start_response(status, headers)
+        return self._start_response(status, headers, exc_info)
 
-
-class _PrimaryBody:
-    """A primary response body: iterated natively, only ``close()`` is ours (for timing)."""
-
-    __slots__ = ("_inner", "_request")
-
-    def __init__(self, inner: Iterable[bytes], request: _Request) -> None:
-        self._inner = inner
-        self._request = request
+    def wrap(self, body: Iterable[bytes]) -> Iterable[bytes]:
+        """What the server gets: the body itself when nothing runs while it is sent."""
+        if isinstance(body, (list, tuple)):
+            self.done()
+            return body
+        file_wrapper = self.environ.get("wsgi.file_wrapper")
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            self.done()  # untouched: the server keeps its sendfile fast path
+            return body
+        self._inner = body
+        return self
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._inner)
@@ -115,44 +111,79 @@ class _PrimaryBody:
             if close is not None:
                 close()
         finally:
-            self._request.done()
+            start = self.start
+            if start is not None:  # done(), without a call more on the primary path
+                self.start = None
+                telemetry.request_served(perf_counter() - start, False, self.route, self.status)
+
+    def done(self) -> None:
+        start = self.start
+        if start is not None:
+            self.start = None
+            telemetry.request_served(perf_counter() - start, False, self.route, self.status)
 
 
-class _Body:
-    """A shadow response body; the request ends when the server closes it."""
+class _ShadowResponse(_Response):
+    """A shadow request's response: the scope is re-entered for every chunk the server
+    pulls and for ``close()``, and ends when the server closes the body."""
 
-    __slots__ = ("_inner", "_iterator", "_request", "_scope")
+    __slots__ = ("_iterator", "_request_scope")
 
-    def __init__(self, inner: Iterable[bytes], request: _Request, scope: RequestScope) -> None:
-        self._inner = inner
+    def __init__(
+        self,
+        environ: dict[str, Any],
+        route_of: Callable[[dict[str, Any]], str | None],
+        start_response: StartResponse,
+        request_scope: RequestScope,
+    ) -> None:
+        super().__init__(environ, route_of, start_response)
+        self._request_scope = request_scope
         self._iterator: Iterator[bytes] | None = None
-        self._request = request
-        self._scope = scope
+
+    def wrap(self, body: Iterable[bytes]) -> Iterable[bytes]:
+        self._inner = body
+        return self
 
     def __iter__(self) -> Iterator[bytes]:
         return self
 
     def __next__(self) -> bytes:
         # A streaming generator runs here, in the server's frames: re-enter the scope.
-        token = self._scope.enter()
+        token = self._request_scope.enter()
         try:
             if self._iterator is None:
                 self._iterator = iter(self._inner)
             return next(self._iterator)
         finally:
-            self._scope.exit(token)
+            self._request_scope.exit(token)
 
     def close(self) -> None:
         close = getattr(self._inner, "close", None)
         try:
             if close is not None:
-                token = self._scope.enter()
+                token = self._request_scope.enter()
                 try:
                     close()
                 finally:
-                    self._scope.exit(token)
+                    self._request_scope.exit(token)
         finally:
-            self._request.done()
+            self.done()
+
+    def done(self) -> None:
+        start = self.start
+        if start is None:
+            return
+        self.start = None
+        try:
+            self._request_scope.finish()
+        finally:
+            telemetry.request_served(perf_counter() - start, True, self.route, self.status)
+            log_summary(
+                self.environ.get("REQUEST_METHOD", "?"),
+                self.environ.get("PATH_INFO", "?"),
+                self._request_scope.scope,
+                self.status,
+            )
 
 
 class ShadowGuardMiddleware:
@@ -170,45 +201,37 @@ class ShadowGuardMiddleware:
     def __init__(self, wsgi_app: WSGIApp, **options: Any) -> None:
         self.wsgi_app = wsgi_app
         self._settings = settings_from_options(options)
-        self._precheck: Precheck | None = None
+        self._precheck = Precheck(self._settings or settings_or_defaults())
         #: Called at ``start_response``: the matched route template, when a framework knows it.
         self.route_of: Callable[[dict[str, Any]], str | None] = _environ_route
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        settings = self._settings or _config.settings_or_defaults()
+        # Without options, the process settings of the moment (configure() applies at once).
+        settings = self._settings or settings_or_defaults()
         precheck = self._precheck
-        if precheck is None or precheck.settings is not settings:
+        if precheck.settings is not settings:
             precheck = self._precheck = Precheck(settings)
-        detection = (
-            detect(environ_headers(environ, settings), settings=settings)
-            if precheck.environ(environ)
-            else None
-        )
-        if not detection:
-            request = _Request(environ, None, self.route_of)
+        if not precheck.environ(environ):
+            detection = None
+        else:
+            detection = detect_shadow(environ_headers(environ, settings), settings)
+        if detection is None:
+            response = _Response(environ, self.route_of, start_response)
             try:
-                body = self.wsgi_app(environ, request.start_response(start_response))
+                body = self.wsgi_app(environ, response.start_response)
             except BaseException:
-                request.done()
+                response.done()
                 raise
-            file_wrapper = environ.get("wsgi.file_wrapper")
-            if isinstance(body, (list, tuple)) or (
-                isinstance(file_wrapper, type) and isinstance(body, file_wrapper)
-            ):
-                # Nothing runs while the server sends these: hand them over untouched
-                # (a file wrapper keeps the server's sendfile fast path).
-                request.done()
-                return body
-            return _PrimaryBody(body, request)
+            return response.wrap(body)
 
-        scope = RequestScope(f"request:{detection.signal}")
-        request = _Request(environ, scope, self.route_of)
-        token = scope.enter()
+        request_scope = RequestScope(f"request:{detection.signal}")
+        response = _ShadowResponse(environ, self.route_of, start_response, request_scope)
+        token = request_scope.enter()
         try:
-            body = self.wsgi_app(environ, request.start_response(start_response))
+            body = self.wsgi_app(environ, response.start_response)
         except BaseException:
-            scope.exit(token)
-            request.done()
+            request_scope.exit(token)
+            response.done()
             raise
-        scope.exit(token)
-        return _Body(body, request, scope)
+        request_scope.exit(token)
+        return response.wrap(body)
