@@ -84,11 +84,27 @@ _late_counter = _meter.create_counter(
     description="Side effects suppressed in a shadow scope that had already ended "
     "(work that outlived the shadow request that started it)",
 )
-_request_duration = _meter.create_histogram(
-    "shadowguard.request.duration",
-    unit="s",
-    description="Duration of requests served, primary and shadow",
-)
+#: OpenTelemetry's recommended boundaries for HTTP server durations, in seconds; the SDK's
+#: defaults (0, 5, 10, ... meant for milliseconds) would put every request in one bucket.
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+
+
+def _duration_histogram() -> Any:
+    options: dict[str, Any] = {
+        "unit": "s",
+        "description": "Duration of requests served, primary and shadow",
+    }
+    try:
+        return _meter.create_histogram(
+            "shadowguard.request.duration",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+            **options,
+        )
+    except TypeError:  # opentelemetry-api before 1.23 has no advisory boundaries
+        return _meter.create_histogram("shadowguard.request.duration", **options)
+
+
+_request_duration = _duration_histogram()
 
 # True once an SDK created our collection hook (at set_meter_provider, or at import when
 # one was set before): from then on it calls the hook at every collection, which hands the

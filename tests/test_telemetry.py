@@ -117,6 +117,18 @@ def test_request_duration_histogram(metric_reader: Any) -> None:
     assert points[0].attributes["http.response.status_code"] == 201
 
 
+def test_request_duration_buckets_are_in_seconds(metric_reader: Any) -> None:
+    """A P99 over the buckets means something (the SDK's default bounds are 0, 5, 10...)."""
+    telemetry.record_request_duration(0.25, shadow=False, route="/buckets", status=200)
+    (point,) = [
+        p
+        for p in _points(metric_reader, "shadowguard.request.duration")
+        if p.attributes.get("http.route") == "/buckets"
+    ]
+    assert tuple(point.explicit_bounds) == telemetry.DURATION_BUCKETS
+    assert list(point.bucket_counts) == [0] * 6 + [1] + [0] * (len(telemetry.DURATION_BUCKETS) - 6)
+
+
 # --- Exactness: what users query is what the middleware measured -------------------------
 #
 # The middleware's clock is replaced by one the application advances, so every request's
