@@ -8,7 +8,9 @@ import math
 import os
 import subprocess
 import sys
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -481,7 +483,13 @@ def test_a_forked_worker_does_not_hand_over_its_parents_requests(metric_reader: 
     pid = os.fork()
     if pid == 0:  # the child: nothing of the parent's is queued
         os._exit(0 if not telemetry._pending_durations else 1)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    deadline = time.monotonic() + 30
+    while (done := os.waitpid(pid, os.WNOHANG))[0] == 0:
+        if time.monotonic() > deadline:  # a fork of a threaded process may deadlock
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child did not exit within 30 s")
+        time.sleep(0.01)
+    assert os.waitstatus_to_exitcode(done[1]) == 0
     assert telemetry._pending_durations  # the parent keeps its own
     metric_reader.collect()
