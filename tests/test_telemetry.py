@@ -6,9 +6,9 @@ import bisect
 import contextlib
 import math
 import os
+import signal
 import subprocess
 import sys
-import signal
 import threading
 import time
 import uuid
