@@ -241,18 +241,24 @@ class ProcessMode:
     """Whether the whole process is shadow (``SHADOW_MODE=true``).
 
     One mutable flag read on every guarded call; :func:`configure` and :func:`reset` set it.
+    ``settings`` is the process settings once loaded (None until then): the middleware
+    reads it on every request, an attribute read instead of a call.
     """
 
-    __slots__ = ("shadow",)
+    __slots__ = ("settings", "shadow")
 
     def __init__(self, shadow: bool) -> None:
         self.shadow = shadow
+        self.settings: Settings | None = None
 
     def __repr__(self) -> str:
         return f"<shadowguard.ProcessMode shadow={self.shadow}>"
 
 
 _settings: Settings | None = None
+#: The process-wide shadow flag, read by :func:`shadowguard.is_shadow` and every guard;
+#: set from the environment at the end of this module.
+PROCESS = ProcessMode(False)
 
 
 def get_settings() -> Settings:
@@ -260,6 +266,7 @@ def get_settings() -> Settings:
     global _settings
     if _settings is None:
         _settings = Settings.from_env()
+        PROCESS.settings = _settings
     return _settings
 
 
@@ -276,6 +283,7 @@ def configure(settings: Settings | None = None, **options: Any) -> Settings:
     global _settings
     new = settings.replace(**options) if settings is not None else Settings.from_env(**options)
     _settings = new
+    PROCESS.settings = new
     PROCESS.shadow = new.forced is True
     return new
 
@@ -284,6 +292,7 @@ def reset() -> None:
     """Forget configured settings; the next use reads the environment again."""
     global _settings
     _settings = None
+    PROCESS.settings = None
     PROCESS.shadow = initial_process_shadow()
 
 
@@ -302,5 +311,4 @@ def initial_process_shadow() -> bool:
         return True
 
 
-#: The process-wide shadow flag, read by :func:`shadowguard.is_shadow` and every guard.
-PROCESS = ProcessMode(initial_process_shadow())
+PROCESS.shadow = initial_process_shadow()

@@ -12,18 +12,22 @@ suppression. Metrics: the counter ``shadowguard.suppressed`` (attributes ``kind`
 ``http.response.status_code``).
 
 With the OpenTelemetry SDK, one measurement costs the SDK 10 us or more, five times what
-the middleware may add to a request. So once an SDK collects our instruments, metric
-measurements are queued (a deque append) and handed to the SDK at its next collection,
-each one unchanged: counts, sums and buckets are exactly what recording them on the
-request would have given. With the API alone they are dropped at once, as its no-op
-instruments would drop them.
+the middleware may add to a request. So once an SDK collects our instruments (``collecting``
+is then true), measurements wait for its next collection: counter increments are summed
+here per instrument and attribute set (a dict update under a lock: memory grows with the
+attribute sets, not with the traffic), request durations are queued (a deque append), and
+the collection hands both to the SDK unchanged: counts, sums and buckets are exactly what
+recording them on the request would have given. With the API alone they are dropped at
+once, as its no-op instruments would drop them, and the middleware does not even time a
+primary request.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections import Counter, deque
+import threading
+from collections import deque
 from collections.abc import Generator, Iterable, Mapping
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -106,12 +110,16 @@ def _duration_histogram() -> Any:
 
 _request_duration = _duration_histogram()
 
-# True once an SDK created our collection hook (at set_meter_provider, or at import when
-# one was set before): from then on it calls the hook at every collection, which hands the
-# queued measurements over. Until then the API's no-op instruments would drop them all.
-_sdk_collects = False
+#: True once an SDK created our collection hook (at set_meter_provider, or at import when
+#: one was set before): from then on it calls the hook at every collection, which hands the
+#: waiting measurements over. Until then the API's no-op instruments would drop them all,
+#: so code on the request path may skip measuring while this is false.
+collecting = False
 _pending_durations: deque[tuple[float, bool, str | None, int | None]] = deque()
-_pending_counts: deque[tuple[Any, Mapping[str, Any]]] = deque()
+#: Counter increments waiting for the collection, summed: (counter, id(attributes)) ->
+#: [count, attributes]. The attribute sets are the cached ones, so the keys are few.
+_pending_counts: dict[tuple[Any, int], list[Any]] = {}
+_counts_lock = threading.Lock()
 
 
 def mark_span_shadow() -> None:
@@ -159,7 +167,7 @@ def record_request_duration(
 
 def request_served(seconds: float, shadow: bool, route: str | None, status: int | None) -> None:
     """:func:`record_request_duration` for the middleware's hot path (positional)."""
-    if not _sdk_collects:
+    if not collecting:
         return  # the API alone: its no-op instrument would drop the measurement
     if len(_pending_durations) < MAX_PENDING:
         _pending_durations.append((seconds, shadow, route, status))
@@ -189,18 +197,26 @@ def _tag(span: Any, attribute: str) -> None:
 
 
 def _count(counter: Any, attributes: Mapping[str, Any]) -> None:
-    if not _sdk_collects:
+    if not collecting:
         return
-    if len(_pending_counts) < MAX_PENDING:
-        _pending_counts.append((counter, attributes))
-    else:
-        counter.add(1, attributes)
+    key = (counter, id(attributes))
+    with _counts_lock:
+        pending = _pending_counts.get(key)
+        if pending is not None:
+            pending[0] += 1
+            return
+        if len(_pending_counts) < MAX_CACHED_ATTRIBUTES:
+            # The entry keeps ``attributes`` alive, so its id stays its own until handed over.
+            _pending_counts[key] = [1, attributes]
+            return
+    counter.add(1, attributes)  # an attribute set per call: no sum to gain, record it now
 
 
 # Ready-made attribute sets. A cached mapping is never mutated, so sharing it is safe.
 _durations_cache: dict[tuple[bool, str | None, int | None], Mapping[str, Any]] = {}
 _suppressed_cache: dict[tuple[str, str], Mapping[str, Any]] = {}
 _signal_cache: dict[str, Mapping[str, Any]] = {}
+_late_cache: dict[str, Mapping[str, Any]] = {}
 
 
 def _duration_attributes(shadow: bool, route: str | None, status: int | None) -> Mapping[str, Any]:
@@ -248,8 +264,8 @@ def _export_at_collection() -> Generator[Iterable[Observation], CallbackOptions,
     instrument (at ``set_meter_provider``, or at once if one is already set): from that
     moment measurements are queued, and every collection first hands them over.
     """
-    global _sdk_collects
-    _sdk_collects = True
+    global collecting
+    collecting = True
     options = yield ()
     while True:
         try:
@@ -260,19 +276,12 @@ def _export_at_collection() -> Generator[Iterable[Observation], CallbackOptions,
 
 
 def _hand_over(timeout_millis: float) -> None:
-    """Record the queued measurements; what the time budget leaves waits for the next one."""
-    counts: Counter[tuple[Any, Any]] = Counter()
-    pop_count = _pending_counts.popleft
-    attributes_of: dict[int, Mapping[str, Any]] = {}
-    while True:
-        try:
-            counter, attributes = pop_count()
-        except IndexError:
-            break
-        counts[counter, id(attributes)] += 1
-        attributes_of[id(attributes)] = attributes
-    for (counter, key), n in counts.items():
-        counter.add(n, attributes_of[key])
+    """Record the waiting measurements; what the time budget leaves waits for the next one."""
+    with _counts_lock:
+        counts = list(_pending_counts.items())
+        _pending_counts.clear()
+    for (counter, _), (n, attributes) in counts:
+        counter.add(n, attributes)
 
     # Half of the callback's budget: the SDK fails the whole collection past it.
     deadline = perf_counter() + timeout_millis / 2000
@@ -287,7 +296,10 @@ def _hand_over(timeout_millis: float) -> None:
 
 
 def _forget_pending() -> None:
-    # A forked child (a pre-forking server's worker) must not hand over its parent's.
+    # A forked child (a pre-forking server's worker) must not hand over its parent's, and
+    # must not inherit the lock held by a parent's thread at the fork.
+    global _counts_lock
+    _counts_lock = threading.Lock()
     _pending_durations.clear()
     _pending_counts.clear()
 
@@ -305,6 +317,10 @@ _collection_hook = _meter.create_observable_counter(
 def record_late_suppression(suppression: Suppression) -> None:
     """Count a suppression made in a shadow scope that had already ended."""
     try:
-        _count(_late_counter, {"kind": suppression.kind})
+        kind = suppression.kind
+        attributes = _late_cache.get(kind)
+        if attributes is None:
+            attributes = _cached(_late_cache, kind, {"kind": kind})
+        _count(_late_counter, attributes)
     except Exception:
         logger.debug("shadowguard: could not count a late suppression", exc_info=True)

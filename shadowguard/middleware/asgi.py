@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
 
-from shadowguard.contract import settings_or_defaults, shadow, telemetry
+from shadowguard.contract import PROCESS, settings_or_defaults, shadow, telemetry
 from shadowguard.middleware._common import (
     Precheck,
     detect_shadow,
@@ -57,7 +57,7 @@ class ShadowGuardMiddleware:
             await self.app(scope, receive, send)
             return
         # Without options, the process settings of the moment (configure() applies at once).
-        settings = self._settings or settings_or_defaults()
+        settings = self._settings or PROCESS.settings or settings_or_defaults()
         precheck = self._precheck
         if precheck.settings is not settings:
             precheck = self._precheck = Precheck(settings)
@@ -71,6 +71,9 @@ class ShadowGuardMiddleware:
             else:
                 with shadow(f"request:{detection.signal}"):
                     await self.app(scope, receive, send)
+            return
+        if detection is None and not telemetry.collecting:
+            await self.app(scope, receive, send)  # nothing would keep the duration
             return
 
         status: int | None = None

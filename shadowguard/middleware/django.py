@@ -17,7 +17,13 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 
-from shadowguard.contract import Detection, RequestScope, settings_or_defaults, telemetry
+from shadowguard.contract import (
+    PROCESS,
+    Detection,
+    RequestScope,
+    settings_or_defaults,
+    telemetry,
+)
 from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware._common import (
     Precheck,
@@ -144,6 +150,8 @@ class ShadowGuardMiddleware:
         if self._async:
             return self.__acall__(request)
         detection = self._detect(request.META)
+        if detection is None and not telemetry.collecting:
+            return self.get_response(request)  # nothing would keep the duration
         start = perf_counter()
         if detection is None:
             status = None
@@ -187,6 +195,8 @@ class ShadowGuardMiddleware:
 
     async def __acall__(self, request: Any) -> Any:
         detection = self._detect(request.META)
+        if detection is None and not telemetry.collecting:
+            return await self.get_response(request)  # nothing would keep the duration
         start = perf_counter()
         if detection is None:
             status = None
@@ -242,7 +252,7 @@ class ShadowGuardMiddleware:
 
     def _detect(self, meta: dict[str, Any]) -> Detection | None:
         # Without a SHADOWGUARD setting, the process settings of the moment.
-        settings = self._settings or settings_or_defaults()
+        settings = self._settings or PROCESS.settings or settings_or_defaults()
         precheck = self._precheck
         if precheck.settings is not settings:
             precheck = self._precheck = Precheck(settings)

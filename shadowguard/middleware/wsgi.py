@@ -7,7 +7,7 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, Protocol
 
-from shadowguard.contract import RequestScope, settings_or_defaults, telemetry
+from shadowguard.contract import PROCESS, RequestScope, settings_or_defaults, telemetry
 from shadowguard.middleware._common import (
     Precheck,
     detect_shadow,
@@ -53,54 +53,46 @@ def _parse_status(status: str) -> int | None:
 
 
 class _Response:
-    """One primary request's response: the ``start_response`` the application gets (it
-    notes status and route) and, when the body must be wrapped, the body the server gets.
+    """One primary request's response, while the SDK collects: the ``start_response`` the
+    application gets (it notes the status and the matched route, while the framework still
+    knows it) and, when the body must be wrapped, the body the server gets.
 
     The request is recorded once, when the body is done: at once for a list or a file
-    wrapper, otherwise when the server closes the body.
+    wrapper, otherwise when the server closes the body. Made without ``__init__`` on the
+    primary path (the middleware sets the slots): a Python frame less per request.
     """
 
-    __slots__ = ("_inner", "_start_response", "environ", "route", "route_of", "start", "status")
+    __slots__ = (
+        "_inner",
+        "environ",
+        "route",
+        "route_of",
+        "server_start_response",
+        "start",
+        "status",
+    )
 
-    def __init__(
-        self,
-        environ: dict[str, Any],
-        route_of: Callable[[dict[str, Any]], str | None],
-        start_response: StartResponse,
-    ) -> None:
-        self.environ = environ
-        self.route_of = route_of
-        self._start_response = start_response
-        self.status: int | None = None
-        self.route: str | None = None
-        #: perf_counter() at the start; None once the request is recorded.
-        self.start: float | None = perf_counter()
-        # _inner is set by wrap(), the only way to the methods that read it.
+    _inner: Iterable[bytes]
+    environ: dict[str, Any]
+    route: str | None
+    route_of: Callable[[dict[str, Any]], str | None]
+    server_start_response: StartResponse
+    #: perf_counter() at the start; None once the request is recorded.
+    start: float | None
+    status: int | None
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
     ) -> Callable[[bytes], object]:
-        """Note the status and the matched route, then pass on to the server's."""
+        """Note the status and the route, then pass on to the server's."""
         self.status = _status_codes.get(status) or _parse_status(status)
         try:
             self.route = self.route_of(self.environ)
         except Exception:  # telemetry fails open: never into the application
             self.route = None
         if exc_info is None:
-            return self._start_response(status, headers)
-        return self._start_response(status, headers, exc_info)
-
-    def wrap(self, body: Iterable[bytes]) -> Iterable[bytes]:
-        """What the server gets: the body itself when nothing runs while it is sent."""
-        if isinstance(body, (list, tuple)):
-            self.done()
-            return body
-        file_wrapper = self.environ.get("wsgi.file_wrapper")
-        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
-            self.done()  # untouched: the server keeps its sendfile fast path
-            return body
-        self._inner = body
-        return self
+            return self.server_start_response(status, headers)
+        return self.server_start_response(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
         return iter(self._inner)
@@ -136,13 +128,14 @@ class _ShadowResponse(_Response):
         start_response: StartResponse,
         request_scope: RequestScope,
     ) -> None:
-        super().__init__(environ, route_of, start_response)
+        self.environ = environ
+        self.route_of = route_of
+        self.server_start_response = start_response
+        self.status = None
+        self.route = None
+        self.start = perf_counter()
         self._request_scope = request_scope
         self._iterator: Iterator[bytes] | None = None
-
-    def wrap(self, body: Iterable[bytes]) -> Iterable[bytes]:
-        self._inner = body
-        return self
 
     def __iter__(self) -> Iterator[bytes]:
         return self
@@ -207,24 +200,41 @@ class ShadowGuardMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         # Without options, the process settings of the moment (configure() applies at once).
-        settings = self._settings or settings_or_defaults()
+        settings = self._settings or PROCESS.settings or settings_or_defaults()
         precheck = self._precheck
         if precheck.settings is not settings:
             precheck = self._precheck = Precheck(settings)
-        if not precheck.environ(environ):
-            detection = None
-        else:
+        if precheck.environ(environ):
             detection = detect_shadow(environ_headers(environ, settings), settings)
-        if detection is None:
-            response = _Response(environ, self.route_of, start_response)
-            try:
-                body = self.wsgi_app(environ, response.start_response)
-            except BaseException:
-                response.done()
-                raise
-            return response.wrap(body)
+            if detection is not None:
+                return self._shadow(environ, start_response, detection.signal)
+        if not telemetry.collecting:  # nothing would keep the duration: pass straight on
+            return self.wsgi_app(environ, start_response)
 
-        request_scope = RequestScope(f"request:{detection.signal}")
+        response = _Response()
+        response.environ = environ
+        response.route_of = self.route_of
+        response.server_start_response = start_response
+        response.status = response.route = None
+        response.start = perf_counter()
+        try:
+            body = self.wsgi_app(environ, response.start_response)
+        except BaseException:
+            response.done()
+            raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if type(body) is list or (
+            isinstance(file_wrapper, type) and isinstance(body, file_wrapper)
+        ):
+            response.done()  # a list is sent as it is; a file keeps the server's sendfile
+            return body
+        response._inner = body
+        return response
+
+    def _shadow(
+        self, environ: dict[str, Any], start_response: StartResponse, signal: str
+    ) -> Iterable[bytes]:
+        request_scope = RequestScope(f"request:{signal}")
         response = _ShadowResponse(environ, self.route_of, start_response, request_scope)
         token = request_scope.enter()
         try:
@@ -234,4 +244,5 @@ class ShadowGuardMiddleware:
             response.done()
             raise
         request_scope.exit(token)
-        return response.wrap(body)
+        response._inner = body
+        return response
