@@ -7,8 +7,10 @@ SQLAlchemy and the checks are imported when the first shadow test runs.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -17,7 +19,8 @@ import pytest
 if TYPE_CHECKING:
     from shadowguard import Scope
     from shadowguard import shadow as shadow_cm
-    from shadowguard.testing import EngineLike
+    from shadowguard._pytest_databases import Discovery
+    from shadowguard.testing import EngineLike, NetworkBlock
 
 __all__ = ["shadow", "shadowguard_allow_hosts", "shadowguard_engines"]
 
@@ -35,6 +38,19 @@ _MARKER_HELP = (
     "was persisted or a connection to a host that is not allowed was opened"
 )
 _PROPERTY = "shadowguard"
+_GUARDS_OFF = (
+    "hint: no shadowguard guard is installed (shadowguard.installed() is empty), so nothing "
+    "rolled these writes back; call shadowguard.install() in conftest.py or at the app's start-up"
+)
+_NOTHING_CHECKED = """shadowguard: this shadow test checked nothing, so it cannot pass.
+No database was found to snapshot and no shadowguard guard is installed: whatever the code
+persisted, the test would pass. Configure at least one of:
+  - shadowguard.install() in conftest.py (or at the app's start-up): the guards roll back or
+    suppress what shadow code does;
+  - a shadowguard_engines fixture in conftest.py returning your engines or database URLs: the
+    test compares their tables before and after the body;
+  - @pytest.mark.shadow(check_database=False) if the code under test uses no database (the
+    network block still applies)."""
 
 
 @dataclass
@@ -48,6 +64,7 @@ class _Plan:
     block_network: bool
     check_database: bool
     engines: Sequence[EngineLike] = ()
+    discovery: Discovery | None = None
     resolved: bool = False
     context: contextvars.Context | None = None
     manager: shadow_cm | None = None
@@ -61,8 +78,18 @@ class _Plan:
         self.manager = shadow(self.reason)
         self.scope = self.context.run(self.manager.__enter__)
 
+    def watch(self) -> None:
+        """Start finding the databases the test uses without naming them."""
+        if self.check_database:
+            from shadowguard._pytest_databases import Discovery
+
+            self.discovery = Discovery(tuple(self.ignore_tables))
+            self.discovery.start()
+
     def close(self) -> None:
         """End the scope, running the guards' clean-up (rollbacks) registered on it."""
+        if self.discovery is not None:
+            self.discovery.stop()
         if self.manager is not None and self.context is not None:
             manager, self.manager = self.manager, None
             self.context.run(manager.__exit__, None, None, None)
@@ -181,6 +208,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if plan is None:
         return
     item.stash[_PLAN] = plan
+    plan.watch()
     if _function(item) is not None:
         plan.enter()
 
@@ -232,6 +260,7 @@ def shadow(request: pytest.FixtureRequest) -> Scope:
         plan = _plan_for(item, fixture=True)
         assert plan is not None
         item.stash[_PLAN] = plan
+        plan.watch()
         if _function(item) is not None:
             plan.enter()
     _resolve(plan, request)
@@ -247,14 +276,19 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     plan = item.stash.get(_PLAN, None)
     if plan is None:
         return (yield)
-    from shadowguard import propagate, shadow
+    from shadowguard import installed, propagate, shadow
     from shadowguard.testing import NetworkBlock, database_endpoints, snapshot
 
     engines = plan.engines if plan.check_database else ()
+    discovery = plan.discovery
+    if discovery is not None:
+        discovery.before_body(engines)
     before = snapshot(*engines, ignore_tables=plan.ignore_tables) if engines else None
     block = None
     if plan.block_network:
         block = NetworkBlock([*plan.allow_hosts, *database_endpoints(plan.engines)])
+        if discovery is not None:
+            discovery.pause = _paused(block)
     failure: BaseException | None = None
     function = _function(item)
     original: Any = function.obj if function is not None else None
@@ -277,17 +311,27 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             block.uninstall()
         plan.close()
     lines = before.differences(before.again()) if before is not None else []
+    if discovery is not None:
+        lines += discovery.differences()
+        for what in discovery.unreadable:
+            warnings.warn(_unread(what), stacklevel=1)
     channels = ["database"] if lines else []
+    guards = installed()
+    if lines and not guards:
+        lines.append(_GUARDS_OFF)
     if block is not None and block.blocked:
         channels.append("network")
         lines += [f"connection to {host} was refused" for host in dict.fromkeys(block.blocked)]
+    databases = len(engines) + (discovery.checked if discovery is not None else 0)
+    checked = bool(databases or guards or not plan.check_database)
     scope = plan.scope
     record = {
         "enforced": plan.enforce,
         "channels": channels,
         "details": lines,
         "suppressed": dict(scope.counts) if scope is not None else {},
-        "databases": len(engines),
+        "databases": databases,
+        "checked": checked,
     }
     item.user_properties.append((_PROPERTY, record))
     message = "shadowguard: this shadow test persisted something:\n" + "\n".join(lines)
@@ -299,6 +343,35 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         raise failure
     if lines and plan.enforce:
         pytest.fail(message, pytrace=False)
+    if not checked and plan.enforce:
+        unreadable = discovery.unreadable if discovery is not None else []
+        pytest.fail(
+            _NOTHING_CHECKED
+            + "".join(f"\n  found but could not read {what}" for what in unreadable),
+            pytrace=False,
+        )
+
+
+def _unread(what: str) -> pytest.PytestWarning:
+    return pytest.PytestWarning(
+        f"shadowguard found a database this shadow test uses but could not read it, so it was "
+        f"not checked: {what}. Name it (with a URL that connects) in the shadowguard_engines "
+        "fixture to check it"
+    )
+
+
+def _paused(block: NetworkBlock) -> Callable[[], contextlib.AbstractContextManager[object]]:
+    """Lift ``block`` while the plugin itself reads a database found in the body."""
+
+    @contextlib.contextmanager
+    def paused() -> Iterator[object]:
+        block.uninstall()
+        try:
+            yield None
+        finally:
+            block.install()
+
+    return paused
 
 
 @pytest.hookimpl(trylast=True)
@@ -333,11 +406,11 @@ class _Report:
             f"{len(self.records)} test(s) ran as shadow traffic, {len(leaked)} leaked"
             + (" (audit: leaks fail only the tests marked shadow)" if audit else "")
         )
-        unchecked = sum(1 for _, r in self.records if not r.get("databases"))
+        unchecked = sum(1 for _, r in self.records if not r.get("checked", True))
         if audit and unchecked:
             tr.write_line(
-                f"{unchecked} of them checked no database: the shadowguard_engines fixture "
-                "returned nothing (or check_database=False)"
+                f"{unchecked} of them checked nothing: no database found to snapshot and no "
+                "guard installed (call shadowguard.install() or define shadowguard_engines)"
             )
         for nodeid, record in leaked:
             tr.write_line(f"LEAKED {nodeid}: {', '.join(record['channels'])}")
