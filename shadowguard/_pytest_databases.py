@@ -5,8 +5,9 @@ shadow test runs, :class:`Discovery` also finds
 
 - SQLite files opened through ``sqlite3.connect`` (wrapped for the test only; the SQLite
   drivers of SQLAlchemy and Django call it too);
-- SQLAlchemy engines that hand out a connection (the ``engine_connect`` event on ``Engine``),
-  if SQLAlchemy is importable;
+- SQLAlchemy engines that hand out a connection (the ``engine_connect`` event), and SQLite
+  connections checked out of a pool (``engine.raw_connection()``), if SQLAlchemy is
+  importable;
 - Django's configured databases, if Django is imported and its settings are configured.
 
 A database found before the body (in a fixture, or Django's) is snapshotted right before the
@@ -18,6 +19,7 @@ SQLAlchemy: without it nothing found can be read, and the plugin says so.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import sqlite3
@@ -170,27 +172,44 @@ class Discovery:
         if importlib.util.find_spec("sqlalchemy") is None:
             return
         from sqlalchemy import Engine, event
+        from sqlalchemy.pool import Pool
 
         def engine_connect(conn: Any) -> None:
+            if not getattr(self._local, "busy", False):
+                self._see_engine(conn.engine)
+
+        # engine.raw_connection() fires no event that names the engine, only the pool's
+        # checkout: a SQLite connection names its file itself. (Patching raw_connection
+        # instead would sit above the SQLAlchemy guard's own wrapper and change what it sees.)
+        def checkout(dbapi_connection: Any, record: Any, proxy: Any) -> None:
             if getattr(self._local, "busy", False):
                 return
-            engine = conn.engine
-            key = _url_key(engine.url)
-            if key is None:
-                return
-            source: Any = engine.url.render_as_string(hide_password=False)
-            if engine.dialect.is_async:
-                from sqlalchemy.ext.asyncio import AsyncEngine
+            if isinstance(dbapi_connection, sqlite3.Connection):
+                rows = dbapi_connection.execute("PRAGMA database_list").fetchall()
+                path = next((str(r[2]) for r in rows if r[1] == "main" and r[2]), None)
+                if path:
+                    path = os.path.abspath(path)
+                    self._see(("sqlite", path), f"sqlite file {path}", path)
 
-                source = AsyncEngine(engine)  # read through its synchronous twin
-            if key[0] == "sqlite":
-                source = key[1]
-            self._see(key, engine.url.render_as_string(hide_password=True), source)
+        for target, name, listener in (
+            (Engine, "engine_connect", engine_connect),
+            (Pool, "checkout", checkout),
+        ):
+            event.listen(target, name, listener)
+            self._patches.add(name, functools.partial(event.remove, target, name, listener))
 
-        event.listen(Engine, "engine_connect", engine_connect)
-        self._patches.add(
-            "engine_connect", lambda: event.remove(Engine, "engine_connect", engine_connect)
-        )
+    def _see_engine(self, engine: Any) -> None:
+        key = _url_key(engine.url)
+        if key is None:
+            return
+        source: Any = engine.url.render_as_string(hide_password=False)
+        if key[0] == "sqlite":
+            source = key[1]
+        elif engine.dialect.is_async:
+            from sqlalchemy.ext.asyncio import AsyncEngine
+
+            source = AsyncEngine(engine)  # read through its synchronous twin
+        self._see(key, engine.url.render_as_string(hide_password=True), source)
 
     def stop(self) -> None:
         self._patches.restore()

@@ -106,13 +106,26 @@ def test_raw_sqlite3_commit_to_a_file_made_before_the_test_fails_with_the_row_co
                 assert conn.execute("SELECT count(*) FROM t").fetchone()[0] >= 1
                 conn.close()
 
+            import sqlalchemy as sa
+
+            ENGINE = sa.create_engine(f"sqlite:///{os.environ['SG_FILE']}")  # at import time
+            with ENGINE.connect() as conn:  # pooled: the body opens no new sqlite3 connection
+                conn.exec_driver_sql("SELECT 1")
+
+            @pytest.mark.shadow
+            def test_raw_connection_of_an_engine_made_at_import():
+                dbapi = ENGINE.raw_connection()
+                dbapi.cursor().execute("INSERT INTO t VALUES (5, 'raw')")
+                dbapi.commit()
+                dbapi.close()
+
             @pytest.mark.shadow
             def test_memory_database_is_nothing_to_check():
                 sqlite3.connect(":memory:").execute("CREATE TABLE m (x)")
             """
         )
     )
-    result.assert_outcomes(passed=1, failed=5)
+    result.assert_outcomes(passed=1, failed=6)
     path = tmp_path / "app.db"
     result.stdout.fnmatch_lines(
         [
@@ -129,6 +142,8 @@ def test_raw_sqlite3_commit_to_a_file_made_before_the_test_fails_with_the_row_co
             "  table main.t: 3 rows before, 4 after (+1 row)",
             "*_ test_new_file _*",
             "  table main.n: created (0 rows)",
+            "*_ test_raw_connection_of_an_engine_made_at_import _*",
+            "  table main.t: 4 rows before, 5 after (+1 row)",
             "*_ test_memory_database_is_nothing_to_check _*",
             CHECKED_NOTHING,
             "*shadowguard.install() in conftest.py*",
@@ -136,7 +151,7 @@ def test_raw_sqlite3_commit_to_a_file_made_before_the_test_fails_with_the_row_co
             "*@pytest.mark.shadow(check_database=False)*",
         ]
     )
-    assert _rows(path) == [1, 2, 3, 4]  # every write really reached the file
+    assert _rows(path) == [1, 2, 3, 4, 5]  # every write really reached the file
 
 
 def test_a_shadow_test_that_checks_nothing_fails_and_says_what_to_configure(run: Run) -> None:
