@@ -160,7 +160,9 @@ class Discovery:
         original = sqlite3.connect
 
         def connect(*args: Any, **kwargs: Any) -> Any:
-            if not getattr(self._local, "busy", False):
+            caller = str(sys._getframe(1).f_globals.get("__name__", ""))
+            # coverage.py keeps its data in SQLite: its writes are the test run's, not the app's.
+            if not getattr(self._local, "busy", False) and not caller.startswith("coverage."):
                 database = args[0] if args else kwargs.get("database", "")
                 path = _sqlite_path(database, bool(kwargs.get("uri", False)))
                 if path:
