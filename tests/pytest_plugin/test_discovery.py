@@ -9,7 +9,6 @@ are really there.
 from __future__ import annotations
 
 import sqlite3
-import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -47,8 +46,6 @@ def _rows(path: Path) -> list[int]:
 def run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Run:
     """Run ``source`` as a test file in-process, next to an optional ``conftest``."""
     monkeypatch.setenv("SG_FILE", str(_sqlite_file(tmp_path / "app.db")))
-    # Django settings configured by other tests of this process would be found too.
-    monkeypatch.delitem(sys.modules, "django.conf", raising=False)
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
 
     def run(source: str, conftest: str = "", *args: str) -> pytest.RunResult:

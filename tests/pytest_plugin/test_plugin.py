@@ -86,8 +86,6 @@ def run(
     loopback_server: LoopbackServer,
 ) -> Run:
     """Write ``source`` (after HEADER) as a test file and run pytest on it in-process."""
-    # Django settings configured by other tests of this process would be found too.
-    monkeypatch.delitem(sys.modules, "django.conf", raising=False)
     monkeypatch.setenv("SG_DB_URL", db.engine.url.render_as_string(hide_password=False))
     monkeypatch.setenv("SG_TABLE", db.name)
     monkeypatch.setenv("SG_HTTP_PORT", str(loopback_server.port))
