@@ -11,10 +11,12 @@ import contextlib
 import contextvars
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from shadowguard._pytest_report import PROPERTY, Report
 
 if TYPE_CHECKING:
     from shadowguard import Scope
@@ -37,7 +39,6 @@ _MARKER_HELP = (
     "reason=None, enabled=True): run the test body as shadow traffic and fail it if anything "
     "was persisted or a connection to a host that is not allowed was opened"
 )
-_PROPERTY = "shadowguard"
 _GUARDS_OFF = (
     "hint: no shadowguard guard is installed (shadowguard.installed() is empty), so nothing "
     "rolled these writes back; call shadowguard.install() in conftest.py or at the app's start-up"
@@ -131,7 +132,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER_HELP)
-    config.pluginmanager.register(_Report(config), "shadowguard-report")
+    config.pluginmanager.register(Report(config), "shadowguard-report")
 
 
 def _options(item: pytest.Item) -> dict[str, Any] | None:
@@ -333,7 +334,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         "databases": databases,
         "checked": checked,
     }
-    item.user_properties.append((_PROPERTY, record))
+    item.user_properties.append((PROPERTY, record))
     message = "shadowguard: this shadow test persisted something:\n" + "\n".join(lines)
     if failure is not None:
         from shadowguard.testing import ShadowConnectionBlocked
@@ -379,45 +380,3 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     plan = item.stash.get(_PLAN, None)
     if plan is not None:
         plan.close()  # the call phase never ran (a setup error): still end the scope
-
-
-@dataclass(eq=False)  # pluggy keeps plugins in sets
-class _Report:
-    """Collects each shadow test's record (also from xdist workers) for the summary."""
-
-    config: pytest.Config
-    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        for name, value in report.user_properties:
-            if name == _PROPERTY and isinstance(value, dict):
-                self.records.append((report.nodeid, value))
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        audit = bool(self.config.getoption("shadowguard_audit"))
-        leaked = [(nodeid, r) for nodeid, r in self.records if r["channels"]]
-        if not leaked and not audit:
-            return
-        tr = terminalreporter
-        tr.write_sep("=", "shadowguard")
-        tr.write_line(
-            f"{len(self.records)} test(s) ran as shadow traffic, {len(leaked)} leaked"
-            + (" (audit: leaks fail only the tests marked shadow)" if audit else "")
-        )
-        unchecked = sum(1 for _, r in self.records if not r.get("checked", True))
-        if audit and unchecked:
-            tr.write_line(
-                f"{unchecked} of them checked nothing: no database found to snapshot and no "
-                "guard installed (call shadowguard.install() or define shadowguard_engines)"
-            )
-        for nodeid, record in leaked:
-            tr.write_line(f"LEAKED {nodeid}: {', '.join(record['channels'])}")
-            for line in record["details"]:
-                tr.write_line(f"    {line}")
-        if audit and tr.config.option.verbose > 0:
-            for nodeid, record in self.records:
-                if record["suppressed"]:
-                    counts = ", ".join(f"{k}={v}" for k, v in sorted(record["suppressed"].items()))
-                    tr.write_line(f"suppressed by guards in {nodeid}: {counts}")
