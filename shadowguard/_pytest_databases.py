@@ -138,8 +138,9 @@ class Discovery:
     """Finds the databases one shadow test uses; :meth:`differences` compares them."""
 
     ignore_tables: tuple[str, ...] = ()
-    #: Called around each snapshot taken in the body (the plugin pauses its network block).
-    pause: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
+    #: Called around each snapshot taken in the body (the plugin lifts its network block
+    #: for the reading thread).
+    pause: Callable[[], contextlib.AbstractContextManager[Any]] = contextlib.nullcontext
     found: list[Found] = field(default_factory=list)
     unreadable: list[str] = field(default_factory=list)
     _keys: set[Key] = field(default_factory=set)

@@ -7,10 +7,9 @@ SQLAlchemy and the checks are imported when the first shadow test runs.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ if TYPE_CHECKING:
     from shadowguard import Scope
     from shadowguard import shadow as shadow_cm
     from shadowguard._pytest_databases import Discovery
-    from shadowguard.testing import EngineLike, NetworkBlock
+    from shadowguard.testing import EngineLike
 
 __all__ = ["shadow", "shadowguard_allow_hosts", "shadowguard_engines"]
 
@@ -289,7 +288,7 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     if plan.block_network:
         block = NetworkBlock([*plan.allow_hosts, *database_endpoints(plan.engines)])
         if discovery is not None:
-            discovery.pause = _paused(block)
+            discovery.pause = block.lifted
     failure: BaseException | None = None
     function = _function(item)
     original: Any = function.obj if function is not None else None
@@ -359,20 +358,6 @@ def _unread(what: str) -> pytest.PytestWarning:
         f"not checked: {what}. Name it (with a URL that connects) in the shadowguard_engines "
         "fixture to check it"
     )
-
-
-def _paused(block: NetworkBlock) -> Callable[[], contextlib.AbstractContextManager[object]]:
-    """Lift ``block`` while the plugin itself reads a database found in the body."""
-
-    @contextlib.contextmanager
-    def paused() -> Iterator[object]:
-        block.uninstall()
-        try:
-            yield None
-        finally:
-            block.install()
-
-    return paused
 
 
 @pytest.hookimpl(trylast=True)
