@@ -38,10 +38,7 @@ _MARKER_HELP = (
     "reason=None, enabled=True): run the test body as shadow traffic and fail it if anything "
     "was persisted or a connection to a host that is not allowed was opened"
 )
-_GUARDS_OFF = (
-    "hint: no shadowguard guard is installed (shadowguard.installed() is empty), so nothing "
-    "rolled these writes back; call shadowguard.install() in conftest.py or at the app's start-up"
-)
+_DATABASE_GUARDS = {"sqlalchemy", "django"}
 _NOTHING_CHECKED = """shadowguard: this shadow test checked nothing, so it cannot pass.
 No database was found to snapshot and no shadowguard guard is installed: whatever the code
 persisted, the test would pass. Configure at least one of:
@@ -317,8 +314,12 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             warnings.warn(_unread(what), stacklevel=1)
     channels = ["database"] if lines else []
     guards = installed()
-    if lines and not guards:
-        lines.append(_GUARDS_OFF)
+    if lines and not _DATABASE_GUARDS & set(guards):
+        lines.append(
+            f"hint: no database guard is installed (shadowguard.installed() is {guards!r}), "
+            "so nothing rolled these writes back; call shadowguard.install() in conftest.py "
+            "or at the app's start-up"
+        )
     if block is not None and block.blocked:
         channels.append("network")
         lines += [f"connection to {host} was refused" for host in dict.fromkeys(block.blocked)]

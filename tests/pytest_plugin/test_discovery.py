@@ -130,7 +130,7 @@ def test_raw_sqlite3_commit_to_a_file_made_before_the_test_fails_with_the_row_co
             "shadowguard: this shadow test persisted something:",
             f"database sqlite file {path} (found, not named):",
             "  table main.t: 1 row before, 2 after (+1 row)",
-            "hint: no shadowguard guard is installed*call shadowguard.install()*",
+            "hint: no database guard is installed (shadowguard.installed() is ?*), so nothing*",
             "*_ test_connection_from_a_fixture _*",
             "  table main.t: 2 rows before, 3 after (+1 row)",
             "*_ test_errors_midway _*",
@@ -221,7 +221,7 @@ def test_with_guards_installed_the_orm_commit_is_rolled_back_and_the_test_passes
     )
     result.assert_outcomes(passed=2, failed=1)
     result.stdout.fnmatch_lines(["*_ test_raw_commit_still_caught _*", "*(+1 row)"])
-    assert "hint: no shadowguard guard" not in result.stdout.str()
+    assert "hint: no database guard" not in result.stdout.str()
     assert _rows(tmp_path / "app.db") == [1, 6]
 
 

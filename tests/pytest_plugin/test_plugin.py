@@ -167,7 +167,7 @@ def test_database_channel(run: Run, db: Database) -> None:
             "shadowguard: this shadow test persisted something:",
             f"database {db.engine.url.render_as_string()}:",
             f"  table {db.qualified}: 2 rows before, 3 after (+1 row)",
-            "hint: no shadowguard guard is installed (shadowguard.installed() is empty)*",
+            "hint: no database guard is installed (shadowguard.installed() is ?*), so nothing*",
             "*_ test_raw_insert _*",
             f"  table {db.qualified}: 3 rows before, 4 after (+1 row)",
             "*_ test_raw_update _*",
