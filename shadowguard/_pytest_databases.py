@@ -122,15 +122,16 @@ class Found:
 
     key: Key
     label: str
-    source: Any  # an absolute SQLite path, or what snapshot() reads
+    source: Any  # what snapshot() reads; for SQLite the file is the key's second part
     before: DatabaseSnapshot | None = None
 
     def take(self, ignore: Iterable[str]) -> DatabaseSnapshot:
-        if isinstance(self.source, str) and self.source.startswith("/"):
-            if not os.path.exists(self.source):  # reading would create the file
+        source = self.source
+        if self.key[0] == "sqlite":
+            if not os.path.exists(self.key[1]):  # reading would create the file
                 return DatabaseSnapshot(self.label, {})
-            return snapshot(f"sqlite:///{self.source}", ignore_tables=ignore).databases[0]
-        return snapshot(self.source, ignore_tables=ignore).databases[0]
+            source = f"sqlite:///{self.key[1]}"
+        return snapshot(source, ignore_tables=ignore).databases[0]
 
 
 @dataclass(eq=False)
@@ -207,9 +208,7 @@ class Discovery:
         if key is None:
             return
         source: Any = engine.url.render_as_string(hide_password=False)
-        if key[0] == "sqlite":
-            source = key[1]
-        elif engine.dialect.is_async:
+        if key[0] != "sqlite" and engine.dialect.is_async:
             from sqlalchemy.ext.asyncio import AsyncEngine
 
             source = AsyncEngine(engine)  # read through its synchronous twin
