@@ -152,9 +152,8 @@ def test_raw_sqlite3_commit_to_a_file_made_before_the_test_fails_with_the_row_co
 
 
 def test_a_shadow_test_that_checks_nothing_fails_and_says_what_to_configure(run: Run) -> None:
-    result = run(
-        textwrap.dedent(
-            """
+    source = textwrap.dedent(
+        """
             @pytest.mark.shadow
             def test_nothing_configured():
                 pass
@@ -169,13 +168,16 @@ def test_a_shadow_test_that_checks_nothing_fails_and_says_what_to_configure(run:
             def test_primary():
                 pass
             """
-        )
     )
+    result = run(source)
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines_random(
         ["FAILED*test_nothing_configured*", "FAILED*test_fixture_form*"]
     )
     assert result.stdout.str().count(CHECKED_NOTHING) == 2
+    result = run(source, "", "--shadowguard-all")  # every test is shadow: the unmarked one too
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines(["FAILED*test_primary*"])
 
 
 def test_with_guards_installed_the_orm_commit_is_rolled_back_and_the_test_passes(
@@ -223,6 +225,36 @@ def test_with_guards_installed_the_orm_commit_is_rolled_back_and_the_test_passes
     result.stdout.fnmatch_lines(["*_ test_raw_commit_still_caught _*", "*(+1 row)"])
     assert "hint: no database guard" not in result.stdout.str()
     assert _rows(tmp_path / "app.db") == [1, 6]
+
+
+def test_hint_names_a_missing_database_guard(run: Run) -> None:
+    conftest = """
+        import pytest
+        import shadowguard
+
+        @pytest.fixture(scope="session", autouse=True)
+        def guards():
+            shadowguard.install("smtplib")  # a guard, but none for databases
+            yield
+            shadowguard.uninstall()
+        """
+    result = run(
+        textwrap.dedent(
+            """
+            @pytest.mark.shadow
+            def test_raw_commit():
+                conn = sqlite3.connect(os.environ["SG_FILE"])
+                conn.execute("INSERT INTO t VALUES (9, 'raw')")
+                conn.commit()
+                conn.close()
+            """
+        ),
+        conftest,
+    )
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["hint: no database guard is installed (shadowguard.installed() is ?'smtplib'?)*"]
+    )
 
 
 @pytest.mark.postgres
