@@ -8,11 +8,12 @@ in C (libpq, librdkafka) open their sockets below Python and are not seen here.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import itertools
 import socket
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from shadowguard.contract import Patches
@@ -102,6 +103,7 @@ class NetworkBlock:
     def __init__(self, allow: Iterable[str] = ()) -> None:
         self.blocked: list[str] = []
         self._lock = threading.Lock()
+        self._lifted = threading.local()
         self._all = False
         self._names: set[tuple[str, int | None]] = set()
         self._ips: set[tuple[str, int | None]] = set()
@@ -150,6 +152,19 @@ class NetworkBlock:
         host, port = str(address[0]), address[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
+    @contextlib.contextmanager
+    def lifted(self) -> Iterator[None]:
+        """Let the current thread's connections through for the block; other threads stay
+        blocked (the pytest plugin reads a database it found in the middle of a test)."""
+        self._lifted.on = True
+        try:
+            yield
+        finally:
+            self._lifted.on = False
+
+    def _refused(self, family: int, address: Any) -> bool:
+        return not self.allows(family, address) and not getattr(self._lifted, "on", False)
+
     def _refuse(self, family: int, address: Any) -> ShadowConnectionBlocked:
         host = self._describe(family, address)
         with self._lock:
@@ -166,13 +181,13 @@ class NetworkBlock:
 
         def connect(sock: socket.socket, address: Any) -> None:
             __tracebackhide__ = True
-            if not block.allows(sock.family, address):
+            if block._refused(sock.family, address):
                 raise block._refuse(sock.family, address)
             return original_connect(sock, address)
 
         def connect_ex(sock: socket.socket, address: Any) -> int:
             __tracebackhide__ = True
-            if not block.allows(sock.family, address):
+            if block._refused(sock.family, address):
                 raise block._refuse(sock.family, address)
             return original_connect_ex(sock, address)
 

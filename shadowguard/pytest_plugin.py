@@ -8,15 +8,19 @@ SQLAlchemy and the checks are imported when the first shadow test runs.
 from __future__ import annotations
 
 import contextvars
+import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from shadowguard._pytest_report import PROPERTY, Report
+
 if TYPE_CHECKING:
     from shadowguard import Scope
     from shadowguard import shadow as shadow_cm
+    from shadowguard._pytest_databases import Discovery
     from shadowguard.testing import EngineLike
 
 __all__ = ["shadow", "shadowguard_allow_hosts", "shadowguard_engines"]
@@ -34,7 +38,16 @@ _MARKER_HELP = (
     "reason=None, enabled=True): run the test body as shadow traffic and fail it if anything "
     "was persisted or a connection to a host that is not allowed was opened"
 )
-_PROPERTY = "shadowguard"
+_DATABASE_GUARDS = {"sqlalchemy", "django"}
+_NOTHING_CHECKED = """shadowguard: this shadow test checked nothing, so it cannot pass.
+No database was found to snapshot and no shadowguard guard is installed: whatever the code
+persisted, the test would pass. Configure at least one of:
+  - shadowguard.install() in conftest.py (or at the app's start-up): the guards roll back or
+    suppress what shadow code does;
+  - a shadowguard_engines fixture in conftest.py returning your engines or database URLs: the
+    test compares their tables before and after the body;
+  - @pytest.mark.shadow(check_database=False) if the code under test uses no database (the
+    network block still applies)."""
 
 
 @dataclass
@@ -48,6 +61,7 @@ class _Plan:
     block_network: bool
     check_database: bool
     engines: Sequence[EngineLike] = ()
+    discovery: Discovery | None = None
     resolved: bool = False
     context: contextvars.Context | None = None
     manager: shadow_cm | None = None
@@ -61,8 +75,18 @@ class _Plan:
         self.manager = shadow(self.reason)
         self.scope = self.context.run(self.manager.__enter__)
 
+    def watch(self) -> None:
+        """Start finding the databases the test uses without naming them."""
+        if self.check_database:
+            from shadowguard._pytest_databases import Discovery
+
+            self.discovery = Discovery(tuple(self.ignore_tables))
+            self.discovery.start()
+
     def close(self) -> None:
         """End the scope, running the guards' clean-up (rollbacks) registered on it."""
+        if self.discovery is not None:
+            self.discovery.stop()
         if self.manager is not None and self.context is not None:
             manager, self.manager = self.manager, None
             self.context.run(manager.__exit__, None, None, None)
@@ -104,7 +128,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", _MARKER_HELP)
-    config.pluginmanager.register(_Report(config), "shadowguard-report")
+    config.pluginmanager.register(Report(config), "shadowguard-report")
 
 
 def _options(item: pytest.Item) -> dict[str, Any] | None:
@@ -181,6 +205,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if plan is None:
         return
     item.stash[_PLAN] = plan
+    plan.watch()
     if _function(item) is not None:
         plan.enter()
 
@@ -232,6 +257,7 @@ def shadow(request: pytest.FixtureRequest) -> Scope:
         plan = _plan_for(item, fixture=True)
         assert plan is not None
         item.stash[_PLAN] = plan
+        plan.watch()
         if _function(item) is not None:
             plan.enter()
     _resolve(plan, request)
@@ -247,14 +273,19 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
     plan = item.stash.get(_PLAN, None)
     if plan is None:
         return (yield)
-    from shadowguard import propagate, shadow
+    from shadowguard import installed, propagate, shadow
     from shadowguard.testing import NetworkBlock, database_endpoints, snapshot
 
     engines = plan.engines if plan.check_database else ()
+    discovery = plan.discovery
+    if discovery is not None:
+        discovery.before_body(engines)
     before = snapshot(*engines, ignore_tables=plan.ignore_tables) if engines else None
     block = None
     if plan.block_network:
         block = NetworkBlock([*plan.allow_hosts, *database_endpoints(plan.engines)])
+        if discovery is not None:
+            discovery.pause = block.lifted
     failure: BaseException | None = None
     function = _function(item)
     original: Any = function.obj if function is not None else None
@@ -277,19 +308,33 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
             block.uninstall()
         plan.close()
     lines = before.differences(before.again()) if before is not None else []
+    if discovery is not None:
+        lines += discovery.differences()
+        for what in discovery.unreadable:
+            warnings.warn(_unread(what), stacklevel=1)
     channels = ["database"] if lines else []
+    guards = installed()
+    if lines and not _DATABASE_GUARDS & set(guards):
+        lines.append(
+            f"hint: no database guard is installed (shadowguard.installed() is {guards!r}), "
+            "so nothing rolled these writes back; call shadowguard.install() in conftest.py "
+            "or at the app's start-up"
+        )
     if block is not None and block.blocked:
         channels.append("network")
         lines += [f"connection to {host} was refused" for host in dict.fromkeys(block.blocked)]
+    databases = len(engines) + (discovery.checked if discovery is not None else 0)
+    checked = bool(databases or guards or not plan.check_database)
     scope = plan.scope
     record = {
         "enforced": plan.enforce,
         "channels": channels,
         "details": lines,
         "suppressed": dict(scope.counts) if scope is not None else {},
-        "databases": len(engines),
+        "databases": databases,
+        "checked": checked,
     }
-    item.user_properties.append((_PROPERTY, record))
+    item.user_properties.append((PROPERTY, record))
     message = "shadowguard: this shadow test persisted something:\n" + "\n".join(lines)
     if failure is not None:
         from shadowguard.testing import ShadowConnectionBlocked
@@ -299,6 +344,21 @@ def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
         raise failure
     if lines and plan.enforce:
         pytest.fail(message, pytrace=False)
+    if not checked and plan.enforce:
+        unreadable = discovery.unreadable if discovery is not None else []
+        pytest.fail(
+            _NOTHING_CHECKED
+            + "".join(f"\n  found but could not read {what}" for what in unreadable),
+            pytrace=False,
+        )
+
+
+def _unread(what: str) -> pytest.PytestWarning:
+    return pytest.PytestWarning(
+        f"shadowguard found a database this shadow test uses but could not read it, so it was "
+        f"not checked: {what}. Name it (with a URL that connects) in the shadowguard_engines "
+        "fixture to check it"
+    )
 
 
 @pytest.hookimpl(trylast=True)
@@ -306,45 +366,3 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
     plan = item.stash.get(_PLAN, None)
     if plan is not None:
         plan.close()  # the call phase never ran (a setup error): still end the scope
-
-
-@dataclass(eq=False)  # pluggy keeps plugins in sets
-class _Report:
-    """Collects each shadow test's record (also from xdist workers) for the summary."""
-
-    config: pytest.Config
-    records: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.when != "call":
-            return
-        for name, value in report.user_properties:
-            if name == _PROPERTY and isinstance(value, dict):
-                self.records.append((report.nodeid, value))
-
-    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
-        audit = bool(self.config.getoption("shadowguard_audit"))
-        leaked = [(nodeid, r) for nodeid, r in self.records if r["channels"]]
-        if not leaked and not audit:
-            return
-        tr = terminalreporter
-        tr.write_sep("=", "shadowguard")
-        tr.write_line(
-            f"{len(self.records)} test(s) ran as shadow traffic, {len(leaked)} leaked"
-            + (" (audit: leaks fail only the tests marked shadow)" if audit else "")
-        )
-        unchecked = sum(1 for _, r in self.records if not r.get("databases"))
-        if audit and unchecked:
-            tr.write_line(
-                f"{unchecked} of them checked no database: the shadowguard_engines fixture "
-                "returned nothing (or check_database=False)"
-            )
-        for nodeid, record in leaked:
-            tr.write_line(f"LEAKED {nodeid}: {', '.join(record['channels'])}")
-            for line in record["details"]:
-                tr.write_line(f"    {line}")
-        if audit and tr.config.option.verbose > 0:
-            for nodeid, record in self.records:
-                if record["suppressed"]:
-                    counts = ", ".join(f"{k}={v}" for k, v in sorted(record["suppressed"].items()))
-                    tr.write_line(f"suppressed by guards in {nodeid}: {counts}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -15,6 +16,12 @@ import sqlalchemy as sa
 # imported again afterwards can crash the interpreter. Import those the inner runs use here.
 for _name in ("asyncpg", "psycopg", "greenlet", "sqlalchemy.ext.asyncio", "sqlalchemy.orm"):
     __import__(_name)
+
+
+@pytest.fixture(autouse=True)
+def _no_django_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inner runs must not find the Django databases other tests of this process configured."""
+    monkeypatch.delitem(sys.modules, "django.conf", raising=False)
 
 
 class LoopbackServer:

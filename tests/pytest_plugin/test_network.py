@@ -123,3 +123,23 @@ def test_restores_socket_methods_exactly() -> None:
 def test_malformed_allow_entry_names_the_accepted_forms() -> None:
     with pytest.raises(ValueError, match="host:port"):
         NetworkBlock(["example.org:http"])
+
+
+def test_lifted_lets_only_the_current_thread_through(loopback_server: LoopbackServer) -> None:
+    """The plugin reads a database it found mid-test; other threads stay blocked meanwhile."""
+    errors: list[BaseException] = []
+
+    def in_thread() -> None:
+        try:
+            _get(loopback_server)
+        except BaseException as exc:
+            errors.append(exc)
+
+    with NetworkBlock() as block, block.lifted():
+        assert _get(loopback_server) == 200
+        thread = threading.Thread(target=in_thread)
+        thread.start()
+        thread.join(5)
+    assert [type(e) for e in errors] == [ShadowConnectionBlocked]
+    assert block.blocked == [loopback_server.address]  # only the other thread's attempt
+    assert loopback_server.hits == 1

@@ -167,6 +167,7 @@ def test_database_channel(run: Run, db: Database) -> None:
             "shadowguard: this shadow test persisted something:",
             f"database {db.engine.url.render_as_string()}:",
             f"  table {db.qualified}: 2 rows before, 3 after (+1 row)",
+            "hint: no database guard is installed (shadowguard.installed() is ?*), so nothing*",
             "*_ test_raw_insert _*",
             f"  table {db.qualified}: 3 rows before, 4 after (+1 row)",
             "*_ test_raw_update _*",
@@ -463,7 +464,7 @@ def test_asyncpg_engine_connects_and_its_write_is_caught(
         sync.dispose()
 
 
-def test_audit_covers_unittest_and_doctest_items_and_notes_unchecked_databases(
+def test_audit_covers_unittest_and_doctest_items_and_notes_unchecked_tests(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, loopback_server: LoopbackServer
 ) -> None:
     monkeypatch.setenv("SG_HTTP_PORT", str(loopback_server.port))
@@ -496,7 +497,7 @@ def test_audit_covers_unittest_and_doctest_items_and_notes_unchecked_databases(
     result.stdout.fnmatch_lines(
         [
             "2 test(s) ran as shadow traffic, 1 leaked*",
-            "2 of them checked no database: the shadowguard_engines fixture returned nothing*",
+            "2 of them checked nothing: no database found to snapshot and no guard installed*",
             "LEAKED test_inner.py::Case::test_unit: network",
         ]
     )
