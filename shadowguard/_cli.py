@@ -9,9 +9,13 @@ from collections.abc import Callable, Sequence
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from shadowguard._doctor import diagnose, render
+    from shadowguard._doctor import AppError, diagnose, render
 
-    report = diagnose(args.app)
+    try:
+        report = diagnose(args.app)
+    except AppError as exc:
+        print(f"shadowguard doctor: {exc}", file=sys.stderr)
+        return 2
     print(render(report, as_json=args.json))
     return 0 if report.ok else 1
 
@@ -34,10 +38,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     doctor = commands.add_parser(
         "doctor",
-        help="show settings and integrations; exit 1 if a side-effect library is unguarded",
+        help="check an application: settings, middleware, side-effect libraries and live "
+        "clients; exit 1 if anything found is unguarded, 2 on bad input",
     )
     doctor.add_argument(
-        "app", nargs="?", help="the application to import first, as module or module:attribute"
+        "app",
+        nargs="?",
+        help="the application to import: module, module:app, module:create_app (a factory "
+        "taking no argument is called) or 'module:create_app()'",
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.set_defaults(run=_doctor)

@@ -1,0 +1,111 @@
+"""Is the application wrapped by a shadowguard middleware (the source of shadow requests)?
+
+Without one, no mirrored request is ever detected as shadow and every guard stays idle.
+Looked for in FastAPI/Starlette's ``user_middleware`` and built stack, Flask's
+``wsgi_app``, Django's ``settings.MIDDLEWARE``, and along the ``app``/``wsgi_app``
+chain of any ASGI or WSGI callable.
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Wrapping", "wrapping"]
+
+_CHAIN = ("app", "wsgi_app", "application", "get_response", "__wrapped__")
+_MAX_STEPS = 64
+
+
+@dataclass(frozen=True)
+class Wrapping:
+    """``found`` is where the middleware sits, or None; ``remedy`` how to add it."""
+
+    kind: str
+    found: str | None
+    remedy: str
+
+
+def _ours(cls: Any) -> bool:
+    return isinstance(cls, type) and any(
+        c.__module__.startswith("shadowguard.middleware") for c in cls.__mro__
+    )
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _kind(obj: Any) -> str:
+    if inspect.isfunction(obj) or inspect.ismethod(obj):
+        return f"function {obj.__module__}.{obj.__qualname__}"
+    return _name(type(obj))
+
+
+def _remedy(obj: Any) -> str:
+    if hasattr(obj, "user_middleware"):
+        return (
+            "app.add_middleware(ShadowGuardMiddleware), "
+            "from shadowguard.middleware.asgi import ShadowGuardMiddleware"
+        )
+    if hasattr(obj, "wsgi_app"):
+        return "ShadowGuard(app), from shadowguard.middleware.flask import ShadowGuard"
+    if type(obj).__module__.startswith("django.core.handlers"):
+        return "put 'shadowguard.middleware.django.ShadowGuardMiddleware' first in MIDDLEWARE"
+    return (
+        "app = ShadowGuardMiddleware(app), from shadowguard.middleware.asgi (ASGI) "
+        "or shadowguard.middleware.wsgi (WSGI)"
+    )
+
+
+def _django_middleware() -> str | None:
+    conf = sys.modules.get("django.conf")
+    if conf is None or not conf.settings.configured:
+        return None
+    from django.utils.module_loading import import_string
+
+    for path in getattr(conf.settings, "MIDDLEWARE", None) or ():
+        try:
+            cls = import_string(path)
+        except ImportError:
+            continue
+        if _ours(cls):
+            return f"settings.MIDDLEWARE: {path}"
+    return None
+
+
+def wrapping(app: Any) -> Wrapping:
+    """Where the middleware wraps ``app``, looking along its chain of wrapped applications."""
+    kind = _kind(app)
+    seen: set[int] = set()
+    django = False
+    pending = [app]
+    while pending and len(seen) < _MAX_STEPS:
+        obj = pending.pop()
+        if id(obj) in seen or obj is None:
+            continue
+        seen.add(id(obj))
+        django = django or type(obj).__module__.startswith("django.core.handlers")
+        if _ours(type(obj)):
+            return Wrapping(kind, _name(type(obj)), "")
+        for entry in getattr(obj, "user_middleware", None) or ():
+            cls = getattr(entry, "cls", None)
+            if _ours(cls):
+                return Wrapping(kind, f"user_middleware: {_name(cls)}", "")
+        pending.append(getattr(obj, "middleware_stack", None))
+        for attribute in _CHAIN:
+            try:
+                inner = getattr(obj, attribute, None)
+            except Exception:  # a property of the application's own: not a chain
+                continue
+            # Flask's own wsgi_app is a method bound to the application: not a wrapper.
+            if getattr(inner, "__self__", None) is obj:
+                continue
+            pending.append(inner)
+    if django:
+        found = _django_middleware()
+        if found:
+            return Wrapping(kind, found, "")
+    return Wrapping(kind, None, _remedy(app))
