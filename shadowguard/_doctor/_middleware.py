@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 __all__ = ["Wrapping", "wrapping"]
 
@@ -28,9 +28,14 @@ class Wrapping:
     remedy: str
 
 
-def _ours(cls: Any) -> bool:
+def _module(cls: type) -> str:
+    module = getattr(cls, "__module__", None)
+    return module if isinstance(module, str) else ""
+
+
+def _ours(cls: object) -> TypeGuard[type]:
     return isinstance(cls, type) and any(
-        c.__module__.startswith("shadowguard.middleware") for c in cls.__mro__
+        _module(c).startswith("shadowguard.middleware") for c in cls.__mro__
     )
 
 
@@ -52,7 +57,7 @@ def _remedy(obj: Any) -> str:
         )
     if hasattr(obj, "wsgi_app"):
         return "ShadowGuard(app), from shadowguard.middleware.flask import ShadowGuard"
-    if type(obj).__module__.startswith("django.core.handlers"):
+    if _module(type(obj)).startswith("django.core.handlers"):
         return "put 'shadowguard.middleware.django.ShadowGuardMiddleware' first in MIDDLEWARE"
     return (
         "app = ShadowGuardMiddleware(app), from shadowguard.middleware.asgi (ASGI) "
@@ -87,7 +92,7 @@ def wrapping(app: Any) -> Wrapping:
         if id(obj) in seen or obj is None:
             continue
         seen.add(id(obj))
-        django = django or type(obj).__module__.startswith("django.core.handlers")
+        django = django or _module(type(obj)).startswith("django.core.handlers")
         if _ours(type(obj)):
             return Wrapping(kind, _name(type(obj)), "")
         for entry in getattr(obj, "user_middleware", None) or ():

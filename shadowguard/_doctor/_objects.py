@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -40,12 +40,12 @@ class LiveObject:
 class _Kind:
     label: str
     classes: tuple[tuple[str, str], ...]
-    guarded: Callable[[Any, Collection[str], set[int]], bool]
+    guarded: Callable[[Any, Collection[str], Mapping[int, Any]], bool]
     remedy: str
 
 
-def _marked(attribute: str) -> Callable[[Any, Collection[str], set[int]], bool]:
-    def guarded(obj: Any, active: Collection[str], proxied: set[int]) -> bool:
+def _marked(attribute: str) -> Callable[[Any, Collection[str], Mapping[int, Any]], bool]:
+    def guarded(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
         try:
             return is_wrapped(getattr(obj, attribute, None))
         except Exception:
@@ -54,19 +54,19 @@ def _marked(attribute: str) -> Callable[[Any, Collection[str], set[int]], bool]:
     return guarded
 
 
-def _producer(obj: Any, active: Collection[str], proxied: set[int]) -> bool:
+def _producer(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
     return is_wrapped(type(obj)) or id(obj) in proxied
 
 
-def _engine(obj: Any, active: Collection[str], proxied: set[int]) -> bool:
+def _engine(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
     return "sqlalchemy" in active or is_wrapped(getattr(type(obj.dialect), "do_execute", None))
 
 
-def _session(obj: Any, active: Collection[str], proxied: set[int]) -> bool:
+def _session(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
     return "sqlalchemy" in active
 
 
-def _django_connection(obj: Any, active: Collection[str], proxied: set[int]) -> bool:
+def _django_connection(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
     wrappers = getattr(obj, "execute_wrappers", ())
     if any(getattr(w, "__module__", "").startswith("shadowguard.") for w in wrappers):
         return True
@@ -142,9 +142,9 @@ def _module_of(cls: type) -> str:
     return module if isinstance(module, str) else ""
 
 
-def _proxied(objects: Iterable[Any]) -> set[int]:
-    """What shadowguard's own objects (guard() proxies, guarded producers) hold inside them."""
-    inner: set[int] = set()
+def _proxied(objects: Iterable[Any]) -> dict[int, Any]:
+    """What shadowguard's own objects (guard() proxies, guarded producers) hold, by id: the holder."""
+    inner: dict[int, Any] = {}
     for obj in objects:
         if not _module_of(type(obj)).startswith("shadowguard.integrations"):
             continue
@@ -153,9 +153,9 @@ def _proxied(objects: Iterable[Any]) -> set[int]:
         # Two levels down: a guarded asyncio producer holds its Producer in its __dict__.
         for _ in range(2):
             level = [r for o in level for r in gc.get_referents(o)]
-            inner.update(id(r) for r in level)
+            inner.update((id(r), obj) for r in level)
         if wrapped is not None:
-            inner.add(id(wrapped))
+            inner[id(wrapped)] = obj
     return inner
 
 
@@ -189,7 +189,10 @@ def live_objects(active: Collection[str], own_modules: Iterable[ModuleType]) -> 
             guarded = kind.guarded(obj, active, proxied)
         except Exception:
             guarded = False
-        name = names.get(id(obj), f"a {cls.__module__}.{cls.__qualname__} held elsewhere")
+        holder = proxied.get(id(obj))
+        name = names.get(id(obj)) or names.get(id(holder), "")
+        if not name:
+            name = f"a {cls.__module__}.{cls.__qualname__} held elsewhere"
         if kind.label == "SQLAlchemy Engine":
             name += f" ({getattr(obj, 'url', '?')!r})"  # the URL's repr hides the password
         found.append(LiveObject(kind.label, name, guarded, "" if guarded else kind.remedy))

@@ -1,0 +1,255 @@
+"""doctor on real small applications: live clients, middleware, the application's own imports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.doctor._run import doctor, report, subjects, write
+from tests.peers.kafka import KafkaBroker
+
+PRODUCER_APP = """\
+import confluent_kafka
+from fastapi import FastAPI
+
+import shadowguard
+from shadowguard.middleware.asgi import ShadowGuardMiddleware
+
+import os
+
+CONFIG = {{"bootstrap.servers": os.environ["ORDERS_KAFKA"]}}
+{before}
+shadowguard.install("confluent_kafka")
+{after}
+app = FastAPI()
+app.add_middleware(ShadowGuardMiddleware)
+
+
+@app.post("/orders")
+def create_order() -> dict[str, str]:
+    producer.produce("orders", b"created")
+    return {{"status": "ok"}}
+"""
+
+
+def _producer_app(tmp_path: Path, before: str = "", after: str = "") -> None:
+    write(tmp_path, "orders.py", PRODUCER_APP.format(before=before, after=after))
+
+
+def test_a_producer_created_at_import_before_install_is_unguarded(
+    tmp_path: Path, kafka_broker: KafkaBroker
+) -> None:
+    _producer_app(tmp_path, before="producer = confluent_kafka.Producer(CONFIG)")
+    result = doctor(tmp_path, "orders:app", "--json", ORDERS_KAFKA=kafka_broker.bootstrap)
+    data = report(result)
+    assert result.returncode == 1
+    assert subjects(data) == ["confluent_kafka Producer"]
+    finding = data["unguarded"][0]
+    assert "orders.producer" in finding["problem"]
+    assert "confluent_kafka.guard(producer" in finding["remedy"]
+    assert data["guarded"] == {"confluent_kafka": "by the confluent_kafka integration"}
+    text = doctor(tmp_path, "orders:app", ORDERS_KAFKA=kafka_broker.bootstrap).stdout
+    assert "confluent_kafka Producer orders.producer: UNGUARDED" in text
+    assert text.rstrip().endswith("not ok: 1 unguarded (see UNGUARDED above)")
+
+
+def test_a_producer_given_to_guard_or_created_after_install_is_guarded(
+    tmp_path: Path, kafka_broker: KafkaBroker
+) -> None:
+    _producer_app(
+        tmp_path,
+        before="early = confluent_kafka.Producer(CONFIG)",
+        after=(
+            "from shadowguard.integrations.confluent_kafka import guard\n"
+            "early = guard(early, config=CONFIG)\n"
+            "producer = confluent_kafka.Producer(CONFIG)\n"
+        ),
+    )
+    result = doctor(tmp_path, "orders:app", "--json", ORDERS_KAFKA=kafka_broker.bootstrap)
+    data = report(result)
+    assert result.returncode == 0, data["unguarded"]
+    clients = {c["name"]: c["guarded"] for c in data["live_clients"]}
+    assert clients == {"orders.producer": True, "orders.early": True}
+
+
+def test_an_application_without_middleware_is_unguarded(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        """\
+        from fastapi import FastAPI
+        import shadowguard
+
+        shadowguard.install("httpx")
+        app = FastAPI()
+        """,
+    )
+    result = doctor(tmp_path, "svc:app", "--json")
+    data = report(result)
+    assert result.returncode == 1
+    assert subjects(data) == ["middleware"]
+    assert "fastapi.applications.FastAPI" in data["unguarded"][0]["problem"]
+    assert "app.add_middleware(ShadowGuardMiddleware)" in data["unguarded"][0]["remedy"]
+    # The whole process is shadow: no middleware is needed to tell.
+    data = report(doctor(tmp_path, "svc:app", "--json", SHADOW_MODE="true"))
+    assert data["ok"] is True
+    assert "not needed" in data["middleware"]
+
+
+def test_flask_without_and_with_its_extension(tmp_path: Path) -> None:
+    flask_app = """\
+        from flask import Flask
+        from shadowguard.middleware.flask import ShadowGuard
+
+        def create_app():
+            app = Flask(__name__)
+            {extension}
+            return app
+        """
+    write(tmp_path, "bare.py", flask_app.format(extension="pass"))
+    write(tmp_path, "wrapped.py", flask_app.format(extension="ShadowGuard(app)"))
+    bare = report(doctor(tmp_path, "bare:create_app", "--json"))
+    assert subjects(bare) == ["middleware"]
+    assert "ShadowGuard(app)" in bare["unguarded"][0]["remedy"]
+    wrapped = report(doctor(tmp_path, "wrapped:create_app()", "--json"))
+    assert wrapped["ok"] is True
+    assert wrapped["factory"] is True
+    assert wrapped["middleware"] == "shadowguard.middleware.wsgi.ShadowGuardMiddleware"
+
+
+def test_plain_wsgi_and_asgi_functions(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "plain.py",
+        """\
+        from shadowguard.middleware import asgi, wsgi
+
+        def wsgi_app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        async def asgi_app(scope, receive, send):
+            pass
+
+        guarded_wsgi = wsgi.ShadowGuardMiddleware(wsgi_app)
+        guarded_asgi = asgi.ShadowGuardMiddleware(asgi_app)
+        """,
+    )
+    for name in ("wsgi_app", "asgi_app"):
+        result = doctor(tmp_path, f"plain:{name}", "--json")
+        data = report(result)
+        assert result.returncode == 1
+        assert f"function plain.{name}" in data["unguarded"][0]["problem"]
+        assert data["factory"] is False  # a WSGI/ASGI function is not called as a factory
+    for name in ("guarded_wsgi", "guarded_asgi"):
+        assert doctor(tmp_path, f"plain:{name}").returncode == 0
+
+
+def test_raw_channels_outside_side_effect_are_unguarded(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc/__init__.py",
+        """\
+        from flask import Flask
+        from shadowguard.middleware.flask import ShadowGuard
+
+        from svc import jobs
+
+        app = Flask(__name__)
+        ShadowGuard(app)
+        """,
+    )
+    write(
+        tmp_path,
+        "svc/jobs.py",
+        """\
+        import sqlite3
+        import urllib.parse
+        import urllib.request
+        from http import client
+
+        from shadowguard import side_effect
+
+
+        def notify(url: str) -> None:
+            urllib.request.urlopen(url + urllib.parse.quote("x"))
+
+
+        @side_effect
+        def audit(path: str) -> None:
+            with sqlite3.connect(path) as db:
+                db.execute("insert into audit values (1)")
+
+
+        def ping(host: str) -> None:
+            client.HTTPConnection(host).request("POST", "/ping")
+        """,
+    )
+    result = doctor(tmp_path, "svc:app", "--json")
+    data = report(result)
+    assert result.returncode == 1
+    assert sorted(subjects(data)) == ["http.client", "urllib.request"]
+    where = {item["subject"]: item["where"] for item in data["unguarded"]}
+    assert where == {"urllib.request": "svc/jobs.py:10", "http.client": "svc/jobs.py:20"}
+    # sqlite3 is used inside @side_effect only: guarded, and still named as unseen.
+    assert data["guarded"]["sqlite3"] == "every use is inside @side_effect"
+    assert subjects(data, "cannot_see") == ["sqlite3"]
+
+
+def test_install_without_names_does_not_make_django_in_use(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        """\
+        import httpx
+        from fastapi import FastAPI
+
+        import shadowguard
+        from shadowguard.middleware.asgi import ShadowGuardMiddleware
+
+        client = httpx.Client()  # before install(): install() patches its class
+        shadowguard.install()
+        app = FastAPI()
+        app.add_middleware(ShadowGuardMiddleware)
+        """,
+    )
+    result = doctor(tmp_path, "svc:app", "--json")
+    data = report(result)
+    assert result.returncode == 0, data["unguarded"]
+    assert data["integrations"]["django"]["installed"] is True
+    assert data["integrations"]["django"]["used_by_app"] is False
+    assert data["integrations"]["httpx"]["used_by_app"] is True
+    assert list(data["guarded"]) == ["httpx"]
+    assert data["live_clients"] == [
+        {"kind": "httpx client", "name": "svc.client", "guarded": True, "remedy": ""}
+    ]
+    assert "django" not in "".join(item["subject"] for item in data["cannot_see"])
+
+
+def test_a_session_created_without_its_integration_is_unguarded(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        """\
+        import requests
+        from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+
+        session = requests.Session()
+
+        def inner(environ, start_response):
+            session.post("http://127.0.0.1:9/")
+
+        app = ShadowGuardMiddleware(inner)
+        """,
+    )
+    data = report(doctor(tmp_path, "svc:app", "--json"))
+    assert sorted(subjects(data)) == ["requests", "requests Session"]
+    assert "svc.session" in data["unguarded"][1]["problem"] + data["unguarded"][0]["problem"]
+
+
+def test_a_module_without_an_application_object_says_what_it_did_not_check(tmp_path: Path) -> None:
+    write(tmp_path, "worker.py", "import shadowguard\nshadowguard.install('smtplib')\n")
+    result = doctor(tmp_path, "worker", "--json")
+    data = report(result)
+    assert result.returncode == 0
+    assert subjects(data, "cannot_see") == ["middleware"]
+    assert "cannot see" in data["verdict"]
