@@ -15,9 +15,24 @@ def _doctor(args: argparse.Namespace) -> int:
         report = diagnose(args.app)
     except AppError as exc:
         print(f"shadowguard doctor: {exc}", file=sys.stderr)
-        return 2
+        return _without_waiting(2)
     print(render(report, as_json=args.json))
-    return 0 if report.ok else 1
+    return _without_waiting(0 if report.ok else 1)
+
+
+def _without_waiting(status: int) -> int:
+    """Exit now if the application left threads running: the verdict is out, and they never end."""
+    import threading
+
+    main = threading.main_thread()
+    if not any(t is not main and not t.daemon for t in threading.enumerate()):
+        return status
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        pass
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _demo(args: argparse.Namespace) -> int:

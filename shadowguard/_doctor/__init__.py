@@ -136,6 +136,14 @@ def _middleware(report: Report, loaded: LoadedApp, settings: Settings) -> None:
         return
     found = wrapping(loaded.obj)
     report.app_kind = found.kind
+    if found.options:
+        # The middleware's own settings: validated as it validates them (ConfigError: exit 2).
+        own = Settings.from_env(**found.options)
+        report.middleware_options = sorted(found.options)
+        problems, warnings = hygiene(own, f"middleware options ({found.found})", from_env=False)
+        report.unguarded += [Finding("middleware options", p) for p in problems]
+        report.cannot_see += [Finding("middleware options", w) for w in warnings]
+        settings = own
     if found.found:
         report.middleware = found.found
     elif settings.forced is not None:

@@ -21,11 +21,16 @@ _MAX_STEPS = 64
 
 @dataclass(frozen=True)
 class Wrapping:
-    """``found`` is where the middleware sits, or None; ``remedy`` how to add it."""
+    """``found`` is where the middleware sits, or None; ``remedy`` how to add it.
+
+    ``options`` are the settings the middleware was given where the application shows them
+    (``add_middleware`` keywords, Flask's ``SHADOWGUARD`` config, Django's ``SHADOWGUARD``).
+    """
 
     kind: str
     found: str | None
     remedy: str
+    options: dict[str, Any] | None = None
 
 
 def _module(cls: type) -> str:
@@ -46,6 +51,8 @@ def _name(cls: type) -> str:
 def _kind(obj: Any) -> str:
     if inspect.isfunction(obj) or inspect.ismethod(obj):
         return f"function {obj.__module__}.{obj.__qualname__}"
+    if isinstance(obj, type):
+        return f"class {_name(obj)}"
     return _name(type(obj))
 
 
@@ -63,6 +70,20 @@ def _remedy(obj: Any) -> str:
         "app = ShadowGuardMiddleware(app), from shadowguard.middleware.asgi (ASGI) "
         "or shadowguard.middleware.wsgi (WSGI)"
     )
+
+
+def _flask_options(app: Any) -> dict[str, Any] | None:
+    extensions = getattr(app, "extensions", None)
+    extension = extensions.get("shadowguard") if isinstance(extensions, dict) else None
+    options = getattr(extension, "options", None) or getattr(app, "config", {}).get("SHADOWGUARD")
+    return dict(options) if options else None
+
+
+def _django_options() -> dict[str, Any] | None:
+    from django.conf import settings
+
+    options = getattr(settings, "SHADOWGUARD", None)
+    return dict(options) if options else None
 
 
 def _django_middleware() -> str | None:
@@ -94,11 +115,12 @@ def wrapping(app: Any) -> Wrapping:
         seen.add(id(obj))
         django = django or _module(type(obj)).startswith("django.core.handlers")
         if _ours(type(obj)):
-            return Wrapping(kind, _name(type(obj)), "")
+            return Wrapping(kind, _name(type(obj)), "", _flask_options(app))
         for entry in getattr(obj, "user_middleware", None) or ():
             cls = getattr(entry, "cls", None)
             if _ours(cls):
-                return Wrapping(kind, f"user_middleware: {_name(cls)}", "")
+                options = dict(getattr(entry, "kwargs", None) or {}) or None
+                return Wrapping(kind, f"user_middleware: {_name(cls)}", "", options)
         pending.append(getattr(obj, "middleware_stack", None))
         for attribute in _CHAIN:
             try:
@@ -112,5 +134,5 @@ def wrapping(app: Any) -> Wrapping:
     if django:
         found = _django_middleware()
         if found:
-            return Wrapping(kind, found, "")
+            return Wrapping(kind, found, "", _django_options())
     return Wrapping(kind, None, _remedy(app))

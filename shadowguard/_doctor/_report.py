@@ -28,6 +28,7 @@ class Report:
     app_kind: str | None = None
     factory: bool = False
     middleware: str | None = None
+    middleware_options: list[str] = field(default_factory=list)
     integrations: dict[str, dict[str, Any]] = field(default_factory=dict)
     guarded: dict[str, str] = field(default_factory=dict)
     live_clients: list[dict[str, Any]] = field(default_factory=list)
@@ -91,6 +92,8 @@ def render(report: Report, *, as_json: bool = False) -> str:
         made = " (factory called)" if report.factory else ""
         lines.append(f"application: {report.app}{made} -> {report.app_kind}")
         lines.append(f"  middleware: {report.middleware or 'none found'}")
+        if report.middleware_options:
+            lines.append(f"  middleware options: {', '.join(report.middleware_options)}")
     lines.append("integrations:")
     for name, info in report.integrations.items():
         lines.append(f"  {name:<16} {_integration_state(name, info)}")

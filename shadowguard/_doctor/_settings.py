@@ -20,13 +20,36 @@ from shadowguard.contract import Settings
 __all__ = ["hygiene"]
 
 
-def hygiene(settings: Settings, source: str) -> tuple[list[str], list[str]]:
-    """Problems (shadow requests would run as primary) and warnings, for ``source``'s settings."""
+_FIELDS = {
+    ENV_SHADOW_MODE: "mode",
+    ENV_MARKER_HEADER: "marker_header",
+    ENV_MARKER_SECRET: "marker_secret",
+    ENV_HOST_SUFFIX: "host_suffix",
+    ENV_SHADOW_HOSTS: "shadow_hosts",
+    ENV_BAGGAGE: "baggage",
+}
+
+
+def hygiene(
+    settings: Settings, source: str, *, from_env: bool = True
+) -> tuple[list[str], list[str]]:
+    """Problems (shadow requests would run as primary) and warnings, for ``source``'s settings.
+
+    Settings are named by their environment variable, or with ``from_env=False`` by their
+    field (middleware options).
+    """
+    names = {env: env if from_env else field for env, field in _FIELDS.items()}
+    mode, header, secret = (
+        names[ENV_SHADOW_MODE],
+        names[ENV_MARKER_HEADER],
+        names[ENV_MARKER_SECRET],
+    )
+    suffix, hosts, baggage = names[ENV_HOST_SUFFIX], names[ENV_SHADOW_HOSTS], names[ENV_BAGGAGE]
     problems: list[str] = []
     warnings: list[str] = []
     if settings.mode == "primary":
         warnings.append(
-            f"{source}: {ENV_SHADOW_MODE} is false, so every request runs as primary and the "
+            f"{source}: {mode} is primary (false), so every request runs as primary and the "
             "guards never act: right for the primary deployment only, never for the shadow one"
         )
         return problems, warnings
@@ -35,19 +58,19 @@ def hygiene(settings: Settings, source: str) -> tuple[list[str], list[str]]:
     if not settings.marker_header and not settings.host_suffix and not settings.baggage:
         problems.append(
             f"{source}: no request can be detected as shadow: the marker header is disabled "
-            f"({ENV_MARKER_HEADER}), the host suffix is off ({ENV_HOST_SUFFIX}) and baggage is "
-            f"off ({ENV_BAGGAGE}); enable one of them, or set {ENV_SHADOW_MODE}=true in the "
+            f"({header}), the host suffix is off ({suffix}) and baggage is "
+            f"off ({baggage}); enable one of them, or set {mode}=true in the "
             "shadow deployment"
         )
     if settings.marker_secret and not settings.marker_header:
         problems.append(
-            f"{source}: {ENV_MARKER_SECRET} is set but the marker header is disabled "
-            f"({ENV_MARKER_HEADER} is empty): the secret can never match; name the header the "
+            f"{source}: {secret} is set but the marker header is disabled "
+            f"({header} is empty): the secret can never match; name the header the "
             "proxy adds, or drop the secret"
         )
     if settings.shadow_hosts and not settings.host_suffix:
         problems.append(
-            f"{source}: {ENV_SHADOW_HOSTS} is set but {ENV_HOST_SUFFIX} is off: the shadow "
+            f"{source}: {hosts} is set but {suffix} is off: the shadow "
             "hosts are never consulted; turn the host suffix on, or drop the hosts"
         )
     return problems, warnings

@@ -49,14 +49,6 @@ def scan(modules: Iterable[ModuleType], root: str) -> dict[Library, Usage]:
     return found
 
 
-def _is_side_effect(decorator: ast.expr) -> bool:
-    if isinstance(decorator, ast.Call):
-        decorator = decorator.func
-    if isinstance(decorator, ast.Name):
-        return decorator.id == "side_effect"
-    return isinstance(decorator, ast.Attribute) and decorator.attr == "side_effect"
-
-
 def _is_type_checking(test: ast.expr) -> bool:
     if isinstance(test, ast.Name):
         return test.id == "TYPE_CHECKING"
@@ -79,7 +71,16 @@ class _Visitor(ast.NodeVisitor):
         self.found = found
         # Local name -> the dotted module path it stands for ("sa" -> "sqlalchemy").
         self.bound: dict[str, str] = {}
+        # Names "side_effect" is known by here ("from shadowguard import side_effect as se").
+        self.side_effect_names = {"side_effect"}
         self.in_side_effect = False
+
+    def _is_side_effect(self, decorator: ast.expr) -> bool:
+        if isinstance(decorator, ast.Call):
+            decorator = decorator.func
+        if isinstance(decorator, ast.Name):
+            return decorator.id in self.side_effect_names
+        return isinstance(decorator, ast.Attribute) and decorator.attr == "side_effect"
 
     def _usage(self, dotted: str) -> tuple[Library, Usage] | None:
         library = library_of(dotted)
@@ -119,6 +120,8 @@ class _Visitor(ast.NodeVisitor):
             self._imported(dotted if library_of(dotted) else node.module, node.lineno)
             if alias.name != "*":
                 self.bound[alias.asname or alias.name] = dotted
+            if node.module == "shadowguard" and alias.name == "side_effect":
+                self.side_effect_names.add(alias.asname or alias.name)
 
     def visit_Call(self, node: ast.Call) -> None:
         # importlib.import_module("x") and __import__("x")
@@ -152,7 +155,7 @@ class _Visitor(ast.NodeVisitor):
 
     def _function(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
         outer = self.in_side_effect
-        self.in_side_effect = outer or any(_is_side_effect(d) for d in node.decorator_list)
+        self.in_side_effect = outer or any(self._is_side_effect(d) for d in node.decorator_list)
         try:
             for statement in node.body:
                 self.visit(statement)

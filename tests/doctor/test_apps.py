@@ -253,3 +253,38 @@ def test_a_module_without_an_application_object_says_what_it_did_not_check(tmp_p
     assert result.returncode == 0
     assert subjects(data, "cannot_see") == ["middleware"]
     assert "cannot see" in data["verdict"]
+
+
+def test_side_effect_under_another_name_still_counts(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        """\
+        import shadowguard
+        import smtplib
+        from shadowguard import side_effect as effect
+        from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+
+
+        @effect(returns=None)
+        def mail(to: str) -> None:
+            smtplib.SMTP("127.0.0.1").sendmail("shop@example.com", [to], "hi")
+
+
+        class Billing:
+            @shadowguard.side_effect
+            def receipt(self) -> None:
+                smtplib.SMTP("127.0.0.1").sendmail("shop@example.com", ["a@b.c"], "paid")
+
+
+        def inner(environ, start_response):
+            mail("customer@example.com")
+
+
+        app = ShadowGuardMiddleware(inner)
+        """,
+    )
+    result = doctor(tmp_path, "svc:app", "--json")
+    data = report(result)
+    assert result.returncode == 0, data["unguarded"]
+    assert data["guarded"] == {"smtplib": "every use is inside @side_effect"}

@@ -138,3 +138,19 @@ def test_json_into_head_has_no_traceback(tmp_path: Path) -> None:
     assert result.stdout == "{\n"
     assert "Traceback" not in result.stderr
     assert "BrokenPipeError" not in result.stderr
+
+
+def test_an_application_exiting_at_import_is_one_line(tmp_path: Path) -> None:
+    write(tmp_path, "svc.py", "import sys\n\nsys.exit(3)\n")
+    assert "SystemExit: 3 (at svc.py:3)" in one_line_error(doctor(tmp_path, "svc:app"))
+
+
+def test_threads_the_application_leaves_running_do_not_hold_the_verdict(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        "import threading\nimport time\n\n"
+        "threading.Thread(target=time.sleep, args=(3600,)).start()\n" + FASTAPI_GUARDED,
+    )
+    result = doctor(tmp_path, "svc:app", "--json")  # the helper's timeout is 120 s
+    assert report(result)["ok"] is True
