@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -27,10 +28,8 @@ def _without_waiting(status: int) -> int:
     main = threading.main_thread()
     if not any(t is not main and not t.daemon for t in threading.enumerate()):
         return status
-    try:
+    with contextlib.suppress(BrokenPipeError, ValueError):
         sys.stdout.flush()
-    except (BrokenPipeError, ValueError):
-        pass
     sys.stderr.flush()
     os._exit(status)
 
