@@ -79,9 +79,10 @@ def diagnose(app: str | None = None) -> Report:
 def _libraries(report: Report, loaded: LoadedApp, active: set[str]) -> set[Library]:
     """Classify each known library the application imports; return those it imports."""
     usage = scan(loaded.own_modules, loaded.root)
+    own = {id(module) for module in loaded.own_modules}
     for library, use in usage.items():
-        if not use.imported_at:
-            continue
+        if not use.imported_at or id(sys.modules.get(library.module)) in own:
+            continue  # not imported, or a module of the application's own with that name
         integration = next((g for g in library.guarded_by if g in active), None)
         if integration is not None:
             report.guarded[library.module] = f"by the {integration} integration"
@@ -120,7 +121,11 @@ def _libraries(report: Report, loaded: LoadedApp, active: set[str]) -> set[Libra
                 library.remedy,
             )
         )
-    return {library for library, use in usage.items() if use.imported_at}
+    return {
+        library
+        for library, use in usage.items()
+        if use.imported_at and id(sys.modules.get(library.module)) not in own
+    }
 
 
 def _middleware(report: Report, loaded: LoadedApp, settings: Settings) -> None:

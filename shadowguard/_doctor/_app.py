@@ -63,7 +63,7 @@ def load(spec: str) -> LoadedApp:
     with contextlib.redirect_stdout(sys.stderr):
         module = _import(module_name)
         obj, factory = (
-            _resolve(spec, module, attribute) if attribute else (_default_app(module), False)
+            _resolve(spec, module, attribute) if attribute else _default_app(spec, module)
         )
         _import_django_urls(spec)
     return LoadedApp(spec, module, obj, factory, _own_modules(module, before), os.getcwd())
@@ -181,13 +181,18 @@ async def _awaited(awaitable: Any) -> Any:
     return await awaitable
 
 
-def _default_app(module: ModuleType) -> Any:
-    """``module`` alone: its ``app`` or ``application`` (the names servers look for), if any."""
+def _default_app(spec: str, module: ModuleType) -> tuple[Any, bool]:
+    """``module`` alone: its ``app`` or ``application``, else a ``create_app`` or ``make_app``
+    factory (the names Flask's command looks for); None if it has none."""
     for name in ("app", "application"):
         obj = getattr(module, name, None)
         if obj is not None and not isinstance(obj, ModuleType):
-            return obj
-    return None
+            return obj, False
+    for name in ("create_app", "make_app"):
+        factory = getattr(module, name, None)
+        if inspect.isfunction(factory):
+            return _call_factory(f"{spec}:{name}", factory), True
+    return None, False
 
 
 def _import_django_urls(spec: str) -> None:

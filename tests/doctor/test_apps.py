@@ -288,3 +288,32 @@ def test_side_effect_under_another_name_still_counts(tmp_path: Path) -> None:
     data = report(result)
     assert result.returncode == 0, data["unguarded"]
     assert data["guarded"] == {"smtplib": "every use is inside @side_effect"}
+
+
+def test_a_module_alone_finds_its_factory_and_an_own_module_named_like_a_library(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, "redis.py", "def publish(event: str) -> None:\n    pass\n")
+    write(
+        tmp_path,
+        "svc/__init__.py",
+        """\
+        from flask import Flask
+        from shadowguard.middleware.flask import ShadowGuard
+
+        import redis
+
+
+        def create_app():
+            app = Flask(__name__)
+            ShadowGuard(app)
+            redis.publish("started")
+            return app
+        """,
+    )
+    result = doctor(tmp_path, "svc", "--json")
+    data = report(result)
+    assert result.returncode == 0, data["unguarded"]
+    assert data["factory"] is True
+    assert data["app_kind"] == "flask.app.Flask"
+    assert data["guarded"] == {}
