@@ -45,6 +45,9 @@ def diagnose(app: str | None = None) -> Report:
     Raises ConfigError for a malformed setting and :class:`AppError` for an application
     that cannot be loaded (both are bad input: exit status 2).
     """
+    get_settings()  # the environment first: a malformed value is bad input, before any import
+    loaded = load(app) if app else None
+    # What the application runs with: it may have called shadowguard.configure() at import.
     settings = get_settings()
     shown = {k: (sorted(v) if isinstance(v, frozenset) else v) for k, v in asdict(settings).items()}
     if settings.marker_secret:
@@ -53,7 +56,6 @@ def diagnose(app: str | None = None) -> Report:
     problems, warnings = hygiene(settings, "settings")
     report.unguarded += [Finding("settings", p) for p in problems]
     report.cannot_see += [Finding("settings", w) for w in warnings]
-    loaded = load(app) if app else None
     active = _active()
     imported: set[Library] = set()
     if loaded is not None:

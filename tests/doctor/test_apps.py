@@ -317,3 +317,33 @@ def test_a_module_alone_finds_its_factory_and_an_own_module_named_like_a_library
     assert data["factory"] is True
     assert data["app_kind"] == "flask.app.Flask"
     assert data["guarded"] == {}
+
+
+def test_an_engine_without_its_integration_is_unguarded_and_its_password_hidden(
+    tmp_path: Path,
+) -> None:
+    app = """\
+        import sqlalchemy
+        import shadowguard
+        from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+
+        engine = sqlalchemy.create_engine("postgresql+psycopg://postgres:hunter2@127.0.0.1/postgres")
+        {install}
+
+        def inner(environ, start_response):
+            with engine.begin() as conn:
+                conn.execute(sqlalchemy.text("select 1"))
+
+        app = ShadowGuardMiddleware(inner)
+        """
+    write(tmp_path, "bare.py", app.format(install=""))
+    result = doctor(tmp_path, "bare:app", "--json")
+    data = report(result)
+    assert sorted(subjects(data)) == ["SQLAlchemy Engine", "sqlalchemy"]
+    assert "bare.engine (postgresql+psycopg://postgres:***@127.0.0.1/postgres)" in result.stdout
+    assert "hunter2" not in result.stdout
+    # install() after the engine was created still guards it: the guard is on its dialect class.
+    write(tmp_path, "late.py", app.format(install="shadowguard.install('sqlalchemy')"))
+    data = report(doctor(tmp_path, "late:app", "--json"))
+    assert data["ok"] is True, data["unguarded"]
+    assert data["live_clients"][0]["guarded"] is True

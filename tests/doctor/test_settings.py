@@ -74,3 +74,19 @@ def test_an_application_rejecting_its_middleware_options_is_bad_input(tmp_path: 
     # Starlette builds the middleware at the first request; doctor validates the options now.
     line = one_line_error(doctor(tmp_path, "svc:app"))
     assert "mode='sometimes' is not valid" in line
+
+
+def test_settings_the_application_configures_at_import_are_the_ones_checked(
+    tmp_path: Path,
+) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        "import shadowguard\n"
+        "shadowguard.configure(marker_header='', host_suffix=False)\n"
+        + ASGI_APP.format(options=""),
+    )
+    data = report(doctor(tmp_path, "svc:app", "--json"))
+    assert data["settings"]["marker_header"] is None
+    assert subjects(data) == ["settings"]
+    assert "no request can be detected as shadow" in data["unguarded"][0]["problem"]
