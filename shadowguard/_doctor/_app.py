@@ -118,6 +118,11 @@ def _resolve(spec: str, module: ModuleType, attribute: str) -> tuple[Any, bool]:
             raise AppError(
                 f"application {spec!r}: {module.__name__} has no attribute {path!r}"
             ) from None
+        except Exception as exc:
+            raise AppError(
+                f"application {spec!r}: reading {part!r} raised {type(exc).__name__}: {exc}"
+                f"{_where(exc)}"
+            ) from None
     if call or _is_factory(spec, obj):
         return _call_factory(spec, obj), True
     return obj, False

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -72,18 +73,23 @@ def _remedy(obj: Any) -> str:
     )
 
 
+def _options(options: object) -> dict[str, Any] | None:
+    return dict(options) if isinstance(options, Mapping) and options else None
+
+
 def _flask_options(app: Any) -> dict[str, Any] | None:
     extensions = getattr(app, "extensions", None)
-    extension = extensions.get("shadowguard") if isinstance(extensions, dict) else None
-    options = getattr(extension, "options", None) or getattr(app, "config", {}).get("SHADOWGUARD")
-    return dict(options) if options else None
+    extension = extensions.get("shadowguard") if isinstance(extensions, Mapping) else None
+    config = getattr(app, "config", None)
+    return _options(getattr(extension, "options", None)) or _options(
+        config.get("SHADOWGUARD") if isinstance(config, Mapping) else None
+    )
 
 
 def _django_options() -> dict[str, Any] | None:
     from django.conf import settings
 
-    options = getattr(settings, "SHADOWGUARD", None)
-    return dict(options) if options else None
+    return _options(getattr(settings, "SHADOWGUARD", None))
 
 
 def _django_middleware() -> str | None:
@@ -102,10 +108,30 @@ def _django_middleware() -> str | None:
     return None
 
 
+def _inspect(
+    app: Any, obj: Any, pending: list[Any]
+) -> tuple[str, str, dict[str, Any] | None] | None:
+    """The middleware if ``obj`` is it or lists it; else queue what ``obj`` wraps."""
+    if _ours(type(obj)):
+        return _name(type(obj)), "", _flask_options(app)
+    for entry in getattr(obj, "user_middleware", None) or ():
+        cls = getattr(entry, "cls", None)
+        if _ours(cls):
+            return f"user_middleware: {_name(cls)}", "", _options(getattr(entry, "kwargs", None))
+    pending.append(getattr(obj, "middleware_stack", None))
+    for attribute in _CHAIN:
+        inner = getattr(obj, attribute, None)
+        # Flask's own wsgi_app is a method bound to the application: not a wrapper.
+        if getattr(inner, "__self__", None) is not obj:
+            pending.append(inner)
+    return None
+
+
 def wrapping(app: Any) -> Wrapping:
     """Where the middleware wraps ``app``, looking along its chain of wrapped applications."""
     kind = _kind(app)
     seen: set[int] = set()
+    visited: list[Any] = []  # kept alive, so that no id in seen is reused meanwhile
     django = False
     pending = [app]
     while pending and len(seen) < _MAX_STEPS:
@@ -113,26 +139,16 @@ def wrapping(app: Any) -> Wrapping:
         if id(obj) in seen or obj is None:
             continue
         seen.add(id(obj))
+        visited.append(obj)
         django = django or _module(type(obj)).startswith("django.core.handlers")
-        if _ours(type(obj)):
-            return Wrapping(kind, _name(type(obj)), "", _flask_options(app))
-        for entry in getattr(obj, "user_middleware", None) or ():
-            cls = getattr(entry, "cls", None)
-            if _ours(cls):
-                options = dict(getattr(entry, "kwargs", None) or {}) or None
-                return Wrapping(kind, f"user_middleware: {_name(cls)}", "", options)
-        pending.append(getattr(obj, "middleware_stack", None))
-        for attribute in _CHAIN:
-            try:
-                inner = getattr(obj, attribute, None)
-            except Exception:  # a property of the application's own: not a chain
-                continue
-            # Flask's own wsgi_app is a method bound to the application: not a wrapper.
-            if getattr(inner, "__self__", None) is obj:
-                continue
-            pending.append(inner)
+        try:
+            found = _inspect(app, obj, pending)
+        except Exception:  # an object of the application's own that resists inspection
+            continue
+        if found is not None:
+            return Wrapping(kind, *found)
     if django:
-        found = _django_middleware()
-        if found:
-            return Wrapping(kind, found, "", _django_options())
+        listed = _django_middleware()
+        if listed:
+            return Wrapping(kind, listed, "", _django_options())
     return Wrapping(kind, None, _remedy(app))

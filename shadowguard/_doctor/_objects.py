@@ -181,7 +181,10 @@ def live_objects(active: Collection[str], own_modules: Iterable[ModuleType]) -> 
     for obj in objects:
         cls = type(obj)
         if cls not in by_type:
-            by_type[cls] = next((k for k, c in kinds if issubclass(cls, c)), None)
+            try:
+                by_type[cls] = next((k for k, c in kinds if issubclass(cls, c)), None)
+            except Exception:  # a metaclass of the application's own refusing the check
+                by_type[cls] = None
         kind = by_type[cls]
         if kind is None:
             continue

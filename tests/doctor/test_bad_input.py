@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor._run import ROOT, doctor, one_line_error, report, write
+from tests.doctor._run import ROOT, doctor, one_line_error, report, subjects, write
 
 FASTAPI_GUARDED = """\
 from fastapi import FastAPI
@@ -154,3 +154,38 @@ def test_threads_the_application_leaves_running_do_not_hold_the_verdict(tmp_path
     )
     result = doctor(tmp_path, "svc:app", "--json")  # the helper's timeout is 120 s
     assert report(result)["ok"] is True
+
+
+def test_odd_application_objects_do_not_break_doctor(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "odd.py",
+        """\
+        from unittest.mock import MagicMock
+
+
+        class Exploding:
+            @property
+            def app(self):
+                raise RuntimeError("lazy app not ready")
+
+            def __call__(self, scope, receive, send):
+                pass
+
+
+        class Holder:
+            @property
+            def service(self):
+                raise RuntimeError("not configured")
+
+
+        mock = MagicMock()
+        exploding = Exploding()
+        holder = Holder()
+        """,
+    )
+    for name in ("mock", "exploding"):
+        data = report(doctor(tmp_path, f"odd:{name}", "--json"))
+        assert subjects(data) == ["middleware"]
+    line = one_line_error(doctor(tmp_path, "odd:holder.service"))
+    assert "reading 'service' raised RuntimeError: not configured" in line
