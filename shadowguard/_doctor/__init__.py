@@ -24,6 +24,7 @@ import shadowguard
 from shadowguard import integrations
 from shadowguard._doctor._app import AppError, LoadedApp, load
 from shadowguard._doctor._libraries import LIBRARIES, Library
+from shadowguard._doctor._loaded import Holders
 from shadowguard._doctor._middleware import wrapping
 from shadowguard._doctor._objects import live_objects
 from shadowguard._doctor._report import Finding, Report, render
@@ -53,7 +54,7 @@ def diagnose(app: str | None = None) -> Report:
     if settings.marker_secret:
         shown["marker_secret"] = "***"
     report = Report(settings=shown)
-    problems, warnings = hygiene(settings, "settings")
+    problems, warnings = hygiene(settings)
     report.unguarded += [Finding("settings", p) for p in problems]
     report.cannot_see += [Finding("settings", w) for w in warnings]
     active = _active()
@@ -110,19 +111,31 @@ def _libraries(report: Report, loaded: LoadedApp, active: set[str]) -> set[Libra
                     ", ".join(places[:5]) + (" ..." if len(places) > 5 else ""),
                 )
             )
+    # Loaded, though not by the application's code: named unless only shadowguard, the
+    # libraries the application imports (reported above) or guarded clients hold it.
+    imported = {library for library, use in usage.items() if use.imported_at}
+    covered = {"shadowguard"} | {library.module.partition(".")[0] for library in imported}
+    covered |= {
+        library.module.partition(".")[0]
+        for library in LIBRARIES
+        if any(g in active for g in library.guarded_by)
+    }
+    holding = Holders()
     for library in LIBRARIES:
-        if library in usage or library.raw or library.module not in sys.modules:
+        if library in imported or library.raw or library.module not in sys.modules:
             continue
         if any(g in active for g in library.guarded_by):
             continue
-        report.cannot_see.append(
-            Finding(
-                library.module,
-                f"{library.does}: loaded by a dependency, not imported by the application's "
-                "own code; doctor cannot tell whether anything calls it in shadow",
-                library.remedy,
+        holders = holding.uncovered(library.module, covered)
+        if holders:
+            report.cannot_see.append(
+                Finding(
+                    library.module,
+                    f"{library.does}: loaded by {', '.join(holders)}, not by the application's "
+                    "own code; doctor cannot tell whether anything calls it in shadow",
+                    library.remedy,
+                )
             )
-        )
     return {
         library
         for library, use in usage.items()
@@ -147,7 +160,7 @@ def _middleware(report: Report, loaded: LoadedApp, settings: Settings) -> None:
         # The middleware's own settings: validated as it validates them (ConfigError: exit 2).
         own = Settings.from_env(**found.options)
         report.middleware_options = sorted(found.options)
-        problems, warnings = hygiene(own, f"middleware options ({found.found})", from_env=False)
+        problems, warnings = hygiene(own, from_env=False)
         report.unguarded += [Finding("middleware options", p) for p in problems]
         report.cannot_see += [Finding("middleware options", w) for w in warnings]
         settings = own

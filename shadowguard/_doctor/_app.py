@@ -235,12 +235,12 @@ def _own_modules(module: ModuleType, before: set[str]) -> list[ModuleType]:
     libraries = _library_dirs()
     own: list[ModuleType] = []
     for name, loaded in list(sys.modules.items()):
-        if loaded is None or name == "shadowguard" or name.startswith("shadowguard."):
-            continue
+        if not issubclass(type(loaded), ModuleType) or name.partition(".")[0] == "shadowguard":
+            continue  # not a module (a lazy stand-in some libraries put there), or ours
         if name == top or name.startswith(top + "."):
             own.append(loaded)
             continue
-        path = getattr(loaded, "__file__", None)
+        path = vars(loaded).get("__file__")
         if name in before or not isinstance(path, str):
             continue
         if not os.path.realpath(path).startswith(libraries):

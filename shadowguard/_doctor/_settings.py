@@ -30,10 +30,8 @@ _FIELDS = {
 }
 
 
-def hygiene(
-    settings: Settings, source: str, *, from_env: bool = True
-) -> tuple[list[str], list[str]]:
-    """Problems (shadow requests would run as primary) and warnings, for ``source``'s settings.
+def hygiene(settings: Settings, *, from_env: bool = True) -> tuple[list[str], list[str]]:
+    """Problems (shadow requests would run as primary) and warnings about ``settings``.
 
     Settings are named by their environment variable, or with ``from_env=False`` by their
     field (middleware options).
@@ -49,7 +47,7 @@ def hygiene(
     warnings: list[str] = []
     if settings.mode == "primary":
         warnings.append(
-            f"{source}: {mode} is primary (false), so every request runs as primary and the "
+            f"{mode} is primary (false), so every request runs as primary and the "
             "guards never act: right for the primary deployment only, never for the shadow one"
         )
         return problems, warnings
@@ -57,20 +55,20 @@ def hygiene(
         return problems, warnings
     if not settings.marker_header and not settings.host_suffix and not settings.baggage:
         problems.append(
-            f"{source}: no request can be detected as shadow: the marker header is disabled "
+            f"no request can be detected as shadow: the marker header is disabled "
             f"({header}), the host suffix is off ({suffix}) and baggage is "
             f"off ({baggage}); enable one of them, or set {mode}=true in the "
             "shadow deployment"
         )
     if settings.marker_secret and not settings.marker_header:
         problems.append(
-            f"{source}: {secret} is set but the marker header is disabled "
+            f"{secret} is set but the marker header is disabled "
             f"({header} is empty): the secret can never match; name the header the "
             "proxy adds, or drop the secret"
         )
     if settings.shadow_hosts and not settings.host_suffix:
         problems.append(
-            f"{source}: {hosts} is set but {suffix} is off: the shadow "
+            f"{hosts} is set but {suffix} is off: the shadow "
             "hosts are never consulted; turn the host suffix on, or drop the hosts"
         )
     return problems, warnings

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from tests.doctor._run import doctor, report, subjects, write
+from tests.doctor._run import ROOT, doctor, report, subjects, write
 from tests.peers.kafka import KafkaBroker
 
 PRODUCER_APP = """\
@@ -347,3 +348,32 @@ def test_an_engine_without_its_integration_is_unguarded_and_its_password_hidden(
     data = report(doctor(tmp_path, "late:app", "--json"))
     assert data["ok"] is True, data["unguarded"]
     assert data["live_clients"][0]["guarded"] is True
+
+
+def test_a_library_a_dependency_loads_is_named_as_unseen(tmp_path: Path) -> None:
+    """An SDK (here a package in a site-packages folder) that posts with requests."""
+    vendor = tmp_path / "vendor" / "site-packages"
+    write(
+        vendor,
+        "chatops/__init__.py",
+        "import requests\n\ndef post(text):\n    requests.post('http://127.0.0.1:9/', data=text)\n",
+    )
+    write(
+        tmp_path,
+        "svc.py",
+        """\
+        import chatops
+        from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+
+        def inner(environ, start_response):
+            chatops.post("order created")
+
+        app = ShadowGuardMiddleware(inner)
+        """,
+    )
+    result = doctor(tmp_path, "svc:app", "--json", PYTHONPATH=f"{ROOT}{os.pathsep}{vendor}")
+    data = report(result)
+    assert result.returncode == 0  # not the application's own import: a warning
+    unseen = {item["subject"]: item["problem"] for item in data["cannot_see"]}
+    assert "loaded by chatops, not by the application's own code" in unseen["requests"]
+    assert data["guarded"] == {}
