@@ -6,27 +6,27 @@ import argparse
 import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 
 def _doctor(args: argparse.Namespace) -> int:
     from shadowguard._doctor import AppError, diagnose, render
 
+    before = set(threading.enumerate())
     try:
         report = diagnose(args.app)
     except AppError as exc:
         print(f"shadowguard doctor: {exc}", file=sys.stderr)
-        return _without_waiting(2)
+        return _without_waiting(2, before)
     print(render(report, as_json=args.json))
-    return _without_waiting(0 if report.ok else 1)
+    return _without_waiting(0 if report.ok else 1, before)
 
 
-def _without_waiting(status: int) -> int:
-    """Exit now if the application left threads running: the verdict is out, and they never end."""
-    import threading
-
-    main = threading.main_thread()
-    if not any(t is not main and not t.daemon for t in threading.enumerate()):
+def _without_waiting(status: int, before: set[threading.Thread]) -> int:
+    """Exit now if the application started threads that never end: the verdict is out."""
+    started = [t for t in threading.enumerate() if t not in before and not t.daemon]
+    if not started:
         return status
     with contextlib.suppress(BrokenPipeError, ValueError):
         sys.stdout.flush()

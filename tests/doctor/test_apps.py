@@ -377,3 +377,23 @@ def test_a_library_a_dependency_loads_is_named_as_unseen(tmp_path: Path) -> None
     unseen = {item["subject"]: item["problem"] for item in data["cannot_see"]}
     assert "loaded by chatops, not by the application's own code" in unseen["requests"]
     assert data["guarded"] == {}
+
+
+def test_an_async_factory_is_awaited(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        """\
+        from fastapi import FastAPI
+        from shadowguard.middleware.asgi import ShadowGuardMiddleware
+
+        async def create_app():
+            app = FastAPI()
+            app.add_middleware(ShadowGuardMiddleware)
+            return app
+        """,
+    )
+    data = report(doctor(tmp_path, "svc:create_app", "--json"))
+    assert data["ok"] is True
+    assert data["factory"] is True
+    assert data["app_kind"] == "fastapi.applications.FastAPI"

@@ -189,3 +189,24 @@ def test_odd_application_objects_do_not_break_doctor(tmp_path: Path) -> None:
         assert subjects(data) == ["middleware"]
     line = one_line_error(doctor(tmp_path, "odd:holder.service"))
     assert "reading 'service' raised RuntimeError: not configured" in line
+
+
+def test_doctor_in_process_leaves_threads_it_did_not_start_alone(tmp_path: Path) -> None:
+    """``main(["doctor"])`` inside a process with its own threads returns; it does not exit."""
+    script = (
+        "import threading, time\n"
+        "from shadowguard._cli import main\n"
+        "worker = threading.Thread(target=time.sleep, args=(1,))\n"
+        "worker.start()\n"
+        "status = main(['doctor'])\n"
+        "print('returned', status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert "returned 0" in result.stdout, result.stdout + result.stderr
