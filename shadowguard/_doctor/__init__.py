@@ -149,7 +149,8 @@ def _middleware(report: Report, loaded: LoadedApp, settings: Settings) -> None:
         report.cannot_see.append(
             Finding(
                 "middleware",
-                "no application object (the module has no app or application): not checked",
+                "no application object (the module has no app, application, create_app or "
+                "make_app): not checked",
                 "name it: shadowguard doctor module:app",
             )
         )

@@ -1,8 +1,10 @@
 """Import the application doctor examines: ``module``, ``module:app`` or a factory.
 
-``module:create_app`` is called when it is a function that needs no argument (and is not
-a WSGI or ASGI callable); ``'module:create_app()'`` always is. The modules the import
-brought in that live outside the interpreter's library folders are the application's own.
+``module:create_app`` is called when it is a function that needs no argument (one taking
+WSGI's or ASGI's arguments is the application itself); ``'module:create_app()'`` always is.
+``module`` alone means its ``app`` or ``application``, else its ``create_app`` or
+``make_app`` factory, as Flask's command looks for them. The modules the import brought in
+that live outside the interpreter's library folders are the application's own.
 """
 
 from __future__ import annotations
