@@ -163,7 +163,8 @@ def _names(modules: Iterable[ModuleType]) -> dict[int, str]:
     names: dict[int, str] = {}
     for module in modules:
         for attribute, value in list(vars(module).items()):
-            names.setdefault(id(value), f"{module.__name__}.{attribute}")
+            if not attribute.startswith("__"):
+                names.setdefault(id(value), f"{module.__name__}.{attribute}")
     return names
 
 
@@ -192,8 +193,9 @@ def live_objects(active: Collection[str], own_modules: Iterable[ModuleType]) -> 
             guarded = kind.guarded(obj, active, proxied)
         except Exception:
             guarded = False
-        holder = proxied.get(id(obj))
-        name = names.get(id(obj)) or names.get(id(holder), "")
+        name = names.get(id(obj), "")
+        if not name and id(obj) in proxied:
+            name = names.get(id(proxied[id(obj)]), "")
         if not name:
             name = f"a {cls.__module__}.{cls.__qualname__} held elsewhere"
         if kind.label == "SQLAlchemy Engine":

@@ -397,3 +397,48 @@ def test_an_async_factory_is_awaited(tmp_path: Path) -> None:
     assert data["ok"] is True
     assert data["factory"] is True
     assert data["app_kind"] == "fastapi.applications.FastAPI"
+
+
+DJANGO_APP = """\
+import django
+from django.conf import settings
+
+settings.configure(
+    DATABASES={{"default": {{"ENGINE": "django.db.backends.postgresql", "NAME": "postgres",
+                           "USER": "postgres", "HOST": "127.0.0.1", "PORT": 5432}}}},
+    MIDDLEWARE=["shadowguard.middleware.django.ShadowGuardMiddleware"],
+    ROOT_URLCONF=__name__,
+)
+django.setup()
+
+from django.core.wsgi import get_wsgi_application
+from django.db import connection
+
+import shadowguard
+
+urlpatterns = []
+connection.ensure_connection()  # opened at import, before install()
+{install}
+application = get_wsgi_application()
+"""
+
+
+def test_a_django_connection_opened_before_install(tmp_path: Path) -> None:
+    write(tmp_path, "bare.py", DJANGO_APP.format(install=""))
+    result = doctor(tmp_path, "bare:application", "--json")
+    data = report(result)
+    assert result.returncode == 1
+    assert data["middleware"] == (
+        "settings.MIDDLEWARE: shadowguard.middleware.django.ShadowGuardMiddleware"
+    )
+    assert sorted(subjects(data)) == ["Django database connection", "django.db"]
+    # django.db.connection is a proxy: the connection itself is held by Django.
+    assert (
+        "postgresql.base.DatabaseWrapper held elsewhere"
+        in data["unguarded"][0]["problem"] + (data["unguarded"][1]["problem"])
+    )
+    # install() guards the connections already open (their execute_wrappers).
+    write(tmp_path, "late.py", DJANGO_APP.format(install="shadowguard.install('django')"))
+    data = report(doctor(tmp_path, "late:application", "--json"))
+    assert data["ok"] is True, data["unguarded"]
+    assert [c["guarded"] for c in data["live_clients"]] == [True]
