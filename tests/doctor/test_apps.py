@@ -183,14 +183,25 @@ def test_raw_channels_outside_side_effect_are_unguarded(tmp_path: Path) -> None:
 
         def ping(host: str) -> None:
             client.HTTPConnection(host).request("POST", "/ping")
+
+
+        def archive(dsn: str) -> None:
+            from psycopg import connect
+
+            with connect(dsn) as conn:
+                conn.execute("insert into archive values (1)")
         """,
     )
     result = doctor(tmp_path, "svc:app", "--json")
     data = report(result)
     assert result.returncode == 1
-    assert sorted(subjects(data)) == ["http.client", "urllib.request"]
+    assert sorted(subjects(data)) == ["http.client", "psycopg", "urllib.request"]
     where = {item["subject"]: item["where"] for item in data["unguarded"]}
-    assert where == {"urllib.request": "svc/jobs.py:10", "http.client": "svc/jobs.py:20"}
+    assert where == {
+        "urllib.request": "svc/jobs.py:10",
+        "http.client": "svc/jobs.py:20",
+        "psycopg": "svc/jobs.py:26",
+    }
     # sqlite3 is used inside @side_effect only: guarded, and still named as unseen.
     assert data["guarded"]["sqlite3"] == "every use is inside @side_effect"
     assert subjects(data, "cannot_see") == ["sqlite3"]
