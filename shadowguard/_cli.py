@@ -3,17 +3,35 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 
 
 def _doctor(args: argparse.Namespace) -> int:
-    from shadowguard._doctor import diagnose, render
+    from shadowguard._doctor import AppError, diagnose, render
 
-    report = diagnose(args.app)
+    before = set(threading.enumerate())
+    try:
+        report = diagnose(args.app)
+    except AppError as exc:
+        print(f"shadowguard doctor: {exc}", file=sys.stderr)
+        return _without_waiting(2, before)
     print(render(report, as_json=args.json))
-    return 0 if report.ok else 1
+    return _without_waiting(0 if report.ok else 1, before)
+
+
+def _without_waiting(status: int, before: set[threading.Thread]) -> int:
+    """Exit now if the application started threads that never end: the verdict is out."""
+    started = [t for t in threading.enumerate() if t not in before and not t.daemon]
+    if not started:
+        return status
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -34,10 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     doctor = commands.add_parser(
         "doctor",
-        help="show settings and integrations; exit 1 if a side-effect library is unguarded",
+        help="check an application: settings, middleware, side-effect libraries and live "
+        "clients; exit 1 if anything found is unguarded, 2 on bad input",
     )
     doctor.add_argument(
-        "app", nargs="?", help="the application to import first, as module or module:attribute"
+        "app",
+        nargs="?",
+        help="the application to import: module, module:app, module:create_app (a factory "
+        "taking no argument is called) or 'module:create_app()'",
     )
     doctor.add_argument("--json", action="store_true", help="print the report as JSON")
     doctor.set_defaults(run=_doctor)
