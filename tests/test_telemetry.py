@@ -344,6 +344,52 @@ def test_suppression_counter_is_exact_across_collections(metric_reader: Any) -> 
     assert counted() == {"suppressed": 4, "blocked": 1, "stubbed": 1}
 
 
+def test_suppressions_from_threads_are_summed_exactly_in_bounded_memory(
+    metric_reader: Any,
+) -> None:
+    """Suppressions wait as one sum per attribute set, however many: exact from 8 threads."""
+    kind = f"test.{uuid.uuid4().hex[:8]}"
+    metric_reader.collect()
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            metric_reader.collect()
+
+    def suppress() -> None:
+        with shadow():
+            for i in range(2_000):
+                record(kind, "t", "op", action=Action.BLOCKED if i % 4 == 0 else Action.SUPPRESSED)
+
+    workers = [threading.Thread(target=suppress) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    # 16,000 suppressions and no collection: two waiting sums, not 16,000 entries.
+    waiting = [
+        n
+        for (_, (n, attributes)) in telemetry._pending_counts.items()
+        if attributes.get("kind") == kind
+    ]
+    assert sorted(waiting) == [4_000, 12_000]
+    collector = threading.Thread(target=collect)
+    collector.start()
+    workers = [threading.Thread(target=suppress) for _ in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    collector.join()
+    counted = {
+        p.attributes["action"]: p.value
+        for p in _points(metric_reader, "shadowguard.suppressed")
+        if p.attributes["kind"] == kind
+    }
+    assert counted == {"suppressed": 24_000, "blocked": 8_000}
+
+
 def test_a_reader_that_stops_collecting_costs_bounded_memory(
     monkeypatch: pytest.MonkeyPatch, metric_reader: Any
 ) -> None:

@@ -23,7 +23,9 @@ def write(folder: Path, name: str, source: str) -> Path:
 
 def doctor(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``python -m shadowguard doctor ARGS`` in ``cwd``, with only our settings in the environment."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("SHADOW", "OTEL_"))}
+    # Django test modules set DJANGO_SETTINGS_MODULE at collection: not the application's.
+    skip = ("SHADOW", "OTEL_", "DJANGO_SETTINGS_MODULE")
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     full_env["PYTHONDONTWRITEBYTECODE"] = "1"
     full_env["PYTHONPATH"] = os.pathsep.join([str(ROOT), full_env.get("PYTHONPATH", "")])
     full_env.update(env)

@@ -70,13 +70,7 @@ def make_fairy_reset(original: Callable[..., None]) -> Callable[..., None]:
         record = self._connection_record
         if record is not None and USED_IN_SHADOW in record.info:
             _on_return(self.dbapi_connection, record.info, terminate_only, asyncio_safe)
-        original(
-            self,
-            pool,
-            transaction_was_reset=transaction_was_reset,
-            terminate_only=terminate_only,
-            asyncio_safe=asyncio_safe,
-        )
+        original(self, pool, transaction_was_reset, terminate_only, asyncio_safe)
 
     return _reset
 

@@ -174,12 +174,13 @@ def make_session_commit(
 ) -> Callable[..., None]:
     """Wrap ``SessionTransaction.commit``: a flush that fails in it is recorded."""
 
-    def commit(self: SessionTransaction, *args: Any, **kwargs: Any) -> None:
+    # SessionTransaction.commit(self, _to_root=False): the same signature, no repacking.
+    def commit(self: SessionTransaction, _to_root: bool = False) -> None:
         if scope_now() is None and not PROCESS.shadow:
-            return original(self, *args, **kwargs)
+            return original(self, _to_root)
         touch(self.session)
         try:
-            return original(self, *args, **kwargs)
+            return original(self, _to_root)
         except sa_exc.StatementError as exc:
             # A flush that fails inside commit(): the commit the primary would have tried.
             if not getattr(exc, _RECORDED, False):
@@ -202,14 +203,16 @@ def make_close_impl(
 ) -> Callable[..., None]:
     """Wrap ``Session._close_impl`` (close, reset, invalidate): it releases the pins."""
 
-    # No pass-through: a Session used in shadow may be closed by primary code.
-    def _close_impl(self: Session, *args: Any, **kwargs: Any) -> None:
+    # No pass-through: a Session used in shadow may be closed by primary code. The
+    # signature is Session._close_impl's; ``_pins.data`` is read rather than the mapping's
+    # own __len__, a Python call on every primary close.
+    def _close_impl(self: Session, invalidate: bool, is_reset: bool = False) -> None:
         if scope_now() is not None or PROCESS.shadow:
             touch(self)
         try:
-            original(self, *args, **kwargs)
+            original(self, invalidate, is_reset)
         finally:
-            if _pins and self in _pins:
+            if _pins.data and self in _pins:
                 release_pins(self)
 
     return _close_impl

@@ -18,6 +18,7 @@ end of scope could give the primary its state back.
 from __future__ import annotations
 
 import functools
+import inspect
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -77,8 +78,17 @@ def _touching(original: Callable[..., Any]) -> Callable[..., Any]:
         touch(self)
         return original(self, *args, **kwargs)
 
-    functools.update_wrapper(touching, original)
-    return mark_wrapped(touching, original)
+    # expunge_all() and expire_all() run on every close: no argument packing for them.
+    def touching_self(self: Session) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self)
+        touch(self)
+        return original(self)
+
+    takes_self_only = list(inspect.signature(original).parameters) == ["self"]
+    wrapper = touching_self if takes_self_only else touching
+    functools.update_wrapper(wrapper, original)
+    return mark_wrapped(wrapper, original)
 
 
 def _make_modified_event(original: Callable[..., None]) -> Callable[..., None]:
