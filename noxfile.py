@@ -78,3 +78,15 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site with warnings as errors."""
     session.install("--group", "docs")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session(python=PYTHONS[-1])
+def soak(session: nox.Session) -> None:
+    """The stateful interleaving tests, with 20 times their CI examples (real peers)."""
+    install_group(session, "test")
+    files = [
+        "tests/integrations/test_sqlalchemy_stateful.py",
+        "tests/integrations/test_http_stateful.py",
+        *session.posargs,
+    ]
+    session.run("pytest", "-p", "no:cacheprovider", *files, env={"SHADOWGUARD_SOAK": "20"})

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
+from tests._soak import examples
 from tests.integrations._sa_backends import Backend, checked_out, core, model
 
 SINK = "sqlalchemy"
@@ -240,7 +241,7 @@ def test_primary_and_shadow_interleaved_over_shared_sessions_and_connections(
     run_state_machine_as_test(
         Worker,
         settings=settings(
-            max_examples=30,
+            max_examples=examples(30),
             stateful_step_count=15,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow],
