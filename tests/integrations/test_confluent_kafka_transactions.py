@@ -165,3 +165,98 @@ async def test_asyncio_transaction_calls_are_recorded_as_kafka_transaction(
     ]
     primary.commit_transaction(10)
     assert kafka_broker.values(topic) == [b"primary-open"]
+
+
+class LazyTransactions:
+    """The application under test: it initialises its producer on first use, once."""
+
+    def __init__(self, producer: Any) -> None:
+        self.producer = producer
+        self.initialised = False
+
+    def transfer(self, topic: str, tag: str) -> None:
+        if not self.initialised:
+            self.producer.init_transactions(10)
+            self.initialised = True
+        self.producer.begin_transaction()
+        self.producer.produce(topic, f"{tag}-1".encode())
+        self.producer.produce(topic, f"{tag}-2".encode())
+        self.producer.commit_transaction(10)
+
+
+@pytest.mark.parametrize("how", ["install", "guard"])
+def test_init_transactions_first_called_in_shadow_is_owed_to_primary(
+    kafka_broker: KafkaBroker, topic: str, how: str
+) -> None:
+    """The first primary transaction runs the init the shadow skipped; nothing is fenced early."""
+    transactional_id = f"tx-{topic}"
+    config = kafka_broker.config(**{"transactional.id": transactional_id})
+    other = open_transaction(kafka_broker, topic, transactional_id)
+    app = LazyTransactions(guarded_producer(how, config))
+    try:
+        with shadow() as scope:
+            app.transfer(topic, "shadow")
+        assert app.initialised
+        other.commit_transaction(10)  # raises if the shadow's init had fenced it
+        app.transfer(topic, "primary")  # raised _STATE before: never initialised
+        with shadow():
+            app.transfer(topic, "shadow-again")
+        app.transfer(topic, "primary-again")
+    finally:
+        guard_module.uninstall()
+    assert scope.suppressed[0].detail["operation"] == "init_transactions"
+    assert kafka_broker.values(topic) == [
+        b"primary-open",
+        b"primary-1",
+        b"primary-2",
+        b"primary-again-1",
+        b"primary-again-2",
+    ]
+
+
+@pytest.mark.usefixtures("installed")
+def test_primary_init_is_not_repeated_after_a_shadow_init(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    """Primary first, shadow second: nothing is owed (a second real init would raise)."""
+    producer = confluent_kafka.Producer(kafka_broker.config(**{"transactional.id": f"tx-{topic}"}))
+    producer.init_transactions(10)
+    with shadow():
+        producer.init_transactions(10)
+    producer.begin_transaction()
+    producer.produce(topic, b"primary")
+    producer.commit_transaction(10)
+    # The primary's own init after a shadow one runs once, for real.
+    late = confluent_kafka.Producer(kafka_broker.config(**{"transactional.id": f"tx2-{topic}"}))
+    with shadow():
+        late.init_transactions(10)
+    late.init_transactions(10)
+    late.begin_transaction()
+    late.produce(topic, b"late")
+    late.commit_transaction(10)
+    assert kafka_broker.values(topic) == [b"primary", b"late"]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_asyncio_init_first_called_in_shadow_is_owed_to_primary(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    from confluent_kafka.aio import AIOProducer
+
+    producer = AIOProducer(
+        kafka_broker.config(**{"transactional.id": f"tx-{topic}"}), buffer_timeout=0
+    )
+    try:
+        with shadow():
+            await producer.init_transactions(10)
+            await producer.begin_transaction()
+            await producer.produce(topic, b"shadow")
+            await producer.commit_transaction(10)
+        await producer.begin_transaction()
+        delivered = await producer.produce(topic, b"primary")
+        await producer.commit_transaction(10)
+        await delivered
+    finally:
+        await producer.close()
+    assert kafka_broker.values(topic) == [b"primary"]
