@@ -236,3 +236,28 @@ def test_delivery_callback_errors_while_the_broker_is_down(broker: Broker) -> No
     guarded.produce(topic, b"after")
     assert guarded.flush(15) == 0
     assert broker.values() == [b"after"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_owed_init_transactions_while_the_broker_is_down(broker: Broker) -> None:
+    """The init a shadow skipped fails in the primary's first call as the client's own would."""
+    topic = broker.topic
+    guarded = confluent_kafka.Producer(broker.peer.config(**{"transactional.id": f"g-{topic}"}))
+    control = CLIENT_TYPE(broker.peer.config(**{"transactional.id": f"c-{topic}"}))
+    broker.stop()
+    with shadow():
+        guarded.init_transactions(2)
+    with pytest.raises(confluent_kafka.KafkaException) as from_guarded:
+        guarded.begin_transaction()  # runs the owed init_transactions(2) first
+    with pytest.raises(confluent_kafka.KafkaException) as from_control:
+        control.init_transactions(2)
+    assert from_guarded.value.args[0].code() == from_control.value.args[0].code()
+    assert from_guarded.value.args[0].retriable() == from_control.value.args[0].retriable()
+    broker.start()
+    for producer, tag in ((guarded, b"guarded"), (control, b"control")):
+        if producer is control:
+            producer.init_transactions(15)
+        producer.begin_transaction()  # the guarded one retries the owed init here
+        producer.produce(topic, tag)
+        producer.commit_transaction(15)
+    assert broker.values() == [b"control", b"guarded"]

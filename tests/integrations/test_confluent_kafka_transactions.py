@@ -6,6 +6,7 @@ transaction still commits, and read_committed consumers see only primary message
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import confluent_kafka
@@ -18,6 +19,8 @@ from tests.integrations._support import guarded_producer
 from tests.peers.kafka import DeliveryReports, KafkaBroker
 
 SINK = "confluent_kafka"
+#: The client's own type, taken before any install().
+CLIENT_TYPE = confluent_kafka.cimpl.Producer
 
 TRANSACTION_CALLS = [
     "init_transactions",
@@ -260,3 +263,65 @@ async def test_asyncio_init_first_called_in_shadow_is_owed_to_primary(
     finally:
         await producer.close()
     assert kafka_broker.values(topic) == [b"primary"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_shadow_transactions_in_a_thread_leave_primary_transactions_alone(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    """One producer, a primary and a shadow thread each running transactions concurrently."""
+    import threading
+
+    producer = confluent_kafka.Producer(kafka_broker.config(**{"transactional.id": f"tx-{topic}"}))
+    app = LazyTransactions(producer)
+    init_lock = threading.Lock()
+    errors: list[BaseException] = []
+
+    def work(tag: str, as_shadow: bool) -> None:
+        try:
+            for i in range(5):
+                with shadow() if as_shadow else contextlib.nullcontext():
+                    with init_lock:  # the application's own: initialise once
+                        if not app.initialised:
+                            producer.init_transactions(10)
+                            app.initialised = True
+                    if as_shadow:
+                        producer.begin_transaction()
+                        producer.produce(topic, f"{tag}-{i}".encode())
+                        producer.abort_transaction(10)
+                        producer.commit_transaction(10)
+                    else:
+                        app.transfer(topic, f"{tag}-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=("shadow", True)),
+        threading.Thread(target=work, args=("primary", False)),
+    ]
+    threads[0].start()  # the shadow thread usually initialises first
+    threads[1].start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors
+    expected = sorted(f"primary-{i}-{n}".encode() for i in range(5) for n in (1, 2))
+    assert sorted(v or b"" for v in kafka_broker.values(topic)) == expected
+
+
+@pytest.mark.usefixtures("installed")
+def test_shadow_mode_process_refuses_unguarded_transactions(
+    kafka_broker: KafkaBroker, topic: str
+) -> None:
+    """SHADOW_MODE=true and a producer of the client's own type: refused, no fencing."""
+    producer = CLIENT_TYPE(kafka_broker.config(**{"transactional.id": f"tx-{topic}"}))
+    primary = open_transaction(kafka_broker, topic, f"tx-{topic}")
+    shadowguard.configure(mode="shadow")
+    try:
+        with pytest.raises(shadowguard.ShadowSideEffectBlocked):
+            producer.init_transactions(10)
+        with pytest.raises(shadowguard.ShadowSideEffectBlocked):
+            producer.produce(topic, b"shadow")
+    finally:
+        shadowguard._config.reset()
+    primary.commit_transaction(10)
+    assert kafka_broker.values(topic) == [b"primary-open"]
