@@ -241,15 +241,18 @@ def test_primary_init_is_not_repeated_after_a_shadow_init(
 
 
 @pytest.mark.asyncio
-@pytest.mark.usefixtures("installed")
+@pytest.mark.parametrize("how", ["install", "guard"])
 async def test_asyncio_init_first_called_in_shadow_is_owed_to_primary(
-    kafka_broker: KafkaBroker, topic: str
+    kafka_broker: KafkaBroker, topic: str, how: str
 ) -> None:
-    from confluent_kafka.aio import AIOProducer
+    from confluent_kafka import aio
 
-    producer = AIOProducer(
-        kafka_broker.config(**{"transactional.id": f"tx-{topic}"}), buffer_timeout=0
-    )
+    config = kafka_broker.config(**{"transactional.id": f"tx-{topic}"})
+    if how == "install":
+        guard_module.install()  # before the class is looked up: else it refuses in shadow
+        producer = aio.AIOProducer(config, buffer_timeout=0)
+    else:
+        producer = guard_module.guard(aio.AIOProducer(config, buffer_timeout=0), config=config)
     try:
         with shadow():
             await producer.init_transactions(10)
@@ -262,6 +265,7 @@ async def test_asyncio_init_first_called_in_shadow_is_owed_to_primary(
         await delivered
     finally:
         await producer.close()
+        guard_module.uninstall()
     assert kafka_broker.values(topic) == [b"primary"]
 
 

@@ -85,9 +85,10 @@ def async_transaction(name: str, reach: Reach) -> Callable[..., Coroutine[Any, A
             outbox: Outbox = self._shadow_outbox
             producer = reach(self)
             owed = outbox.init_owed
-            if name != "init_transactions" and owed is not None:
-                # Not under init_lock: the asyncio producer runs init in a worker thread,
-                # where its inner (guarded) producer takes the lock itself.
+            # An inner guarded producer sharing this outbox pays the debt itself, under
+            # its lock, in the worker thread that runs the call.
+            inner_pays = getattr(getattr(self, "_producer", None), "_shadow_outbox", None) is outbox
+            if name != "init_transactions" and owed is not None and not inner_pays:
                 await producer.init_transactions(*owed[0], **owed[1])
                 _initialised(outbox)
             result = await getattr(producer, name)(*args, **kwargs)
