@@ -126,7 +126,9 @@ def guard_client_type(patches: Patches) -> None:
         )
     client = _CLIENT
     for name in REFUSED + _SERVING:
-        original = client.__dict__[name]
+        original = client.__dict__.get(name)
+        if original is None:  # a method this client version does not have
+            continue
         make = _serving if name in _SERVING else _refusing
         _set_type_method(client, name, make(name, original))
         patches.add(
