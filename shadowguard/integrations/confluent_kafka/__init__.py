@@ -100,7 +100,8 @@ def _apply() -> None:
         from confluent_kafka import aio
 
         _patches.setattr(aio, "AIOProducer", GuardedAIOProducer)
-        _patches.setattr(aio, "AsyncSerializingProducer", GuardedAsyncSerializingProducer)
+        if GuardedAsyncSerializingProducer is not None:
+            _patches.setattr(aio, "AsyncSerializingProducer", GuardedAsyncSerializingProducer)
         _patches.setattr(aio.producer, "AIOProducer", GuardedAIOProducer)
         guard_class_in_place(_patches, AIOProducer)
     guard_client_type(_patches)
