@@ -36,6 +36,12 @@ def topic(kafka_broker: KafkaBroker) -> str:
     return kafka_broker.create_topic()
 
 
+def transactional(kafka_broker: KafkaBroker, topic: str) -> tuple[str, dict[str, Any]]:
+    """The transactional.id the tests of ``topic`` use, and a producer config with it."""
+    transactional_id = f"tx-{topic}"
+    return transactional_id, kafka_broker.config(**{"transactional.id": transactional_id})
+
+
 def open_transaction(kafka_broker: KafkaBroker, topic: str, transactional_id: str) -> Any:
     """A primary producer in the middle of a transaction with one message."""
     primary = confluent_kafka.cimpl.Producer(
@@ -60,8 +66,7 @@ def run_transaction_calls(producer: Any, topic: str) -> None:
 @pytest.mark.usefixtures("installed")
 def test_transactions_never_reach_the_broker(kafka_broker: KafkaBroker, topic: str) -> None:
     """A shadow producer with the primary's transactional.id does not fence the primary."""
-    transactional_id = f"tx-{topic}"
-    config = kafka_broker.config(**{"transactional.id": transactional_id})
+    transactional_id, config = transactional(kafka_broker, topic)
     primary = confluent_kafka.Producer(config)
     primary.init_transactions(10)
     primary.begin_transaction()
@@ -123,8 +128,7 @@ def test_transaction_calls_are_recorded_as_kafka_transaction(
     kafka_broker: KafkaBroker, topic: str, how: str
 ) -> None:
     """Each shadow transaction call: kind kafka.transaction with the transactional_id."""
-    transactional_id = f"tx-{topic}"
-    config = kafka_broker.config(**{"transactional.id": transactional_id})
+    transactional_id, config = transactional(kafka_broker, topic)
     primary = open_transaction(kafka_broker, topic, transactional_id)
     producer = guarded_producer(how, config)
     try:
@@ -192,8 +196,7 @@ def test_init_transactions_first_called_in_shadow_is_owed_to_primary(
     kafka_broker: KafkaBroker, topic: str, how: str
 ) -> None:
     """The first primary transaction runs the init the shadow skipped; nothing is fenced early."""
-    transactional_id = f"tx-{topic}"
-    config = kafka_broker.config(**{"transactional.id": transactional_id})
+    transactional_id, config = transactional(kafka_broker, topic)
     other = open_transaction(kafka_broker, topic, transactional_id)
     app = LazyTransactions(guarded_producer(how, config))
     try:

@@ -18,22 +18,15 @@ from confluent_kafka import SerializingProducer, cimpl
 
 from shadowguard import Kind, ShadowSideEffectBlocked, is_shadow, shadow
 from shadowguard.integrations import confluent_kafka as guard_module
+
+# The asyncio classes as the guard imported them, before any install() (None where absent).
+from shadowguard.integrations.confluent_kafka._asyncio import AIOProducer, AsyncSerializingProducer
 from tests.peers.kafka import DeliveryReports, KafkaBroker
 
 SINK = "confluent_kafka"
 # Taken at import, before any install(): what an application module imported first holds.
 CLIENT_TYPE = cimpl.Producer
 EARLY_SERIALIZING = SerializingProducer
-AIOProducer: Any
-AsyncSerializingProducer: Any
-try:
-    from confluent_kafka.aio import AIOProducer
-except ImportError:  # confluent-kafka before its asyncio producers (2.13)
-    AIOProducer = None
-try:
-    from confluent_kafka.aio import AsyncSerializingProducer
-except ImportError:  # confluent-kafka before 2.16
-    AsyncSerializingProducer = None
 
 
 class EarlyProducer(cimpl.Producer):

@@ -19,13 +19,12 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 import requests
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 import shadowguard
 from shadowguard import integrations
-from tests._soak import examples
+from tests._soak import stateful_settings
 from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
@@ -129,12 +128,4 @@ def test_kept_clients_interleaved(
     Worker.server = http_server
     Worker.clients = kept_clients
     with installing(integrations.load("httpx")), installing(integrations.load("requests")):
-        run_state_machine_as_test(
-            Worker,
-            settings=settings(
-                max_examples=examples(15),
-                stateful_step_count=12,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
-        )
+        run_state_machine_as_test(Worker, settings=stateful_settings(15, steps=12))
