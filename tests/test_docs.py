@@ -21,3 +21,7 @@ def test_docs_build_strict(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert (tmp_path / "site" / "index.html").exists()
     assert (tmp_path / "site" / "integrations" / "sqlalchemy" / "index.html").exists()
+    # The API reference is generated from the docstrings (mkdocstrings), not written by hand.
+    api = (tmp_path / "site" / "api" / "index.html").read_text(encoding="utf-8")
+    for name in ("shadowguard.install", "shadowguard.shadow", "shadowguard.testing"):
+        assert f'id="{name}"' in api, name
