@@ -9,7 +9,10 @@ so ``python``, ``shadowguard``, ``flask``, ``uvicorn`` and ``envoy`` are the one
   connections, and stops it (its whole process group) after the last command.
 - ``pip install ARGS`` is not run (it would change the test environment): the test checks
   instead that ARGS are installed here, ``-e '.[extras]'`` meaning ``shadowguard[extras]``
-  with each extra's requirements. A fresh virtual environment proves the installs themselves.
+  with each extra's requirements; and a command that is a console script (``envoy``,
+  ``uvicorn``, ``flask``, ``shadowguard``) must come with a distribution that an earlier
+  ``pip install`` line of the page brings. A fresh virtual environment proves the installs
+  themselves.
 - The fixed ports of the pages (8001, 8002, 10000, 9901) become free ones, in the commands and
   in the copied Envoy configs, so runs never collide.
 - ``<!-- readme-test: skip REASON -->`` right before a block skips it (the reason is required).
@@ -38,6 +41,7 @@ from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.peers.uvicorn import clean_env
 
@@ -106,6 +110,35 @@ def missing(requirement: str) -> list[str]:
     return lacking
 
 
+def brought_by(requirements: list[str]) -> set[str]:
+    """The distributions ``pip install REQUIREMENTS`` installs: them and their dependencies."""
+    brought: set[str] = set()
+    seen: set[tuple[str, frozenset[str]]] = set()
+    todo = [Requirement(r) for r in requirements]
+    while todo:
+        req = todo.pop()
+        key = (canonicalize_name(req.name), frozenset(req.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        brought.add(key[0])
+        for text in metadata.distribution(req.name).requires or []:
+            sub = Requirement(text)
+            extras = ["", *req.extras]
+            if sub.marker is None or any(sub.marker.evaluate({"extra": e}) for e in extras):
+                todo.append(sub)
+    return brought
+
+
+def _console_scripts() -> dict[str, str]:
+    """Command name -> the distribution whose console script it is."""
+    return {
+        ep.name: canonicalize_name(ep.dist.name)
+        for ep in metadata.entry_points(group="console_scripts")
+        if ep.dist is not None
+    }
+
+
 def pip_requirements(args: str) -> list[str]:
     """The requirements of ``pip install ARGS`` (``.`` is this project, shadowguard)."""
     found = []
@@ -125,23 +158,43 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _command(line: str) -> str:
+    """The command a shell line runs (after any ``NAME=value`` assignments)."""
+    return next((w for w in shlex.split(line, comments=True) if "=" not in w), "")
+
+
 def script(lines: list[str], ports: dict[int, int]) -> str:
-    """The bash script for ``lines``: pip lines checked beforehand, servers backgrounded."""
+    """The bash script for ``lines``: pip lines checked instead of run, servers backgrounded.
+
+    A command that is a console script (``flask``, ``uvicorn``, ``envoy``, ``shadowguard``)
+    must come with a distribution an earlier ``pip install`` line of the page installs.
+    """
     body = [PROLOGUE]
+    scripts = _console_scripts()
+    brought: set[str] = set()
     for line in lines:
         for old, new in ports.items():
             line = re.sub(rf"\b{old}\b", str(new), line)
+        shown = f"echo {shlex.quote('$ ' + line.strip())}"
         pip = _PIP.match(line)
-        server = _SERVER.search(line)
         if pip:
-            lacking = [m for r in pip_requirements(pip["args"]) for m in missing(r)]
+            wanted = pip_requirements(pip["args"])
+            lacking = [m for r in wanted for m in missing(r)]
             assert not lacking, f"`{line.strip()}` installs what this environment lacks: {lacking}"
-            body.append(f"echo {shlex.quote('$ ' + line.strip())}")
-        elif server:
+            brought |= brought_by(wanted)
+            body.append(shown)
+            continue
+        command = _command(line)
+        if command in scripts:
+            assert scripts[command] in brought, (
+                f"`{command}` comes with {scripts[command]}, which no `pip install` line "
+                f"before it installs: {line.strip()}"
+            )
+        server = _SERVER.search(line)
+        if server:
             body.append(f"sg_serve {server['port']} {shlex.quote(line)}")
         else:
-            body.append(f"echo {shlex.quote('$ ' + line.strip())}")
-            body.append(line)
+            body += [shown, line]
     return "\n".join(body) + "\n"
 
 
