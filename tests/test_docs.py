@@ -50,6 +50,13 @@ def test_links_into_the_repository_name_files_that_exist() -> None:
                 continue
             links += 1
             assert url.startswith(source + "/"), f"{page.name}: {url} is not under {source}"
-            path = re.sub(r"^/(?:blob|tree)/main/", "", url[len(source) :]).split("#")[0]
+            path = re.sub(r"^/(?:blob|tree)/main/?", "", url[len(source) :]).split("#")[0]
             assert (ROOT / path).exists(), f"{page.name}: {url} names a missing file {path}"
     assert links >= 5  # docs/install.md and docs/index.md link every example README
+
+
+def test_readme_links_work_on_a_package_index_page() -> None:
+    """README.md is the package's long description: a relative link breaks on the index page."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    relative = [u for u in re.findall(r"\]\(([^)\s]+)\)", text) if "://" not in u]
+    assert relative == [], "use the repository URL ([project.urls] Source) instead"
