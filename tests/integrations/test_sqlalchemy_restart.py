@@ -47,7 +47,7 @@ def _orm(engine: Engine, i: int, side: str) -> None:
 
 def _core(engine: Engine, i: int, side: str) -> None:
     with engine.connect() as conn:
-        conn.execute(insert(Order.__table__).values(id=i, side=side))
+        conn.execute(insert(Order).values(id=i, side=side))
         conn.commit()
 
 
@@ -93,7 +93,7 @@ class Traffic:
 
 def _stored(engine: Engine) -> list[tuple[int, str]]:
     with engine.connect() as conn:
-        return [tuple(row) for row in conn.execute(select(Order.id, Order.side))]
+        return [(row.id, row.side) for row in conn.execute(select(Order.id, Order.side))]
 
 
 def _is_disconnect(exc: BaseException) -> bool:
