@@ -21,8 +21,13 @@ from tests.peers.processes import stop_process
 
 
 def clean_env(**extra: str) -> dict[str, str]:
-    """This process's environment without shadowguard and OpenTelemetry settings, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHADOW", "OTEL_"))}
+    """This process's environment without shadowguard and OpenTelemetry settings, plus ``extra``.
+
+    ``DJANGO_SETTINGS_MODULE`` goes too: the Django test modules set it at collection, and a
+    service started here must read its own.
+    """
+    skip = ("SHADOW", "OTEL_", "DJANGO_SETTINGS_MODULE")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(skip)}
     env.update(extra)
     return env
 
