@@ -14,7 +14,7 @@ import django
 
 django.setup()
 
-from django.db import OperationalError, connections, transaction  # noqa: E402
+from django.db import DatabaseError, OperationalError, connections, transaction  # noqa: E402
 
 from shadowguard import shadow  # noqa: E402
 from shadowguard.integrations.django import ShadowTransactions  # noqa: E402
@@ -126,3 +126,20 @@ def test_mariadb_session_bounds_are_set_and_put_back(mariadb: MariaRows) -> None
         primary.close()
     assert maria_bounds() == defaults
     assert mariadb.orders() == ["M-1"]
+
+
+def test_a_hung_shadow_is_cut_off_and_the_primary_goes_on(rows: Rows) -> None:
+    """Past the idle bound PostgreSQL ends the shadow's session; the next primary reconnects."""
+    import shadowguard
+
+    shadowguard.configure(db_idle_timeout_ms=300)
+    try:
+        with shadow(), ShadowTransactions(["default"]):
+            Order.objects.create(ref="H-1")
+            time.sleep(1)  # a hung shadow handler, its transaction open
+            with pytest.raises(DatabaseError, match="idle-in-transaction"):
+                Order.objects.create(ref="H-2")
+    finally:
+        shadowguard._config.reset()
+    Order.objects.create(ref="H-3")
+    assert rows.postgres() == ["H-3"]

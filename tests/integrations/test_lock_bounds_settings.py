@@ -34,7 +34,9 @@ def test_environment_values(raw: str, ms: int | None) -> None:
 
 
 @pytest.mark.parametrize("raw", ["", "0", "0ms", "-5", "1.5s", "5m", "100 us", "2147483648", "on"])
-@pytest.mark.parametrize("name", [ENV_DB_LOCK_TIMEOUT, ENV_DB_STATEMENT_TIMEOUT, ENV_DB_IDLE_TIMEOUT])
+@pytest.mark.parametrize(
+    "name", [ENV_DB_LOCK_TIMEOUT, ENV_DB_STATEMENT_TIMEOUT, ENV_DB_IDLE_TIMEOUT]
+)
 def test_bad_environment_values_name_the_variable_and_accepted_values(name: str, raw: str) -> None:
     with pytest.raises(ConfigError, match=rf"^{name}=.* accepted values are .*off for no bound"):
         Settings.from_env({name: raw})

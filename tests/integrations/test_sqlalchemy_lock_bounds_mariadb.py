@@ -7,6 +7,7 @@ values back when the scope ends or the connection returns to the pool.
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -112,3 +113,47 @@ def test_a_shadow_insert_of_a_key_the_primary_holds_fails_within_a_second(
         assert cursor.fetchall() == ((1, "primary"),)
     with engine.connect() as c:
         assert variables(c) == server_defaults(oracle)
+
+
+def test_a_hung_shadow_holding_a_lock_releases_the_waiting_primary(
+    maria: tuple[Engine, str, Any], mariadb_database: str
+) -> None:
+    """The shadow locks a row and hangs: MariaDB ends it after the idle bound (1 s here)."""
+    engine, t, oracle = maria
+    with oracle.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {t} (id, name) VALUES (1, 'before')")
+    shadowguard.configure(db_idle_timeout_ms=1000)
+    locked = threading.Event()
+    errors: list[BaseException] = []
+
+    def shadow_work() -> None:
+        with shadowguard.shadow(), engine.connect() as c:
+            c.execute(text(f"UPDATE {t} SET name = 'shadow' WHERE id = 1"))
+            locked.set()
+            time.sleep(4)  # a hung shadow handler, its transaction open
+            try:
+                c.execute(text("SELECT 1"))
+            except DBAPIError as exc:  # the server closed the connection
+                errors.append(exc)
+
+    shadow = threading.Thread(target=shadow_work)
+    shadow.start()
+    try:
+        assert locked.wait(5)
+        primary = mysql_connect(mariadb_database)
+        try:
+            with primary.cursor() as cursor:
+                cursor.execute("SET SESSION innodb_lock_wait_timeout = 30")
+                started = time.monotonic()
+                cursor.execute(f"UPDATE {t} SET name = 'primary' WHERE id = 1")
+                waited = time.monotonic() - started
+        finally:
+            primary.close()
+    finally:
+        shadow.join()
+        shadowguard._config.reset()
+    assert waited < 2.5, f"the primary waited {waited:.3f} s"
+    assert errors, "the shadow's connection outlived the idle bound"
+    with oracle.cursor() as cursor:
+        cursor.execute(f"SELECT name FROM {t}")
+        assert cursor.fetchall() == (("primary",),)
