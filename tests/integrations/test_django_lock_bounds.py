@@ -109,7 +109,7 @@ def maria_bounds() -> tuple[float, ...]:
 
 
 def test_mariadb_session_bounds_are_set_and_put_back(mariadb: MariaRows) -> None:
-    defaults = tuple(float(x) for x in mariadb.execute(f"SELECT {MARIA_BOUNDS}")[0])
+    defaults = tuple(float(str(x)) for x in mariadb.execute(f"SELECT {MARIA_BOUNDS}")[0])
     primary = mysql_connect(mariadb.database)
     primary.autocommit(False)
     try:

@@ -21,7 +21,11 @@ __all__ = ["bound", "unbound"]
 
 def bound(connection: BaseDatabaseWrapper) -> dict[str, str] | None:
     """Set the bounds; returns what :func:`unbound` puts back (MariaDB/MySQL), or None."""
-    if len(connection.atomic_blocks) != 1 or connection.connection is None:
+    if (
+        connection.vendor not in ("postgresql", "mysql")
+        or len(connection.atomic_blocks) != 1
+        or connection.connection is None
+    ):
         return None
     # The driver's cursor: these statements are shadowguard's, not the shadow's.
     cursor = connection.connection.cursor()
@@ -37,7 +41,7 @@ def bound(connection: BaseDatabaseWrapper) -> dict[str, str] | None:
             if before is not None:
                 _db_bounds.mysql_set(cursor, mariadb)
             return before
-        return None
+        return None  # pragma: no cover - only the vendors above get here
     finally:
         cursor.close()
 
