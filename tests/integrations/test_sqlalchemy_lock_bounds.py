@@ -292,3 +292,36 @@ def test_a_primary_transaction_the_shadow_joins_is_not_bounded(pg: Backend) -> N
             assert shown(c) == defaults
         c.commit()
     assert pg.ids() == [5]
+
+
+def test_a_session_savepoint_that_times_out_lets_the_shadow_go_on(pg: Backend) -> None:
+    """``begin_nested()`` in a shadow Session: the timeout undoes the savepoint only."""
+    primary = primary_holding(pg, f"INSERT INTO {pg.table} (id) VALUES (1)")
+    Row = model(pg.table)
+    engine = pg.engine()
+    try:
+        with shadowguard.shadow(), Session(engine) as session:
+            started = time.monotonic()
+            with pytest.raises(DBAPIError, match="lock timeout"), session.begin_nested():
+                session.add(Row(id=1))
+            assert time.monotonic() - started < 0.6
+            session.add(Row(id=2))
+            session.commit()
+            assert session.get(Row, 2) is not None
+        primary.rollback()
+    finally:
+        primary.close()
+    assert pg.count() == 0
+
+
+def test_a_whole_shadow_process_is_bounded_too(pg: Backend, bounds: Any) -> None:
+    """``SHADOW_MODE=true``: no scope, every transaction is the shadow's."""
+    bounds(mode="shadow")
+    engine = pg.engine(pool_size=1, max_overflow=0)
+    with engine.begin() as c:
+        assert shown(c)["lock_timeout"] == "100ms"
+        c.execute(text(f"INSERT INTO {pg.table} (id) VALUES (1)"))
+    _config.reset()
+    with engine.connect() as c:
+        assert shown(c) == server_defaults(pg)
+    assert pg.count() == 0
