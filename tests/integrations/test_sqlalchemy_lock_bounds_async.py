@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import psycopg
@@ -48,3 +49,27 @@ async def test_async_shadow_insert_of_a_held_key_fails_fast_and_bounds_do_not_le
         primary.close()
         await engine.dispose()
     assert pg.oracle(f"SELECT name FROM {pg.table}") == [("primary",)]
+
+
+async def test_a_forgotten_async_shadow_transaction_ends_with_the_scope(
+    pg: Backend, driver: str
+) -> None:
+    """Not at the pool's check-in: its backend is gone (dropped) by the time the scope ended."""
+    engine = create_async_engine(pg.url.replace("+psycopg", f"+{driver}"))
+    try:
+        with shadowguard.shadow():
+            kept = await engine.connect()
+            await kept.execute(text(f"INSERT INTO {pg.table} (id) VALUES (1)"))
+            pid = (await kept.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+        deadline = time.monotonic() + 0.5  # measured: gone within 30 ms
+        while time.monotonic() < deadline:
+            state = pg.oracle(f"SELECT state FROM pg_stat_activity WHERE pid = {pid}")
+            if not state or state[0][0] != "idle in transaction":
+                break
+            await asyncio.sleep(0.02)
+        assert not state or state[0][0] == "idle", state
+        assert pg.oracle(f"SELECT count(*) FROM pg_locks WHERE pid = {pid}")[0][0] == 0
+        await kept.close()
+    finally:
+        await engine.dispose()
+    assert pg.count() == 0
