@@ -76,6 +76,13 @@ def test_a_shadow_insert_of_a_key_the_primary_holds_fails_fast(rows: Rows) -> No
     assert shown() == defaults
 
 
+def test_a_shadow_set_of_a_bound_is_undone_with_the_transaction(rows: Rows) -> None:
+    defaults = shown()
+    with shadow(), ShadowTransactions(["default"]), connections["default"].cursor() as cursor:
+        cursor.execute("SET statement_timeout = '42s'")
+    assert shown() == defaults
+
+
 def test_a_statement_longer_than_the_bound_is_cancelled(rows: Rows) -> None:
     import shadowguard
 
@@ -118,9 +125,15 @@ def test_mariadb_session_bounds_are_set_and_put_back(mariadb: MariaRows) -> None
         with shadow(), ShadowTransactions([MARIADB]):
             assert maria_bounds() == (1.0, 5.0, 5.0)
             started = time.monotonic()
-            with pytest.raises(OperationalError, match="Lock wait timeout"):
+            with (
+                pytest.raises(OperationalError, match="Lock wait timeout"),
+                transaction.atomic(using=MARIADB),
+            ):
                 Order.objects.using(MARIADB).create(ref="M-1")
             assert time.monotonic() - started < 2.0
+            with connections[MARIADB].cursor() as cursor:
+                # Not transactional on MariaDB: put back with the bounds all the same.
+                cursor.execute("SET SESSION innodb_lock_wait_timeout = 77")
         primary.commit()
     finally:
         primary.close()

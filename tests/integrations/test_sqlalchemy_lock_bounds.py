@@ -252,16 +252,32 @@ def test_the_primary_gets_the_pooled_connection_back_with_server_defaults(pg: Ba
     assert pg.ids() == [4]
 
 
-def test_a_shadow_session_level_set_of_a_bound_is_put_back(pg: Backend) -> None:
-    """Shadow code may loosen its own bound (documented); the primary never sees it."""
+@pytest.mark.parametrize(
+    "loosen",
+    [
+        "SET statement_timeout = '42s'",
+        "SET LOCAL lock_timeout = 0",
+        "SELECT set_config('idle_in_transaction_session_timeout', '0', false)",
+        "RESET ALL",
+    ],
+)
+def test_shadow_code_cannot_lift_its_bounds_and_the_primary_never_sees_its_set(
+    pg: Backend, loosen: str
+) -> None:
+    """The bounds are set again before the next statement; a session SET is put back."""
     engine = pg.engine(pool_size=1, max_overflow=0)
     defaults = server_defaults(pg)
+    bounded = {
+        "lock_timeout": "100ms",
+        "statement_timeout": "5s",
+        "idle_in_transaction_session_timeout": "5s",
+    }
     with shadowguard.shadow(), engine.connect() as c:
         c.execute(text("SELECT 1"))
-        c.execute(text("SET statement_timeout = '42s'"))
-        assert shown(c)["statement_timeout"] == "42s"
+        c.execute(text(loosen))
+        assert shown(c) == bounded
         c.commit()
-        c.execute(text("SET lock_timeout = '7s'"))
+        assert shown(c) == bounded  # a new transaction
     with engine.connect() as c:
         assert shown(c) == defaults
 

@@ -25,7 +25,7 @@ from sqlalchemy.util import concurrency
 from shadowguard._statements import READ, TXN, UNKNOWN, WRITE
 from shadowguard.contract import Kind, refuse, scope_now
 from shadowguard.integrations.sqlalchemy import _pg_state as pg_state
-from shadowguard.integrations.sqlalchemy._bounds import bound_transaction
+from shadowguard.integrations.sqlalchemy._bounds import bound_transaction, rebound_after
 from shadowguard.integrations.sqlalchemy._pool import (
     MYSQL_BOUNDS,
     PENDING_WRITES,
@@ -122,6 +122,8 @@ def note_statement(
         info[SHADOW_SCOPE] = root
     if not autocommit and not info.get(PRIMARY_SAVEPOINT) and began_in_shadow(conn):
         bound_transaction(conn, info)
+        if kind != READ or "set_config" in statement.lower():
+            rebound_after(conn, statement)
     snapshot = info.get(PG_SNAPSHOT)
     if snapshot is not None:
         pg_state.note_custom_settings(
