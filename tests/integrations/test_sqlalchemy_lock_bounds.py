@@ -341,3 +341,19 @@ def test_a_whole_shadow_process_is_bounded_too(pg: Backend, bounds: Any) -> None
     with engine.connect() as c:
         assert shown(c) == server_defaults(pg)
     assert pg.count() == 0
+
+
+def test_lock_table_as_the_first_statement_is_bounded(pg: Backend) -> None:
+    primary = primary_holding(pg, f"LOCK TABLE {pg.table} IN ACCESS EXCLUSIVE MODE")
+    engine = pg.engine()
+    try:
+        started = time.monotonic()
+        with (
+            shadowguard.shadow(),
+            pytest.raises(DBAPIError, match="lock timeout"),
+            engine.begin() as c,
+        ):
+            c.execute(text(f"LOCK TABLE {pg.table} IN SHARE MODE"))
+        assert time.monotonic() - started < 0.6
+    finally:
+        primary.close()

@@ -27,7 +27,9 @@ __all__ = ["bound_transaction", "rebound_after"]
 _BOUNDED = "_shadowguard_bounded_transaction"
 # A shadow statement that may change a bound (SET, SET LOCAL, set_config, RESET ALL).
 _BOUND_NAMES = re.compile(
-    r"\b(?:lock_timeout|statement_timeout|idle_in_transaction_session_timeout|all)\b", re.I
+    r"\b(?:lock_timeout|statement_timeout|idle_in_transaction_session_timeout)\b"
+    r"|\breset\s+all\b",
+    re.I,
 )
 
 

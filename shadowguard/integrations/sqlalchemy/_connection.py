@@ -120,7 +120,13 @@ def note_statement(
         if in_primary_transaction and not autocommit:
             _open_savepoint(conn, info)
         info[SHADOW_SCOPE] = root
-    if not autocommit and not info.get(PRIMARY_SAVEPOINT) and began_in_shadow(conn):
+    if (
+        not autocommit
+        # Not before ROLLBACK TO / RELEASE: they may run in a transaction an error aborted.
+        and verb not in ("ROLLBACK", "RELEASE")
+        and not info.get(PRIMARY_SAVEPOINT)
+        and began_in_shadow(conn)
+    ):
         bound_transaction(conn, info)
         if kind != READ or "set_config" in statement.lower():
             rebound_after(conn, statement)
