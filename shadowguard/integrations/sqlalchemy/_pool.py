@@ -3,7 +3,8 @@
 A connection used in shadow carries notes in its pool record's ``info`` (the keys below,
 written by :mod:`._connection`). When it goes back to the pool it is rolled back and, on
 PostgreSQL, its session state is put back as it was before shadow traffic first used it
-(on MariaDB/MySQL, the session variables of the shadow's lock bounds); a connection that cannot be restored is discarded by the pool.
+(on MariaDB/MySQL, the session variables of the shadow's lock bounds); a connection that
+cannot be restored is discarded by the pool.
 """
 
 from __future__ import annotations
