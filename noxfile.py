@@ -1,11 +1,18 @@
-"""Developer and CI tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``docs``."""
+"""Developer and CI tasks: ``nox -s tests``, ``lint``, ``typecheck``, ``bench``, ``docs``, ``compat``."""
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import nox
+from packaging.requirements import Requirement
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - nox itself run by Python 3.10
+    import tomli as tomllib
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests", "lint", "typecheck"]
@@ -78,3 +85,74 @@ def docs(session: nox.Session) -> None:
     """Build the documentation site with warnings as errors."""
     session.install("--group", "docs")
     session.run("mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+@nox.session(python=PYTHONS[-1])
+def soak(session: nox.Session) -> None:
+    """The stateful interleaving tests, with 20 times their CI examples (real peers)."""
+    install_group(session, "test")
+    files = [
+        "tests/integrations/test_sqlalchemy_stateful.py",
+        "tests/integrations/test_http_stateful.py",
+        *session.posargs,
+    ]
+    session.run("pytest", "-p", "no:cacheprovider", *files, env={"SHADOWGUARD_SOAK": "20"})
+
+
+#: Where the lowest declared version cannot run on a Python at all (no wheel, or it does not
+#: import), the lowest that can: the compat session pins that one instead, on that Python.
+COMPAT_FLOORS: dict[str, dict[str, str]] = {}
+#: Packages released in lockstep with a pinned one: pinned to the same version.
+COMPAT_LOCKSTEP = {"opentelemetry-api": ("opentelemetry-sdk",)}
+
+
+def lowest_pins(python: str) -> list[str]:
+    """``name==X`` for every ``name>=X`` in the dependencies and extras of pyproject.toml.
+
+    Extras asked for anywhere (``sqlalchemy[asyncio]``, the test group's
+    ``confluent-kafka[json]``) are kept, so the pinned packages bring what the tests need.
+    """
+    project = tomllib.loads(Path("pyproject.toml").read_text())
+    declared = list(project["project"]["dependencies"])
+    for extra in project["project"]["optional-dependencies"].values():
+        declared += extra
+    extras: dict[str, set[str]] = {}
+    lowest: dict[str, str] = {}
+    test_group = [r for r in project["dependency-groups"]["test"] if isinstance(r, str)]
+    for text in declared + test_group:
+        requirement = Requirement(text)
+        name = requirement.name.lower()
+        if name == "shadowguard":
+            continue
+        extras.setdefault(name, set()).update(requirement.extras)
+        if text in declared:
+            for spec in requirement.specifier:
+                if spec.operator == ">=":
+                    lowest[name] = spec.version
+    lowest.update(COMPAT_FLOORS.get(python, {}))
+    for name, followers in COMPAT_LOCKSTEP.items():
+        for follower in followers:
+            if name in lowest:
+                lowest[follower] = lowest[name]
+    pins = []
+    for name, version in sorted(lowest.items()):
+        wanted = f"[{','.join(sorted(extras.get(name, ())))}]" if extras.get(name) else ""
+        pins.append(f"{name}{wanted}=={version}")
+    return pins
+
+
+@nox.session(python=PYTHONS)
+def compat(session: nox.Session) -> None:
+    """tests/integrations against the lowest version of every dependency pyproject declares.
+
+    Not a default session: it reinstalls old releases over the test group (pip warns about
+    the test group's own newer pins; the run is what counts). 3 to 6 minutes of tests, so
+    neither a default session nor part of ``.ci/run``.
+    """
+    install_group(session, "test")
+    session.install(*lowest_pins(str(session.python)))
+    session.run(
+        "pytest",
+        *(session.posargs or ["-p", "no:cacheprovider", "-q", "tests/integrations"]),
+        env={"PYTHONHASHSEED": "0"},
+    )

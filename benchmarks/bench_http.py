@@ -81,14 +81,7 @@ def _bench_httpx(h: Harness, url: str) -> None:
         plain, guarded = httpx.Client(), httpx.Client()
         # Bound to the unpatched method: exactly the path without shadowguard.
         vars(plain)["_transport_for_url"] = types.MethodType(original, plain)
-        plain.get(url)
-        guarded.get(url)
-        h.compare(
-            "httpx GET loopback, primary: guarded vs unguarded",
-            lambda: plain.get(url),
-            lambda: guarded.get(url),
-            target_ratio=1.03,
-        )
+        _compare_primary_get(h, "httpx", plain, guarded, url)
         mock = httpx.MockTransport(lambda request: httpx.Response(200))
         plain_mock, guarded_mock = httpx.Client(transport=mock), httpx.Client(transport=mock)
         vars(plain_mock)["_transport_for_url"] = types.MethodType(original, plain_mock)
@@ -109,6 +102,18 @@ def _bench_httpx(h: Harness, url: str) -> None:
             client.close()
     finally:
         sink.uninstall()
+
+
+def _compare_primary_get(h: Harness, library: str, plain: Any, guarded: Any, url: str) -> None:
+    """A primary GET over loopback, guarded client against the unguarded one."""
+    plain.get(url)  # both connections open before timing
+    guarded.get(url)
+    h.compare(
+        f"{library} GET loopback, primary: guarded vs unguarded",
+        lambda: plain.get(url),
+        lambda: guarded.get(url),
+        target_ratio=1.03,
+    )
 
 
 def _compare_stubbed_post(h: Harness, library: str, plain: Any, guarded: Any, url: str) -> None:
@@ -145,14 +150,7 @@ def _bench_requests(h: Harness, url: str) -> None:
         for adapter in plain.adapters.values():
             pools: Any = adapter.poolmanager.pool_classes_by_scheme  # type: ignore[attr-defined]
             pools["http"] = UnguardedPool
-        plain.get(url)
-        guarded.get(url)
-        h.compare(
-            "requests GET loopback, primary: guarded vs unguarded",
-            lambda: plain.get(url),
-            lambda: guarded.get(url),
-            target_ratio=1.03,
-        )
+        _compare_primary_get(h, "requests", plain, guarded, url)
         _compare_stubbed_post(h, "requests", plain, guarded, url)
         plain.close()
         guarded.close()

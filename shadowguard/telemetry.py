@@ -65,7 +65,7 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 
-#: Measurements held for the next collection, at most; past it they are recorded
+#: Request durations held for the next collection, at most; past it they are recorded
 #: directly (exact, at the SDK's price): a reader that stops collecting costs no more memory.
 MAX_PENDING = 1 << 16
 #: Attribute sets kept ready-made, at most (the SDK's default cardinality limit).

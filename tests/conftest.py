@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.peers.kafka",
     "tests.peers.mariadb",
     "tests.peers.postgres",
+    "tests.peers.postgres_cluster",
     "tests.peers.smtp",
 ]
 

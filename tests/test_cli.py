@@ -9,6 +9,7 @@ import sys
 import pytest
 
 import shadowguard
+from tests._malformed import MALFORMED_SETTINGS
 
 
 def _run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -29,14 +30,7 @@ def test_version() -> None:
     assert result.stdout.strip() == f"shadowguard {shadowguard.__version__}"
 
 
-@pytest.mark.parametrize(
-    ("env", "named"),
-    [
-        ({"SHADOW_MODE": "maybe"}, "SHADOW_MODE"),
-        ({"SHADOWGUARD_MARKER_SECRET": "s3cret\n"}, "SHADOWGUARD_MARKER_SECRET"),
-        ({"SHADOWGUARD_MAX_SUPPRESSIONS": "lots"}, "SHADOWGUARD_MAX_SUPPRESSIONS"),
-    ],
-)
+@pytest.mark.parametrize(("env", "named"), MALFORMED_SETTINGS)
 def test_demo_with_a_malformed_setting_exits_2_with_one_clear_line(
     env: dict[str, str], named: str
 ) -> None:

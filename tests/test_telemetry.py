@@ -293,31 +293,39 @@ def test_request_histogram_is_exact_across_collections(
     _assert_exact(metric_reader, served)  # a collection with nothing new changes nothing
 
 
+def _in_threads(target: Any, n: int, collecting: Any = None) -> None:
+    """Run ``target`` in ``n`` threads at once; ``collecting``: a reader collects meanwhile."""
+    stop = threading.Event()
+
+    def collect() -> None:
+        while not stop.is_set():
+            collecting.collect()
+
+    collector = threading.Thread(target=collect) if collecting is not None else None
+    if collector is not None:
+        collector.start()
+    workers = [threading.Thread(target=target) for _ in range(n)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    stop.set()
+    if collector is not None:
+        collector.join()
+
+
 def test_requests_from_threads_stay_exact_while_collecting(
     monkeypatch: pytest.MonkeyPatch, metric_reader: Any
 ) -> None:
     """Eight threads serve while another collects again and again: no request lost or doubled."""
     prefix = f"/{uuid.uuid4().hex[:8]}"
     app = _wsgi_app(Clock(), prefix)  # the real clock: only counts are compared
-    stop = threading.Event()
-
-    def collect() -> None:
-        while not stop.is_set():
-            metric_reader.collect()
 
     def serve() -> None:
         for i in range(300):
             _wsgi_request(app, "/orders/1", 0.00390625, shadow=i % 3 == 0)
 
-    collector = threading.Thread(target=collect)
-    collector.start()
-    workers = [threading.Thread(target=serve) for _ in range(8)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    stop.set()
-    collector.join()
+    _in_threads(serve, 8, collecting=metric_reader)
     points = _histograms(metric_reader, {prefix + "/orders/{id}"})
     counts = {series[0]: point.count for series, point in points.items()}
     assert counts == {True: 8 * 100, False: 8 * 200}
@@ -350,22 +358,13 @@ def test_suppressions_from_threads_are_summed_exactly_in_bounded_memory(
     """Suppressions wait as one sum per attribute set, however many: exact from 8 threads."""
     kind = f"test.{uuid.uuid4().hex[:8]}"
     metric_reader.collect()
-    stop = threading.Event()
-
-    def collect() -> None:
-        while not stop.is_set():
-            metric_reader.collect()
 
     def suppress() -> None:
         with shadow():
             for i in range(2_000):
                 record(kind, "t", "op", action=Action.BLOCKED if i % 4 == 0 else Action.SUPPRESSED)
 
-    workers = [threading.Thread(target=suppress) for _ in range(8)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
+    _in_threads(suppress, 8)
     # 16,000 suppressions and no collection: two waiting sums, not 16,000 entries.
     waiting = [
         n
@@ -373,15 +372,7 @@ def test_suppressions_from_threads_are_summed_exactly_in_bounded_memory(
         if attributes.get("kind") == kind
     ]
     assert sorted(waiting) == [4_000, 12_000]
-    collector = threading.Thread(target=collect)
-    collector.start()
-    workers = [threading.Thread(target=suppress) for _ in range(8)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    stop.set()
-    collector.join()
+    _in_threads(suppress, 8, collecting=metric_reader)
     counted = {
         p.attributes["action"]: p.value
         for p in _points(metric_reader, "shadowguard.suppressed")

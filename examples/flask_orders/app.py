@@ -5,7 +5,8 @@ API. Mirrored (shadow) requests run the same code: shadowguard's SQLAlchemy guar
 write back, and the event and the shipping call, marked ``@side_effect``, are skipped.
 
     pip install 'shadowguard[flask,sqlalchemy]'
-    ORDERS_DATABASE_URL=sqlite:///orders.db flask --app examples/flask_orders/app.py run -p 8001
+    cd examples/flask_orders
+    ORDERS_DATABASE_URL=sqlite:///orders.db flask --app app run -p 8001
 """
 
 from __future__ import annotations

@@ -232,7 +232,7 @@ class ShadowGuardMiddleware:
         return response
 
     def _shadow(
-        self, environ: dict[str, Any], start_response: StartResponse, signal: str
+        self, environ: dict[str, Any], start_response: StartResponse, signal: str | None
     ) -> Iterable[bytes]:
         request_scope = RequestScope(f"request:{signal}")
         response = _ShadowResponse(environ, self.route_of, start_response, request_scope)

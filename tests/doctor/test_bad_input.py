@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._malformed import MALFORMED_SETTINGS
 from tests.doctor._run import ROOT, doctor, one_line_error, report, subjects, write
 
 FASTAPI_GUARDED = """\
@@ -30,14 +31,7 @@ def test_without_an_application_only_settings_are_checked_and_it_says_so(tmp_pat
     assert "ok:" not in data["verdict"]
 
 
-@pytest.mark.parametrize(
-    ("env", "named"),
-    [
-        ({"SHADOW_MODE": "ture"}, "SHADOW_MODE='ture' is not valid"),
-        ({"SHADOWGUARD_MARKER_SECRET": "s3cret\n"}, "SHADOWGUARD_MARKER_SECRET"),
-        ({"SHADOWGUARD_SHADOW_HOSTS": "orders"}, "SHADOWGUARD_SHADOW_HOSTS"),
-    ],
-)
+@pytest.mark.parametrize(("env", "named"), MALFORMED_SETTINGS)
 def test_a_malformed_setting_is_one_line_and_exit_2(
     tmp_path: Path, env: dict[str, str], named: str
 ) -> None:
@@ -65,26 +59,40 @@ def test_a_bad_application_path_is_one_line_and_exit_2(
     assert expected in one_line_error(doctor(tmp_path, spec))
 
 
-def test_an_application_whose_import_raises_names_the_line(tmp_path: Path) -> None:
-    write(tmp_path, "broken.py", "import json\n\nraise RuntimeError('no database URL')\n")
-    line = one_line_error(doctor(tmp_path, "broken:app"))
-    assert "RuntimeError: no database URL" in line
-    assert "broken.py:3" in line
-
-
-def test_an_import_error_inside_the_application_is_not_a_missing_module(tmp_path: Path) -> None:
-    write(tmp_path, "svc.py", "import not_installed_anywhere\napp = None\n")
-    line = one_line_error(doctor(tmp_path, "svc:app"))
-    assert "ModuleNotFoundError" in line
-    assert "svc.py:1" in line
-
-
-def test_a_failing_circular_import_is_one_line(tmp_path: Path) -> None:
-    write(tmp_path, "first.py", "from second import helper\napp = None\ndef thing(): pass\n")
-    write(tmp_path, "second.py", "from first import thing\ndef helper(): pass\n")
-    line = one_line_error(doctor(tmp_path, "first:app"))
-    assert "ImportError" in line
-    assert "circular import" in line
+@pytest.mark.parametrize(
+    ("files", "spec", "expected"),
+    [
+        pytest.param(
+            {"broken.py": "import json\n\nraise RuntimeError('no database URL')\n"},
+            "broken:app",
+            ["RuntimeError: no database URL", "broken.py:3"],
+            id="import raises: names the line",
+        ),
+        pytest.param(
+            {"svc.py": "import not_installed_anywhere\napp = None\n"},
+            "svc:app",
+            ["ModuleNotFoundError", "svc.py:1"],
+            id="an import error inside the application is not a missing module",
+        ),
+        pytest.param(
+            {
+                "first.py": "from second import helper\napp = None\ndef thing(): pass\n",
+                "second.py": "from first import thing\ndef helper(): pass\n",
+            },
+            "first:app",
+            ["ImportError", "circular import"],
+            id="a failing circular import",
+        ),
+    ],
+)
+def test_an_application_that_does_not_import_is_one_line(
+    tmp_path: Path, files: dict[str, str], spec: str, expected: list[str]
+) -> None:
+    for name, source in files.items():
+        write(tmp_path, name, source)
+    line = one_line_error(doctor(tmp_path, spec))
+    for text in expected:
+        assert text in line
 
 
 def test_a_working_circular_import_is_fine(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 
 import pytest
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 from sqlalchemy import func, insert, select, text
@@ -24,6 +23,7 @@ from sqlalchemy.orm import Session
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
+from tests._soak import stateful_settings
 from tests.integrations._sa_backends import Backend, checked_out, core, model
 
 SINK = "sqlalchemy"
@@ -82,13 +82,9 @@ def _own_session(w: Worker, i: int) -> None:
 
 
 def _raw_connection(w: Worker, i: int) -> None:
-    raw = w.engine.raw_connection()
-    try:
-        cursor = raw.cursor()
-        cursor.execute(f"INSERT INTO {w.pg.table} (id) VALUES ({i})")
+    with contextlib.closing(w.engine.raw_connection()) as raw:
+        raw.cursor().execute(f"INSERT INTO {w.pg.table} (id) VALUES ({i})")
         raw.commit()
-    finally:
-        raw.close()
 
 
 SHADOW_STEPS: dict[str, Callable[[Worker, int], Any]] = {
@@ -237,12 +233,4 @@ def test_primary_and_shadow_interleaved_over_shared_sessions_and_connections(
     pg: Backend,
 ) -> None:
     Worker.backend = pg
-    run_state_machine_as_test(
-        Worker,
-        settings=settings(
-            max_examples=30,
-            stateful_step_count=15,
-            deadline=None,
-            suppress_health_check=[HealthCheck.too_slow],
-        ),
-    )
+    run_state_machine_as_test(Worker, settings=stateful_settings(30, steps=15))

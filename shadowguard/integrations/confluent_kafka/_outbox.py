@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -31,7 +32,16 @@ _Report = tuple[contextvars.Context, Callable[..., Any], "KafkaError | None", Me
 class Outbox:
     """One producer's shadow side: its limits and the delivery reports it owes."""
 
-    __slots__ = ("default_callback", "max_bytes", "only_errors", "reports", "transactional_id")
+    __slots__ = (
+        "default_callback",
+        "init_lock",
+        "init_owed",
+        "initialised",
+        "max_bytes",
+        "only_errors",
+        "reports",
+        "transactional_id",
+    )
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
         settings = {str(k).replace("_", "."): v for k, v in (config or {}).items()}
@@ -47,6 +57,11 @@ class Outbox:
         }
         self.transactional_id: str | None = settings.get("transactional.id")
         self.reports: deque[_Report] = deque()
+        #: ``init_transactions()``'s arguments from a shadow call that stood in for the
+        #: primary's first one (see :mod:`._transactions`); None when nothing is owed.
+        self.init_owed: tuple[tuple[Any, ...], dict[str, Any]] | None = None
+        self.initialised = False
+        self.init_lock = threading.Lock()
 
     @classmethod
     def of_producer(cls, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Outbox:

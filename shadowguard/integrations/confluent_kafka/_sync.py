@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wrapt
 from confluent_kafka import SerializingProducer, cimpl
@@ -174,7 +174,13 @@ class GuardedSerializingProducer(
         return None
 
 
-class GuardProxy(wrapt.ObjectProxy[Any]):
+if TYPE_CHECKING:
+    _ObjectProxy = wrapt.ObjectProxy[Any]
+else:  # wrapt before 2.0 has no subscriptable ObjectProxy
+    _ObjectProxy = wrapt.ObjectProxy
+
+
+class GuardProxy(_ObjectProxy):
     """A ``guard()`` proxy: the wrapped producer, and the outbox of its shadow messages."""
 
     def __init__(self, wrapped: Any, outbox: Outbox) -> None:

@@ -4,6 +4,12 @@ A shadow request running the same code as the primary would otherwise fence the
 primary's producer (``init_transactions`` with the same ``transactional.id``), or commit
 or abort its open transaction on a shared producer. Each call is recorded as
 ``Kind.KAFKA_TRANSACTION`` with the producer's ``transactional_id``.
+
+An application that initialises lazily (``init_transactions()`` on the first request
+that needs it) records "initialised" after a shadow call too, and never calls it again.
+The producer therefore owes the primary that init: its first primary transaction call
+runs the real ``init_transactions()`` (with the shadow call's arguments) before its own,
+so the primary's transactions work and the shadow still never fenced anyone.
 """
 
 from __future__ import annotations
@@ -50,8 +56,21 @@ def transaction(name: str, reach: Reach) -> Callable[..., None]:
 
     def method(self: Any, *args: Any, **kwargs: Any) -> None:
         if scope_now() is None and not PROCESS.shadow:
-            return getattr(reach(self), name)(*args, **kwargs)  # type: ignore[no-any-return]
-        record_transaction(self._shadow_outbox, name)
+            outbox: Outbox = self._shadow_outbox
+            producer = reach(self)
+            if name == "init_transactions":
+                with outbox.init_lock:
+                    producer.init_transactions(*args, **kwargs)
+                    _initialised(outbox)
+                return None
+            if outbox.init_owed is not None:
+                with outbox.init_lock:
+                    if outbox.init_owed is not None:
+                        owed_args, owed_kwargs = outbox.init_owed
+                        producer.init_transactions(*owed_args, **owed_kwargs)
+                        _initialised(outbox)
+            return getattr(producer, name)(*args, **kwargs)  # type: ignore[no-any-return]
+        _skip(self._shadow_outbox, name, args, kwargs)
         return None
 
     method.__name__ = method.__qualname__ = name
@@ -63,8 +82,20 @@ def async_transaction(name: str, reach: Reach) -> Callable[..., Coroutine[Any, A
 
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         if scope_now() is None and not PROCESS.shadow:
-            return await getattr(reach(self), name)(*args, **kwargs)
-        record_transaction(self._shadow_outbox, name)
+            outbox: Outbox = self._shadow_outbox
+            producer = reach(self)
+            owed = outbox.init_owed
+            # An inner guarded producer sharing this outbox pays the debt itself, under
+            # its lock, in the worker thread that runs the call.
+            inner_pays = getattr(getattr(self, "_producer", None), "_shadow_outbox", None) is outbox
+            if name != "init_transactions" and owed is not None and not inner_pays:
+                await producer.init_transactions(*owed[0], **owed[1])
+                _initialised(outbox)
+            result = await getattr(producer, name)(*args, **kwargs)
+            if name == "init_transactions":
+                _initialised(outbox)
+            return result
+        _skip(self._shadow_outbox, name, args, kwargs)
         return None
 
     method.__name__ = method.__qualname__ = name
@@ -81,6 +112,18 @@ def with_transactions(reach: Reach, *, asynchronous: bool = False) -> Callable[[
         return cls
 
     return decorate
+
+
+def _initialised(outbox: Outbox) -> None:
+    outbox.initialised = True
+    outbox.init_owed = None
+
+
+def _skip(outbox: Outbox, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A transaction call in shadow: recorded; a first ``init_transactions`` is owed."""
+    if name == "init_transactions" and not outbox.initialised and outbox.init_owed is None:
+        outbox.init_owed = (args, dict(kwargs))
+    record_transaction(outbox, name)
 
 
 def record_transaction(outbox: Outbox, operation: str) -> None:

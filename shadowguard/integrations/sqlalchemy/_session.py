@@ -212,7 +212,7 @@ def make_close_impl(
         try:
             original(self, invalidate, is_reset)
         finally:
-            if _pins.data and self in _pins:
+            if _pins.data and self in _pins:  # type: ignore[attr-defined]  # not in typeshed
                 release_pins(self)
 
     return _close_impl
