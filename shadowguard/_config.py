@@ -17,6 +17,9 @@ from shadowguard.errors import ConfigError
 
 __all__ = [
     "ENV_BAGGAGE",
+    "ENV_DB_IDLE_TIMEOUT",
+    "ENV_DB_LOCK_TIMEOUT",
+    "ENV_DB_STATEMENT_TIMEOUT",
     "ENV_HOST_SUFFIX",
     "ENV_MARKER_HEADER",
     "ENV_MARKER_SECRET",
@@ -49,6 +52,54 @@ ENV_SHADOW_HOSTS = "SHADOWGUARD_SHADOW_HOSTS"
 ENV_BAGGAGE = "SHADOWGUARD_BAGGAGE"
 #: How many Suppression records one scope keeps (counts stay exact beyond it).
 ENV_MAX_SUPPRESSIONS = "SHADOWGUARD_MAX_SUPPRESSIONS"
+
+# -- lock bounds of shadow database work (issue 19) --
+#: How long a shadow statement waits for a lock (``150ms``, ``1s``, ``off``).
+ENV_DB_LOCK_TIMEOUT = "SHADOWGUARD_DB_LOCK_TIMEOUT"
+#: How long one shadow statement may run.
+ENV_DB_STATEMENT_TIMEOUT = "SHADOWGUARD_DB_STATEMENT_TIMEOUT"
+#: How long a shadow transaction may sit idle (PostgreSQL; MariaDB closes the connection).
+ENV_DB_IDLE_TIMEOUT = "SHADOWGUARD_DB_IDLE_TIMEOUT"
+DEFAULT_DB_LOCK_TIMEOUT_MS = 100
+DEFAULT_DB_STATEMENT_TIMEOUT_MS = 5000
+DEFAULT_DB_IDLE_TIMEOUT_MS = 5000
+_DB_BOUND_FIELDS = {
+    "db_lock_timeout_ms": ENV_DB_LOCK_TIMEOUT,
+    "db_statement_timeout_ms": ENV_DB_STATEMENT_TIMEOUT,
+    "db_idle_timeout_ms": ENV_DB_IDLE_TIMEOUT,
+}
+_DB_BOUND_MAX_MS = 2**31 - 1  # PostgreSQL's limit for these settings
+_DB_BOUND = re.compile(r"^(\d+)\s*(ms|s)?\Z", re.I)
+_DB_BOUND_ACCEPTED = (
+    "a duration of at least 1 ms: whole milliseconds (250 or 250ms) or seconds (5s), "
+    "or off for no bound"
+)
+
+
+def parse_db_bound(name: str, raw: str) -> int | None:
+    """Parse a lock bound strictly: milliseconds, or None for ``off``."""
+    value = raw.strip()
+    if value.lower() == "off":
+        return None
+    m = _DB_BOUND.match(value)
+    if m is not None:
+        ms = int(m.group(1)) * (1000 if (m.group(2) or "").lower() == "s" else 1)
+        if 1 <= ms <= _DB_BOUND_MAX_MS:
+            return ms
+    raise ConfigError(f"{name}={raw!r} is not valid: accepted values are {_DB_BOUND_ACCEPTED}")
+
+
+def _check_db_bound(name: str, value: object) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _DB_BOUND_MAX_MS:
+        raise ConfigError(
+            f"{name}={value!r} is not valid: accepted values are whole milliseconds from 1 to "
+            f"{_DB_BOUND_MAX_MS}, or None for no bound"
+        )
+
+
+# -- end of lock bounds --
 
 TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
 FALSE_VALUES = frozenset({"false", "0", "no", "off"})
@@ -143,6 +194,10 @@ class Settings:
     shadow_hosts: frozenset[str] | None = None
     baggage: bool = False
     max_suppressions: int = DEFAULT_MAX_SUPPRESSIONS
+    # Lock bounds of shadow database work, in milliseconds; None: no bound.
+    db_lock_timeout_ms: int | None = DEFAULT_DB_LOCK_TIMEOUT_MS
+    db_statement_timeout_ms: int | None = DEFAULT_DB_STATEMENT_TIMEOUT_MS
+    db_idle_timeout_ms: int | None = DEFAULT_DB_IDLE_TIMEOUT_MS
 
     def __post_init__(self) -> None:
         mode = parse_mode(self.mode, "mode")
@@ -181,6 +236,8 @@ class Settings:
             raise ConfigError(
                 f"max_suppressions={limit!r} is not valid: accepted values are whole numbers >= 0"
             )
+        for name in _DB_BOUND_FIELDS:
+            _check_db_bound(name, getattr(self, name))
 
     @property
     def forced(self) -> bool | None:
@@ -222,6 +279,9 @@ class Settings:
                     "accepted values are whole numbers >= 0"
                 )
             values["max_suppressions"] = int(raw)
+        for name, env_name in _DB_BOUND_FIELDS.items():
+            if env_name in env:
+                values[name] = parse_db_bound(env_name, env[env_name])
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

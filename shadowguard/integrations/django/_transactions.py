@@ -1,6 +1,7 @@
 """ShadowTransactions: an atomic block on every alias, rolled back at the end.
 
-While it is open, the execute wrapper knows the block's depth and savepoints (so shadow
+The outermost one on a connection gets the lock bounds of :mod:`._bounds`. While it is
+open, the execute wrapper knows the block's depth and savepoints (so shadow
 code cannot end it with raw SQL), and the driver's own connection is held
 (:mod:`._raw`), so it cannot end it below Django either.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from django.db import connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
+from shadowguard.integrations.django._bounds import bound, unbound
 from shadowguard.integrations.django._execute import (
     DEPTH_ATTR,
     SAVEPOINTS_ATTR,
@@ -40,6 +42,8 @@ class _Opened:
     outer_depth: int | None
     outer_savepoints: frozenset[str] | None
     hold: Hold | None = None
+    #: MariaDB/MySQL session variables before the lock bounds changed them.
+    bounds: dict[str, str] | None = None
 
 
 class ShadowTransactions:
@@ -76,6 +80,8 @@ class ShadowTransactions:
                 )
                 atomic.__enter__()
                 self._opened.append(opened)
+                if opened.outer_depth is None:
+                    opened.bounds = bound(connection)
                 setattr(connection, DEPTH_ATTR, len(connection.atomic_blocks))
                 savepoints = frozenset(sid for sid in connection.savepoint_ids if sid)
                 setattr(connection, SAVEPOINTS_ATTR, savepoints)
@@ -101,6 +107,7 @@ class ShadowTransactions:
             connection = connections[opened.alias]
             try:
                 _roll_back(connection, opened)
+                unbound(connection, opened.bounds)
             except Exception as exc:
                 errors.append(exc)
                 # Whatever failed, the transaction must not outlive the request: closing

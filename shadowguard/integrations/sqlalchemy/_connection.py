@@ -7,7 +7,8 @@ its end rolls back to that savepoint only: the primary's pending writes stay. Ot
 the scope's end rolls back whatever transaction the shadow left open. Either way a
 connection still checked out then (kept across the scope) gets its session state back:
 a shadow ``SET``, ``SET ROLE`` or advisory lock does not reach later primary statements.
-The write statements are kept for the ``db.commit`` record (:func:`commit_detail`).
+A transaction shadow code began gets the lock bounds of :mod:`._bounds` at its first
+statement. The write statements are kept for the ``db.commit`` record (:func:`commit_detail`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,9 @@ from sqlalchemy.util import concurrency
 from shadowguard._statements import READ, TXN, UNKNOWN, WRITE
 from shadowguard.contract import Kind, refuse, scope_now
 from shadowguard.integrations.sqlalchemy import _pg_state as pg_state
+from shadowguard.integrations.sqlalchemy._bounds import bound_transaction, rebound_after
 from shadowguard.integrations.sqlalchemy._pool import (
+    MYSQL_BOUNDS,
     PENDING_WRITES,
     PG_SNAPSHOT,
     PRIMARY_SAVEPOINT,
@@ -33,6 +36,7 @@ from shadowguard.integrations.sqlalchemy._pool import (
     TARGET,
     USED_IN_SHADOW,
     clear_notes,
+    restore_mysql_bounds,
 )
 from shadowguard.integrations.sqlalchemy._scope_end import CONNECTIONS, at_scope_end
 from shadowguard.integrations.sqlalchemy._transaction import began_in_shadow
@@ -116,6 +120,16 @@ def note_statement(
         if in_primary_transaction and not autocommit:
             _open_savepoint(conn, info)
         info[SHADOW_SCOPE] = root
+    if (
+        not autocommit
+        # Not before ROLLBACK TO / RELEASE: they may run in a transaction an error aborted.
+        and verb not in ("ROLLBACK", "RELEASE")
+        and not info.get(PRIMARY_SAVEPOINT)
+        and began_in_shadow(conn)
+    ):
+        bound_transaction(conn, info)
+        if kind != READ or "set_config" in statement.lower():
+            rebound_after(conn, statement)
     snapshot = info.get(PG_SNAPSHOT)
     if snapshot is not None:
         pg_state.note_custom_settings(
@@ -223,6 +237,9 @@ def end_of_scope(ref: weakref.ref[Connection]) -> None:
             pg_state.restore(
                 conn.connection.dbapi_connection, snapshot, in_transaction=in_primary_transaction
             )
+        bounds = info.pop(MYSQL_BOUNDS, None)
+        if bounds:
+            restore_mysql_bounds(conn.connection.dbapi_connection, bounds)
     except Exception:
         # Fail closed: a connection that cannot be cleaned is not used again. Inside the
         # primary's transaction that ends it, loudly (its next statement raises).

@@ -2,8 +2,9 @@
 
 A connection used in shadow carries notes in its pool record's ``info`` (the keys below,
 written by :mod:`._connection`). When it goes back to the pool it is rolled back and, on
-PostgreSQL, its session state is put back as it was before shadow traffic first used it;
-a connection that cannot be restored is discarded by the pool.
+PostgreSQL, its session state is put back as it was before shadow traffic first used it
+(on MariaDB/MySQL, the session variables of the shadow's lock bounds); a connection that
+cannot be restored is discarded by the pool.
 """
 
 from __future__ import annotations
@@ -11,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from shadowguard import _db_bounds
 from shadowguard.integrations.sqlalchemy import _pg_state as pg_state
 
 __all__ = [
+    "MYSQL_BOUNDS",
     "PENDING_WRITES",
     "PG_SNAPSHOT",
     "PRIMARY_SAVEPOINT",
@@ -23,6 +26,7 @@ __all__ = [
     "USED_IN_SHADOW",
     "clear_notes",
     "make_fairy_reset",
+    "restore_mysql_bounds",
 ]
 
 # Keys in the pool record's ``info``, all cleared when the connection returns to the pool.
@@ -38,6 +42,8 @@ PG_SNAPSHOT = "shadowguard.snapshot"
 PRIMARY_SAVEPOINT = "shadowguard.savepoint"
 #: A shadow statement may have changed the session state (not a plain read).
 SESSION_CHANGED = "shadowguard.session_changed"
+#: MariaDB/MySQL session variables before the shadow's lock bounds changed them.
+MYSQL_BOUNDS = "shadowguard.mysql_bounds"
 _NOTES = (
     USED_IN_SHADOW,
     TARGET,
@@ -46,6 +52,7 @@ _NOTES = (
     PG_SNAPSHOT,
     PRIMARY_SAVEPOINT,
     SESSION_CHANGED,
+    MYSQL_BOUNDS,
 )
 
 
@@ -80,10 +87,23 @@ def _on_return(
 ) -> None:
     """A connection used in shadow goes back to the pool: leave nothing of the shadow on it."""
     snapshot = info.get(PG_SNAPSHOT)
+    bounds = info.get(MYSQL_BOUNDS)
     clear_notes(info)
     if terminate_only or not asyncio_safe or dbapi_connection is None:
         return  # the pool closes or discards this connection without using it again
     # An exception here makes the pool invalidate the connection: still no trace.
     dbapi_connection.rollback()
+    if bounds:
+        # The MariaDB/MySQL lock bounds are session variables: put back the server's.
+        restore_mysql_bounds(dbapi_connection, bounds)
     if snapshot is not None:
         pg_state.restore(dbapi_connection, snapshot, in_transaction=False)
+
+
+def restore_mysql_bounds(dbapi_connection: Any, before: dict[str, str]) -> None:
+    """Put back the MariaDB/MySQL session variables the shadow's lock bounds changed."""
+    cursor = dbapi_connection.cursor()
+    try:
+        _db_bounds.mysql_restore(cursor, before)
+    finally:
+        cursor.close()
