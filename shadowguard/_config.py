@@ -6,6 +6,7 @@ Every environment variable shadowguard reads is named here, and only here.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -17,10 +18,13 @@ from shadowguard.errors import ConfigError
 
 __all__ = [
     "ENV_BAGGAGE",
+    "ENV_CANCEL_DISCONNECTED_SHADOW",
     "ENV_HOST_SUFFIX",
     "ENV_MARKER_HEADER",
     "ENV_MARKER_SECRET",
+    "ENV_MAX_CONCURRENT_SHADOW",
     "ENV_MAX_SUPPRESSIONS",
+    "ENV_SHADOW_BUDGET_SECONDS",
     "ENV_SHADOW_HOSTS",
     "ENV_SHADOW_MODE",
     "PROCESS",
@@ -49,6 +53,12 @@ ENV_SHADOW_HOSTS = "SHADOWGUARD_SHADOW_HOSTS"
 ENV_BAGGAGE = "SHADOWGUARD_BAGGAGE"
 #: How many Suppression records one scope keeps (counts stay exact beyond it).
 ENV_MAX_SUPPRESSIONS = "SHADOWGUARD_MAX_SUPPRESSIONS"
+#: Shadow requests one process runs at once; beyond it they get a 503. ``off``: no limit.
+ENV_MAX_CONCURRENT_SHADOW = "SHADOWGUARD_MAX_CONCURRENT_SHADOW"
+#: Seconds after which a shadow request (aged by its proxy's start header) is not started.
+ENV_SHADOW_BUDGET_SECONDS = "SHADOWGUARD_SHADOW_BUDGET_SECONDS"
+#: Whether ASGI shadow work is cancelled when its mirror client disconnects.
+ENV_CANCEL_DISCONNECTED_SHADOW = "SHADOWGUARD_CANCEL_DISCONNECTED_SHADOW"
 
 TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
 FALSE_VALUES = frozenset({"false", "0", "no", "off"})
@@ -59,6 +69,11 @@ _MODES: tuple[Mode, ...] = ("auto", "shadow", "primary")
 
 DEFAULT_MARKER_HEADER = "x-shadow-request"
 DEFAULT_MAX_SUPPRESSIONS = 1000
+DEFAULT_MAX_CONCURRENT_SHADOW = 32
+#: Envoy's default route timeout: a mirror copy older than this has no one waiting for it.
+DEFAULT_SHADOW_BUDGET_SECONDS = 15.0
+_LIMIT_ACCEPTED = "whole numbers >= 0 (0 sheds every shadow request) or off (no limit)"
+_BUDGET_ACCEPTED = "numbers of seconds > 0 (for example 15 or 2.5) or off (no budget)"
 
 # RFC 9110 token characters, less "_": WSGI servers read "x_mirror" and "x-mirror" as one
 # header (both become HTTP_X_MIRROR) while ASGI keeps them apart, so a name with "_" would be
@@ -132,6 +147,30 @@ def _check_shadow_hosts(hosts: frozenset[str], name: str) -> None:
         )
 
 
+def parse_limit(name: str, raw: str) -> int | None:
+    """Parse ``SHADOWGUARD_MAX_CONCURRENT_SHADOW``: a whole number >= 0, or ``off``."""
+    value = raw.strip().lower()
+    if value == "off":
+        return None
+    if not value.isascii() or not value.isdigit():
+        raise ConfigError(f"{name}={raw!r} is not valid: accepted values are {_LIMIT_ACCEPTED}")
+    return int(value)
+
+
+def parse_budget(name: str, raw: str) -> float | None:
+    """Parse ``SHADOWGUARD_SHADOW_BUDGET_SECONDS``: a finite number of seconds > 0, or ``off``."""
+    value = raw.strip().lower()
+    if value == "off":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not value.isascii() or not 0 < seconds < math.inf:
+        raise ConfigError(f"{name}={raw!r} is not valid: accepted values are {_BUDGET_ACCEPTED}")
+    return seconds
+
+
 @dataclass(frozen=True)
 class Settings:
     """Resolved shadowguard settings. Build with :meth:`from_env` or directly with arguments."""
@@ -143,6 +182,9 @@ class Settings:
     shadow_hosts: frozenset[str] | None = None
     baggage: bool = False
     max_suppressions: int = DEFAULT_MAX_SUPPRESSIONS
+    max_concurrent_shadow: int | None = DEFAULT_MAX_CONCURRENT_SHADOW
+    shadow_budget_seconds: float | None = DEFAULT_SHADOW_BUDGET_SECONDS
+    cancel_disconnected_shadow: bool = True
 
     def __post_init__(self) -> None:
         mode = parse_mode(self.mode, "mode")
@@ -161,7 +203,7 @@ class Settings:
             check_marker_secret("marker_secret", self.marker_secret)
         if self.marker_secret == "":
             object.__setattr__(self, "marker_secret", None)
-        for name in ("host_suffix", "baggage"):
+        for name in ("host_suffix", "baggage", "cancel_disconnected_shadow"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"{name}={getattr(self, name)!r} is not valid: accepted values are True or False"
@@ -181,6 +223,24 @@ class Settings:
             raise ConfigError(
                 f"max_suppressions={limit!r} is not valid: accepted values are whole numbers >= 0"
             )
+        shadow_limit = self.max_concurrent_shadow
+        if shadow_limit is not None and (
+            isinstance(shadow_limit, bool) or not isinstance(shadow_limit, int) or shadow_limit < 0
+        ):
+            raise ConfigError(
+                f"max_concurrent_shadow={shadow_limit!r} is not valid: accepted values are whole "
+                "numbers >= 0 (0 sheds every shadow request) or None (no limit)"
+            )
+        budget = self.shadow_budget_seconds
+        if budget is not None:
+            if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+                budget = math.nan
+            if not 0 < budget < math.inf:
+                raise ConfigError(
+                    f"shadow_budget_seconds={self.shadow_budget_seconds!r} is not valid: "
+                    "accepted values are numbers of seconds > 0 or None (no budget)"
+                )
+            object.__setattr__(self, "shadow_budget_seconds", float(budget))
 
     @property
     def forced(self) -> bool | None:
@@ -222,6 +282,18 @@ class Settings:
                     "accepted values are whole numbers >= 0"
                 )
             values["max_suppressions"] = int(raw)
+        if ENV_MAX_CONCURRENT_SHADOW in env:
+            values["max_concurrent_shadow"] = parse_limit(
+                ENV_MAX_CONCURRENT_SHADOW, env[ENV_MAX_CONCURRENT_SHADOW]
+            )
+        if ENV_SHADOW_BUDGET_SECONDS in env:
+            values["shadow_budget_seconds"] = parse_budget(
+                ENV_SHADOW_BUDGET_SECONDS, env[ENV_SHADOW_BUDGET_SECONDS]
+            )
+        if ENV_CANCEL_DISCONNECTED_SHADOW in env:
+            values["cancel_disconnected_shadow"] = parse_bool(
+                ENV_CANCEL_DISCONNECTED_SHADOW, env[ENV_CANCEL_DISCONNECTED_SHADOW]
+            )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:
