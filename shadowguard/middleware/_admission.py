@@ -163,9 +163,9 @@ def _over_budget(settings: Settings, start: str | None, timeout_ms: str | None) 
     started = request_start(start)
     if started is None:
         return False
-    if timeout_ms is not None and timeout_ms.strip().isdigit():
+    if timeout_ms is not None and timeout_ms.strip().isdigit() and int(timeout_ms) > 0:
         # The mirror waits no longer than its route timeout: nobody waits past it.
-        budget = min(budget, int(timeout_ms.strip()) / 1000)
+        budget = min(budget, int(timeout_ms) / 1000)
     return time.time() - started > budget
 
 

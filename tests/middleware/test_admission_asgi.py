@@ -360,8 +360,15 @@ async def test_old_shadow_requests_are_not_started(metric_reader: InMemoryMetric
         fresh = await get({"x-shadow-request": "1", "x-request-start": f"t={time.time():.3f}"})
         unknown = await get({"x-shadow-request": "1"})  # no start header: age unknown
         garbage = await get({"x-shadow-request": "1", "x-request-start": "yesterday"})
+        no_timeout = await get(
+            {
+                "x-shadow-request": "1",
+                "x-request-start": f"t={now - 1:.3f}",
+                "x-envoy-expected-rq-timeout-ms": "0",  # a route without timeout
+            }
+        )
         primary = await get({"x-request-start": f"t={now - 60:.3f}"})
-    assert [r.status_code for r in (fresh, unknown, garbage, primary)] == [200] * 4
+    assert [r.status_code for r in (fresh, unknown, garbage, no_timeout, primary)] == [200] * 5
     assert new_sheds(metric_reader, before) == {"budget": 3}
 
 
@@ -373,10 +380,10 @@ async def test_shadow_websocket_beyond_the_limit_is_closed() -> None:
     async def raw(scope: Any, receive: Any, send: Any) -> None:
         started.append(True)
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Any) -> None:
         sent.append(message)
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Any:
         return {"type": "websocket.connect"}
 
     scope = {"type": "websocket", "path": "/ws", "headers": SHADOW}
@@ -387,6 +394,9 @@ async def test_shadow_websocket_beyond_the_limit_is_closed() -> None:
     await ShadowGuardMiddleware(raw, max_concurrent_shadow=1)(scope, receive, send)
     assert started == [True]
     assert _admission.running() == 0
+
+
+async def _nothing(scope: Any, receive: Any, send: Any) -> None: ...
 
 
 @pytest.mark.parametrize(
@@ -403,7 +413,7 @@ async def test_shadow_websocket_beyond_the_limit_is_closed() -> None:
 )
 def test_bad_options_name_the_setting(option: str, value: Any) -> None:
     with pytest.raises(ConfigError, match=f"{option}=.*accepted values"):
-        ShadowGuardMiddleware(lambda *a: None, **{option: value})
+        ShadowGuardMiddleware(_nothing, **{option: value})
 
 
 @pytest.mark.parametrize(
@@ -425,7 +435,7 @@ def test_bad_environment_names_the_variable(
     _config.reset()
     try:
         with pytest.raises(ConfigError, match=f"{variable}=.*accepted values"):
-            ShadowGuardMiddleware(lambda *a: None)
+            ShadowGuardMiddleware(_nothing)
     finally:
         monkeypatch.delenv(variable)
         _config.reset()
