@@ -468,3 +468,45 @@ def test_environment_values() -> None:
 )
 def test_request_start_units(raw: str, expected: float | None) -> None:
     assert _admission.request_start(raw) == expected
+
+
+@pytest.mark.asyncio
+async def test_an_app_swallowing_the_cancellation_leaves_the_task_clean() -> None:
+    """The watch withdraws its cancellation request, whoever caught it."""
+    swallowed: list[bool] = []
+    after: list[int] = []
+
+    async def stubborn(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        try:
+            await asyncio.sleep(1)
+        except asyncio.CancelledError:
+            swallowed.append(True)
+
+    middleware = ShadowGuardMiddleware(stubborn)
+
+    async def server(scope: Any, receive: Any, send: Any) -> None:
+        await middleware(scope, receive, send)
+        after.append(asyncio.current_task().cancelling())  # type: ignore[union-attr]
+        await asyncio.sleep(0)  # the server's next await is not cancelled
+
+    exchange = Exchange(server, "GET", "/", SHADOW)
+    task = exchange.start()
+    await asyncio.sleep(0.05)
+    exchange.disconnect()
+    await asyncio.wait_for(task, 1)
+    assert swallowed == [True]
+    assert after == [0]
+    assert _admission.running() == 0
+
+
+@pytest.mark.asyncio
+async def test_disconnect_in_the_middle_of_a_stream_cancels_it() -> None:
+    probe = Probe()
+    streaming = Exchange(build(probe), "GET", "/stream", SHADOW)
+    task = streaming.start()
+    await until(lambda: streaming.response_body == b"a")
+    streaming.disconnect()
+    await asyncio.wait_for(task, 1)
+    assert streaming.response_body == b"a"
+    assert _admission.running() == 0
