@@ -45,7 +45,11 @@ __all__ = ["ShadowGuardMiddleware"]
 
 
 def _shed_response(reason: str) -> Any:
-    return HttpResponse(SHED_BODY, status=503, headers=dict(shed_headers(reason)))
+    response = HttpResponse(SHED_BODY, status=503, headers=dict(shed_headers(reason)))
+    # Django logs every 5xx response as an error unless it was logged already: a burst of
+    # shed requests is logged once, by us (``django.utils.log.log_response`` reads this).
+    response._has_been_logged = True
+    return response
 
 
 def _route(request: Any) -> str | None:

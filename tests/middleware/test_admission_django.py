@@ -79,12 +79,16 @@ def test_sync_burst_of_ten_times_the_limit(rows: Rows, metric_reader: Any) -> No
 
 
 @pytest.mark.postgres
-def test_old_shadow_request_is_refused(rows: Rows) -> None:
+def test_old_shadow_request_is_refused(rows: Rows, caplog: pytest.LogCaptureFixture) -> None:
     old = {"HTTP_X_REQUEST_START": f"t={time.time() - 30:.3f}"}
     response = Client().post("/orders/OLD/", **SHADOW, **old)
     assert response.status_code == 503
     assert response.headers["x-shadowguard-shed"] == "budget"
     assert views.SEEN == []
+    # One warning per burst from shadowguard; Django does not log every shed 503 as an error.
+    assert [r.name for r in caplog.records if r.levelname in ("WARNING", "ERROR")] == [
+        "shadowguard.middleware"
+    ]
     assert Client().post("/orders/NEW/", **old).status_code == 200  # the primary: never shed
     assert rows.postgres() == ["NEW"]
 
@@ -116,3 +120,17 @@ def test_bad_admission_settings_fail_when_django_loads_the_middleware() -> None:
         pytest.raises(ConfigError, match="max_concurrent_shadow"),
     ):
         ShadowGuardMiddleware(lambda request: None)
+
+
+@pytest.mark.postgres
+def test_streaming_response_holds_its_slot_until_closed(rows: Rows) -> None:
+    with override_settings(SHADOWGUARD={"max_concurrent_shadow": 1}):
+        response = Client().get("/stream/S/", **SHADOW)
+        body = iter(response.streaming_content)
+        assert next(body) == b"1,"
+        assert _admission.running() == 1
+        shed = Client().get("/stream/T/", **SHADOW)
+        assert shed.status_code == 503
+        response.close()
+        assert _admission.running() == 0
+    assert rows.postgres() == []
