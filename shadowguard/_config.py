@@ -6,6 +6,7 @@ Every environment variable shadowguard reads is named here, and only here.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 from collections.abc import Iterable, Mapping
@@ -13,17 +14,38 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from shadowguard._hosts import host_is_shadow
+from shadowguard._limits import (
+    DB_BOUND_FIELDS,
+    DEFAULT_DB_IDLE_TIMEOUT_MS,
+    DEFAULT_DB_LOCK_TIMEOUT_MS,
+    DEFAULT_DB_STATEMENT_TIMEOUT_MS,
+    DEFAULT_MAX_CONCURRENT_SHADOW,
+    DEFAULT_SHADOW_BUDGET_SECONDS,
+    ENV_CANCEL_DISCONNECTED_SHADOW,
+    ENV_DB_IDLE_TIMEOUT,
+    ENV_DB_LOCK_TIMEOUT,
+    ENV_DB_STATEMENT_TIMEOUT,
+    ENV_MAX_CONCURRENT_SHADOW,
+    ENV_SHADOW_BUDGET_SECONDS,
+    check_db_bound,
+    parse_budget,
+    parse_db_bound,
+    parse_limit,
+)
 from shadowguard.errors import ConfigError
 
 __all__ = [
     "ENV_BAGGAGE",
+    "ENV_CANCEL_DISCONNECTED_SHADOW",
     "ENV_DB_IDLE_TIMEOUT",
     "ENV_DB_LOCK_TIMEOUT",
     "ENV_DB_STATEMENT_TIMEOUT",
     "ENV_HOST_SUFFIX",
     "ENV_MARKER_HEADER",
     "ENV_MARKER_SECRET",
+    "ENV_MAX_CONCURRENT_SHADOW",
     "ENV_MAX_SUPPRESSIONS",
+    "ENV_SHADOW_BUDGET_SECONDS",
     "ENV_SHADOW_HOSTS",
     "ENV_SHADOW_MODE",
     "PROCESS",
@@ -53,53 +75,6 @@ ENV_BAGGAGE = "SHADOWGUARD_BAGGAGE"
 #: How many Suppression records one scope keeps (counts stay exact beyond it).
 ENV_MAX_SUPPRESSIONS = "SHADOWGUARD_MAX_SUPPRESSIONS"
 
-# -- lock bounds of shadow database work (issue 19) --
-#: How long a shadow statement waits for a lock (``150ms``, ``1s``, ``off``).
-ENV_DB_LOCK_TIMEOUT = "SHADOWGUARD_DB_LOCK_TIMEOUT"
-#: How long one shadow statement may run.
-ENV_DB_STATEMENT_TIMEOUT = "SHADOWGUARD_DB_STATEMENT_TIMEOUT"
-#: How long a shadow transaction may sit idle (PostgreSQL; MariaDB closes the connection).
-ENV_DB_IDLE_TIMEOUT = "SHADOWGUARD_DB_IDLE_TIMEOUT"
-DEFAULT_DB_LOCK_TIMEOUT_MS = 100
-DEFAULT_DB_STATEMENT_TIMEOUT_MS = 5000
-DEFAULT_DB_IDLE_TIMEOUT_MS = 5000
-_DB_BOUND_FIELDS = {
-    "db_lock_timeout_ms": ENV_DB_LOCK_TIMEOUT,
-    "db_statement_timeout_ms": ENV_DB_STATEMENT_TIMEOUT,
-    "db_idle_timeout_ms": ENV_DB_IDLE_TIMEOUT,
-}
-_DB_BOUND_MAX_MS = 2**31 - 1  # PostgreSQL's limit for these settings
-_DB_BOUND = re.compile(r"^(\d+)\s*(ms|s)?\Z", re.I)
-_DB_BOUND_ACCEPTED = (
-    "a duration of at least 1 ms: whole milliseconds (250 or 250ms) or seconds (5s), "
-    "or off for no bound"
-)
-
-
-def parse_db_bound(name: str, raw: str) -> int | None:
-    """Parse a lock bound strictly: milliseconds, or None for ``off``."""
-    value = raw.strip()
-    if value.lower() == "off":
-        return None
-    m = _DB_BOUND.match(value)
-    if m is not None:
-        ms = int(m.group(1)) * (1000 if (m.group(2) or "").lower() == "s" else 1)
-        if 1 <= ms <= _DB_BOUND_MAX_MS:
-            return ms
-    raise ConfigError(f"{name}={raw!r} is not valid: accepted values are {_DB_BOUND_ACCEPTED}")
-
-
-def _check_db_bound(name: str, value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _DB_BOUND_MAX_MS:
-        raise ConfigError(
-            f"{name}={value!r} is not valid: accepted values are whole milliseconds from 1 to "
-            f"{_DB_BOUND_MAX_MS}, or None for no bound"
-        )
-
-
-# -- end of lock bounds --
 
 TRUE_VALUES = frozenset({"true", "1", "yes", "on"})
 FALSE_VALUES = frozenset({"false", "0", "no", "off"})
@@ -198,6 +173,9 @@ class Settings:
     db_lock_timeout_ms: int | None = DEFAULT_DB_LOCK_TIMEOUT_MS
     db_statement_timeout_ms: int | None = DEFAULT_DB_STATEMENT_TIMEOUT_MS
     db_idle_timeout_ms: int | None = DEFAULT_DB_IDLE_TIMEOUT_MS
+    max_concurrent_shadow: int | None = DEFAULT_MAX_CONCURRENT_SHADOW
+    shadow_budget_seconds: float | None = DEFAULT_SHADOW_BUDGET_SECONDS
+    cancel_disconnected_shadow: bool = True
 
     def __post_init__(self) -> None:
         mode = parse_mode(self.mode, "mode")
@@ -216,7 +194,7 @@ class Settings:
             check_marker_secret("marker_secret", self.marker_secret)
         if self.marker_secret == "":
             object.__setattr__(self, "marker_secret", None)
-        for name in ("host_suffix", "baggage"):
+        for name in ("host_suffix", "baggage", "cancel_disconnected_shadow"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(
                     f"{name}={getattr(self, name)!r} is not valid: accepted values are True or False"
@@ -236,8 +214,26 @@ class Settings:
             raise ConfigError(
                 f"max_suppressions={limit!r} is not valid: accepted values are whole numbers >= 0"
             )
-        for name in _DB_BOUND_FIELDS:
-            _check_db_bound(name, getattr(self, name))
+        for name in DB_BOUND_FIELDS:
+            check_db_bound(name, getattr(self, name))
+        shadow_limit = self.max_concurrent_shadow
+        if shadow_limit is not None and (
+            isinstance(shadow_limit, bool) or not isinstance(shadow_limit, int) or shadow_limit < 0
+        ):
+            raise ConfigError(
+                f"max_concurrent_shadow={shadow_limit!r} is not valid: accepted values are whole "
+                "numbers >= 0 (0 sheds every shadow request) or None (no limit)"
+            )
+        budget = self.shadow_budget_seconds
+        if budget is not None:
+            if isinstance(budget, bool) or not isinstance(budget, (int, float)):
+                budget = math.nan
+            if not 0 < budget < math.inf:
+                raise ConfigError(
+                    f"shadow_budget_seconds={self.shadow_budget_seconds!r} is not valid: "
+                    "accepted values are numbers of seconds > 0 or None (no budget)"
+                )
+            object.__setattr__(self, "shadow_budget_seconds", float(budget))
 
     @property
     def forced(self) -> bool | None:
@@ -279,9 +275,21 @@ class Settings:
                     "accepted values are whole numbers >= 0"
                 )
             values["max_suppressions"] = int(raw)
-        for name, env_name in _DB_BOUND_FIELDS.items():
+        for name, env_name in DB_BOUND_FIELDS.items():
             if env_name in env:
                 values[name] = parse_db_bound(env_name, env[env_name])
+        if ENV_MAX_CONCURRENT_SHADOW in env:
+            values["max_concurrent_shadow"] = parse_limit(
+                ENV_MAX_CONCURRENT_SHADOW, env[ENV_MAX_CONCURRENT_SHADOW]
+            )
+        if ENV_SHADOW_BUDGET_SECONDS in env:
+            values["shadow_budget_seconds"] = parse_budget(
+                ENV_SHADOW_BUDGET_SECONDS, env[ENV_SHADOW_BUDGET_SECONDS]
+            )
+        if ENV_CANCEL_DISCONNECTED_SHADOW in env:
+            values["cancel_disconnected_shadow"] = parse_bool(
+                ENV_CANCEL_DISCONNECTED_SHADOW, env[ENV_CANCEL_DISCONNECTED_SHADOW]
+            )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known
         if unknown:

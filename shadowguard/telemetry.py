@@ -7,7 +7,9 @@ suppression, ``db.write_suppressed``, ``messaging.publish_suppressed``,
 suppression. Metrics: the counter ``shadowguard.suppressed`` (attributes ``kind``,
 ``action``, ``shadow``; ``action="blocked"`` counts refusals), the counter
 ``shadowguard.signals_ignored`` (attribute ``signal``), the counter
-``shadowguard.suppressed_after_scope_end`` (attribute ``kind``), and the histogram
+``shadowguard.suppressed_after_scope_end`` (attribute ``kind``), the counter
+``shadowguard.shadow_shed`` (attribute ``reason``: ``limit``, ``budget``, ``disconnected``),
+and the histogram
 ``shadowguard.request.duration`` in seconds (attributes ``shadow``, ``http.route``,
 ``http.response.status_code``).
 
@@ -47,6 +49,7 @@ __all__ = [
     "mark_span_shadow",
     "record_late_suppression",
     "record_request_duration",
+    "record_shadow_shed",
     "record_signals_ignored",
     "record_suppression",
     "request_served",
@@ -87,6 +90,11 @@ _late_counter = _meter.create_counter(
     unit="{operation}",
     description="Side effects suppressed in a shadow scope that had already ended "
     "(work that outlived the shadow request that started it)",
+)
+_shed_counter = _meter.create_counter(
+    "shadowguard.shadow_shed",
+    unit="{request}",
+    description="Shadow requests not started, or cancelled, to protect the primary",
 )
 #: OpenTelemetry's recommended boundaries for HTTP server durations, in seconds; the SDK's
 #: defaults (0, 5, 10, ... meant for milliseconds) would put every request in one bucket.
@@ -324,3 +332,17 @@ def record_late_suppression(suppression: Suppression) -> None:
         _count(_late_counter, attributes)
     except Exception:
         logger.debug("shadowguard: could not count a late suppression", exc_info=True)
+
+
+_shed_cache: dict[str, Mapping[str, Any]] = {}
+
+
+def record_shadow_shed(reason: str) -> None:
+    """Count a shadow request shed (not started) or cancelled, by ``reason``."""
+    try:
+        attributes = _shed_cache.get(reason)
+        if attributes is None:
+            attributes = _cached(_shed_cache, reason, {"reason": reason})
+        _count(_shed_counter, attributes)
+    except Exception:
+        logger.debug("shadowguard: could not count a shed shadow request", exc_info=True)

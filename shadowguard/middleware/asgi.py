@@ -6,17 +6,27 @@ task, which is exactly what makes context variables (the shadow state) unreliabl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
 
-from shadowguard.contract import PROCESS, settings_or_defaults, shadow, telemetry
+from shadowguard.contract import PROCESS, Settings, settings_or_defaults, shadow, telemetry
+from shadowguard.middleware._admission import (
+    SHED_BODY,
+    SHED_HEADER,
+    admit,
+    asgi_timing,
+    release,
+    shed,
+)
 from shadowguard.middleware._common import (
     Precheck,
     detect_shadow,
     log_summary,
     settings_from_options,
 )
+from shadowguard.middleware._disconnect import DisconnectWatch, has_no_body
 
 __all__ = ["ShadowGuardMiddleware"]
 
@@ -69,11 +79,14 @@ class ShadowGuardMiddleware:
             if detection is None:
                 await self.app(scope, receive, send)
             else:
-                with shadow(f"request:{detection.signal}"):
-                    await self.app(scope, receive, send)
+                await self._shadow_websocket(scope, receive, send, detection.signal, settings)
             return
-        if detection is None and not telemetry.collecting:
-            await self.app(scope, receive, send)  # nothing would keep the duration
+        if detection is None:
+            if not telemetry.collecting:
+                await self.app(scope, receive, send)  # nothing would keep the duration
+                return
+        else:
+            await self._shadow(scope, receive, send, detection.signal, settings)
             return
 
         status: int | None = None
@@ -87,24 +100,101 @@ class ShadowGuardMiddleware:
             return send(message)
 
         start = perf_counter()
-        if detection is None:
-            try:
-                await self.app(scope, receive, observed)
-            finally:
-                route = scope.get("route")
-                telemetry.request_served(
-                    perf_counter() - start, False, None if route is None else _route(route), status
-                )
+        try:
+            await self.app(scope, receive, observed)
+        finally:
+            route = scope.get("route")
+            telemetry.request_served(
+                perf_counter() - start, False, None if route is None else _route(route), status
+            )
+
+    async def _shadow(
+        self, scope: ASGIScope, receive: Receive, send: Send, signal: str | None, settings: Settings
+    ) -> None:
+        """Admit a shadow HTTP request (or shed it), then run it in a shadow scope."""
+        headers = scope.get("headers") or ()
+        reason = admit(settings, asgi_timing(headers, settings))
+        if reason is not None:
+            await _send_shed(send, reason)
             return
-        guard = shadow(f"request:{detection.signal}")
+        status: int | None = None
+        watch: DisconnectWatch | None = None
+
+        def observed(message: Message) -> Awaitable[None]:
+            nonlocal status
+            if status is None:
+                status = message.get("status")
+            if (
+                watch is not None
+                and message.get("type") == "http.response.body"
+                and not message.get("more_body", False)
+            ):
+                watch.response_done = True  # a disconnect from now on is the server's "done"
+            return send(message)
+
+        start = perf_counter()
         shadow_scope = None
         try:
-            with guard as shadow_scope:
+            if settings.cancel_disconnected_shadow:
+                watch = DisconnectWatch(receive, _count_disconnect, has_no_body(headers))
+                receive = watch.receive
+            with shadow(f"request:{signal}") as shadow_scope:
                 await self.app(scope, receive, observed)
+        except asyncio.CancelledError:
+            if watch is None or not watch.disconnected or _uncancel() > 0:
+                raise
+            # Cancelled by the watch: the mirror client is gone, nobody reads an answer.
+        else:
+            if watch is not None and watch.disconnected:
+                _uncancel()  # the application swallowed our cancellation
         finally:
+            release()
+            if watch is not None:
+                watch.stop()
             route = scope.get("route")
             telemetry.request_served(
                 perf_counter() - start, True, None if route is None else _route(route), status
             )
             if shadow_scope is not None:
                 log_summary(scope.get("method", "?"), scope.get("path", "?"), shadow_scope, status)
+
+    async def _shadow_websocket(
+        self, scope: ASGIScope, receive: Receive, send: Send, signal: str | None, settings: Settings
+    ) -> None:
+        """A shadow WebSocket holds a slot for its whole life; shed, it is closed (1013)."""
+        reason = admit(settings, asgi_timing(scope.get("headers") or (), settings))
+        if reason is not None:
+            # Closed before accept: the server answers the handshake with 403.
+            await send({"type": "websocket.close", "code": 1013, "reason": f"shadow {reason}"})
+            return
+        try:
+            with shadow(f"request:{signal}"):
+                await self.app(scope, receive, send)
+        finally:
+            release()
+
+
+def _count_disconnect() -> None:
+    shed("disconnected", PROCESS.settings or settings_or_defaults())
+
+
+def _uncancel() -> int:
+    """Withdraw the watch's cancellation request; what remains is someone else's."""
+    task = asyncio.current_task()
+    uncancel = getattr(task, "uncancel", None)  # Python 3.11+
+    return int(uncancel()) if uncancel is not None else 0
+
+
+async def _send_shed(send: Send, reason: str) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 503,
+            "headers": [
+                (b"content-type", b"text/plain; charset=utf-8"),
+                (b"content-length", str(len(SHED_BODY)).encode()),
+                (SHED_HEADER.encode(), reason.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": SHED_BODY})

@@ -16,6 +16,7 @@ from time import perf_counter
 from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.http import HttpResponse
 
 from shadowguard.contract import (
     PROCESS,
@@ -25,6 +26,13 @@ from shadowguard.contract import (
     telemetry,
 )
 from shadowguard.integrations.django import ShadowTransactions
+from shadowguard.middleware._admission import (
+    SHED_BODY,
+    admit,
+    environ_timing,
+    release,
+    shed_headers,
+)
 from shadowguard.middleware._common import (
     Precheck,
     detect_shadow,
@@ -34,6 +42,14 @@ from shadowguard.middleware._common import (
 )
 
 __all__ = ["ShadowGuardMiddleware"]
+
+
+def _shed_response(reason: str) -> Any:
+    response = HttpResponse(SHED_BODY, status=503, headers=dict(shed_headers(reason)))
+    # Django logs every 5xx response as an error unless it was logged already: a burst of
+    # shed requests is logged once, by us (``django.utils.log.log_response`` reads this).
+    response._has_been_logged = True
+    return response
 
 
 def _route(request: Any) -> str | None:
@@ -162,6 +178,9 @@ class ShadowGuardMiddleware:
             finally:
                 telemetry.request_served(perf_counter() - start, False, _route(request), status)
 
+        reason = self._admit(request)
+        if reason is not None:
+            return _shed_response(reason)
         request_scope = RequestScope(f"request:{detection.signal}")
         response = None
 
@@ -207,6 +226,9 @@ class ShadowGuardMiddleware:
             finally:
                 telemetry.request_served(perf_counter() - start, False, _route(request), status)
 
+        reason = self._admit(request)
+        if reason is not None:
+            return _shed_response(reason)
         request_scope = RequestScope(f"request:{detection.signal}")
         response = None
 
@@ -260,6 +282,11 @@ class ShadowGuardMiddleware:
             return None
         return detect_shadow(environ_headers(meta, settings), settings)
 
+    def _admit(self, request: Any) -> str | None:
+        """Admit a shadow request (None; it is released when recorded) or shed it (the reason)."""
+        settings = self._settings or PROCESS.settings or settings_or_defaults()
+        return admit(settings, environ_timing(request.META, settings))
+
     @classmethod
     def _finish(
         cls, request: Any, request_scope: RequestScope, start: float, response: Any
@@ -274,6 +301,7 @@ class ShadowGuardMiddleware:
 
     @staticmethod
     def _record(request: Any, request_scope: RequestScope, start: float, response: Any) -> None:
+        release()  # called once per admitted request, when it ends
         status = getattr(response, "status_code", None)
         telemetry.request_served(perf_counter() - start, True, _route(request), status)
         log_summary(request.method or "?", request.path, request_scope.scope, status)

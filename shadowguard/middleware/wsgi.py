@@ -7,7 +7,14 @@ from time import perf_counter
 from types import TracebackType
 from typing import Any, Protocol
 
-from shadowguard.contract import PROCESS, RequestScope, settings_or_defaults, telemetry
+from shadowguard.contract import PROCESS, RequestScope, Settings, settings_or_defaults, telemetry
+from shadowguard.middleware._admission import (
+    SHED_BODY,
+    admit,
+    environ_timing,
+    release,
+    shed_headers,
+)
 from shadowguard.middleware._common import (
     Precheck,
     detect_shadow,
@@ -170,6 +177,7 @@ class _ShadowResponse(_Response):
         try:
             self._request_scope.finish()
         finally:
+            release()
             telemetry.request_served(perf_counter() - start, True, self.route, self.status)
             log_summary(
                 self.environ.get("REQUEST_METHOD", "?"),
@@ -207,7 +215,7 @@ class ShadowGuardMiddleware:
         if precheck.environ(environ):
             detection = detect_shadow(environ_headers(environ, settings), settings)
             if detection is not None:
-                return self._shadow(environ, start_response, detection.signal)
+                return self._shadow(environ, start_response, detection.signal, settings)
         if not telemetry.collecting:  # nothing would keep the duration: pass straight on
             return self.wsgi_app(environ, start_response)
 
@@ -232,10 +240,22 @@ class ShadowGuardMiddleware:
         return response
 
     def _shadow(
-        self, environ: dict[str, Any], start_response: StartResponse, signal: str | None
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        signal: str | None,
+        settings: Settings,
     ) -> Iterable[bytes]:
-        request_scope = RequestScope(f"request:{signal}")
-        response = _ShadowResponse(environ, self.route_of, start_response, request_scope)
+        reason = admit(settings, environ_timing(environ, settings))
+        if reason is not None:
+            start_response("503 Service Unavailable", shed_headers(reason))
+            return [SHED_BODY]
+        try:
+            request_scope = RequestScope(f"request:{signal}")
+            response = _ShadowResponse(environ, self.route_of, start_response, request_scope)
+        except BaseException:
+            release()
+            raise
         token = request_scope.enter()
         try:
             body = self.wsgi_app(environ, response.start_response)

