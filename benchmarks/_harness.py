@@ -1,7 +1,7 @@
 """Timing harness: a guarded call against the unguarded one, interleaved in the same run.
 
-Each comparison alternates samples of the baseline and the guarded callable so that
-drift in the machine's speed hits both alike, then reports the median of the per-sample
+Each comparison alternates samples of the baseline and the guarded callable, in ABBA
+order, so that drift in the machine's speed (or in the workload) hits both alike, then reports the median of the per-sample
 ratios and the added time per call. A comparison of CPU-bound calls may ask for the
 ``fastest`` samples instead: many short samples, each side's fastest compared, since on a
 machine shared with other work the slower samples measure that work, not the code
@@ -127,9 +127,15 @@ class Harness:
                 self._sample(guarded, number, before_guarded)
         base_samples: list[float] = []
         guarded_samples: list[float] = []
-        for _ in range(samples):
-            base_samples.append(self._sample(baseline, number, before_baseline))
-            guarded_samples.append(self._sample(guarded, number, before_guarded))
+        for i in range(samples):
+            # ABBA order: a workload that slows as it runs (a table that grows) would
+            # otherwise always hit the side sampled second.
+            if i % 2 == 0:
+                base_samples.append(self._sample(baseline, number, before_baseline))
+                guarded_samples.append(self._sample(guarded, number, before_guarded))
+            else:
+                guarded_samples.append(self._sample(guarded, number, before_guarded))
+                base_samples.append(self._sample(baseline, number, before_baseline))
         median_added = statistics.median(
             g - b for g, b in zip(guarded_samples, base_samples, strict=True)
         )
