@@ -7,9 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 11),
+    reason="the docs toolchain resolves older, incompatible releases on 3.10; nox -s docs builds on 3.13",
+)
 def test_docs_build_strict(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],

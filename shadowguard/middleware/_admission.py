@@ -51,7 +51,9 @@ class _Gate:
     __slots__ = ("bursts", "lock", "running")
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        # Reentrant: a shadow response collected by the garbage collector releases its slot
+        # from whatever code was running, possibly inside this lock on the same thread.
+        self.lock = threading.RLock()
         self.running = 0
         #: reason -> [monotonic time of the last shed, sheds in its burst]
         self.bursts: dict[str, list[float]] = {}

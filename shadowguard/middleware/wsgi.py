@@ -147,6 +147,14 @@ class _ShadowResponse(_Response):
     def __iter__(self) -> Iterator[bytes]:
         return self
 
+    def __del__(self) -> None:
+        # A server that drops the body without close() (werkzeug's development server when
+        # the client resets the connection, a PEP 3333 violation elsewhere) would keep the
+        # admission slot taken for the life of the process: give it back.
+        if self.start is not None:
+            self.start = None
+            release()
+
     def __next__(self) -> bytes:
         # A streaming generator runs here, in the server's frames: re-enter the scope.
         token = self._request_scope.enter()

@@ -10,6 +10,7 @@ primary calls reach the client unchanged.
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Iterator
@@ -39,11 +40,12 @@ class Broker:
         """Producer configuration that reconnects to a restarted broker within 0.2 s.
 
         With the client's default backoff (up to 10 s) a message produced just after a
-        restart can time out before the client is back, in older clients more often.
+        restart can time out before the client is back, in older clients more often. The
+        client's own logging is off: a producer of these tests that outlives its broker
+        would print its reconnect failures into every later test's output.
         """
-        return self.peer.config(
-            **{"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 200, **extra}
-        )
+        options = {"reconnect.backoff.ms": 50, "reconnect.backoff.max.ms": 200, "log_level": 0}
+        return self.peer.config(**{**options, **extra})
 
     def stop(self) -> None:
         # SIGTERM; Tansu waits for connected clients for up to 5 s before it exits.
@@ -76,6 +78,14 @@ class Broker:
             found = sorted(v or b"" for v in self.peer.values(self.topic))
             if len(found) >= expected or time.monotonic() > deadline:
                 return found
+
+
+@pytest.fixture(autouse=True)
+def _producers_gone() -> Iterator[None]:
+    """Producers kept alive by a cycle (an exception's traceback holds the test's frame)
+    would go on reconnecting to the stopped broker through later tests: destroy them."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture

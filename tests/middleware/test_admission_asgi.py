@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from typing import Any
 
@@ -470,6 +471,7 @@ def test_request_start_units(raw: str, expected: float | None) -> None:
     assert _admission.request_start(raw) == expected
 
 
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="Task.cancelling() is Python 3.11+")
 @pytest.mark.asyncio
 async def test_an_app_swallowing_the_cancellation_leaves_the_task_clean() -> None:
     """The watch withdraws its cancellation request, whoever caught it."""

@@ -100,7 +100,7 @@ def get(url: str, shadow: bool, headers: dict[str, str] | None = None) -> tuple[
         return error.code, error.headers.get("x-shadowguard-shed")
 
 
-def until(condition: Any, timeout: float = 10.0) -> None:
+def until(condition: Any, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "condition not reached"
