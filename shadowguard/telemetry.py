@@ -248,11 +248,16 @@ def _suppressed_attributes(kind: str, action: str) -> Mapping[str, Any]:
     return found
 
 
-def _signal_attributes(signal: str) -> Mapping[str, Any]:
-    found = _signal_cache.get(signal)
+def _one_attribute(cache: dict[str, Mapping[str, Any]], name: str, value: str) -> Mapping[str, Any]:
+    """The ready-made ``{name: value}`` of ``cache``."""
+    found = cache.get(value)
     if found is None:
-        found = _cached(_signal_cache, signal, {"signal": signal})
+        found = _cached(cache, value, {name: value})
     return found
+
+
+def _signal_attributes(signal: str) -> Mapping[str, Any]:
+    return _one_attribute(_signal_cache, "signal", signal)
 
 
 def _cached(
@@ -325,11 +330,7 @@ _collection_hook = _meter.create_observable_counter(
 def record_late_suppression(suppression: Suppression) -> None:
     """Count a suppression made in a shadow scope that had already ended."""
     try:
-        kind = suppression.kind
-        attributes = _late_cache.get(kind)
-        if attributes is None:
-            attributes = _cached(_late_cache, kind, {"kind": kind})
-        _count(_late_counter, attributes)
+        _count(_late_counter, _one_attribute(_late_cache, "kind", suppression.kind))
     except Exception:
         logger.debug("shadowguard: could not count a late suppression", exc_info=True)
 
@@ -340,9 +341,6 @@ _shed_cache: dict[str, Mapping[str, Any]] = {}
 def record_shadow_shed(reason: str) -> None:
     """Count a shadow request shed (not started) or cancelled, by ``reason``."""
     try:
-        attributes = _shed_cache.get(reason)
-        if attributes is None:
-            attributes = _cached(_shed_cache, reason, {"reason": reason})
-        _count(_shed_counter, attributes)
+        _count(_shed_counter, _one_attribute(_shed_cache, "reason", reason))
     except Exception:
         logger.debug("shadowguard: could not count a shed shadow request", exc_info=True)

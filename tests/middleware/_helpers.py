@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
+from typing import Any
 
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+
+
+def points(reader: InMemoryMetricReader, name: str) -> Iterator[Any]:
+    """The data points of metric ``name`` in the reader's current collection."""
+    data = reader.get_metrics_data()
+    if data is None:
+        return
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    yield from metric.data.data_points
 
 
 def durations(reader: InMemoryMetricReader) -> Counter[tuple[tuple[str, object], ...]]:
     """Request counts of ``shadowguard.request.duration`` per attribute set (cumulative)."""
     counts: Counter[tuple[tuple[str, object], ...]] = Counter()
-    data = reader.get_metrics_data()
-    if data is None:
-        return counts
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name != "shadowguard.request.duration":
-                    continue
-                for point in metric.data.data_points:
-                    assert isinstance(point, HistogramDataPoint)
-                    key = tuple(sorted((point.attributes or {}).items()))
-                    counts[key] += point.count
+    for point in points(reader, "shadowguard.request.duration"):
+        assert isinstance(point, HistogramDataPoint)
+        counts[tuple(sorted((point.attributes or {}).items()))] += point.count
     return counts
 
 

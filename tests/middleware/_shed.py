@@ -8,22 +8,15 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 
 from shadowguard.middleware import _admission
+from tests.middleware._helpers import points
 
 
 def shed_counts(reader: InMemoryMetricReader) -> Counter[str]:
     """``shadowguard.shadow_shed`` per ``reason`` (cumulative)."""
     counts: Counter[str] = Counter()
-    data = reader.get_metrics_data()
-    if data is None:
-        return counts
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                if metric.name != "shadowguard.shadow_shed":
-                    continue
-                for point in metric.data.data_points:
-                    assert isinstance(point, NumberDataPoint)
-                    counts[str((point.attributes or {})["reason"])] += int(point.value)
+    for point in points(reader, "shadowguard.shadow_shed"):
+        assert isinstance(point, NumberDataPoint)
+        counts[str((point.attributes or {})["reason"])] += int(point.value)
     return counts
 
 
