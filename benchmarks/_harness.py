@@ -12,6 +12,10 @@ process): ``api``, the OpenTelemetry API alone, where instruments are no-ops, an
 ``sdk``, with the SDK configured as services run it: a MeterProvider whose metric reader
 collects between samples (as a periodic reader would, outside the timed calls) and a
 TracerProvider.
+
+A comparison over its target in its first process is measured again in fresh processes
+(see :mod:`benchmarks.__main__`): where a process's code and heap land in memory moves a
+call by a few percent, the way ``pyperf`` sees it, so one process is one sample.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ class Comparison:
     fastest: bool = False
     target_ratio: float | None = None
     target_added_ns: float | None = None
+    module: str = ""
 
     @property
     def met(self) -> bool | None:
@@ -79,6 +84,10 @@ class Harness:
     fast_seconds_per_side: float = 0.4 if QUICK else 1.5
     #: Run before every sample, untimed (the SDK pass collects metrics there).
     between_samples: Callable[[], object] | None = None
+    #: The benchmark module running (recorded with each comparison).
+    module: str = ""
+    #: When set, only the comparisons of these names run (a re-measurement).
+    only: frozenset[str] | None = None
 
     @property
     def sdk(self) -> bool:
@@ -105,14 +114,17 @@ class Harness:
         before_baseline: Callable[[], object] | None = None,
         before_guarded: Callable[[], object] | None = None,
         fastest: bool = False,
-    ) -> Comparison:
+    ) -> Comparison | None:
         """Time ``guarded`` against ``baseline`` (per call), interleaved.
 
         ``before_baseline`` / ``before_guarded`` run untimed before each sample of that
         side (for example ``uninstall()`` / ``install()``). ``sdk_target_added_ns``
         replaces ``target_added_ns`` in the SDK pass. ``fastest``: compare the fastest
-        samples (CPU-bound calls) rather than the medians.
+        samples (CPU-bound calls) rather than the medians. Returns None when ``only``
+        leaves this comparison out.
         """
+        if self.only is not None and name not in self.only:
+            return None
         if self.sdk and sdk_target_added_ns is not None:
             target_added_ns = sdk_target_added_ns
         sample_seconds = self.fast_sample_seconds if fastest else self.sample_seconds
@@ -159,6 +171,7 @@ class Harness:
             fastest=fastest,
             target_ratio=target_ratio,
             target_added_ns=target_added_ns,
+            module=self.module,
         )
         self.results.append(result)
         print(row(result), flush=True)
