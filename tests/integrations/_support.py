@@ -28,3 +28,19 @@ def guarded_producer(how: str, config: dict[str, Any]) -> Any:
         guard_module.install()
         return confluent_kafka.Producer(config)
     return guard_module.guard(confluent_kafka.Producer(config), config=config)
+
+
+def shadow_refusal_seconds(engine: Any, statement: str, match: str) -> float:
+    """Run ``statement`` in a shadow transaction that must fail with ``match``; its seconds."""
+    import time
+
+    import pytest
+    from sqlalchemy import text
+    from sqlalchemy.exc import DBAPIError
+
+    import shadowguard
+
+    started = time.monotonic()
+    with shadowguard.shadow(), pytest.raises(DBAPIError, match=match), engine.begin() as c:
+        c.execute(text(statement))
+    return time.monotonic() - started

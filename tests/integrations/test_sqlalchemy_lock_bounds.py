@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 import shadowguard
 from shadowguard import _config
 from tests.integrations._sa_backends import Backend, model
+from tests.integrations._support import shadow_refusal_seconds
 
 SINK = "sqlalchemy"
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
@@ -71,14 +72,8 @@ def test_shadow_insert_of_a_key_the_primary_holds_fails_in_milliseconds(pg: Back
     primary = primary_holding(pg, f"INSERT INTO {pg.table} (id, name) VALUES (1, 'primary')")
     engine = pg.engine()
     try:
-        started = time.monotonic()
-        with (
-            shadowguard.shadow(),
-            pytest.raises(DBAPIError, match="lock timeout"),
-            engine.begin() as c,
-        ):
-            c.execute(text(f"INSERT INTO {pg.table} (id, name) VALUES (1, 'shadow')"))
-        waited = time.monotonic() - started
+        insert = f"INSERT INTO {pg.table} (id, name) VALUES (1, 'shadow')"
+        waited = shadow_refusal_seconds(engine, insert, "lock timeout")
         primary.commit()
     finally:
         primary.close()
@@ -106,14 +101,7 @@ def test_a_savepoint_inside_the_shadow_transaction_is_bounded_too(pg: Backend) -
 def test_a_statement_longer_than_the_bound_is_cancelled(pg: Backend, bounds: Any) -> None:
     bounds(db_statement_timeout_ms=200)
     engine = pg.engine()
-    started = time.monotonic()
-    with (
-        shadowguard.shadow(),
-        pytest.raises(DBAPIError, match="statement timeout"),
-        engine.begin() as c,
-    ):
-        c.execute(text("SELECT pg_sleep(5)"))
-    assert time.monotonic() - started < 1.5
+    assert shadow_refusal_seconds(engine, "SELECT pg_sleep(5)", "statement timeout") < 1.5
 
 
 # -- the primary waits for the shadow only briefly --------------------------------------
@@ -347,13 +335,7 @@ def test_lock_table_as_the_first_statement_is_bounded(pg: Backend) -> None:
     primary = primary_holding(pg, f"LOCK TABLE {pg.table} IN ACCESS EXCLUSIVE MODE")
     engine = pg.engine()
     try:
-        started = time.monotonic()
-        with (
-            shadowguard.shadow(),
-            pytest.raises(DBAPIError, match="lock timeout"),
-            engine.begin() as c,
-        ):
-            c.execute(text(f"LOCK TABLE {pg.table} IN SHARE MODE"))
-        assert time.monotonic() - started < 0.6
+        lock = f"LOCK TABLE {pg.table} IN SHARE MODE"
+        assert shadow_refusal_seconds(engine, lock, "lock timeout") < 0.6
     finally:
         primary.close()

@@ -9,36 +9,20 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 import shadowguard
+from tests.integrations._support import shadow_refusal_seconds
 from tests.peers.mariadb import mysql_connect
 
 SINK = "sqlalchemy"
 pytestmark = pytest.mark.usefixtures("installed")
 
 VARIABLES = ("innodb_lock_wait_timeout", "max_statement_time", "idle_transaction_timeout")
-
-
-@pytest.fixture
-def maria(mariadb_url: str, mariadb_database: str) -> Iterator[tuple[Engine, str, Any]]:
-    """A one-connection engine, a fresh InnoDB table and a PyMySQL oracle."""
-    t = f"t_{uuid.uuid4().hex[:10]}"
-    oracle = mysql_connect(mariadb_database)
-    with oracle.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE {t} (id INTEGER PRIMARY KEY, name VARCHAR(20)) ENGINE=InnoDB")
-    engine = create_engine(mariadb_url, pool_size=1, max_overflow=0)
-    try:
-        yield engine, t, oracle
-    finally:
-        engine.dispose()
-        oracle.close()
 
 
 def variables(conn: Connection) -> tuple[Any, ...]:
@@ -53,9 +37,9 @@ def server_defaults(oracle: Any) -> tuple[float, ...]:
 
 
 def test_the_bounds_apply_in_shadow_and_are_put_back_for_the_primary(
-    maria: tuple[Engine, str, Any],
+    mariadb_table: tuple[Engine, str, Any],
 ) -> None:
-    engine, t, oracle = maria
+    engine, t, oracle = mariadb_table
     defaults = server_defaults(oracle)
     with shadowguard.shadow(), engine.begin() as c:
         c.execute(text(f"INSERT INTO {t} (id) VALUES (1)"))
@@ -70,9 +54,9 @@ def test_the_bounds_apply_in_shadow_and_are_put_back_for_the_primary(
 
 
 def test_a_connection_kept_past_the_scope_is_put_back_when_it_ends(
-    maria: tuple[Engine, str, Any],
+    mariadb_table: tuple[Engine, str, Any],
 ) -> None:
-    engine, t, oracle = maria
+    engine, t, oracle = mariadb_table
     defaults = server_defaults(oracle)
     with engine.connect() as kept:
         with shadowguard.shadow():
@@ -87,22 +71,16 @@ def test_a_connection_kept_past_the_scope_is_put_back_when_it_ends(
 
 
 def test_a_shadow_insert_of_a_key_the_primary_holds_fails_within_a_second(
-    maria: tuple[Engine, str, Any], mariadb_database: str
+    mariadb_table: tuple[Engine, str, Any], mariadb_database: str
 ) -> None:
-    engine, t, oracle = maria
+    engine, t, oracle = mariadb_table
     primary = mysql_connect(mariadb_database)
     primary.autocommit(False)
     try:
         with primary.cursor() as cursor:
             cursor.execute(f"INSERT INTO {t} (id, name) VALUES (1, 'primary')")
-        started = time.monotonic()
-        with (
-            shadowguard.shadow(),
-            pytest.raises(DBAPIError, match="Lock wait timeout"),
-            engine.begin() as c,
-        ):
-            c.execute(text(f"INSERT INTO {t} (id, name) VALUES (1, 'shadow')"))
-        waited = time.monotonic() - started
+        insert = f"INSERT INTO {t} (id, name) VALUES (1, 'shadow')"
+        waited = shadow_refusal_seconds(engine, insert, "Lock wait timeout")
         primary.commit()
     finally:
         primary.close()
@@ -116,10 +94,10 @@ def test_a_shadow_insert_of_a_key_the_primary_holds_fails_within_a_second(
 
 
 def test_a_hung_shadow_holding_a_lock_releases_the_waiting_primary(
-    maria: tuple[Engine, str, Any], mariadb_database: str
+    mariadb_table: tuple[Engine, str, Any], mariadb_database: str
 ) -> None:
     """The shadow locks a row and hangs: MariaDB ends it after the idle bound (1 s here)."""
-    engine, t, oracle = maria
+    engine, t, oracle = mariadb_table
     with oracle.cursor() as cursor:
         cursor.execute(f"INSERT INTO {t} (id, name) VALUES (1, 'before')")
     shadowguard.configure(db_idle_timeout_ms=1000)

@@ -9,11 +9,11 @@ that the effect is real.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, insert, text
+from sqlalchemy import insert, text
 from sqlalchemy.orm import Session
 
 import shadowguard
@@ -164,25 +164,9 @@ def test_pg_notify_on_autocommit_is_refused(pg: Backend) -> None:
 # -- MySQL and MariaDB commit before some statements -----------------------------------
 
 
-@pytest.fixture
-def mariadb(mariadb_url: str, mariadb_database: str) -> Iterator[tuple[Any, str, Any]]:
-    from tests.peers.mariadb import mysql_connect
-
-    t = f"t_{uuid.uuid4().hex[:10]}"
-    oracle = mysql_connect(mariadb_database)
-    with oracle.cursor() as cursor:
-        cursor.execute(f"CREATE TABLE {t} (id INTEGER PRIMARY KEY) ENGINE=InnoDB")
-    engine = create_engine(mariadb_url)
-    try:
-        yield engine, t, oracle
-    finally:
-        engine.dispose()
-        oracle.close()
-
-
 @pytest.mark.parametrize("sql", ["BEGIN", "START TRANSACTION", "SET autocommit = 1"])
-def test_mariadb_implicit_commit_is_refused(mariadb: tuple[Any, str, Any], sql: str) -> None:
-    engine, t, oracle = mariadb
+def test_mariadb_implicit_commit_is_refused(mariadb_table: tuple[Any, str, Any], sql: str) -> None:
+    engine, t, oracle = mariadb_table
 
     def run() -> None:
         with engine.connect() as c:

@@ -56,3 +56,22 @@ def mariadb_database() -> Iterator[str]:
 def mariadb_url(mariadb_database: str) -> str:
     """SQLAlchemy URL (PyMySQL driver) of the session's test database."""
     return f"mysql+pymysql://{MYSQL_USER}@{MYSQL_HOST}:{MYSQL_PORT}/{mariadb_database}"
+
+
+@pytest.fixture
+def mariadb_table(mariadb_url: str, mariadb_database: str) -> Iterator[tuple[Any, str, Any]]:
+    """A one-connection SQLAlchemy engine, a fresh InnoDB table ``(id, name)`` and an oracle."""
+    from sqlalchemy import create_engine
+
+    table = f"t_{uuid.uuid4().hex[:10]}"
+    oracle = mysql_connect(mariadb_database)
+    with oracle.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TABLE {table} (id INTEGER PRIMARY KEY, name VARCHAR(20)) ENGINE=InnoDB"
+        )
+    engine = create_engine(mariadb_url, pool_size=1, max_overflow=0)
+    try:
+        yield engine, table, oracle
+    finally:
+        engine.dispose()
+        oracle.close()
