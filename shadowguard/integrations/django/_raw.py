@@ -127,31 +127,35 @@ _CURSOR_CLASSES: dict[type, type] = {}
 def _guarded_connection_class(cls: Any) -> type:
     guarded = _CONNECTION_CLASSES.get(cls)
     if guarded is None:
-        namespace: dict[str, Any] = {"__slots__": ()}
-        for name, method in _methods(cls, _ENDING):
-            namespace[name] = _refusing(method, name)
-        for name, method in _methods(cls, _SWITCHING):
-            namespace[name] = _refusing_true(method, name)
-        autocommit = inspect.getattr_static(cls, "autocommit", None)
-        if hasattr(autocommit, "__set__"):  # psycopg: a property
-            namespace["autocommit"] = _autocommit_property(autocommit)
-        elif callable(autocommit):  # PyMySQL, mysqlclient: autocommit(on)
-            namespace["autocommit"] = _refusing_true(cls.autocommit, "autocommit")
-        if callable(getattr(cls, "ping", None)):
-            namespace["ping"] = _ping(cls.ping)
-        if callable(getattr(cls, "query", None)):
-            namespace["query"] = _judging(cls.query, _held)
-        if callable(getattr(cls, "transaction", None)):
-            namespace["transaction"] = _transaction(cls.transaction, cls)
-        namespace["cursor"] = _cursor(cls.cursor)
-        guarded = _CONNECTION_CLASSES[cls] = _subclass(cls, namespace)
+        guarded = _CONNECTION_CLASSES[cls] = _subclass(cls, _connection_methods(cls))
     return guarded
+
+
+def _connection_methods(cls: Any) -> dict[str, Any]:
+    namespace: dict[str, Any] = {}
+    for name, method in _methods(cls, _ENDING):
+        namespace[name] = _refusing(method, name)
+    for name, method in _methods(cls, _SWITCHING):
+        namespace[name] = _refusing_true(method, name)
+    autocommit = inspect.getattr_static(cls, "autocommit", None)
+    if hasattr(autocommit, "__set__"):  # psycopg: a property
+        namespace["autocommit"] = _autocommit_property(autocommit)
+    elif callable(autocommit):  # PyMySQL, mysqlclient: autocommit(on)
+        namespace["autocommit"] = _refusing_true(cls.autocommit, "autocommit")
+    if callable(getattr(cls, "ping", None)):
+        namespace["ping"] = _ping(cls.ping)
+    if callable(getattr(cls, "query", None)):
+        namespace["query"] = _judging(cls.query, _held)
+    if callable(getattr(cls, "transaction", None)):
+        namespace["transaction"] = _transaction(cls.transaction, cls)
+    namespace["cursor"] = _cursor(cls.cursor)
+    return namespace
 
 
 def _guarded_cursor_class(cls: type) -> type:
     guarded = _CURSOR_CLASSES.get(cls)
     if guarded is None:
-        namespace: dict[str, Any] = {"__slots__": ()}
+        namespace: dict[str, Any] = {}
         for name, method in _methods(cls, _JUDGED):
             namespace[name] = _judging(method, _hold_of_cursor)
         for name, method in _methods(cls, _REFUSED):
@@ -170,7 +174,7 @@ def _methods(cls: type, names: Iterable[str]) -> Iterator[tuple[str, Any]]:
 
 def _subclass(cls: type, namespace: dict[str, Any]) -> type:
     """``cls`` with the guarded methods of ``namespace``, marked as the wrapper of ``cls``."""
-    guarded = type(cls.__name__, (cls,), namespace)
+    guarded = type(cls.__name__, (cls,), {"__slots__": (), **namespace})
     guarded.__qualname__ = f"ShadowGuarded{cls.__qualname__}"
     return mark_wrapped(guarded, cls)
 
