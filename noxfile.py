@@ -94,6 +94,7 @@ def soak(session: nox.Session) -> None:
     files = [
         "tests/integrations/test_sqlalchemy_stateful.py",
         "tests/integrations/test_http_stateful.py",
+        "tests/integrations/test_confluent_kafka_stateful.py",
         *session.posargs,
     ]
     session.run("pytest", "-p", "no:cacheprovider", *files, env={"SHADOWGUARD_SOAK": "20"})
