@@ -147,8 +147,8 @@ def compat(session: nox.Session) -> None:
     """tests/integrations against the lowest version of every dependency pyproject declares.
 
     Not a default session: it reinstalls old releases over the test group (pip warns about
-    the test group's own newer pins; the run is what counts). 3 to 6 minutes of tests, so
-    neither a default session nor part of ``.ci/run``.
+    the test group's own newer pins; the run is what counts). About 3 minutes of tests per
+    Python; ``.ci/run`` runs it after the README's test command.
     """
     install_group(session, "test")
     session.install(*lowest_pins(str(session.python)))
