@@ -45,6 +45,7 @@ class Opaque(str):
 
 
 MISSING = Opaque("(missing)")
+_FAST_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -87,39 +88,61 @@ def _same(x: Any, y: Any) -> bool:
     return isinstance(x, float) and x != x and y != y
 
 
+def _equal(a: Any, b: Any) -> bool:
+    """Type-strict equality of two containers at C speed; False also when unsure."""
+    try:
+        # ``==`` says 1 == 1.0 == True; their JSON texts tell them apart.
+        return bool(a == b) and json.dumps(a) == json.dumps(b)
+    except (TypeError, ValueError, RecursionError):
+        return False
+
+
 def walk(x: Any, y: Any) -> Iterator[tuple[tuple[str | int, ...], Any, Any]]:
     """Yield ``(parts, baseline, candidate)`` wherever two JSON values diverge.
 
     Iterative, not recursive: a body nested deeper than the interpreter's recursion limit
-    is still compared.
+    is still compared. Equal containers near the top are skipped whole (most of a body
+    is equal); deeper down each one is walked, as a whole-subtree check per level would
+    cost the square of the depth.
     """
     stack: list[tuple[tuple[str | int, ...], Any, Any]] = [((), x, y)]
     while stack:
         parts, a, b = stack.pop()
-        if type(a) is not type(b):
+        kind = type(a)
+        if kind is not type(b):
             yield parts, a, b
-        elif isinstance(a, dict):
-            later: list[tuple[str | int, ...]] = []
+            continue
+        if kind is not dict and kind is not list:
+            if not _same(a, b):
+                yield parts, a, b
+            continue
+        if len(parts) < _FAST_DEPTH and _equal(a, b):
+            continue
+        children: list[tuple[tuple[str | int, ...], Any, Any]] = []
+        if kind is dict:
             for key, value in a.items():
                 if key in b:
-                    later.append((*parts, key))
+                    children.append(((*parts, key), value, b[key]))
                 else:
                     yield (*parts, key), value, MISSING
             for key, value in b.items():
                 if key not in a:
                     yield (*parts, key), MISSING, value
-            for child in reversed(later):
-                stack.append((child, a[child[-1]], b[child[-1]]))
-        elif isinstance(a, list):
+        else:
             common = min(len(a), len(b))
-            for i in range(len(a) - 1, common - 1, -1):
+            children = [((*parts, i), a[i], b[i]) for i in range(common)]
+            for i in range(common, len(a)):
                 yield (*parts, i), a[i], MISSING
-            for i in range(len(b) - 1, common - 1, -1):
+            for i in range(common, len(b)):
                 yield (*parts, i), MISSING, b[i]
-            for i in range(common - 1, -1, -1):
-                stack.append(((*parts, i), a[i], b[i]))
-        elif not _same(a, b):
-            yield parts, a, b
+        for child in reversed(children):
+            value_a, value_b = child[1], child[2]
+            leaf = type(value_a)
+            if leaf is type(value_b) and leaf is not dict and leaf is not list:
+                if not _same(value_a, value_b):
+                    yield child
+            else:
+                stack.append(child)
 
 
 def _body(record: CaptureRecord) -> Any:

@@ -138,6 +138,8 @@ def test_an_added_list_element_is_found_at_the_list(items: list[Any], extra: Any
         ([1, 2], [1, 3], ["[]"]),
         (1, 2, ["$"]),
         ({"x": float("nan")}, {"x": float("nan")}, []),
+        ({"x": {"y": [1, 1]}}, {"x": {"y": [1, True]}}, ["x.y[]"]),  # == says equal
+        ({"x": {"y": 0.0}}, {"x": {"y": -0.0}}, []),
         (
             {"meta": {"at": 1, "by": 2}, "total": 1},
             {"meta": {"at": 2, "by": 3}, "total": 1},
