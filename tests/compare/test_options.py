@@ -62,3 +62,10 @@ def test_a_pyproject_without_the_table_is_named(tmp_path: Path) -> None:
     (tmp_path / "bad.toml").write_text("ignore = [")
     with pytest.raises(CompareError, match="is not valid TOML"):
         load_config(str(tmp_path / "bad.toml"))
+
+
+@pytest.mark.skipif(sys.version_info >= (3, 11), reason="Python 3.10 only: it has no tomllib")
+def test_toml_on_python_3_10_points_to_json(tmp_path: Path) -> None:
+    (tmp_path / "c.toml").write_text('ignore = ["x"]\n')
+    with pytest.raises(CompareError, match=r"needs Python 3\.11 or later; use a \.json file"):
+        load_config(str(tmp_path / "c.toml"))
