@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
 
+from shadowguard.capture import Capture, Take, capture_from
 from shadowguard.contract import PROCESS, Settings, settings_or_defaults, shadow, telemetry
 from shadowguard.middleware._admission import (
     SHED_BODY,
@@ -54,12 +55,16 @@ class ShadowGuardMiddleware:
 
         app = FastAPI()
         app.add_middleware(ShadowGuardMiddleware)
+
+    ``capture`` records each HTTP request for ``shadowguard compare`` (see
+    :func:`shadowguard.capture.capture_from`): None follows ``SHADOWGUARD_CAPTURE``.
     """
 
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
+    def __init__(self, app: ASGIApp, capture: Any = None, **options: Any) -> None:
         self.app = app
         self._settings = settings_from_options(options)
         self._precheck = Precheck(self._settings or settings_or_defaults())
+        self._capture: Capture | None = capture_from(capture)
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -82,11 +87,14 @@ class ShadowGuardMiddleware:
                 await self._shadow_websocket(scope, receive, send, detection.signal, settings)
             return
         if detection is None:
-            if not telemetry.collecting:
+            if not telemetry.collecting and self._capture is None:
                 await self.app(scope, receive, send)  # nothing would keep the duration
                 return
         else:
             await self._shadow(scope, receive, send, detection.signal, settings)
+            return
+        if self._capture is not None:
+            await self._captured(scope, receive, send, self._capture)
             return
 
         status: int | None = None
@@ -108,6 +116,30 @@ class ShadowGuardMiddleware:
                 perf_counter() - start, False, None if route is None else _route(route), status
             )
 
+    async def _captured(
+        self, scope: ASGIScope, receive: Receive, send: Send, capture: Capture
+    ) -> None:
+        """A primary request with capture on (and its duration, when an SDK collects)."""
+        take = capture.start(
+            False, scope.get("method", ""), scope.get("path", ""), None, scope.get("headers")
+        )
+
+        def observed(message: Message) -> Awaitable[None]:
+            _observe(take, message)
+            return send(message)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, observed)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            route = scope.get("route")
+            template = None if route is None else _route(route)
+            take.finish(template, None, error)
+            telemetry.request_served(perf_counter() - take.start, False, template, take.status)
+
     async def _shadow(
         self, scope: ASGIScope, receive: Receive, send: Send, signal: str | None, settings: Settings
     ) -> None:
@@ -119,11 +151,19 @@ class ShadowGuardMiddleware:
             return
         status: int | None = None
         watch: DisconnectWatch | None = None
+        capture = self._capture
+        take = None
+        if capture is not None:
+            take = capture.start(
+                True, scope.get("method", ""), scope.get("path", ""), None, headers
+            )
 
         def observed(message: Message) -> Awaitable[None]:
             nonlocal status
             if status is None:
                 status = message.get("status")
+            if take is not None:
+                _observe(take, message)
             if (
                 watch is not None
                 and message.get("type") == "http.response.body"
@@ -134,16 +174,21 @@ class ShadowGuardMiddleware:
 
         start = perf_counter()
         shadow_scope = None
+        error: BaseException | None = None
         try:
             if settings.cancel_disconnected_shadow:
                 watch = DisconnectWatch(receive, _count_disconnect, has_no_body(headers))
                 receive = watch.receive
             with shadow(f"request:{signal}") as shadow_scope:
                 await self.app(scope, receive, observed)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            error = exc
             if watch is None or not watch.disconnected or _uncancel() > 0:
                 raise
             # Cancelled by the watch: the mirror client is gone, nobody reads an answer.
+        except BaseException as exc:
+            error = exc
+            raise
         else:
             if watch is not None and watch.disconnected:
                 _uncancel()  # the application swallowed our cancellation
@@ -152,9 +197,10 @@ class ShadowGuardMiddleware:
             if watch is not None:
                 watch.stop()
             route = scope.get("route")
-            telemetry.request_served(
-                perf_counter() - start, True, None if route is None else _route(route), status
-            )
+            template = None if route is None else _route(route)
+            telemetry.request_served(perf_counter() - start, True, template, status)
+            if take is not None:
+                take.finish(template, shadow_scope, error)
             if shadow_scope is not None:
                 log_summary(scope.get("method", "?"), scope.get("path", "?"), shadow_scope, status)
 
@@ -172,6 +218,20 @@ class ShadowGuardMiddleware:
                 await self.app(scope, receive, send)
         finally:
             release()
+
+
+def _observe(take: Take, message: Message) -> None:
+    """Note a message the application sends: the response start, a body chunk, the end."""
+    kind = message.get("type")
+    if kind == "http.response.body":
+        body = message.get("body")
+        if body:
+            take.body(body)
+        if not message.get("more_body", False):
+            take.body_done()
+    elif kind == "http.response.start":
+        take.status = message.get("status")
+        take.headers = message.get("headers") or ()
 
 
 def _count_disconnect() -> None:
