@@ -17,6 +17,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 from queue import Empty, SimpleQueue
@@ -110,6 +111,11 @@ def _start(state: _State) -> None:
             )
             thread.start()
             state.thread = thread
+            # A child started by multiprocessing with fork leaves through os._exit, where no
+            # atexit hook runs; multiprocessing runs its own finalizers first.
+            mp_util = sys.modules.get("multiprocessing.util")
+            if mp_util is not None:
+                mp_util.Finalize(None, _at_exit, exitpriority=100)
 
 
 def flush(timeout: float | None = EXIT_TIMEOUT_SECONDS) -> bool:
