@@ -66,6 +66,25 @@ def test_flask_under_werkzeug(serve: Any, sqlite_url: str) -> None:
     assert (boom["status"], boom["exception"], boom["route"]) == (500, "KeyError", "/boom")
 
 
+def test_flask_reads_capture_from_its_config(jsonl_url: str) -> None:
+    from flask import Flask
+
+    from shadowguard.middleware.flask import ShadowGuard
+
+    app = Flask(__name__)
+    app.add_url_rule("/ping/<name>", "ping", lambda name: {"pong": name})
+    app.config["SHADOWGUARD"] = {"capture": jsonl_url, "marker_header": "x-mirror"}
+    ShadowGuard(app)
+    client = app.test_client()
+    assert client.get("/ping/a", headers={"x-mirror": "1"}).json == {"pong": "a"}
+    (record,) = records(jsonl_url)
+    assert (record["label"], record["route"], record["body"]) == (
+        "shadow",
+        "/ping/<name>",
+        {"pong": "a"},
+    )
+
+
 def _environ(path: str, **extra: Any) -> dict[str, Any]:
     return {
         "REQUEST_METHOD": "POST",
