@@ -46,7 +46,9 @@ class Capture:
             self.sink_key = ("sink", id(given))  # the sink may be unhashable; self keeps it alive
             self.open = lambda: given
         else:
-            scheme, path = parse_url(settings.url, "url")
+            url = settings.url
+            assert url is not None  # checked above
+            scheme, path = parse_url(url, "url")
             self.sink_key = (scheme, path)
             self.open = lambda: open_sink(scheme, path)
 

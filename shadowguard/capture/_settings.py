@@ -208,9 +208,10 @@ class CaptureSettings:
                 f"queue_size={queue!r} is not valid: accepted values are {_QUEUE_ACCEPTED}"
             )
         object.__setattr__(self, "headers", parse_headers("headers", self.headers))
-        if isinstance(self.redact, str):
+        redact: object = self.redact
+        if isinstance(redact, str):
             raise ConfigError(
-                f"redact={self.redact!r} is not valid: accepted values are a collection of "
+                f"redact={redact!r} is not valid: accepted values are a collection of "
                 "JSON field names"
             )
         object.__setattr__(self, "redact", parse_redact("redact", self.redact))

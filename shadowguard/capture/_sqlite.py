@@ -13,6 +13,7 @@ indexed by ``(request_id, label)`` and by ``label``.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import time
@@ -66,7 +67,7 @@ class SqliteSink:
             _retry(lambda: connection.execute("PRAGMA journal_mode = WAL").fetchone())
             connection.execute("PRAGMA synchronous = NORMAL")
             for statement in _SCHEMA:
-                _retry(lambda statement=statement: connection.execute(statement))
+                _retry(functools.partial(connection.execute, statement))
         except BaseException:
             connection.close()
             raise

@@ -12,6 +12,7 @@ from time import perf_counter
 from typing import Any
 
 from shadowguard.capture import Capture, Take, capture_from
+from shadowguard.capture import flush as flush_capture
 from shadowguard.contract import PROCESS, Settings, settings_or_defaults, shadow, telemetry
 from shadowguard.middleware._admission import (
     SHED_BODY,
@@ -69,6 +70,8 @@ class ShadowGuardMiddleware:
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
+            if kind == "lifespan" and self._capture is not None:
+                send = _flushing_at_shutdown(send)
             await self.app(scope, receive, send)
             return
         # Without options, the process settings of the moment (configure() applies at once).
@@ -232,6 +235,21 @@ def _observe(take: Take, message: Message) -> None:
     elif kind == "http.response.start":
         take.status = message.get("status")
         take.headers = message.get("headers") or ()
+
+
+def _flushing_at_shutdown(send: Send) -> Send:
+    """``send`` for the lifespan scope: capture is flushed before shutdown is reported.
+
+    uvicorn ends its process by raising the signal it was stopped with again, once it has
+    shut down: no ``atexit`` hook runs then, so the records still queued are written here.
+    """
+
+    async def sending(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await asyncio.get_running_loop().run_in_executor(None, flush_capture)
+        await send(message)
+
+    return sending
 
 
 def _count_disconnect() -> None:

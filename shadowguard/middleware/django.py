@@ -195,7 +195,7 @@ class ShadowGuardMiddleware:
             return _shed_response(reason)
         request_scope = RequestScope(f"request:{detection.signal}")
         take = self._take(request)
-        response: Any = None
+        response = None
         error: BaseException | None = None
 
         def done() -> None:
@@ -287,7 +287,7 @@ class ShadowGuardMiddleware:
             return _shed_response(reason)
         request_scope = RequestScope(f"request:{detection.signal}")
         take = self._take(request)
-        response: Any = None
+        response = None
         error: BaseException | None = None
 
         # Django runs ORM calls of one request on one thread: begin, end and the

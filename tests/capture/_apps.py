@@ -6,7 +6,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
 from fastapi import FastAPI
@@ -15,6 +16,8 @@ from flask import Flask
 from flask import Response as FlaskResponse
 
 from shadowguard import side_effect
+from shadowguard.capture import Encoded
+from shadowguard.capture._jsonl import JsonlSink
 from shadowguard.middleware.asgi import ShadowGuardMiddleware
 from shadowguard.middleware.flask import ShadowGuard
 
@@ -69,7 +72,8 @@ def build_asgi(**options: Any) -> FastAPI:
     async def empty() -> Response:
         return Response(status_code=204)
 
-    app.add_middleware(ShadowGuardMiddleware, **options)
+    # Starlette's ParamSpec factory type rejects every middleware class (also before capture).
+    app.add_middleware(ShadowGuardMiddleware, **options)  # type: ignore[arg-type]
     return app
 
 
@@ -97,4 +101,14 @@ def build_flask(**options: Any) -> Flask:
     return app
 
 
+class SlowJsonlSink(JsonlSink):
+    """JSON lines on a disk that takes 0.3 s per write."""
+
+    def write(self, batch: Sequence[Encoded]) -> None:
+        time.sleep(0.3)
+        super().write(batch)
+
+
 asgi_app: Any = build_asgi() if os.environ.get("SHADOWGUARD_CAPTURE") else None
+slow_dir = os.environ.get("CAPTURE_SLOW_DIR")
+slow_app: Any = build_asgi(capture=SlowJsonlSink(slow_dir)) if slow_dir else None

@@ -71,10 +71,12 @@ def test_a_streaming_body_never_read_is_still_recorded(rows: Rows, jsonl_url: st
 async def test_async_requests(rows: Rows, jsonl_url: str) -> None:
     with override_settings(SHADOWGUARD={"capture": jsonl_url}):
         client = AsyncClient()
-        for side, extra in (("p", {}), ("s", SHADOW)):
-            response = await client.get(f"/async-stream/A{side}/", HTTP_X_REQUEST_ID="d-5", **extra)
+        # AsyncClient takes request headers as headers= (its extra keys go to the scope).
+        for side, marker in (("p", {}), ("s", {"x-shadow-request": "1"})):
+            headers = {"x-request-id": "d-5", **marker}
+            response = await client.get(f"/async-stream/A{side}/", headers=headers)
             assert b"".join([c async for c in response.streaming_content]) == b"xx"
-            await client.post(f"/async/B{side}/", HTTP_X_REQUEST_ID="d-6", **extra)
+            await client.post(f"/async/B{side}/", headers={**headers, "x-request-id": "d-6"})
     found = by_key(jsonl_url)
     assert found["d-5", "primary"]["body"] == found["d-5", "shadow"]["body"] == "xx"
     assert found["d-5", "shadow"]["suppressions"] == {"db.commit": 2}

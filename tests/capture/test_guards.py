@@ -66,7 +66,7 @@ def build(pg: sa.Engine, table: str, app_db: sa.Engine, url: str) -> FastAPI:
                 return {"ref": ref, "stored": False}
         return {"ref": ref, "stored": True}
 
-    app.add_middleware(ShadowGuardMiddleware, capture=url)
+    app.add_middleware(ShadowGuardMiddleware, capture=url)  # type: ignore[arg-type]
     return app
 
 

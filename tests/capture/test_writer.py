@@ -93,6 +93,7 @@ def test_one_writer_serves_every_sink_of_the_process(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_starts_fresh(tmp_path: Path) -> None:
     """The child inherits neither the parent's queue nor its writer; it writes its own file."""
     blocked = BlockingSink()
