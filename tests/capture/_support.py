@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,20 @@ def records(url: str | Path) -> list[CaptureRecord]:
     """Every record written to ``url`` once the writer has caught up."""
     assert capture.flush(timeout=30), "the capture writer did not catch up in 30 s"
     return list(capture.read_records(url))
+
+
+def records_when(url: str | Path, count: int, timeout: float = 30) -> list[CaptureRecord]:
+    """The records once there are ``count``: a real server closes a response body (and so
+    ends the request) after its client may already have read the whole response."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            found = records(url)
+        except FileNotFoundError:  # nothing written yet
+            found = []
+        if len(found) >= count or time.monotonic() > deadline:
+            return found
+        time.sleep(0.02)
 
 
 def only(url: str | Path) -> CaptureRecord:

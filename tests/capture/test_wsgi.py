@@ -14,7 +14,7 @@ from werkzeug.serving import make_server
 from shadowguard.capture import REDACTED
 from shadowguard.middleware.wsgi import ROUTE_KEY, ShadowGuardMiddleware
 from tests.capture._apps import build_flask
-from tests.capture._support import records
+from tests.capture._support import records, records_when
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def test_flask_under_werkzeug(serve: Any, sqlite_url: str) -> None:
     assert fetch(f"{base}/orders/3", **{"x-request-id": "f-1", "x-shadow-request": "1"})[0] == 200
     assert fetch(f"{base}/stream", **{"x-request-id": "f-2"}) == (200, b'{"parts": [1, 2]}')
     assert fetch(f"{base}/boom", **{"x-request-id": "f-3"})[0] == 500
-    found = {(r["request_id"], r["label"]): r for r in records(sqlite_url)}
+    found = {(r["request_id"], r["label"]): r for r in records_when(sqlite_url, 4)}
     assert set(found) == {
         ("f-1", "primary"),
         ("f-1", "shadow"),
