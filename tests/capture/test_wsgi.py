@@ -77,7 +77,7 @@ def test_flask_reads_capture_from_its_config(jsonl_url: str) -> None:
     ShadowGuard(app)
     client = app.test_client()
     assert client.get("/ping/a", headers={"x-mirror": "1"}).json == {"pong": "a"}
-    (record,) = records(jsonl_url)
+    (record,) = records_when(jsonl_url, 1)
     assert (record["label"], record["route"], record["body"]) == (
         "shadow",
         "/ping/<name>",
