@@ -77,11 +77,11 @@ def _write(folder: Path, records: list[CaptureRecord]) -> tuple[str, str]:
     connection = sqlite3.connect(folder / "capture.db")
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(
-        "CREATE TABLE records (id INTEGER PRIMARY KEY, request_id TEXT, label TEXT, record TEXT)"
+        "CREATE TABLE shadowguard_capture (id INTEGER PRIMARY KEY, request_id TEXT, label TEXT, record TEXT)"
     )
     with connection:
         connection.executemany(
-            "INSERT INTO records (request_id, label, record) VALUES (?, ?, ?)",
+            "INSERT INTO shadowguard_capture (request_id, label, record) VALUES (?, ?, ?)",
             [(r["request_id"], r["label"], line) for r, line in zip(records, lines, strict=True)],
         )
     connection.close()

@@ -4,21 +4,30 @@ Primary requests are the ones that matter; their targets (added per request) are
 #11's with the OpenTelemetry API alone and issue #17's with the SDK configured. Shadow
 requests run inside a server span (as OpenTelemetry's instrumentation makes one) and
 suppress two calls, so the span events and the suppression counter are on the path.
-Ends with the memory of 100,000 shadow requests (tracemalloc).
+Capture (issue #13) is timed on its request path: the take, the body copy and the hand-over
+to a bounded queue, with the writer left out (it runs on its own thread; a writer sharing the
+GIL with a loop of microsecond requests would time the writer, not the request). Ends with
+the memory of 100,000 shadow requests, and of 100,000 captured requests written to SQLite by
+the real writer (tracemalloc).
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import logging
+import tempfile
 import tracemalloc
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, TypedDict
 
 from opentelemetry import trace
 
 from benchmarks._harness import QUICK, Harness
-from shadowguard import side_effect
+from shadowguard import capture, side_effect
+from shadowguard.capture import Capture, CaptureSettings, Encoded, Take
 from shadowguard.middleware.asgi import ShadowGuardMiddleware as ASGIMiddleware
 from shadowguard.middleware.wsgi import ShadowGuardMiddleware as WSGIMiddleware
 
@@ -34,8 +43,31 @@ class Targets(TypedDict):
 ASGI_WSGI = Targets(target_added_ns=2000, sdk_target_added_ns=3000, fastest=True)
 FLASK = Targets(target_added_ns=5000, sdk_target_added_ns=6000, fastest=True)
 DJANGO = Targets(target_added_ns=1500, sdk_target_added_ns=3000, fastest=True)
+#: Capture on the primary path, over the bare application (issue #13: <= 5 us plus the body).
+CAPTURE = Targets(target_added_ns=5000, sdk_target_added_ns=5000, fastest=True)
 
 tracer = trace.get_tracer("benchmarks")
+
+
+class _NullSink:
+    def write(self, batch: Sequence[Encoded]) -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+class RequestPathCapture(Capture):
+    """Capture whose finished takes go to a bounded deque no writer reads: the request path."""
+
+    __slots__ = ("taken",)
+
+    def __init__(self) -> None:
+        super().__init__(CaptureSettings(), sink=_NullSink())
+        self.taken: deque[Take] = deque(maxlen=1000)
+
+    def submit(self, take: Take) -> None:
+        self.taken.append(take)
 
 
 @side_effect
@@ -142,6 +174,12 @@ def _asgi(h: Harness) -> None:
         **ASGI_WSGI,
     )
     h.compare(
+        "ASGI: primary request, capture on (request path) vs bare app",
+        asgi_caller(asgi_app, primary),
+        asgi_caller(ASGIMiddleware(asgi_app, capture=RequestPathCapture()), primary),
+        **CAPTURE,
+    )
+    h.compare(
         "ASGI: shadow request, 2 suppressed, in a span (info)",
         in_span(asgi_caller(asgi_app_notifying, shadow)),
         in_span(asgi_caller(ASGIMiddleware(asgi_app_notifying), shadow)),
@@ -155,6 +193,12 @@ def _wsgi(h: Harness) -> None:
         wsgi_caller(wsgi_app, {}),
         wsgi_caller(WSGIMiddleware(wsgi_app), {}),
         **ASGI_WSGI,
+    )
+    h.compare(
+        "WSGI: primary request, capture on (request path) vs bare app",
+        wsgi_caller(wsgi_app, {}),
+        wsgi_caller(WSGIMiddleware(wsgi_app, capture=RequestPathCapture()), {}),
+        **CAPTURE,
     )
     shadow = {"HTTP_HOST": "orders-shadow"}
     h.compare(
@@ -256,9 +300,44 @@ def _memory(h: Harness) -> None:
         h.note(f"{name} middleware: {n:,} shadow requests, memory grew by {grown:,} bytes")
 
 
+def _capture_memory(h: Harness) -> None:
+    """Memory over 100,000 captured primary requests, written to SQLite by the real writer.
+
+    The requests outrun the writer here (nothing else runs between them), so the queue fills
+    and records are dropped and counted: memory stays bounded by the queue, not the traffic.
+    """
+    n = 20_000 if QUICK else 100_000
+    logging.getLogger("shadowguard.capture").setLevel(logging.ERROR)  # one drop line per burst
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite://{Path(folder).resolve()}/capture.db"
+        call = asgi_caller(ASGIMiddleware(asgi_app, capture=url), [(b"host", b"orders")])
+        for _ in range(2000):
+            call()
+        capture.flush(30)
+        warm = sum(1 for _ in capture.read_records(url))
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for _ in range(n):
+            call()
+        capture.flush(60)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        written = sum(1 for _ in capture.read_records(url))
+        capture.close(30)
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+    h.note(
+        f"ASGI capture to SQLite: {n:,} primary requests, memory grew by {grown:,} bytes; "
+        f"{written - warm:,} written, the rest dropped (queue of "
+        f"{CaptureSettings().queue_size:,})"
+    )
+
+
 def run(h: Harness) -> None:
     _asgi(h)
     _wsgi(h)
     _flask(h)
     _django(h)
     _memory(h)
+    _capture_memory(h)

@@ -47,6 +47,7 @@ __all__ = [
     "SHADOW_ATTRIBUTE",
     "SUPPRESSED_ATTRIBUTES",
     "mark_span_shadow",
+    "record_capture_dropped",
     "record_late_suppression",
     "record_request_duration",
     "record_shadow_shed",
@@ -95,6 +96,11 @@ _shed_counter = _meter.create_counter(
     "shadowguard.shadow_shed",
     unit="{request}",
     description="Shadow requests not started, or cancelled, to protect the primary",
+)
+_capture_dropped_counter = _meter.create_counter(
+    "shadowguard.capture_dropped",
+    unit="{record}",
+    description="Capture records not written: the writer's queue was full, or the sink failed",
 )
 #: OpenTelemetry's recommended boundaries for HTTP server durations, in seconds; the SDK's
 #: defaults (0, 5, 10, ... meant for milliseconds) would put every request in one bucket.
@@ -204,20 +210,20 @@ def _tag(span: Any, attribute: str) -> None:
     _tagged = (span, attributes | {attribute})
 
 
-def _count(counter: Any, attributes: Mapping[str, Any]) -> None:
+def _count(counter: Any, attributes: Mapping[str, Any], n: int = 1) -> None:
     if not collecting:
         return
     key = (counter, id(attributes))
     with _counts_lock:
         pending = _pending_counts.get(key)
         if pending is not None:
-            pending[0] += 1
+            pending[0] += n
             return
         if len(_pending_counts) < MAX_CACHED_ATTRIBUTES:
             # The entry keeps ``attributes`` alive, so its id stays its own until handed over.
-            _pending_counts[key] = [1, attributes]
+            _pending_counts[key] = [n, attributes]
             return
-    counter.add(1, attributes)  # an attribute set per call: no sum to gain, record it now
+    counter.add(n, attributes)  # an attribute set per call: no sum to gain, record it now
 
 
 # Ready-made attribute sets. A cached mapping is never mutated, so sharing it is safe.
@@ -344,3 +350,18 @@ def record_shadow_shed(reason: str) -> None:
         _count(_shed_counter, _one_attribute(_shed_cache, "reason", reason))
     except Exception:
         logger.debug("shadowguard: could not count a shed shadow request", exc_info=True)
+
+
+_capture_dropped_cache: dict[str, Mapping[str, Any]] = {}
+
+
+def record_capture_dropped(reason: str, count: int = 1) -> None:
+    """Count ``count`` capture records dropped, by ``reason``."""
+    try:
+        _count(
+            _capture_dropped_counter,
+            _one_attribute(_capture_dropped_cache, "reason", reason),
+            count,
+        )
+    except Exception:
+        logger.debug("shadowguard: could not count dropped capture records", exc_info=True)

@@ -22,6 +22,7 @@ from opentelemetry import trace
 
 from shadowguard import current_scope, record_suppression, shadow, telemetry
 from shadowguard.contract import Action, record
+from shadowguard.middleware import _wsgi_response
 from shadowguard.middleware import asgi as asgi_module
 from shadowguard.middleware import wsgi as wsgi_module
 from shadowguard.middleware.asgi import ShadowGuardMiddleware as ASGIMiddleware
@@ -273,6 +274,7 @@ def test_request_histogram_is_exact_across_collections(
     """Per side, route and status: count, sum, buckets, min and max, collection after collection."""
     clock = Clock()
     monkeypatch.setattr(module, "perf_counter", clock)
+    monkeypatch.setattr(_wsgi_response, "perf_counter", clock)  # the WSGI response objects
     prefix = f"/{uuid.uuid4().hex[:8]}"
     app = build(clock, prefix)
     served = Served()
@@ -388,6 +390,7 @@ def test_a_reader_that_stops_collecting_costs_bounded_memory(
     monkeypatch.setattr(telemetry, "MAX_PENDING", 5)
     clock = Clock()
     monkeypatch.setattr(wsgi_module, "perf_counter", clock)
+    monkeypatch.setattr(_wsgi_response, "perf_counter", clock)
     prefix = f"/{uuid.uuid4().hex[:8]}"
     app = _wsgi_app(clock, prefix)
     served = Served()

@@ -1,7 +1,7 @@
 """Reading stored capture records: a SQLite file or a folder of JSON-lines files.
 
-A source is written as the capture setting is (``sqlite:///path``, ``jsonl:///dir``; as in
-SQLAlchemy, ``sqlite:///orders.db`` is relative and ``sqlite:////var/capture.db`` absolute) or
+A source is written as the capture setting is (``sqlite:///path``, ``jsonl:///dir``, the path
+absolute as in a ``file:`` URL: ``sqlite:///var/capture.db`` is ``/var/capture.db``) or
 as a plain path: a folder or a ``.jsonl`` file is JSON lines, any other file must be SQLite.
 
 Readers are tolerant: a record that cannot be read is skipped and counted under its reason
@@ -21,15 +21,17 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import quote
 
+from shadowguard.capture import TABLE
+from shadowguard.capture._settings import parse_url
 from shadowguard.capture_format import CaptureRecord, RecordError, decode
 from shadowguard.compare._errors import CompareError
+from shadowguard.errors import ConfigError
 
 __all__ = ["DEFAULT_MAX_RECORD_BYTES", "Source", "SourceStats", "open_source"]
 
 #: Records larger than this are skipped (and counted): a runaway body must not exhaust memory.
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
 _SQLITE_MAGIC = b"SQLite format 3\x00"
-_SCHEMES = ("sqlite", "jsonl")
 
 
 @dataclass
@@ -135,12 +137,12 @@ class Source:
         connection = _connect(self.spec, self.path)
         try:
             size = "length(CAST(record AS BLOB))"
-            query = f"SELECT {size}, CASE WHEN {size} > ? THEN NULL ELSE record END FROM records"
+            query = f"SELECT {size}, CASE WHEN {size} > ? THEN NULL ELSE record END FROM {TABLE}"
             try:
                 cursor = connection.execute(query, (self.max_record_bytes,))
             except sqlite3.DatabaseError as exc:
                 raise CompareError(
-                    f"source {self.spec!r}: cannot read table records: {exc}"
+                    f"source {self.spec!r}: cannot read table {TABLE}: {exc}"
                 ) from None
             number = 0
             while True:
@@ -175,7 +177,7 @@ def _connect(spec: str, path: Path) -> sqlite3.Connection:
     for uri in (f"file:{quote(str(path))}?mode=ro", f"file:{quote(str(path))}"):
         connection = sqlite3.connect(uri, uri=True)
         try:
-            columns = {row[1] for row in connection.execute("PRAGMA table_info(records)")}
+            columns = {row[1] for row in connection.execute(f"PRAGMA table_info({TABLE})")}
         except sqlite3.DatabaseError as exc:
             connection.close()
             problem = str(exc)
@@ -184,28 +186,26 @@ def _connect(spec: str, path: Path) -> sqlite3.Connection:
             connection.close()
             what = "no column 'record' in" if columns else "no"
             raise CompareError(
-                f"source {spec!r}: {what} table 'records': not a shadowguard capture database"
+                f"source {spec!r}: {what} table {TABLE!r}: not a shadowguard capture database"
             )
         return connection
     raise CompareError(f"source {spec!r}: not a readable SQLite database ({problem})")
 
 
 def _path_of(spec: str) -> tuple[str | None, Path]:
-    for scheme in _SCHEMES:
-        prefix = f"{scheme}:///"
-        if spec.startswith(prefix):
-            rest = spec[len(prefix) :].split("?", 1)[0]
-            path = Path(rest)
-            # sqlite:///tmp/x.db written for an absolute path, as a file URL would be.
-            if not path.is_absolute() and not path.exists() and Path("/" + rest).exists():
-                path = Path("/" + rest)
-            return scheme, path
     if "://" in spec:
-        scheme = spec.split("://", 1)[0]
-        raise CompareError(
-            f"source {spec!r}: unknown scheme {scheme!r}; accepted: sqlite:///PATH, "
-            "jsonl:///DIR, or a path"
-        )
+        try:
+            scheme, path = parse_url(spec, "source")
+        except ConfigError:
+            scheme = spec.split("://", 1)[0]
+            what = (
+                "an invalid URL" if scheme in ("sqlite", "jsonl") else f"unknown scheme {scheme!r}"
+            )
+            raise CompareError(
+                f"source {spec!r}: {what}; accepted: sqlite:///PATH, jsonl:///DIR (the path "
+                "absolute, as SHADOWGUARD_CAPTURE writes it), or a path"
+            ) from None
+        return scheme, Path(path)
     return None, Path(spec)
 
 

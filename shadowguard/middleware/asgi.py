@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
 
+from shadowguard.capture import Capture, Take, capture_from
+from shadowguard.capture import flush as flush_capture
 from shadowguard.contract import PROCESS, Settings, settings_or_defaults, shadow, telemetry
 from shadowguard.middleware._admission import (
     SHED_BODY,
@@ -54,16 +56,22 @@ class ShadowGuardMiddleware:
 
         app = FastAPI()
         app.add_middleware(ShadowGuardMiddleware)
+
+    ``capture`` records each HTTP request for ``shadowguard compare`` (see
+    :func:`shadowguard.capture.capture_from`): None follows ``SHADOWGUARD_CAPTURE``.
     """
 
-    def __init__(self, app: ASGIApp, **options: Any) -> None:
+    def __init__(self, app: ASGIApp, capture: Any = None, **options: Any) -> None:
         self.app = app
         self._settings = settings_from_options(options)
         self._precheck = Precheck(self._settings or settings_or_defaults())
+        self._capture: Capture | None = capture_from(capture)
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http" and kind != "websocket":
+            if kind == "lifespan" and self._capture is not None:
+                send = _flushing_at_shutdown(send)
             await self.app(scope, receive, send)
             return
         # Without options, the process settings of the moment (configure() applies at once).
@@ -82,11 +90,14 @@ class ShadowGuardMiddleware:
                 await self._shadow_websocket(scope, receive, send, detection.signal, settings)
             return
         if detection is None:
-            if not telemetry.collecting:
+            if not telemetry.collecting and self._capture is None:
                 await self.app(scope, receive, send)  # nothing would keep the duration
                 return
         else:
             await self._shadow(scope, receive, send, detection.signal, settings)
+            return
+        if self._capture is not None:
+            await self._captured(scope, receive, send, self._capture)
             return
 
         status: int | None = None
@@ -108,6 +119,30 @@ class ShadowGuardMiddleware:
                 perf_counter() - start, False, None if route is None else _route(route), status
             )
 
+    async def _captured(
+        self, scope: ASGIScope, receive: Receive, send: Send, capture: Capture
+    ) -> None:
+        """A primary request with capture on (and its duration, when an SDK collects)."""
+        take = capture.start(
+            False, scope.get("method", ""), scope.get("path", ""), None, scope.get("headers")
+        )
+
+        def observed(message: Message) -> Awaitable[None]:
+            _observe(take, message)
+            return send(message)
+
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, observed)
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            route = scope.get("route")
+            template = None if route is None else _route(route)
+            take.finish(template, None, error)
+            telemetry.request_served(perf_counter() - take.start, False, template, take.status)
+
     async def _shadow(
         self, scope: ASGIScope, receive: Receive, send: Send, signal: str | None, settings: Settings
     ) -> None:
@@ -119,11 +154,19 @@ class ShadowGuardMiddleware:
             return
         status: int | None = None
         watch: DisconnectWatch | None = None
+        capture = self._capture
+        take = None
+        if capture is not None:
+            take = capture.start(
+                True, scope.get("method", ""), scope.get("path", ""), None, headers
+            )
 
         def observed(message: Message) -> Awaitable[None]:
             nonlocal status
             if status is None:
                 status = message.get("status")
+            if take is not None:
+                _observe(take, message)
             if (
                 watch is not None
                 and message.get("type") == "http.response.body"
@@ -134,16 +177,21 @@ class ShadowGuardMiddleware:
 
         start = perf_counter()
         shadow_scope = None
+        error: BaseException | None = None
         try:
             if settings.cancel_disconnected_shadow:
                 watch = DisconnectWatch(receive, _count_disconnect, has_no_body(headers))
                 receive = watch.receive
             with shadow(f"request:{signal}") as shadow_scope:
                 await self.app(scope, receive, observed)
-        except asyncio.CancelledError:
+        except asyncio.CancelledError as exc:
+            error = exc
             if watch is None or not watch.disconnected or _uncancel() > 0:
                 raise
             # Cancelled by the watch: the mirror client is gone, nobody reads an answer.
+        except BaseException as exc:
+            error = exc
+            raise
         else:
             if watch is not None and watch.disconnected:
                 _uncancel()  # the application swallowed our cancellation
@@ -152,9 +200,10 @@ class ShadowGuardMiddleware:
             if watch is not None:
                 watch.stop()
             route = scope.get("route")
-            telemetry.request_served(
-                perf_counter() - start, True, None if route is None else _route(route), status
-            )
+            template = None if route is None else _route(route)
+            telemetry.request_served(perf_counter() - start, True, template, status)
+            if take is not None:
+                take.finish(template, shadow_scope, error)
             if shadow_scope is not None:
                 log_summary(scope.get("method", "?"), scope.get("path", "?"), shadow_scope, status)
 
@@ -172,6 +221,35 @@ class ShadowGuardMiddleware:
                 await self.app(scope, receive, send)
         finally:
             release()
+
+
+def _observe(take: Take, message: Message) -> None:
+    """Note a message the application sends: the response start, a body chunk, the end."""
+    kind = message.get("type")
+    if kind == "http.response.body":
+        body = message.get("body")
+        if body:
+            take.body(body)
+        if not message.get("more_body", False):
+            take.body_done()
+    elif kind == "http.response.start":
+        take.status = message.get("status")
+        take.headers = message.get("headers") or ()
+
+
+def _flushing_at_shutdown(send: Send) -> Send:
+    """``send`` for the lifespan scope: capture is flushed before shutdown is reported.
+
+    uvicorn ends its process by raising the signal it was stopped with again, once it has
+    shut down: no ``atexit`` hook runs then, so the records still queued are written here.
+    """
+
+    async def sending(message: Message) -> None:
+        if message.get("type") in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await asyncio.get_running_loop().run_in_executor(None, flush_capture)
+        await send(message)
+
+    return sending
 
 
 def _count_disconnect() -> None:

@@ -5,7 +5,9 @@ Add it first in ``MIDDLEWARE``::
     MIDDLEWARE = ["shadowguard.middleware.django.ShadowGuardMiddleware", ...]
 
 Options come from the ``SHADOWGUARD`` setting, a dict of :class:`~shadowguard.Settings`
-fields; ``SHADOWGUARD_DATABASES`` (default: every alias) limits the aliases opened.
+fields; ``SHADOWGUARD_DATABASES`` (default: every alias) limits the aliases opened. Its
+``"capture"`` key (a capture URL; default ``SHADOWGUARD_CAPTURE``) records each request
+for ``shadowguard compare``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpResponse
 
+from shadowguard.capture import Capture, Take, capture_from
 from shadowguard.contract import (
     PROCESS,
     Detection,
@@ -26,6 +29,7 @@ from shadowguard.contract import (
     telemetry,
 )
 from shadowguard.integrations.django import ShadowTransactions
+from shadowguard.middleware import _django_capture as capturing
 from shadowguard.middleware._admission import (
     SHED_BODY,
     admit,
@@ -154,7 +158,13 @@ class ShadowGuardMiddleware:
         from django.conf import settings
 
         self.get_response = get_response
-        self._settings = settings_from_options(dict(getattr(settings, "SHADOWGUARD", None) or {}))
+        options = dict(getattr(settings, "SHADOWGUARD", None) or {})
+        self._capture: Capture | None = capture_from(options.pop("capture", None))
+        if self._capture is not None:
+            from django.core.signals import got_request_exception
+
+            got_request_exception.connect(capturing.note_exception, dispatch_uid="shadowguard")
+        self._settings = settings_from_options(options)
         databases = getattr(settings, "SHADOWGUARD_DATABASES", None)
         self._databases = list(databases) if databases is not None else None
         self._precheck = Precheck(self._settings or settings_or_defaults())
@@ -166,10 +176,12 @@ class ShadowGuardMiddleware:
         if self._async:
             return self.__acall__(request)
         detection = self._detect(request.META)
-        if detection is None and not telemetry.collecting:
+        if detection is None and not telemetry.collecting and self._capture is None:
             return self.get_response(request)  # nothing would keep the duration
         start = perf_counter()
         if detection is None:
+            if self._capture is not None:
+                return self._captured(request, self._capture)
             status = None
             try:
                 response = self.get_response(request)
@@ -182,10 +194,12 @@ class ShadowGuardMiddleware:
         if reason is not None:
             return _shed_response(reason)
         request_scope = RequestScope(f"request:{detection.signal}")
+        take = self._take(request)
         response = None
+        error: BaseException | None = None
 
         def done() -> None:
-            self._finish(request, request_scope, start, response)
+            self._finish(request, request_scope, start, response, take, error)
 
         token = request_scope.enter()
         try:
@@ -193,8 +207,9 @@ class ShadowGuardMiddleware:
             transactions.begin()
             request_scope.scope.on_exit(transactions.end)
             response = self.get_response(request)
-        except BaseException:
+        except BaseException as exc:
             request_scope.exit(token)
+            error = exc
             done()
             raise
         request_scope.exit(token)
@@ -207,17 +222,58 @@ class ShadowGuardMiddleware:
                 response.streaming_content = _stream(
                     response.streaming_content, request_scope, done
                 )
+            if take is not None:
+                capturing.copy_stream(take, response)
             _close_in_scope(response, request_scope, done)
         else:
             done()
         return response
 
+    def _captured(self, request: Any, capture: Capture) -> Any:
+        """A primary request with capture on (and its duration, when an SDK collects)."""
+        take = capturing.start(capture, False, request)
+        response: Any = None
+        error: BaseException | None = None
+        try:
+            response = self.get_response(request)
+            return response
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._served(request, take, response, error)
+
+    async def _acaptured(self, request: Any, capture: Capture) -> Any:
+        take = capturing.start(capture, False, request)
+        response: Any = None
+        error: BaseException | None = None
+        try:
+            response = await self.get_response(request)
+            return response
+        except BaseException as exc:
+            error = exc
+            raise
+        finally:
+            self._served(request, take, response, error)
+
+    @staticmethod
+    def _served(request: Any, take: Take, response: Any, error: BaseException | None) -> None:
+        route = _route(request)
+        status = getattr(response, "status_code", None)
+        telemetry.request_served(perf_counter() - take.start, False, route, status)
+        capturing.served(take, request, response, route, error)
+
+    def _take(self, request: Any) -> Take | None:
+        return None if self._capture is None else capturing.start(self._capture, True, request)
+
     async def __acall__(self, request: Any) -> Any:
         detection = self._detect(request.META)
-        if detection is None and not telemetry.collecting:
+        if detection is None and not telemetry.collecting and self._capture is None:
             return await self.get_response(request)  # nothing would keep the duration
         start = perf_counter()
         if detection is None:
+            if self._capture is not None:
+                return await self._acaptured(request, self._capture)
             status = None
             try:
                 response = await self.get_response(request)
@@ -230,7 +286,9 @@ class ShadowGuardMiddleware:
         if reason is not None:
             return _shed_response(reason)
         request_scope = RequestScope(f"request:{detection.signal}")
+        take = self._take(request)
         response = None
+        error: BaseException | None = None
 
         # Django runs ORM calls of one request on one thread: begin, end and the
         # request's own queries all go through thread-sensitive sync_to_async.
@@ -240,10 +298,10 @@ class ShadowGuardMiddleware:
             try:
                 await sync_to_async(request_scope.finish, thread_sensitive=True)()
             finally:
-                self._record(request, request_scope, start, response)
+                self._record(request, request_scope, start, response, take, error)
 
         def done_in_thread() -> None:
-            self._finish(request, request_scope, start, response)
+            self._finish(request, request_scope, start, response, take, error)
 
         token = request_scope.enter()
         try:
@@ -251,8 +309,9 @@ class ShadowGuardMiddleware:
             await sync_to_async(transactions.begin, thread_sensitive=True)()
             request_scope.scope.on_exit(transactions.end)
             response = await self.get_response(request)
-        except BaseException:
+        except BaseException as exc:
             request_scope.exit(token)
+            error = exc
             await done()
             raise
         request_scope.exit(token)
@@ -266,6 +325,8 @@ class ShadowGuardMiddleware:
                 response.streaming_content = _stream(
                     response.streaming_content, request_scope, done_in_thread
                 )
+            if take is not None:
+                capturing.copy_stream(take, response)
             # Django's ASGI handler closes the response on the request's thread.
             _close_in_scope(response, request_scope, done_in_thread)
         else:
@@ -289,7 +350,13 @@ class ShadowGuardMiddleware:
 
     @classmethod
     def _finish(
-        cls, request: Any, request_scope: RequestScope, start: float, response: Any
+        cls,
+        request: Any,
+        request_scope: RequestScope,
+        start: float,
+        response: Any,
+        take: Take | None,
+        error: BaseException | None,
     ) -> None:
         """End a shadow request once (on the thread that owns its connections) and record it."""
         if request_scope.finished:
@@ -297,11 +364,21 @@ class ShadowGuardMiddleware:
         try:
             request_scope.finish()
         finally:
-            cls._record(request, request_scope, start, response)
+            cls._record(request, request_scope, start, response, take, error)
 
     @staticmethod
-    def _record(request: Any, request_scope: RequestScope, start: float, response: Any) -> None:
+    def _record(
+        request: Any,
+        request_scope: RequestScope,
+        start: float,
+        response: Any,
+        take: Take | None,
+        error: BaseException | None,
+    ) -> None:
         release()  # called once per admitted request, when it ends
         status = getattr(response, "status_code", None)
-        telemetry.request_served(perf_counter() - start, True, _route(request), status)
+        route = _route(request)
+        telemetry.request_served(perf_counter() - start, True, route, status)
+        if take is not None:
+            capturing.finish(take, request, response, route, request_scope.scope, error)
         log_summary(request.method or "?", request.path, request_scope.scope, status)

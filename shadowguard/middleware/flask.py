@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+from shadowguard.middleware.wsgi import EXCEPTION_KEY, ShadowGuardMiddleware
 
 try:
-    from flask import request
+    from flask import got_request_exception, request
 except ImportError as exc:  # pragma: no cover - exercised without Flask installed
     from shadowguard.errors import missing_extra_error
 
@@ -31,6 +31,16 @@ def _flask_route(environ: dict[str, Any]) -> str | None:
     return rule.rule if rule is not None else None
 
 
+def _note_exception(sender: Any, exception: BaseException | None = None, **extra: Any) -> None:
+    # Flask turns an unhandled exception into a 500 before the middleware sees it: the
+    # capture record still names the exception.
+    try:
+        if exception is not None:
+            request.environ[EXCEPTION_KEY] = exception
+    except RuntimeError:  # outside a request context
+        pass
+
+
 class ShadowGuard:
     """Guard a Flask application: ``ShadowGuard(app)`` or ``ShadowGuard().init_app(app)``.
 
@@ -38,7 +48,8 @@ class ShadowGuard:
     server closes the response, so streaming responses and ``call_on_close`` callbacks
     are covered. ``options`` are :class:`~shadowguard.Settings` fields; without them the
     ``SHADOWGUARD`` key of ``app.config`` (a dict of the same fields) is used, then the
-    environment.
+    environment. ``capture=`` (or ``"capture"`` in that dict) records each request for
+    ``shadowguard compare``, with the route template and the exception of a 500.
     """
 
     def __init__(self, app: Flask | None = None, **options: Any) -> None:
@@ -53,6 +64,8 @@ class ShadowGuard:
         options = self.options or dict(app.config.get("SHADOWGUARD") or {})
         middleware = ShadowGuardMiddleware(app.wsgi_app, **options)
         middleware.route_of = _flask_route
+        if middleware.capture is not None:
+            got_request_exception.connect(_note_exception, app)
         # The bound method, not the instance: Flask calls ``self.wsgi_app(...)`` on every
         # request, and CPython calls a bound method faster than an object's ``__call__``.
         # ``app.wsgi_app.__self__`` is the middleware.

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from time import perf_counter
-from types import TracebackType
-from typing import Any, Protocol
+from typing import Any
 
+from shadowguard.capture import Capture, capture_from
 from shadowguard.contract import PROCESS, RequestScope, Settings, settings_or_defaults, telemetry
 from shadowguard.middleware._admission import (
     SHED_BODY,
@@ -19,180 +19,27 @@ from shadowguard.middleware._common import (
     Precheck,
     detect_shadow,
     environ_headers,
-    log_summary,
     settings_from_options,
 )
+from shadowguard.middleware._wsgi_response import (
+    EXCEPTION_KEY,
+    CapturedResponse,
+    Response,
+    ShadowResponse,
+    StartResponse,
+    WSGIApp,
+    request_path,
+)
 
-__all__ = ["ROUTE_KEY", "ShadowGuardMiddleware"]
+__all__ = ["EXCEPTION_KEY", "ROUTE_KEY", "ShadowGuardMiddleware"]
 
 #: A framework adapter may put the matched route template under this environ key.
 ROUTE_KEY = "shadowguard.route"
-
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType] | tuple[None, None, None]
-
-
-class StartResponse(Protocol):
-    def __call__(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = ..., /
-    ) -> Callable[[bytes], object]: ...
-
-
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
 
 def _environ_route(environ: dict[str, Any]) -> str | None:
     route = environ.get(ROUTE_KEY)
     return route if isinstance(route, str) else None
-
-
-#: Status lines seen, and their codes: they repeat, so each is parsed once.
-_status_codes: dict[str, int] = {}
-
-
-def _parse_status(status: str) -> int | None:
-    try:
-        code = int(status[:3])
-    except (TypeError, ValueError):  # the server will say what is wrong with it, not us
-        return None
-    if len(_status_codes) < 1000:
-        _status_codes[status] = code
-    return code
-
-
-class _Response:
-    """One primary request's response, while the SDK collects: the ``start_response`` the
-    application gets (it notes the status and the matched route, while the framework still
-    knows it) and, when the body must be wrapped, the body the server gets.
-
-    The request is recorded once, when the body is done: at once for a list or a file
-    wrapper, otherwise when the server closes the body. Made without ``__init__`` on the
-    primary path (the middleware sets the slots): a Python frame less per request.
-    """
-
-    __slots__ = (
-        "_inner",
-        "environ",
-        "route",
-        "route_of",
-        "server_start_response",
-        "start",
-        "status",
-    )
-
-    _inner: Iterable[bytes]
-    environ: dict[str, Any]
-    route: str | None
-    route_of: Callable[[dict[str, Any]], str | None]
-    server_start_response: StartResponse
-    #: perf_counter() at the start; None once the request is recorded.
-    start: float | None
-    status: int | None
-
-    def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
-    ) -> Callable[[bytes], object]:
-        """Note the status and the route, then pass on to the server's."""
-        self.status = _status_codes.get(status) or _parse_status(status)
-        try:
-            self.route = self.route_of(self.environ)
-        except Exception:  # telemetry fails open: never into the application
-            self.route = None
-        if exc_info is None:
-            return self.server_start_response(status, headers)
-        return self.server_start_response(status, headers, exc_info)
-
-    def __iter__(self) -> Iterator[bytes]:
-        return iter(self._inner)
-
-    def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        try:
-            if close is not None:
-                close()
-        finally:
-            start = self.start
-            if start is not None:  # done(), without a call more on the primary path
-                self.start = None
-                telemetry.request_served(perf_counter() - start, False, self.route, self.status)
-
-    def done(self) -> None:
-        start = self.start
-        if start is not None:
-            self.start = None
-            telemetry.request_served(perf_counter() - start, False, self.route, self.status)
-
-
-class _ShadowResponse(_Response):
-    """A shadow request's response: the scope is re-entered for every chunk the server
-    pulls and for ``close()``, and ends when the server closes the body."""
-
-    __slots__ = ("_iterator", "_request_scope")
-
-    def __init__(
-        self,
-        environ: dict[str, Any],
-        route_of: Callable[[dict[str, Any]], str | None],
-        start_response: StartResponse,
-        request_scope: RequestScope,
-    ) -> None:
-        self.environ = environ
-        self.route_of = route_of
-        self.server_start_response = start_response
-        self.status = None
-        self.route = None
-        self.start = perf_counter()
-        self._request_scope = request_scope
-        self._iterator: Iterator[bytes] | None = None
-
-    def __iter__(self) -> Iterator[bytes]:
-        return self
-
-    def __del__(self) -> None:
-        # A server that drops the body without close() (werkzeug's development server when
-        # the client resets the connection, a PEP 3333 violation elsewhere) would keep the
-        # admission slot taken for the life of the process: give it back.
-        if self.start is not None:
-            self.start = None
-            release()
-
-    def __next__(self) -> bytes:
-        # A streaming generator runs here, in the server's frames: re-enter the scope.
-        token = self._request_scope.enter()
-        try:
-            if self._iterator is None:
-                self._iterator = iter(self._inner)
-            return next(self._iterator)
-        finally:
-            self._request_scope.exit(token)
-
-    def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        try:
-            if close is not None:
-                token = self._request_scope.enter()
-                try:
-                    close()
-                finally:
-                    self._request_scope.exit(token)
-        finally:
-            self.done()
-
-    def done(self) -> None:
-        start = self.start
-        if start is None:
-            return
-        self.start = None
-        try:
-            self._request_scope.finish()
-        finally:
-            release()
-            telemetry.request_served(perf_counter() - start, True, self.route, self.status)
-            log_summary(
-                self.environ.get("REQUEST_METHOD", "?"),
-                self.environ.get("PATH_INFO", "?"),
-                self._request_scope.scope,
-                self.status,
-            )
 
 
 class ShadowGuardMiddleware:
@@ -205,12 +52,16 @@ class ShadowGuardMiddleware:
     PEP 3333 requires every server to do::
 
         app.wsgi_app = ShadowGuardMiddleware(app.wsgi_app)
+
+    ``capture`` records each request for ``shadowguard compare`` (see
+    :func:`shadowguard.capture.capture_from`): None follows ``SHADOWGUARD_CAPTURE``.
     """
 
-    def __init__(self, wsgi_app: WSGIApp, **options: Any) -> None:
+    def __init__(self, wsgi_app: WSGIApp, capture: Any = None, **options: Any) -> None:
         self.wsgi_app = wsgi_app
         self._settings = settings_from_options(options)
         self._precheck = Precheck(self._settings or settings_or_defaults())
+        self.capture: Capture | None = capture_from(capture)
         #: Called at ``start_response``: the matched route template, when a framework knows it.
         self.route_of: Callable[[dict[str, Any]], str | None] = _environ_route
 
@@ -224,10 +75,12 @@ class ShadowGuardMiddleware:
             detection = detect_shadow(environ_headers(environ, settings), settings)
             if detection is not None:
                 return self._shadow(environ, start_response, detection.signal, settings)
-        if not telemetry.collecting:  # nothing would keep the duration: pass straight on
-            return self.wsgi_app(environ, start_response)
+        if not telemetry.collecting and self.capture is None:
+            return self.wsgi_app(environ, start_response)  # nothing would keep the duration
+        if self.capture is not None:
+            return self._captured(environ, start_response, self.capture)
 
-        response = _Response()
+        response = Response()
         response.environ = environ
         response.route_of = self.route_of
         response.server_start_response = start_response
@@ -247,6 +100,41 @@ class ShadowGuardMiddleware:
         response._inner = body
         return response
 
+    def _captured(
+        self, environ: dict[str, Any], start_response: StartResponse, capture: Capture
+    ) -> Iterable[bytes]:
+        """A primary request with capture on (and its duration, when an SDK collects)."""
+        take = capture.start(
+            False,
+            environ.get("REQUEST_METHOD", ""),
+            request_path(environ),
+            environ.get("HTTP_X_REQUEST_ID"),
+        )
+        response = CapturedResponse()
+        response.take = take
+        response.environ = environ
+        response.route_of = self.route_of
+        response.server_start_response = start_response
+        response.status = response.route = None
+        response._iterator = None
+        response.start = take.start
+        try:
+            body = self.wsgi_app(environ, response.start_response)
+        except BaseException as exc:
+            response.done(exc)
+            raise
+        file_wrapper = environ.get("wsgi.file_wrapper")
+        if type(body) is list:
+            for chunk in body:
+                take.body(chunk)
+            response.done()
+            return body
+        if isinstance(file_wrapper, type) and isinstance(body, file_wrapper):
+            response.done()  # the server's sendfile: the body is not read here
+            return body
+        response._inner = body
+        return response
+
     def _shadow(
         self,
         environ: dict[str, Any],
@@ -260,16 +148,24 @@ class ShadowGuardMiddleware:
             return [SHED_BODY]
         try:
             request_scope = RequestScope(f"request:{signal}")
-            response = _ShadowResponse(environ, self.route_of, start_response, request_scope)
+            take = None
+            if self.capture is not None:
+                take = self.capture.start(
+                    True,
+                    environ.get("REQUEST_METHOD", ""),
+                    request_path(environ),
+                    environ.get("HTTP_X_REQUEST_ID"),
+                )
+            response = ShadowResponse(environ, self.route_of, start_response, request_scope, take)
         except BaseException:
             release()
             raise
         token = request_scope.enter()
         try:
             body = self.wsgi_app(environ, response.start_response)
-        except BaseException:
+        except BaseException as exc:
             request_scope.exit(token)
-            response.done()
+            response.done(exc)
             raise
         request_scope.exit(token)
         response._inner = body

@@ -57,12 +57,12 @@ def write_sqlite(path: Path, records: Iterable[CaptureRecord], wal: bool = True)
     if wal:
         connection.execute("PRAGMA journal_mode=WAL")
     connection.execute(
-        "CREATE TABLE IF NOT EXISTS records (id INTEGER PRIMARY KEY, request_id TEXT, "
+        "CREATE TABLE IF NOT EXISTS shadowguard_capture (id INTEGER PRIMARY KEY, request_id TEXT, "
         "label TEXT, record TEXT NOT NULL)"
     )
     with connection:
         connection.executemany(
-            "INSERT INTO records (request_id, label, record) VALUES (?, ?, ?)",
+            "INSERT INTO shadowguard_capture (request_id, label, record) VALUES (?, ?, ?)",
             [(r["request_id"], r["label"], encode(r)) for r in records],
         )
     connection.close()

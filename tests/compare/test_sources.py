@@ -85,7 +85,7 @@ def test_sqlite_reads_the_record_column_of_a_wal_database(tmp_path: Path) -> Non
     spec = write_sqlite(path, [record("a"), record("b", label="shadow")])
     writer = sqlite3.connect(path)  # a writer still has the file open, with WAL content
     writer.execute(
-        "INSERT INTO records (request_id, label, record) VALUES ('c', 'shadow', ?)",
+        "INSERT INTO shadowguard_capture (request_id, label, record) VALUES ('c', 'shadow', ?)",
         (encode(record("c")),),
     )
     writer.commit()
@@ -107,8 +107,10 @@ def test_sqlite_bad_rows_are_skipped(tmp_path: Path) -> None:
         encode(record("b")),
     ]
     with connection:
-        connection.executemany("INSERT INTO records (record) VALUES (?)", [(r,) for r in rows])
-        connection.execute("INSERT INTO records (record) VALUES (X'FFFE00')")
+        connection.executemany(
+            "INSERT INTO shadowguard_capture (record) VALUES (?)", [(r,) for r in rows]
+        )
+        connection.execute("INSERT INTO shadowguard_capture (record) VALUES (X'FFFE00')")
     connection.close()
     ids, skipped, _ = _read(spec, max_record_bytes=4000)
     assert ids == ["a", "b"]
@@ -126,7 +128,7 @@ def test_sqlite_bad_rows_are_skipped(tmp_path: Path) -> None:
         (
             None,
             "kafka://broker/topic",
-            "unknown scheme 'kafka'; accepted: sqlite:///PATH, jsonl:///DIR, or a path",
+            "unknown scheme 'kafka'; accepted: sqlite:///PATH, jsonl:///DIR (the path absolute",
         ),
         ("empty-dir", "jsonl:///{tmp}/d", "no *.jsonl file in"),
         ("text", "sqlite:///{tmp}/f.db", "is not a SQLite database"),
@@ -134,9 +136,9 @@ def test_sqlite_bad_rows_are_skipped(tmp_path: Path) -> None:
         (
             "no-table",
             "sqlite:///{tmp}/f.db",
-            "no table 'records': not a shadowguard capture database",
+            "no table 'shadowguard_capture': not a shadowguard capture database",
         ),
-        ("no-column", "sqlite:///{tmp}/f.db", "no column 'record' in table 'records'"),
+        ("no-column", "sqlite:///{tmp}/f.db", "no column 'record' in table 'shadowguard_capture'"),
         ("garbage-db", "sqlite:///{tmp}/f.db", "not a readable SQLite database"),
     ],
 )
@@ -150,7 +152,9 @@ def test_unreadable_sources_are_one_clear_error(
     elif make in ("no-table", "no-column"):
         connection = sqlite3.connect(tmp_path / "f.db")
         connection.execute(
-            "CREATE TABLE other (x)" if make == "no-table" else "CREATE TABLE records (x)"
+            "CREATE TABLE other (x)"
+            if make == "no-table"
+            else "CREATE TABLE shadowguard_capture (x)"
         )
         connection.close()
     elif make == "garbage-db":

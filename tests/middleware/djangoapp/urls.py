@@ -17,4 +17,5 @@ urlpatterns = [
     path("raw-commit/<str:ref>/", views.raw_commit),
     path("slow/<str:ref>/", views.slow),
     path("async-slow/<str:ref>/", views.async_slow),
+    path("boom/<str:ref>/", views.boom),
 ]

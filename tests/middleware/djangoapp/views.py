@@ -145,3 +145,8 @@ async def async_slow(request: HttpRequest, ref: str) -> JsonResponse:
     HOLD["started"] += 1
     await HOLD["async_release"].wait()
     return JsonResponse({"ok": True})
+
+
+def boom(request: HttpRequest, ref: str) -> JsonResponse:
+    """Django answers 500 itself; the capture record still names the exception."""
+    raise ValueError(ref)
