@@ -1,4 +1,4 @@
-"""The ``shadowguard`` command: ``doctor`` and ``demo``."""
+"""The ``shadowguard`` command: ``doctor``, ``demo`` and ``compare``."""
 
 from __future__ import annotations
 
@@ -40,6 +40,12 @@ def _demo(args: argparse.Namespace) -> int:
     return run(
         args.requests, as_json=args.json, envoy=args.envoy, guard=not args.no_guard, folder=args.dir
     )
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from shadowguard.compare._command import run
+
+    return run(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--dir", metavar="DIR", help="keep the database and logs in DIR (new or empty folder)"
     )
     demo.set_defaults(run=_demo)
+    compare = commands.add_parser(
+        "compare",
+        help="compare captured primary and shadow (or candidate) traffic: differences by "
+        "field, latency per route; exit 1 past a --fail-on gate, 2 if it cannot run",
+    )
+    from shadowguard.compare._command import add_arguments
+
+    add_arguments(compare)
+    compare.set_defaults(run=_compare)
     return parser
 
 
@@ -93,7 +108,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``shadowguard`` console script.
 
     Exit codes: 0 fine, 1 the command's own verdict (something unguarded, a shadow that
-    persisted), 2 bad input (options, settings), printed as one line without a traceback.
+    persisted, a comparison past its gates), 2 bad input (options, settings, an unreadable
+    source), printed as one line without a traceback.
     """
     from shadowguard.errors import ConfigError
 
