@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from opentelemetry import metrics
 
+from shadowguard._fieldpaths import IgnoreRules, collapsed, concrete, walk
 from shadowguard.contract import Suppression, shadow
 from shadowguard.errors import ConfigError
 
@@ -241,9 +242,6 @@ class Experiment:
         """Field-path differences of two JSON-like values; None when they are not JSON-like."""
         if not (_json_like(a) and _json_like(b)):
             return None
-        from shadowguard.compare._diff import walk
-        from shadowguard.compare._paths import IgnoreRules, collapsed, concrete
-
         if self._ignore is None:
             self._ignore = IgnoreRules(self.ignore)
         found = []

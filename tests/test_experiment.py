@@ -53,7 +53,10 @@ def test_the_caller_gets_the_control_and_the_candidate_runs_as_shadow() -> None:
     assert seen == [("control", False), ("candidate", True)]
     [run] = published
     assert not run.matched
-    assert [(d.path, d.control, d.candidate) for d in run.diffs] == [("total", 5, 6)]
+    assert sorted((d.path, d.control, d.candidate) for d in run.diffs) == [
+        ("charge", "charged 5", None),  # suppressed: @side_effect returns None
+        ("total", 5, 6),
+    ]
     assert run.candidate.value["charge"] is None  # suppressed: @side_effect returns None
     assert [s.kind for s in run.candidate.suppressed] == ["call"]
     assert run.control.suppressed == ()
@@ -94,8 +97,16 @@ def test_candidate_first_and_random_order_still_return_the_control() -> None:
     calls: list[str] = []
     for order in ("candidate-first", "random"):
         experiment = Experiment("order", order=order)
+
+        def control() -> int:
+            calls.append("a")
+            return 1
+
+        def candidate() -> None:
+            calls.append("b")
+
         for _ in range(20):
-            assert experiment.run(lambda: calls.append("a") or 1, lambda: calls.append("b")) == 1
+            assert experiment.run(control, candidate) == 1
     assert calls[:2] == ["b", "a"]
     assert calls.count("a") == calls.count("b") == 40
 
@@ -203,21 +214,23 @@ def test_runs_and_durations_are_counted_by_outcome_and_side(
     def runs() -> dict[str, int]:
         found = {}
         for point in points(metric_reader, "shadowguard.experiment.runs"):
-            if point.attributes["experiment"] == "counted":
-                found[point.attributes["outcome"]] = point.value
+            attributes = dict(point.attributes or {})
+            if attributes["experiment"] == "counted":
+                found[str(attributes["outcome"])] = int(point.value)
         return found
 
     def sides() -> dict[str, int]:
         found = {}
         for point in points(metric_reader, "shadowguard.experiment.duration"):
             assert isinstance(point, HistogramDataPoint)
-            if point.attributes["experiment"] == "counted":
-                found[point.attributes["side"]] = point.count
+            attributes = dict(point.attributes or {})
+            if attributes["experiment"] == "counted":
+                found[str(attributes["side"])] = point.count
         return found
 
     experiment = Experiment("counted")
     for i in range(5):
-        experiment.run(lambda: 1, lambda i=i: 1 if i < 3 else 2)  # type: ignore[misc]
+        experiment.run(lambda: 1, lambda i=i: 1 if i < 3 else 2)
     assert runs() == {"matched": 3, "mismatched": 2}
     assert sides() == {"control": 5, "candidate": 5}
 

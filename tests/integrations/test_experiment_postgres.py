@@ -24,22 +24,24 @@ RUNS = 1000
 
 @pytest.fixture
 def orders(pg: Backend) -> Iterator[tuple[Backend, Engine]]:
-    pg.create_table(schema="id INTEGER PRIMARY KEY, item TEXT NOT NULL, total INTEGER NOT NULL")
+    pg.table = pg.create_table(
+        f"{pg.table}_orders", "id INTEGER PRIMARY KEY, item TEXT NOT NULL, total INTEGER NOT NULL"
+    )
     engine = pg.engine(pool_size=2, max_overflow=0)
     yield pg, engine
     engine.dispose()
 
 
 def insert(session: Session, table: str, order_id: int, item: str, total: int) -> dict[str, Any]:
+    """Insert an order, read it back, commit: the Session holds no work afterwards."""
     session.execute(
         text(f"INSERT INTO {table} (id, item, total) VALUES (:id, :item, :total)"),
         {"id": order_id, "item": item, "total": total},
     )
+    query = text(f"SELECT id, item, total FROM {table} WHERE id = :id")
+    row = dict(session.execute(query, {"id": order_id}).mappings().one())
     session.commit()
-    row = session.execute(
-        text(f"SELECT id, item, total FROM {table} WHERE id = :id"), {"id": order_id}
-    )
-    return dict(row.mappings().one())
+    return row
 
 
 def test_a_thousand_runs_store_exactly_the_controls_rows(orders: tuple[Backend, Engine]) -> None:
@@ -56,7 +58,8 @@ def test_a_thousand_runs_store_exactly_the_controls_rows(orders: tuple[Backend, 
             total = 10 * order_id + (1 if order_id % 10 == 0 else 0)  # differs on a tenth
             return insert(session, pg.table, order_id, item, total)
 
-    experiment = Experiment("orders", publish=published.append)
+    # The candidate first: run after the control it would meet the control's row (a duplicate key).
+    experiment = Experiment("orders", order="candidate-first", publish=published.append)
     returned = [experiment.run(control, candidate, i, f"item-{i}") for i in range(1, RUNS + 1)]
 
     assert returned == [{"id": i, "item": f"item-{i}", "total": 10 * i} for i in range(1, RUNS + 1)]
@@ -84,8 +87,8 @@ def test_the_candidate_may_use_the_controls_session(orders: tuple[Backend, Engin
     with Session(engine) as session:
         for i in range(1, 51):
             result = experiment.run(
-                lambda i=i: insert(session, pg.table, i, "a", i),  # type: ignore[misc]
-                lambda i=i: insert(session, pg.table, 1000 + i, "a", i),  # type: ignore[misc]
+                lambda i=i: insert(session, pg.table, i, "a", i),
+                lambda i=i: insert(session, pg.table, 1000 + i, "a", i),
             )
             assert result == {"id": i, "item": "a", "total": i}
         session.execute(text(f"UPDATE {pg.table} SET item = 'b' WHERE id = 1"))
