@@ -111,9 +111,29 @@ def _postgres(h: Harness) -> None:
         return
     try:
         engine = create_engine(PG_URL.rsplit("/", 1)[0] + f"/{name}")
-        _compare(h, _workloads(engine, "PostgreSQL (psycopg)"))
+        workloads = _workloads(engine, "PostgreSQL (psycopg)")
+        _compare(h, workloads)
+        _experiment_off(h, workloads[0][1])
         engine.dispose()
     finally:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+def _experiment_off(h: Harness, control: Callable[[], object]) -> None:
+    """An experiment that does not run its candidate costs the control almost nothing."""
+    from shadowguard import Experiment
+
+    sg.uninstall()
+    experiment = Experiment("bench", sample=0)
+
+    def never() -> None:
+        raise AssertionError("the candidate of a sample=0 experiment ran")
+
+    h.compare(
+        "Experiment sample=0: PostgreSQL ORM add + commit as control",
+        control,
+        lambda: experiment.run(control, never),
+        target_ratio=TARGET_RATIO,
+    )

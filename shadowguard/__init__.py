@@ -28,12 +28,15 @@ from shadowguard._scopes import as_primary as detached
 from shadowguard._side_effect import side_effect
 from shadowguard._suppression import Action, Kind
 from shadowguard.errors import ConfigError, ShadowGuardError, ShadowSideEffectBlocked
+from shadowguard.experiment import Experiment, Result
 
 __all__ = [
     "Action",
     "ConfigError",
     "Detection",
+    "Experiment",
     "Kind",
+    "Result",
     "Scope",
     "Settings",
     "ShadowGuardError",

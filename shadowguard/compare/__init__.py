@@ -5,7 +5,7 @@ The seams, in call order (:func:`compare` runs them):
 - :mod:`._sources`: read stored capture records (SQLite, JSON lines), skipping and counting
   what cannot be read;
 - :mod:`._join`: choose the baseline, candidate and noise labels, pair records by request id;
-- :mod:`._diff` (with :mod:`._paths`): where a pair's responses differ, by field path;
+- :mod:`._diff` (with :mod:`shadowguard._fieldpaths`): where a pair's responses differ, by field path;
 - :mod:`._routes`: tallies per route and label; :mod:`._latency`: percentiles;
 - :mod:`._report`: the JSON report (noise cancellation, worst route first), checked against
   ``report.schema.json``; :mod:`._gates`: the ``--fail-on`` verdict;

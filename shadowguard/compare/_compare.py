@@ -6,11 +6,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from shadowguard._fieldpaths import IgnoreRules
 from shadowguard.compare._diff import Differ
 from shadowguard.compare._gates import check_gates
 from shadowguard.compare._join import Index, join, resolve_labels
 from shadowguard.compare._options import Options
-from shadowguard.compare._paths import IgnoreRules
 from shadowguard.compare._report import SCHEMA_VERSION, build_route, route_order, summary
 from shadowguard.compare._routes import LabelTally, PairTally, RouteKey, route_of
 from shadowguard.compare._sources import open_source

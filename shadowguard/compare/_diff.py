@@ -12,13 +12,22 @@ the capture bound (``truncated``) on both sides is not compared.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from typing import Any
 
+from shadowguard._fieldpaths import (
+    MISSING,
+    ROOT,
+    IgnoreRules,
+    Opaque,
+    collapsed,
+    concrete,
+    header_path,
+    same,
+    walk,
+)
 from shadowguard.capture_format import CaptureRecord
-from shadowguard.compare._paths import ROOT, IgnoreRules, collapsed, concrete, header_path
 
 __all__ = [
     "DEFAULT_IGNORED_HEADERS",
@@ -36,16 +45,6 @@ __all__ = [
 DEFAULT_IGNORED_HEADERS = frozenset(
     {"date", "content-length", "x-request-id", "x-envoy-upstream-service-time"}
 )
-
-
-class Opaque(str):
-    """A description shown in place of a value that is not JSON: ``<binary, 12 bytes>``."""
-
-    __slots__ = ()
-
-
-MISSING = Opaque("(missing)")
-_FAST_DEPTH = 32
 
 
 @dataclass(frozen=True)
@@ -79,70 +78,6 @@ def preview(value: Any, limit: int = 400) -> str:
     if len(text) > limit:
         return f"{text[:limit]}… ({len(text)} characters)"
     return text
-
-
-def _same(x: Any, y: Any) -> bool:
-    if x == y:
-        return True
-    # NaN (Python's json reads it) is equal to itself here: equal documents never differ.
-    return isinstance(x, float) and x != x and y != y
-
-
-def _equal(a: Any, b: Any) -> bool:
-    """Type-strict equality of two containers at C speed; False also when unsure."""
-    try:
-        # ``==`` says 1 == 1.0 == True; their JSON texts tell them apart.
-        return bool(a == b) and json.dumps(a) == json.dumps(b)
-    except (TypeError, ValueError, RecursionError):
-        return False
-
-
-def walk(x: Any, y: Any) -> Iterator[tuple[tuple[str | int, ...], Any, Any]]:
-    """Yield ``(parts, baseline, candidate)`` wherever two JSON values diverge.
-
-    Iterative, not recursive: a body nested deeper than the interpreter's recursion limit
-    is still compared. Equal containers near the top are skipped whole (most of a body
-    is equal); deeper down each one is walked, as a whole-subtree check per level would
-    cost the square of the depth.
-    """
-    stack: list[tuple[tuple[str | int, ...], Any, Any]] = [((), x, y)]
-    while stack:
-        parts, a, b = stack.pop()
-        kind = type(a)
-        if kind is not type(b):
-            yield parts, a, b
-            continue
-        if kind is not dict and kind is not list:
-            if not _same(a, b):
-                yield parts, a, b
-            continue
-        if len(parts) < _FAST_DEPTH and _equal(a, b):
-            continue
-        children: list[tuple[tuple[str | int, ...], Any, Any]] = []
-        if kind is dict:
-            for key, value in a.items():
-                if key in b:
-                    children.append(((*parts, key), value, b[key]))
-                else:
-                    yield (*parts, key), value, MISSING
-            for key, value in b.items():
-                if key not in a:
-                    yield (*parts, key), MISSING, value
-        else:
-            common = min(len(a), len(b))
-            children = [((*parts, i), a[i], b[i]) for i in range(common)]
-            for i in range(common, len(a)):
-                yield (*parts, i), a[i], MISSING
-            for i in range(common, len(b)):
-                yield (*parts, i), MISSING, b[i]
-        for child in reversed(children):
-            value_a, value_b = child[1], child[2]
-            leaf = type(value_a)
-            if leaf is type(value_b) and leaf is not dict and leaf is not list:
-                if not _same(value_a, value_b):
-                    yield child
-            else:
-                stack.append(child)
 
 
 def _body(record: CaptureRecord) -> Any:
@@ -193,9 +128,9 @@ class Differ:
                     found.append(Difference(path, concrete(parts), x, y))
             return True
         x, y = _body(a), _body(b)
-        same = kinds[0] == kinds[1] and (
-            a["body_bytes"] == b["body_bytes"] if kinds[0] == "binary" else _same(x, y)
+        equal = kinds[0] == kinds[1] and (
+            a["body_bytes"] == b["body_bytes"] if kinds[0] == "binary" else same(x, y)
         )
-        if not same and not self.ignore(ROOT):
+        if not equal and not self.ignore(ROOT):
             found.append(Difference(ROOT, ROOT, x, y))
         return True

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
+from shadowguard._fieldpaths import IgnoreRules, collapsed, concrete
 from shadowguard.compare._diff import MISSING, Differ, Opaque, preview, walk
-from shadowguard.compare._paths import IgnoreRules, collapsed, concrete
 from tests.compare._records import record
 
 KEYS = st.from_regex(r"[a-z][a-z0-9_]{0,6}", fullmatch=True)
