@@ -315,3 +315,20 @@ def test_uninstall_restores_the_session(http_server: HttpServer) -> None:
     with shadowguard.shadow():
         asyncio.run(_post(f"{http_server.url}/pay"))
     assert http_server.count() == 1
+
+
+@pytest.mark.asyncio
+async def test_a_redirecting_stub_is_followed_and_the_next_hop_judged(
+    http_server: HttpServer,
+) -> None:
+    go = Stub(
+        method="POST", url="http://127.0.0.1:*/go", status=303, headers={"location": "/read/next"}
+    )
+    with installing(sink, allow=["http://127.0.0.1:*/read/*"], stubs=[go]):
+        async with aiohttp.ClientSession() as session:
+            with shadowguard.shadow():
+                async with session.post(f"{http_server.url}/go", data=b"x") as landed:
+                    assert (await landed.json())["path"] == "/read/next"
+    assert not is_stub(landed)
+    assert [r.status for r in landed.history] == [303]
+    assert [(h.method, h.path) for h in http_server.hits] == [("GET", "/read/next")]

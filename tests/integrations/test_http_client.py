@@ -23,6 +23,7 @@ from tests.integrations._http import (
     check_threads_keep_shadow_only_with_propagate,
     suppress_instrumentation,
 )
+from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
 SINK = "http_client"
@@ -352,3 +353,19 @@ def test_telemetry_exports_go_out_and_nothing_else(
     assert not is_stub(exported)
     assert scope.counts["http.request"] == 1
     assert [h.path for h in http_server.hits] == ["/otlp/v1/metrics"]
+
+
+def test_a_redirecting_stub_is_followed_and_the_next_hop_judged(http_server: HttpServer) -> None:
+    """urlopen follows a 303 stub with a GET, which an allow rule lets out."""
+    go = Stub(
+        method="POST", url="http://127.0.0.1:*/go", status=303, headers={"location": "/read/next"}
+    )
+    with (
+        installing(sink, allow=["http://127.0.0.1:*/read/*"], stubs=[go]),
+        shadowguard.shadow() as scope,
+    ):
+        landed, body = _urlopen(f"{http_server.url}/go")
+    assert not is_stub(landed)
+    assert json.loads(body)["path"] == "/read/next"
+    assert [(h.method, h.path) for h in http_server.hits] == [("GET", "/read/next")]
+    assert scope.suppressed[0].detail["status"] == 303
