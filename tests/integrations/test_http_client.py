@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import http.client
 import json
+import select
+import socket
+import socketserver
+import threading
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -369,3 +373,76 @@ def test_a_redirecting_stub_is_followed_and_the_next_hop_judged(http_server: Htt
     assert json.loads(body)["path"] == "/read/next"
     assert [(h.method, h.path) for h in http_server.hits] == [("GET", "/read/next")]
     assert scope.suppressed[0].detail["status"] == 303
+
+
+class _TunnelProxy(socketserver.ThreadingTCPServer):
+    """A CONNECT proxy on loopback: answers 200 and relays bytes, recording each CONNECT."""
+
+    daemon_threads = True
+    connects: list[str]
+
+
+class _TunnelHandler(socketserver.BaseRequestHandler):
+    server: _TunnelProxy
+
+    def handle(self) -> None:
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.request.recv(4096)
+            if not chunk:
+                return
+            head += chunk
+        line = head.split(b"\r\n", 1)[0].decode()
+        self.server.connects.append(line)
+        host, _, port = line.split(" ")[1].rpartition(":")
+        with socket.create_connection((host, int(port))) as upstream:
+            self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            peers = {self.request: upstream, upstream: self.request}
+            while True:
+                readable, _, _ = select.select(list(peers), [], [], 5)
+                data = readable[0].recv(65536) if readable else b""
+                if not data:
+                    return
+                peers[readable[0]].sendall(data)
+
+
+@pytest.fixture
+def tunnel_proxy() -> Iterator[_TunnelProxy]:
+    proxy = _TunnelProxy(("127.0.0.1", 0), _TunnelHandler)
+    proxy.connects = []
+    thread = threading.Thread(target=proxy.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+        thread.join(5)
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_proxy_tunnel_opens_only_for_an_allowed_request(
+    http_server: HttpServer, tunnel_proxy: _TunnelProxy
+) -> None:
+    """The tunnel's target is judged; a stub never reaches the proxy; CONNECT alone passes."""
+    server_port = int(urlsplit(http_server.url).port or 0)
+    proxy_port = tunnel_proxy.server_address[1]
+    connect = f"CONNECT 127.0.0.1:{server_port} HTTP/1.1"
+    with shadowguard.shadow() as scope:
+        conn = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=5)
+        conn.set_tunnel("127.0.0.1", server_port)
+        conn.request("POST", "/pay", body=b"x")
+        assert conn.getresponse().read() == b"{}"
+        assert tunnel_proxy.connects == []
+        conn.request("GET", "/read/tunnelled")
+        assert json.loads(conn.getresponse().read())["path"] == "/read/tunnelled"
+        conn.close()
+        bare = http.client.HTTPConnection("127.0.0.1", proxy_port, timeout=5)
+        bare.set_tunnel("127.0.0.1", server_port)
+        bare.connect()  # the CONNECT goes out; nothing more does
+        with pytest.raises(ShadowSideEffectBlocked):
+            bare.send(b"POST /pay HTTP/1.1\r\nContent-Length: 0\r\n\r\n")
+        bare.close()
+    assert tunnel_proxy.connects == [connect, connect]
+    assert [h.path for h in http_server.hits] == ["/read/tunnelled"]
+    assert scope.suppressed[0].target.endswith(f"127.0.0.1:{server_port}/pay")
