@@ -87,8 +87,10 @@ class _Exchange:
     def keep(self, data: Any, blocksize: int) -> None:
         """Take what ``send()`` was given, as it would have been written, and write nothing."""
         if not self.head_kept:
-            self.head_kept = True  # the request line and headers: endheaders() writes them first
-            return
+            self.head_kept = True
+            # endheaders() writes the request line and headers first: not body.
+            if isinstance(data, (bytes, bytearray)) and data.startswith(f"{self.method} ".encode()):
+                return
         if hasattr(data, "read"):
             while block := data.read(blocksize):
                 self.body.append(block.encode("iso-8859-1") if isinstance(block, str) else block)
