@@ -1,17 +1,21 @@
 """Outbound HTTP: the guard's cost on primary GETs, and a shadow stub against the network.
 
 A loopback server in a child process answers keep-alive GETs. The unguarded clients
-bypass the installed patches per instance (the original methods bound directly), so
-guarded and unguarded calls run interleaved in the same process and the same run.
+bypass the installed patches per instance (the original methods bound directly, or on a
+subclass), so guarded and unguarded calls run interleaved in the same process and the
+same run.
 """
 
 from __future__ import annotations
 
+import asyncio
+import http.client
 import subprocess
 import sys
 import textwrap
 import time
 import types
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -158,8 +162,89 @@ def _bench_requests(h: Harness, url: str) -> None:
         sink.uninstall()
 
 
+class _Connection:
+    """``get``/``post`` over one kept ``http.client`` connection of class ``cls``."""
+
+    def __init__(self, cls: type[http.client.HTTPConnection], url: str) -> None:
+        host, _, rest = url.removeprefix("http://").partition("/")
+        self.conn, self.path = cls(host), f"/{rest}"
+
+    def _send(self, method: str) -> bytes:
+        self.conn.request(method, self.path)
+        return self.conn.getresponse().read()
+
+    def get(self, url: str) -> bytes:
+        return self._send("GET")
+
+    def post(self, url: str) -> bytes:
+        return self._send("POST")
+
+
+def _bench_http_client(h: Harness, url: str) -> None:
+    from shadowguard.integrations import http_client as sink
+
+    methods = ("endheaders", "send", "getresponse")
+    originals = {name: vars(http.client.HTTPConnection)[name] for name in methods}
+    sink.install()
+    try:
+        # The original methods on a subclass: exactly the path without shadowguard.
+        unguarded = type("UnguardedConnection", (http.client.HTTPConnection,), originals)
+        plain, guarded = _Connection(unguarded, url), _Connection(http.client.HTTPConnection, url)
+        _compare_primary_get(h, "http.client", plain, guarded, url)
+        _compare_stubbed_post(h, "http.client", plain, guarded, url)
+        plain.conn.close()
+        guarded.conn.close()
+    finally:
+        sink.uninstall()
+
+
+class _Session:
+    """``get``/``post`` of one kept aiohttp session, each call run on a kept event loop."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, cls: type[Any]) -> None:
+        async def make() -> Any:
+            return cls()
+
+        self.loop = loop
+        self.session = loop.run_until_complete(make())
+
+    async def _send(self, method: str, url: str) -> bytes:
+        async with self.session.request(method, url) as response:
+            return await response.read()  # type: ignore[no-any-return]
+
+    def get(self, url: str) -> bytes:
+        return self.loop.run_until_complete(self._send("GET", url))
+
+    def post(self, url: str) -> bytes:
+        return self.loop.run_until_complete(self._send("POST", url))
+
+
+def _bench_aiohttp(h: Harness, url: str) -> None:
+    import aiohttp
+
+    from shadowguard.integrations import aiohttp as sink
+
+    original = vars(aiohttp.ClientSession)["_request"]
+    sink.install()
+    loop = asyncio.new_event_loop()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # aiohttp discourages subclasses
+            unguarded = type("UnguardedSession", (aiohttp.ClientSession,), {"_request": original})
+        plain, guarded = _Session(loop, unguarded), _Session(loop, aiohttp.ClientSession)
+        _compare_primary_get(h, "aiohttp", plain, guarded, url)
+        _compare_stubbed_post(h, "aiohttp", plain, guarded, url)
+        for kept in (plain, guarded):
+            loop.run_until_complete(kept.session.close())
+    finally:
+        loop.close()
+        sink.uninstall()
+
+
 def run(h: Harness) -> None:
     with _server() as url, _more_samples(h):
         time.sleep(0.05)
         _bench_httpx(h, url)
         _bench_requests(h, url)
+        _bench_http_client(h, url)
+        _bench_aiohttp(h, url)

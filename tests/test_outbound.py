@@ -25,6 +25,7 @@ from shadowguard._outbound import (
     marker,
     normalize_url,
     redact_url,
+    url_of,
 )
 
 _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
@@ -354,3 +355,43 @@ def test_the_otlp_exemption_needs_a_path_without_dot_segments(
             assert not rules.decide("POST", f"http://collector.test:4318{path}").allowed, path
     finally:
         otel_context.detach(token)
+
+
+def _as_resolved(host: str) -> str | None:
+    """``host`` as the socket resolves it (IDNA for a non-ASCII name), or None if it cannot."""
+    try:
+        name = host if host.isascii() else host.encode("idna").decode("ascii")
+    except UnicodeError:
+        return None
+    return name.lower().rstrip(".")
+
+
+@given(
+    host=st.one_of(
+        st.text(min_size=1, max_size=24),
+        st.sampled_from(["localhost@10.0.0.7", "10.0.0.7\\@localhost", "localhost:80", "a b"]),
+    ),
+    allowed=st.sampled_from(["localhost", "10.0.0.7", "api.partner.test"]),
+)
+def test_a_connection_host_is_never_judged_as_another(host: str, allowed: str) -> None:
+    """http.client and aiohttp judge the host they connect to: written into a URL it
+    keeps its meaning, so a rule for one host never matches a connection to another."""
+    url = url_of("http", host, 8080, "/x")
+    if Allow(host=allowed).matches("GET", *normalize_url(url)):
+        assert _as_resolved(host) == allowed
+
+
+@pytest.mark.parametrize(
+    ("args", "url"),
+    [
+        (("http", "::1", 80, "/a?b=1"), "http://[::1]:80/a?b=1"),
+        (("https", "api.test", 443, "*"), "https://api.test:443/*"),
+        (("http", "proxy", 3128, "http://up.test/x"), "http://up.test/x"),
+        (("http", "a@b", 80, "/"), "http://a%40b:80/"),
+        (("ws", "bücher.example", None, "/feed"), "ws://xn--bcher-kva.example/feed"),
+    ],
+)
+def test_url_of_writes_where_a_request_goes(
+    args: tuple[str, str, int | None, str], url: str
+) -> None:
+    assert url_of(*args) == url

@@ -27,7 +27,7 @@ class Library:
 
 _SIDE_EFFECT = "wrap the calls in @shadowguard.side_effect"
 _OTHER_KAFKA_CLIENT = f"{_SIDE_EFFECT} (producer.send), or use confluent-kafka"
-_RAW_HTTP = f"{_SIDE_EFFECT}, or use requests/httpx with their integration installed"
+_STDLIB_HTTP = "shadowguard.install('http_client')"
 _RAW_DB = (
     f"{_SIDE_EFFECT}, go through SQLAlchemy with shadowguard.install('sqlalchemy'), "
     "or give the shadow a read-only database role"
@@ -49,7 +49,7 @@ LIBRARIES: tuple[Library, ...] = (
         "urllib3",
         "outbound HTTP",
         "shadowguard.install('requests') (it guards urllib3 too)",
-        ("requests",),
+        ("requests", "http_client"),
     ),
     Library("smtplib", "e-mail", "shadowguard.install('smtplib')", ("smtplib",)),
     Library(
@@ -59,8 +59,8 @@ LIBRARIES: tuple[Library, ...] = (
         "first in MIDDLEWARE",
         ("django",),
     ),
-    Library("urllib.request", "outbound HTTP (urllib)", _RAW_HTTP, raw=True),
-    Library("http.client", "outbound HTTP (http.client)", _RAW_HTTP, raw=True),
+    Library("urllib.request", "outbound HTTP (urllib)", _STDLIB_HTTP, ("http_client",), raw=True),
+    Library("http.client", "outbound HTTP (http.client)", _STDLIB_HTTP, ("http_client",), raw=True),
     Library("sqlite3", "raw SQLite writes", _RAW_DB, raw=True),
     Library("psycopg", "raw PostgreSQL access", _RAW_DB, raw=True),
     Library("psycopg2", "raw PostgreSQL access", _RAW_DB, raw=True),
@@ -75,11 +75,7 @@ LIBRARIES: tuple[Library, ...] = (
         f"point the shadow at its own Redis, or {_SIDE_EFFECT}",
     ),
     Library("celery", "task enqueueing (task.delay)", f"{_SIDE_EFFECT} (the code that enqueues)"),
-    Library(
-        "aiohttp",
-        "outbound HTTP",
-        f"{_SIDE_EFFECT}, or use httpx with shadowguard.install('httpx')",
-    ),
+    Library("aiohttp", "outbound HTTP", "shadowguard.install('aiohttp')", ("aiohttp",)),
     Library("kafka", "Kafka produces (kafka-python)", _OTHER_KAFKA_CLIENT),
     Library("aiokafka", "Kafka produces", _OTHER_KAFKA_CLIENT),
     Library("pika", "RabbitMQ publishes", f"{_SIDE_EFFECT} (basic_publish)"),

@@ -100,6 +100,12 @@ _KINDS: tuple[_Kind, ...] = (
         "shadowguard.install('requests'), or shadowguard.integrations.requests.guard(session)",
     ),
     _Kind(
+        "aiohttp ClientSession",
+        (("aiohttp.client", "ClientSession"),),
+        _marked("_request"),
+        "shadowguard.install('aiohttp') (it guards sessions made before it too)",
+    ),
+    _Kind(
         "SQLAlchemy Engine",
         (("sqlalchemy.engine", "Engine"),),
         _engine,

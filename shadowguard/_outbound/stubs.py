@@ -1,7 +1,8 @@
 """How a stub response is recognised: by its header, and from Python by :func:`is_stub`.
 
 Every client integration marks the response object it builds for a stub (an
-``httpx.Response``, ``requests.Response`` or ``urllib3.HTTPResponse``) with
+``httpx.Response``, ``requests.Response``, ``urllib3.HTTPResponse``,
+``http.client.HTTPResponse`` or ``aiohttp.ClientResponse``) with
 :func:`mark_stub`, so code that keeps responses (a cache) can tell a stub apart without
 reading headers, which an application may copy onto a real response.
 """
@@ -29,8 +30,9 @@ def mark_stub(response: R) -> R:
 def is_stub(response: Any) -> bool:
     """Is ``response`` a stand-in that shadowguard answered a shadow request with?
 
-    True for the stubs of the httpx, httpx2, requests and urllib3 integrations (for
-    requests, also for its ``response.raw``); False for every real response. Use it to
+    True for the stubs of the httpx, httpx2, requests and urllib3, http_client and
+    aiohttp integrations (for requests, also for its ``response.raw``); False for every
+    real response. Use it to
     keep stubs out of caches that primary traffic reads::
 
         if not shadowguard.is_stub(response):

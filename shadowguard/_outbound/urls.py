@@ -11,10 +11,11 @@ keeps query names but never their values.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, quote, urlsplit
 
 from shadowguard.errors import ConfigError
 
@@ -25,6 +26,7 @@ __all__ = [
     "host_pattern",
     "normalize_url",
     "redact_url",
+    "url_of",
     "url_pattern",
 ]
 
@@ -33,6 +35,8 @@ _REDACTED = "***"
 _ENCODED_DOT = re.compile(r"%2e", re.IGNORECASE)
 # A slash or backslash a server may decode (or read) as a separator: no canonical reading.
 _AMBIGUOUS_SEPARATOR = re.compile(r"%2f|%5c|\\", re.IGNORECASE)
+# A host a URL carries as it is: a registered name without percent-encoding.
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=-]+")
 _HOST_LABEL = re.compile(r"[a-z0-9_*](?:[a-z0-9_*-]*[a-z0-9_*])?")
 _HOST_FORMS = (
     "accepted forms are a host name ('api.example.com'), a pattern ('*.example.com') or an "
@@ -118,6 +122,35 @@ def canonical_url(base: str) -> str | None:
             segments.append(segment)
     trailing = parts[-1] in ("", ".", "..") and bool(segments)
     return f"{scheme}://{authority}/{'/'.join(segments)}{'/' if trailing else ''}"
+
+
+def url_of(scheme: str, host: str, port: int | None, target: str) -> str:
+    """The URL of a request that a client sends as ``target`` to ``host:port``, for judging.
+
+    ``target`` is the request target as on the request line: a path (``/a?b=1``), or to a
+    forwarding proxy an absolute URL, which is the URL itself. The host is the one the
+    client connects to; written into a URL it keeps its meaning: an IPv6 address gets
+    brackets, and a host a URL would read differently (``a@b``, ``a\\b``, a space) is
+    percent-encoded, so no rule can read another host out of it.
+    """
+    lowered = target[:8].lower()
+    if lowered.startswith(("http://", "https://")):
+        return target
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if isinstance(literal, ipaddress.IPv6Address):
+        host = f"[{literal.compressed}]"
+    elif literal is None:
+        if not host.isascii():
+            with contextlib.suppress(UnicodeError):
+                host = host.encode("idna").decode("ascii")
+        if not _PLAIN_HOST.fullmatch(host):
+            host = quote(host, safe="", errors="backslashreplace")
+    authority = host if port is None else f"{host}:{port}"
+    path = target if target.startswith("/") else f"/{target}"
+    return f"{scheme}://{authority}{path}"
 
 
 def redact_url(url: str) -> str:

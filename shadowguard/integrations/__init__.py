@@ -42,6 +42,8 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("httpx", "shadowguard.integrations.httpx", "httpx", "httpx"),
     Integration("httpx2", "shadowguard.integrations.httpx2", "httpx2", "httpx2"),
     Integration("requests", "shadowguard.integrations.requests", "urllib3", "requests"),
+    Integration("http_client", "shadowguard.integrations.http_client", "http.client", ""),  # stdlib
+    Integration("aiohttp", "shadowguard.integrations.aiohttp", "aiohttp", "aiohttp"),
     Integration("smtplib", "shadowguard.integrations.smtplib", "smtplib", ""),  # stdlib: no extra
     Integration("django", "shadowguard.integrations.django", "django", "django"),
 )

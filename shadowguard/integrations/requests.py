@@ -17,7 +17,6 @@ and returns that same session: it gets an instance attribute that shadows the cl
 
 from __future__ import annotations
 
-import contextvars
 import inspect
 import io
 import sys
@@ -39,7 +38,9 @@ from shadowguard._outbound import (
     Stub,
     add_marker,
     guard_rules,
+    judged_above,
     mark_stub,
+    passing_down,
 )
 from shadowguard.contract import (
     PROCESS,
@@ -63,11 +64,6 @@ S = TypeVar("S")
 
 _patches = Patches("requests")
 _rules = Rules()
-# Set while a request already allowed at the requests level goes through its adapter, so
-# urllib3 below does not judge it again (a session guarded with its own rules).
-_allowed_above: contextvars.ContextVar[bool] = contextvars.ContextVar(
-    "shadowguard_requests_allowed", default=False
-)
 
 
 def _body(body: object) -> bytes | None:
@@ -113,11 +109,9 @@ class _GuardedAdapter:
         decision = rules.decide(request.method or "GET", url, request.headers)
         if decision.allowed:
             add_marker(request.headers, decision.forward_secret)
-            token = _allowed_above.set(True)
-            try:
+            # urllib3 and http.client below send it unjudged (a session with own rules).
+            with passing_down(request.method or "GET", url):
                 response = self._shadowguard_inner.send(request, **kwargs)
-            finally:
-                _allowed_above.reset(token)
         else:
             import requests.adapters
 
@@ -152,14 +146,14 @@ def _urlopen_hook(original: Any) -> Any:
     def urlopen(self: Any, method: str, url: str, *args: Any, **kwargs: Any) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, method, url, *args, **kwargs)
-        if _allowed_above.get():
+        full_url = url
+        if not urlsplit(url).scheme:
+            full_url = f"{self.scheme}://{_authority(self)}{url}"
+        if judged_above(method, full_url):
             return original(self, method, url, *args, **kwargs)
         bound = signature.bind(self, method, url, *args, **kwargs)
         bound.apply_defaults()
         arguments = bound.arguments
-        full_url = url
-        if not urlsplit(url).scheme:
-            full_url = f"{self.scheme}://{_authority(self)}{url}"
         headers = HTTPHeaderDict(
             self.headers if arguments["headers"] is None else arguments["headers"]
         )
@@ -167,7 +161,9 @@ def _urlopen_hook(original: Any) -> Any:
         if decision.allowed:
             add_marker(headers, decision.forward_secret)
             arguments["headers"] = headers
-            return original(*bound.args, **bound.kwargs)
+            # http.client below sends it unjudged; a redirect urllib3 follows comes back here.
+            with passing_down(method, full_url):
+                return original(*bound.args, **bound.kwargs)
         return _urllib3_stub(decision, method, full_url, headers, arguments)
 
     return mark_wrapped(urlopen, original)

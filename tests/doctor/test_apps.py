@@ -453,3 +453,36 @@ def test_a_django_connection_opened_before_install(tmp_path: Path) -> None:
     data = report(doctor(tmp_path, "late:application", "--json"))
     assert data["ok"] is True, data["unguarded"]
     assert [c["guarded"] for c in data["live_clients"]] == [True]
+
+
+AIOHTTP_APP = """\
+import aiohttp
+from fastapi import FastAPI
+
+import shadowguard
+from shadowguard.middleware.asgi import ShadowGuardMiddleware
+
+session = None
+
+
+async def create_app():
+    global session
+    session = aiohttp.ClientSession()  # made before install(), kept in a global
+    {install}
+    app = FastAPI()
+    app.add_middleware(ShadowGuardMiddleware)
+    return app
+"""
+
+
+def test_an_aiohttp_session_is_guarded_only_with_its_integration(tmp_path: Path) -> None:
+    write(tmp_path, "svc.py", AIOHTTP_APP.format(install=""))
+    data = report(doctor(tmp_path, "svc:create_app", "--json"))
+    assert sorted(subjects(data)) == ["aiohttp", "aiohttp ClientSession"]
+    write(tmp_path, "svc.py", AIOHTTP_APP.format(install="shadowguard.install('aiohttp')"))
+    data = report(doctor(tmp_path, "svc:create_app", "--json"))
+    assert data["ok"] is True, data["unguarded"]
+    assert data["guarded"] == {"aiohttp": "by the aiohttp integration"}
+    assert data["live_clients"] == [
+        {"kind": "aiohttp ClientSession", "name": "svc.session", "guarded": True, "remedy": ""}
+    ]

@@ -1,14 +1,20 @@
-"""Every HTTP client integration (httpx, httpx2, requests, urllib3) against a loopback server:
+"""Every HTTP client integration (httpx, httpx2, requests, urllib3, urllib through http.client,
+aiohttp) against a loopback server:
 exemption paths that a server resolves elsewhere, stubs told apart from Python, rules
 that could never match refused at install, and faults inside the guard."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
+import http.client
 import importlib
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import aiohttp
 import pytest
 import requests
 import urllib3
@@ -32,6 +38,30 @@ def _urllib3_pool(method: str, url: str) -> Any:
     return pool.urlopen(method, target, body=b"x" if method == "POST" else None)
 
 
+def _urllib(method: str, url: str) -> Any:
+    """urlopen, the body read; an error status comes back as its response (HTTPError.fp)."""
+    request = urllib.request.Request(url, data=b"x" if method == "POST" else None, method=method)
+    response: Any
+    try:
+        response = urllib.request.urlopen(request)
+    except urllib.error.HTTPError as exc:
+        response = exc.fp
+    response.body = response.read()
+    return response
+
+
+def _aiohttp(method: str, url: str) -> Any:
+    async def call() -> Any:
+        async with aiohttp.ClientSession() as session:
+            data = b"x" if method == "POST" else None
+            async with session.request(method, url, data=data) as response:
+                kept: Any = response
+                kept.body = await response.read()
+                return kept
+
+    return asyncio.run(call())
+
+
 def _httpx(name: str) -> Client:
     lib = importlib.import_module(name)
     return name, functools.partial(lib.post, content=b"x"), lib.get
@@ -46,6 +76,12 @@ CLIENTS: dict[str, Client] = {
         functools.partial(_urllib3_pool, "POST"),
         functools.partial(_urllib3_pool, "GET"),
     ),
+    "urllib": (
+        "http_client",
+        functools.partial(_urllib, "POST"),
+        functools.partial(_urllib, "GET"),
+    ),
+    "aiohttp": ("aiohttp", functools.partial(_aiohttp, "POST"), functools.partial(_aiohttp, "GET")),
 }
 
 
@@ -134,7 +170,7 @@ def test_stub_kept_by_an_application_cache_is_told_apart(http_server: HttpServer
     assert len(http_server.hits) == 1
 
 
-@pytest.mark.parametrize("name", ["httpx", "httpx2", "requests"])
+@pytest.mark.parametrize("name", ["httpx", "httpx2", "requests", "http_client", "aiohttp"])
 @pytest.mark.parametrize("allow", ["api.test/v1", "api.test:8443/x", "api.test:8443", ".api.test"])
 def test_a_host_rule_that_never_matches_fails_install(name: str, allow: str) -> None:
     """A string without a scheme is a host rule: one with a path or port never matches."""
@@ -155,7 +191,12 @@ def _outcome(call: ServerCall, url: str) -> tuple[str, object]:
         response = call(url)
     except Exception as exc:
         return "raised", type(exc)
-    data = response.data if isinstance(response, urllib3.BaseHTTPResponse) else response.content
+    if isinstance(response, (http.client.HTTPResponse, aiohttp.ClientResponse)):
+        data = getattr(response, "body")  # noqa: B009 (set by the client's call above)
+    elif isinstance(response, urllib3.BaseHTTPResponse):
+        data = response.data
+    else:
+        data = response.content
     return str(response.status_code if hasattr(response, "status_code") else response.status), data
 
 

@@ -1,8 +1,9 @@
 """Primary and shadow requests interleaved over long-lived HTTP clients (Hypothesis).
 
-A worker keeps an ``httpx.Client`` and a ``requests.Session``, both made before
-``install()`` and both keeping connections alive, and uses them across requests in any
-order: primary calls, shadow blocks (some failing half-way), shadow work in a propagated
+A worker keeps an ``httpx.Client``, a ``requests.Session``, an ``http.client``
+connection and an ``aiohttp.ClientSession`` (on an event loop of its own), all made
+before ``install()`` and all keeping connections alive, and uses them across requests
+in any order: primary calls, shadow blocks (some failing half-way), shadow work in a propagated
 thread and in an asyncio task. After every step the loopback server has received exactly
 the primary's requests, each once; every shadow response was a stub and no primary
 response was one.
@@ -11,11 +12,14 @@ response was one.
 from __future__ import annotations
 
 import asyncio
+import http.client
 import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+import aiohttp
 import httpx
 import pytest
 import requests
@@ -29,6 +33,7 @@ from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
 METHODS = ("GET", "POST", "PUT", "DELETE")
+CLIENTS = ("httpx", "requests", "http.client", "aiohttp")
 
 
 class _Failed(Exception):
@@ -51,7 +56,7 @@ class Worker(RuleBasedStateMachine):
     def _send(self, client: str, method: str, i: int) -> Any:
         return self.clients[client](method, f"{self.server.url}/hit/{i}")
 
-    @rule(client=st.sampled_from(["httpx", "requests"]), method=st.sampled_from(METHODS))
+    @rule(client=st.sampled_from(CLIENTS), method=st.sampled_from(METHODS))
     def primary_request(self, client: str, method: str) -> None:
         i = next(self.ids)
         response = self._send(client, method, i)
@@ -60,7 +65,7 @@ class Worker(RuleBasedStateMachine):
 
     @rule(
         calls=st.lists(
-            st.tuples(st.sampled_from(["httpx", "requests"]), st.sampled_from(METHODS)),
+            st.tuples(st.sampled_from(CLIENTS), st.sampled_from(METHODS)),
             min_size=1,
             max_size=4,
         ),
@@ -76,7 +81,7 @@ class Worker(RuleBasedStateMachine):
         except _Failed:
             pass
 
-    @rule(client=st.sampled_from(["httpx", "requests"]))
+    @rule(client=st.sampled_from(CLIENTS))
     def shadow_in_a_propagated_thread(self, client: str) -> None:
         results: list[Any] = []
         with shadowguard.shadow():
@@ -110,16 +115,55 @@ class Worker(RuleBasedStateMachine):
         assert sorted(paths) == sorted(self.primary)
 
 
+def _kept_connection(server: HttpServer) -> tuple[http.client.HTTPConnection, Callable[..., Any]]:
+    conn = http.client.HTTPConnection(urlsplit(server.url).netloc)
+
+    def request(method: str, url: str) -> Any:
+        conn.request(method, urlsplit(url).path, body=b"x" if method in ("POST", "PUT") else None)
+        response = conn.getresponse()
+        response.read()
+        return response
+
+    return conn, request
+
+
+def _kept_session() -> tuple[asyncio.AbstractEventLoop, Any, Callable[..., Any]]:
+    loop = asyncio.new_event_loop()
+
+    async def make() -> aiohttp.ClientSession:
+        return aiohttp.ClientSession()
+
+    session = loop.run_until_complete(make())
+
+    async def send(method: str, url: str) -> Any:
+        async with session.request(method, url) as response:
+            await response.read()
+            return response
+
+    # Each call runs as a task of the kept loop, which copies the caller's context.
+    return loop, session, lambda method, url: loop.run_until_complete(send(method, url))
+
+
 @pytest.fixture
-def kept_clients() -> Iterator[dict[str, Callable[[str, str], Any]]]:
+def kept_clients(http_server: HttpServer) -> Iterator[dict[str, Callable[[str, str], Any]]]:
     """Clients made before install(), as a service makes them at import."""
     client = httpx.Client()
     session = requests.Session()
+    conn, conn_request = _kept_connection(http_server)
+    loop, aiohttp_session, aiohttp_request = _kept_session()
     try:
-        yield {"httpx": client.request, "requests": session.request}
+        yield {
+            "httpx": client.request,
+            "requests": session.request,
+            "http.client": conn_request,
+            "aiohttp": aiohttp_request,
+        }
     finally:
         client.close()
         session.close()
+        conn.close()
+        loop.run_until_complete(aiohttp_session.close())
+        loop.close()
 
 
 def test_kept_clients_interleaved(
@@ -127,5 +171,10 @@ def test_kept_clients_interleaved(
 ) -> None:
     Worker.server = http_server
     Worker.clients = kept_clients
-    with installing(integrations.load("httpx")), installing(integrations.load("requests")):
+    with (
+        installing(integrations.load("httpx")),
+        installing(integrations.load("requests")),
+        installing(integrations.load("http_client")),
+        installing(integrations.load("aiohttp")),
+    ):
         run_state_machine_as_test(Worker, settings=stateful_settings(15, steps=12))
