@@ -59,6 +59,7 @@ LIBRARIES: tuple[Library, ...] = (
         "first in MIDDLEWARE",
         ("django",),
     ),
+    Library("redis", "Redis writes and pub/sub", "shadowguard.install('redis')", ("redis",)),
     Library("urllib.request", "outbound HTTP (urllib)", _RAW_HTTP, raw=True),
     Library("http.client", "outbound HTTP (http.client)", _RAW_HTTP, raw=True),
     Library("sqlite3", "raw SQLite writes", _RAW_DB, raw=True),
@@ -69,11 +70,6 @@ LIBRARIES: tuple[Library, ...] = (
     Library("MySQLdb", "raw MySQL access", _RAW_DB, raw=True),
     Library("boto3", "AWS calls (S3 puts, SQS/SNS sends, DynamoDB writes)", _AWS),
     Library("botocore", "AWS calls", _AWS),
-    Library(
-        "redis",
-        "Redis writes and pub/sub",
-        f"point the shadow at its own Redis, or {_SIDE_EFFECT}",
-    ),
     Library("celery", "task enqueueing (task.delay)", f"{_SIDE_EFFECT} (the code that enqueues)"),
     Library(
         "aiohttp",

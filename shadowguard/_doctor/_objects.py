@@ -123,6 +123,12 @@ _KINDS: tuple[_Kind, ...] = (
         _marked("sendmail"),
         "shadowguard.install('smtplib')",
     ),
+    _Kind(
+        "redis client",
+        (("redis.client", "Redis"), ("redis.asyncio.client", "Redis")),
+        _marked("_send_command_parse_response"),
+        "shadowguard.install('redis') (it guards clients created before it too)",
+    ),
 )
 
 

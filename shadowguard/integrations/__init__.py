@@ -44,6 +44,7 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("requests", "shadowguard.integrations.requests", "urllib3", "requests"),
     Integration("smtplib", "shadowguard.integrations.smtplib", "smtplib", ""),  # stdlib: no extra
     Integration("django", "shadowguard.integrations.django", "django", "django"),
+    Integration("redis", "shadowguard.integrations.redis", "redis", "redis"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

@@ -1,0 +1,180 @@
+"""One command in shadow: run it, answer it instead, or refuse it; record what was done.
+
+The verdict comes from the command table (:mod:`._commands`); a side effect gets the reply
+of :mod:`._replies`, passed through the client's response callback as a server reply
+would be. Lua runs only as ``EVAL_RO``/``EVALSHA_RO``/``FCALL_RO``: redis-py's own
+``Lock`` scripts (release, extend, reacquire) are known by their SHA1 and answered 1, so
+``with client.lock(...)`` works in shadow; any other script is refused, since what it
+writes cannot be known. Consumers (blocking writes: ``BLPOP``, ``XREADGROUP``) are refused:
+a shadow worker must not take work off the primary's queue.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from shadowguard.contract import Kind, record, refuse
+from shadowguard.integrations.redis._commands import Classification, command_words
+from shadowguard.integrations.redis._replies import raw_reply
+
+__all__ = ["Answer", "answer", "callback_value", "target_of"]
+
+#: ``_send_command_parse_response`` options that steer reading, not the response callback.
+NEVER_DECODE = "NEVER_DECODE"
+EMPTY_RESPONSE = "EMPTY_RESPONSE"
+
+_KEY_CHARS = 200
+_LOCK_SCRIPTS: set[bytes] = set()
+_LOCK_SHAS: set[str] = set()
+
+_SCRIPT_REMEDY = (
+    "Lua scripts and functions may write whatever they like, so only the read-only forms "
+    "run in shadow: use EVAL_RO/EVALSHA_RO/FCALL_RO for read-only scripts (or register them "
+    "with flags=no-writes), or wrap the call in @shadowguard.side_effect(returns=...)"
+)
+_CONSUMER_REMEDY = (
+    "A blocking pop or XREADGROUP would take work off the primary's queue. Give the shadow "
+    "worker its own queue or consumer group (fed by the primary's producer, outside shadow), "
+    "or read without consuming (LRANGE, XREAD, XRANGE)"
+)
+_UNKNOWN_REMEDY = (
+    "shadowguard does not know what the server would answer to it; wrap the call in "
+    "@shadowguard.side_effect(returns=...) to give shadow traffic a reply"
+)
+
+
+def know_lock_scripts(scripts: Sequence[str]) -> None:
+    """Remember redis-py's ``Lock`` scripts, so shadow answers them instead of refusing."""
+    for script in scripts:
+        encoded = script.encode()
+        _LOCK_SCRIPTS.add(encoded)
+        _LOCK_SHAS.add(hashlib.sha1(encoded).hexdigest())  # Redis's script ID
+
+
+def forget_lock_scripts() -> None:
+    _LOCK_SCRIPTS.clear()
+    _LOCK_SHAS.clear()
+
+
+def target_of(connection: Any) -> str:
+    """``redis://host:port/db`` (or ``redis+unix://path``) of a connection, without secrets."""
+    path = getattr(connection, "path", None)
+    db = getattr(connection, "db", 0)
+    if path:
+        return f"redis+unix://{path}?db={db}"
+    return f"redis://{getattr(connection, 'host', '?')}:{getattr(connection, 'port', '?')}/{db}"
+
+
+def _is_lock_script(words: Sequence[Any]) -> bool:
+    if len(words) < 2 or not isinstance(words[0], str):
+        return False
+    body = words[1]
+    if words[0].upper() == "EVALSHA":
+        text = body.decode("latin-1") if isinstance(body, bytes) else str(body)
+        return text.lower() in _LOCK_SHAS
+    if words[0].upper() == "EVAL":
+        return (body if isinstance(body, bytes) else str(body).encode()) in _LOCK_SCRIPTS
+    return False
+
+
+class Answer:
+    """A suppressed command's raw reply, to be passed through the response callback."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: Any) -> None:
+        self.raw = raw
+
+
+def answer(verdict: Classification, args: Sequence[Any], target: str, via: str) -> Answer | None:
+    """None if the command runs; else record it and return its :class:`Answer`, or raise the
+    refusal (recorded too)."""
+    if verdict.runs:
+        return None
+    words = command_words(args)
+    detail: dict[str, Any] = {
+        "reason": verdict.reason,
+        "table": verdict.table,
+        "via": via,
+        "key": _key(words, verdict.name),
+    }
+    operation = verdict.name or "?"
+    if verdict.reason == "script":
+        if _is_lock_script(words):
+            detail["reply"] = 1
+            record(Kind.REDIS_COMMAND, target, operation, detail)
+            return Answer(1)
+        raise refuse(
+            Kind.REDIS_COMMAND,
+            target,
+            operation,
+            f"the Redis command {operation} runs a script that may write",
+            remedy=_SCRIPT_REMEDY,
+            detail=detail,
+        )
+    if verdict.reason == "blocking":
+        raise refuse(
+            Kind.REDIS_COMMAND,
+            target,
+            operation,
+            f"the Redis command {operation} consumes from a queue or stream",
+            remedy=_CONSUMER_REMEDY,
+            detail=detail,
+        )
+    skip = len(operation.split())
+    known, raw = raw_reply(operation, words[skip:])
+    if not known:
+        what = (
+            "is not in the command table, so it counts as a write"
+            if verdict.reason == "unknown"
+            else f"changes server state ({verdict.reason})"
+        )
+        raise refuse(
+            Kind.REDIS_COMMAND,
+            target,
+            operation,
+            f"the Redis command {operation} {what}",
+            remedy=_UNKNOWN_REMEDY,
+            detail=detail,
+        )
+    detail["reply"] = raw
+    record(Kind.REDIS_COMMAND, target, operation, detail)
+    return Answer(raw)
+
+
+def _key(words: Sequence[Any], name: str) -> str | None:
+    skip = len(name.split()) or 1
+    if len(words) <= skip:
+        return None
+    key = words[skip]
+    text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+    return text[:_KEY_CHARS]  # EVAL's "key" is the script
+
+
+def _decoded(encoder: Any, value: Any) -> Any:
+    if isinstance(value, bytes):
+        return encoder.decode(bytes(value)) if encoder is not None else bytes(value)
+    if isinstance(value, list):
+        return [_decoded(encoder, v) for v in value]
+    return value
+
+
+def callback_value(
+    client: Any, connection: Any, command_name: Any, raw: Any, options: Mapping[str, Any]
+) -> Any:
+    """``raw`` as the client's parse step would return it: decoded, then its callback.
+
+    In redis.asyncio a callback may return an awaitable; the caller awaits it.
+    """
+    options = dict(options)
+    never_decode = options.pop(NEVER_DECODE, None) is not None
+    options.pop(EMPTY_RESPONSE, None)
+    options.pop("keys", None)
+    encoder = None if never_decode else getattr(connection, "encoder", None)
+    value = _decoded(encoder, raw)
+    callbacks = client.response_callbacks
+    if command_name in callbacks:
+        return callbacks[command_name](value, **options)
+    return value
