@@ -107,6 +107,21 @@ def test_reads_see_the_primarys_data_and_decoded_replies_stay_decoded(
 
 
 @pytest.mark.usefixtures("installed")
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_replies_have_the_types_of_each_protocol(redis_peer: RedisPeer, protocol: int) -> None:
+    k = redis_peer.key
+    with redis.Redis.from_url(redis_peer.url, protocol=protocol) as r, shadowguard.shadow():
+        assert r.set(k("a"), 1) is True
+        assert r.zincrby(k("z"), 2, "m") == 2.0
+        assert r.zadd(k("z"), {"m": 1.5}, incr=True) == 1.5
+        assert r.zpopmin(k("z")) == []
+        assert r.hgetall(k("h")) == {}
+        with r.pipeline() as pipe:
+            assert pipe.set(k("a"), 1).get(k("a")).incr(k("n")).execute() == [True, None, 1]
+    assert redis_peer.keys() == set()
+
+
+@pytest.mark.usefixtures("installed")
 def test_flush_config_and_stream_groups_change_nothing(client: Any, redis_peer: RedisPeer) -> None:
     k = redis_peer.key
     redis_peer.oracle.xadd(k("stream"), {"f": "v"})

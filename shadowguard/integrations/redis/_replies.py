@@ -19,13 +19,17 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["raw_reply"]
+__all__ = ["Double", "raw_reply"]
 
 _Reply = Callable[[Sequence[Any]], Any]
 
 
 # A status reply (+OK): redis-py decodes it like a bulk string.
 _OK = b"OK"
+
+
+class Double(bytes):
+    """A score: a bulk string in RESP2, a double in RESP3."""
 
 
 def _upper(value: Any) -> str:
@@ -72,6 +76,10 @@ def _bulk_argument(index: int) -> _Reply:
     return lambda args: _bytes(args[index])
 
 
+def _score_argument(index: int) -> _Reply:
+    return lambda args: Double(_bytes(args[index]))
+
+
 def _set(args: Sequence[Any]) -> Any:
     return None if any(_upper(a) == "GET" for a in args[2:]) else _OK
 
@@ -89,7 +97,7 @@ def _zadd(args: Sequence[Any]) -> Any:
     while i < len(args) and _upper(args[i]) in {"NX", "XX", "GT", "LT", "CH", "INCR"}:
         i += 1
     if any(_upper(a) == "INCR" for a in args[1:i]):
-        return _bytes(args[i])
+        return Double(_bytes(args[i]))
     return (len(args) - i) // 2
 
 
@@ -170,7 +178,7 @@ _REPLIES: dict[str, _Reply] = {
     "HINCRBY": _argument(2),
     "INCRBYFLOAT": _bulk_argument(1),
     "HINCRBYFLOAT": _bulk_argument(2),
-    "ZINCRBY": _bulk_argument(1),
+    "ZINCRBY": _score_argument(1),
     "SET": _set,
     "APPEND": _append,
     "SETRANGE": _setrange,

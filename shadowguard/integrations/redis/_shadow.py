@@ -17,7 +17,7 @@ from typing import Any
 
 from shadowguard.contract import Kind, record, refuse
 from shadowguard.integrations.redis._commands import Classification, command_words
-from shadowguard.integrations.redis._replies import raw_reply
+from shadowguard.integrations.redis._replies import Double, raw_reply
 
 __all__ = ["Answer", "answer", "callback_value", "target_of"]
 
@@ -173,7 +173,10 @@ def callback_value(
     options.pop(EMPTY_RESPONSE, None)
     options.pop("keys", None)
     encoder = None if never_decode else getattr(connection, "encoder", None)
-    value = _decoded(encoder, raw)
+    if isinstance(raw, Double) and str(getattr(connection, "protocol", 2)) == "3":
+        value: Any = float(raw)
+    else:
+        value = _decoded(encoder, raw)
     callbacks = client.response_callbacks
     if command_name in callbacks:
         return callbacks[command_name](value, **options)
