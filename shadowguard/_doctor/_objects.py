@@ -129,6 +129,13 @@ _KINDS: tuple[_Kind, ...] = (
         _marked("_send_command_parse_response"),
         "shadowguard.install('redis') (it guards clients created before it too)",
     ),
+    _Kind(
+        "redis cluster client",
+        (("redis.cluster", "RedisCluster"), ("redis.asyncio.cluster", "RedisCluster")),
+        lambda obj, active, proxied: False,  # the redis integration does not reach it
+        "the redis integration does not guard RedisCluster: point the shadow at a cluster of "
+        "its own, or wrap the writes in @shadowguard.side_effect",
+    ),
 )
 
 

@@ -39,3 +39,29 @@ def test_a_redis_client_created_before_install_is_guarded(tmp_path: Path) -> Non
     assert result.returncode == 0, data["unguarded"]
     assert data["guarded"] == {"redis": "by the redis integration"}
     assert [(c["name"], c["guarded"]) for c in data["live_clients"]] == [("svc.cache", True)]
+
+
+def test_a_redis_cluster_client_is_unguarded_even_with_the_integration(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        """\
+        from redis.cluster import RedisCluster
+        from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+        import shadowguard
+
+        shadowguard.install("redis")
+        # RedisCluster() connects when made: a bare instance stands in for one.
+        cluster = RedisCluster.__new__(RedisCluster)
+
+        def inner(environ, start_response):
+            cluster.incr("orders")
+
+        app = ShadowGuardMiddleware(inner)
+        """,
+    )
+    result = doctor(tmp_path, "svc:app", "--json")
+    data = report(result)
+    assert result.returncode == 1
+    assert subjects(data) == ["redis cluster client"]
+    assert "RedisCluster" in data["unguarded"][0]["remedy"]
