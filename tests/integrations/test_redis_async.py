@@ -65,6 +65,27 @@ async def test_pipelines_send_only_their_reads(redis_peer: RedisPeer, transactio
 
 @pytest.mark.asyncio
 @pytest.mark.usefixtures("installed")
+async def test_watch_still_aborts_a_shadow_transaction(redis_peer: RedisPeer) -> None:
+    k = redis_peer.key
+    redis_peer.oracle.set(k("w"), "1")
+    async with _client(redis_peer.url) as r:
+        with shadowguard.shadow():
+            async with r.pipeline() as pipe:
+                await pipe.watch(k("w"))
+                assert await pipe.get(k("w")) == b"1"  # immediate mode: a read, sent
+                assert await pipe.set(k("early"), "1") is True  # immediate: answered
+                with shadowguard.detached():  # the primary's write, meanwhile
+                    redis_peer.oracle.set(k("w"), "2")
+                pipe.multi()
+                pipe.set(k("w"), "shadow")
+                with pytest.raises(aioredis.WatchError):
+                    await pipe.execute()
+    assert redis_peer.keys() == {"w"}
+    assert redis_peer.oracle.get(k("w")) == b"2"
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
 async def test_a_subscriber_receives_only_the_primarys_publish(redis_peer: RedisPeer) -> None:
     channel = redis_peer.key("events")
     async with (
