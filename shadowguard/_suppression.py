@@ -34,7 +34,8 @@ class Kind:
       ``"write"``, ``"admin"``, ``"pubsub"``, ``"script"``, ``"blocking"``, ``"unknown"``),
       ``table`` (``"server"``: classified from the server's ``COMMAND`` table, or
       ``"builtin"``), ``via`` (``"command"``, ``"pipeline"``, ``"transaction"``) and, when
-      suppressed, ``reply`` (what the caller got instead).
+      suppressed, ``reply`` (what the caller got instead) or ``instead`` (the read sent in
+      its place, ``"GET"``).
     """
 
     DB_COMMIT: Final = "db.commit"

@@ -93,6 +93,26 @@ def test_the_suppression_names_the_command_key_and_reply(
 
 
 @pytest.mark.usefixtures("installed")
+def test_commands_that_return_a_value_and_change_it_are_answered_by_a_read(
+    client: Any, redis_peer: RedisPeer
+) -> None:
+    k = redis_peer.key
+    redis_peer.oracle.set(k("session"), "alice")
+    with shadowguard.shadow() as scope:
+        assert client.getex(k("session"), ex=60) == b"alice"
+        assert client.getset(k("session"), "bob") == b"alice"
+        assert client.set(k("session"), "carol", get=True) == b"alice"
+        assert client.getdel(k("session")) == b"alice"
+        with client.pipeline() as pipe:
+            pipe.getdel(k("session")).set(k("session"), "dan", get=True).incr(k("n"))
+            assert pipe.execute() == [b"alice", b"alice", 1]
+    assert redis_peer.oracle.get(k("session")) == b"alice"
+    assert redis_peer.oracle.ttl(k("session")) == -1
+    assert redis_peer.keys() == {"session"}
+    assert [s.detail.get("instead") for s in scope.suppressed] == [*["GET"] * 6, None]
+
+
+@pytest.mark.usefixtures("installed")
 def test_reads_see_the_primarys_data_and_decoded_replies_stay_decoded(
     redis_peer: RedisPeer,
 ) -> None:

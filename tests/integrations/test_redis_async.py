@@ -35,6 +35,7 @@ async def test_shadow_writes_reach_nothing_and_reads_run(redis_peer: RedisPeer) 
             assert await r.expire(k("a"), 5) is True
             assert isinstance(await r.xadd(k("x"), {"f": "v"}), bytes)
             assert await r.get(k("a")) == b"primary"
+            assert await r.getex(k("a"), ex=5) == b"primary"  # answered by a GET
             with pytest.raises(ShadowSideEffectBlocked, match="EVAL"):
                 await r.eval("return redis.call('SET', KEYS[1], 1)", 1, k("lua"))
             assert await r.eval_ro("return redis.call('GET', KEYS[1])", 1, k("a")) == b"primary"
@@ -42,7 +43,7 @@ async def test_shadow_writes_reach_nothing_and_reads_run(redis_peer: RedisPeer) 
     assert redis_peer.keys() == {"a", "p"}
     assert redis_peer.oracle.get(k("a")) == b"primary"
     assert [s.detail["operation"] for s in scope.suppressed] == [
-        *("SET", "INCRBY", "HSET", "EXPIRE", "XADD", "EVAL"),
+        *("SET", "INCRBY", "HSET", "EXPIRE", "XADD", "GETEX", "EVAL"),
     ]
 
 

@@ -36,12 +36,15 @@ OPS = st.one_of(
         st.just("hset"), st.sampled_from(HASHES), st.sampled_from("fg"), st.sampled_from("xy")
     ),
     st.tuples(st.just("hdel"), st.sampled_from(HASHES), st.sampled_from("fg")),
+    st.tuples(st.just("getset"), st.sampled_from(STRINGS), st.integers(-5, 5)),
+    st.tuples(st.just("getdel"), st.sampled_from(STRINGS)),
     st.tuples(st.just("get"), st.sampled_from(STRINGS)),
     st.tuples(st.just("lrange"), st.sampled_from(LISTS)),
     st.tuples(st.just("hgetall"), st.sampled_from(HASHES)),
     st.tuples(st.just("exists"), st.sampled_from(STRINGS + LISTS + HASHES)),
 )
-READS = {"get", "lrange", "hgetall", "exists"}
+#: Commands whose reply the model knows: reads, and writes that return the old value.
+READS = {"get", "lrange", "hgetall", "exists", "getset", "getdel"}
 
 
 class Worker(RuleBasedStateMachine):
@@ -68,7 +71,7 @@ class Worker(RuleBasedStateMachine):
         """What a read returns, from the model."""
         name, key = op[0], op[1]
         value = self.model.get(key)
-        if name == "get":
+        if name in {"get", "getset", "getdel"}:
             return None if value is None else str(value).encode()
         if name == "lrange":
             return [v.encode() for v in value or []]
@@ -78,11 +81,11 @@ class Worker(RuleBasedStateMachine):
 
     def _apply(self, op: Op) -> None:
         name, key, *rest = op
-        if name == "set":
+        if name in {"set", "getset"}:
             self.model[key] = rest[0]
         elif name == "incrby":
             self.model[key] = int(self.model.get(key, 0)) + rest[0]
-        elif name == "delete":
+        elif name in {"delete", "getdel"}:
             self.model.pop(key, None)
         elif name == "lpush":
             self.model.setdefault(key, []).insert(0, rest[0])

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from shadowguard.contract import PROCESS, mark_wrapped, scope_now
-from shadowguard.integrations.redis._shadow import answer, callback_value, target_of
+from shadowguard.integrations.redis._shadow import answer, callback_value, read_options, target_of
 from shadowguard.integrations.redis._sync import Command, plan
 from shadowguard.integrations.redis._table import table_for_async
 
@@ -31,6 +31,9 @@ def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
         instead = answer(table.classify(args), args, target_of(conn), "command")
         if instead is None:
             return await original(self, conn, command_name, *args, **options)
+        if instead.read is not None:
+            read = instead.read
+            return await original(self, conn, read[0], *read, **read_options(options))
         return await _value(self, conn, command_name, instead.raw, options)
 
     def _send_command_parse_response(
@@ -52,16 +55,16 @@ def pipeline_hook(original: Callable[..., Any], transaction: bool) -> Callable[.
     ) -> Any:
         table = await table_for_async(self.connection_pool, connection)
         verdicts = [table.classify(args) for args, _ in commands]
-        sent, answers = plan(verdicts, commands, target_of(connection), via)
-        if len(sent) == len(commands):
+        if all(verdict.runs for verdict in verdicts):
             return await original(self, connection, commands, raise_on_error)
+        sent, answers = plan(verdicts, commands, target_of(connection), via)
         results = (
             await original(self, connection, sent, raise_on_error) if sent or transaction else []
         )
         sent_results = iter(results)
         merged: list[Any] = []
         for (args, options), instead in zip(commands, answers, strict=True):
-            if instead is None:
+            if instead is None or instead.read is not None:
                 merged.append(next(sent_results))
             else:
                 merged.append(await _value(self, connection, args[0], instead.raw, options))

@@ -4,8 +4,9 @@ The rule, per command: a status reply is ``OK``; a count is the number of keys, 
 fields or entries the command names (as if each one took effect: ``DEL a b`` -> 2,
 ``LPUSH k x y`` -> 2, ``HSET k f v`` -> 1); a yes/no (``EXPIRE``, ``SETNX``, ``PERSIST``) is 1;
 an increment returns the increment (the value of a key that did not exist: ``INCR`` -> 1,
-``INCRBY k 5`` -> 5); a command that also returns what it took or replaced (``GETSET``,
-``GETDEL``, ``LPOP``, ``SET ... GET``) returns nothing (nil, or an empty array); ``PUBLISH``
+``INCRBY k 5`` -> 5); a pop returns nothing (nil, or an empty array), while a command
+that returns a key's value and also changes it (``GETEX``, ``GETDEL``, ``GETSET``,
+``SET ... GET``) is answered by a ``GET`` of the key (:func:`read_instead`); ``PUBLISH``
 returns 0 (nobody received it); ``XADD`` returns the entry ID it was given, or a new one from
 the clock. The value is then passed through the client's own response callback, as a server
 reply would be, so ``SET`` gives ``True`` and ``decode_responses`` gives ``str``.
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ["Double", "raw_reply"]
+__all__ = ["Double", "raw_reply", "read_instead"]
 
 _Reply = Callable[[Sequence[Any]], Any]
 
@@ -81,7 +82,7 @@ def _score_argument(index: int) -> _Reply:
 
 
 def _set(args: Sequence[Any]) -> Any:
-    return None if any(_upper(a) == "GET" for a in args[2:]) else _OK
+    return _OK
 
 
 def _append(args: Sequence[Any]) -> Any:
@@ -158,7 +159,7 @@ _REPLIES: dict[str, _Reply] = {
     ),
     **dict.fromkeys(
         (
-            *("GETSET", "GETDEL", "GETEX", "LPOP", "RPOP", "SPOP", "LMOVE", "RPOPLPUSH"),
+            *("LPOP", "RPOP", "SPOP", "LMOVE", "RPOPLPUSH"),
             *("LMPOP", "ZMPOP"),
         ),
         _nil,
@@ -187,6 +188,21 @@ _REPLIES: dict[str, _Reply] = {
     "XADD": _xadd,
     "XAUTOCLAIM": _xautoclaim,
 }
+
+
+def read_instead(name: str, args: Sequence[Any]) -> tuple[Any, ...] | None:
+    """The read that answers a command which returns a key's value and also changes it.
+
+    ``GETEX``, ``GETDEL``, ``GETSET`` and ``SET ... GET`` return what ``GET`` returns now:
+    shadow code reading a session with ``GETEX`` sees it, as the primary does.
+    """
+    if not args:
+        return None
+    if name in {"GETEX", "GETDEL", "GETSET"} or (
+        name == "SET" and any(_upper(a) == "GET" for a in args[2:])
+    ):
+        return ("GET", args[0])
+    return None
 
 
 def raw_reply(name: str, args: Sequence[Any]) -> tuple[bool, Any]:

@@ -17,9 +17,9 @@ from typing import Any
 
 from shadowguard.contract import Kind, record, refuse
 from shadowguard.integrations.redis._commands import Classification, command_words
-from shadowguard.integrations.redis._replies import Double, raw_reply
+from shadowguard.integrations.redis._replies import Double, raw_reply, read_instead
 
-__all__ = ["Answer", "answer", "callback_value", "target_of"]
+__all__ = ["Answer", "answer", "callback_value", "read_options", "target_of"]
 
 #: ``_send_command_parse_response`` options that steer reading, not the response callback.
 NEVER_DECODE = "NEVER_DECODE"
@@ -80,12 +80,19 @@ def _is_lock_script(words: Sequence[Any]) -> bool:
 
 
 class Answer:
-    """A suppressed command's raw reply, to be passed through the response callback."""
+    """What a suppressed command gets instead: a raw reply, to be passed through the response
+    callback, or a read to send in its place (``read``, with ``read_options``)."""
 
-    __slots__ = ("raw",)
+    __slots__ = ("raw", "read")
 
-    def __init__(self, raw: Any) -> None:
+    def __init__(self, raw: Any = None, read: tuple[Any, ...] | None = None) -> None:
         self.raw = raw
+        self.read = read
+
+
+def read_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """The options a read sent in a command's place keeps: only how to read the reply."""
+    return {NEVER_DECODE: options[NEVER_DECODE]} if NEVER_DECODE in options else {}
 
 
 def answer(verdict: Classification, args: Sequence[Any], target: str, via: str) -> Answer | None:
@@ -124,6 +131,11 @@ def answer(verdict: Classification, args: Sequence[Any], target: str, via: str) 
             detail=detail,
         )
     skip = len(operation.split())
+    read = read_instead(operation, words[skip:])
+    if read is not None:
+        detail["instead"] = str(read[0])
+        record(Kind.REDIS_COMMAND, target, operation, detail)
+        return Answer(read=read)
     known, raw = raw_reply(operation, words[skip:])
     if not known:
         what = (

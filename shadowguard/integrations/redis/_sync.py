@@ -14,7 +14,13 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from shadowguard.contract import PROCESS, mark_wrapped, scope_now
-from shadowguard.integrations.redis._shadow import Answer, answer, callback_value, target_of
+from shadowguard.integrations.redis._shadow import (
+    Answer,
+    answer,
+    callback_value,
+    read_options,
+    target_of,
+)
 from shadowguard.integrations.redis._table import table_for
 
 __all__ = ["pipeline_hook", "plan", "send_hook", "splice"]
@@ -32,6 +38,8 @@ def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
         instead = answer(verdict, args, target_of(conn), "command")
         if instead is None:
             return original(self, conn, command_name, *args, **options)
+        if instead.read is not None:
+            return original(self, conn, instead.read[0], *instead.read, **read_options(options))
         return callback_value(self, conn, command_name, instead.raw, options)
 
     mark_wrapped(_send_command_parse_response, original)
@@ -41,7 +49,8 @@ def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
 def plan(
     verdicts: Sequence[Any], commands: Sequence[Command], target: str, via: str
 ) -> tuple[list[Command], list[Answer | None]]:
-    """The commands to send and, per position, the answer of a suppressed one (None: sent).
+    """The commands to send and, per position, the answer of a suppressed one (None: sent as
+    it is). A suppressed command answered by a read has its read sent in its place.
 
     Every command is judged before anything is sent: one refusal refuses the batch.
     """
@@ -49,7 +58,12 @@ def plan(
         answer(verdict, args, target, via)
         for verdict, (args, _) in zip(verdicts, commands, strict=True)
     ]
-    sent = [command for command, instead in zip(commands, answers, strict=True) if instead is None]
+    sent: list[Command] = []
+    for command, instead in zip(commands, answers, strict=True):
+        if instead is None:
+            sent.append(command)
+        elif instead.read is not None:
+            sent.append((instead.read, read_options(command[1])))
     return sent, answers
 
 
@@ -64,7 +78,7 @@ def splice(
     sent = iter(results)
     merged: list[Any] = []
     for (args, options), instead in zip(commands, answers, strict=True):
-        if instead is None:
+        if instead is None or instead.read is not None:
             merged.append(next(sent))
         else:
             merged.append(callback_value(client, connection, args[0], instead.raw, options))
@@ -79,9 +93,9 @@ def pipeline_hook(original: Callable[..., Any], transaction: bool) -> Callable[.
             return original(self, connection, commands, raise_on_error)
         table = table_for(self.connection_pool, connection)
         verdicts = [table.classify(args) for args, _ in commands]
-        sent, answers = plan(verdicts, commands, target_of(connection), via)
-        if len(sent) == len(commands):
+        if all(verdict.runs for verdict in verdicts):
             return original(self, connection, commands, raise_on_error)
+        sent, answers = plan(verdicts, commands, target_of(connection), via)
         # A transaction still runs (maybe empty): EXEC is what checks the WATCHed keys.
         results = original(self, connection, sent, raise_on_error) if sent or transaction else []
         return splice(self, connection, commands, answers, results)
