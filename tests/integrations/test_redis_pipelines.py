@@ -108,10 +108,13 @@ def test_a_refused_command_refuses_the_whole_batch_before_anything_is_sent(
     client: Any, redis_peer: RedisPeer, transaction: bool
 ) -> None:
     k = redis_peer.key
-    with shadowguard.shadow(), client.pipeline(transaction=transaction) as pipe:
+    with shadowguard.shadow() as scope, client.pipeline(transaction=transaction) as pipe:
         pipe.get(k("a")).set(k("a"), "1").eval("return 1", 0).lpush(k("l"), "x")
         with pytest.raises(ShadowSideEffectBlocked, match="EVAL"):
             pipe.execute()
+        (refusal,) = scope.suppressed  # the batch was refused: nothing else is recorded
+        assert refusal.blocked
+        assert refusal.detail["operation"] == "EVAL"
         assert pipe.set(k("b"), 1).get(k("a")).execute() == [True, None]  # still usable
     assert redis_peer.keys() == set()
 

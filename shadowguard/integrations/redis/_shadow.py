@@ -12,7 +12,7 @@ a shadow worker must not take work off the primary's queue.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shadowguard.contract import Kind, record, refuse
@@ -95,9 +95,16 @@ def read_options(options: Mapping[str, Any]) -> dict[str, Any]:
     return {NEVER_DECODE: options[NEVER_DECODE]} if NEVER_DECODE in options else {}
 
 
-def answer(verdict: Classification, args: Sequence[Any], target: str, via: str) -> Answer | None:
+def answer(
+    verdict: Classification,
+    args: Sequence[Any],
+    target: str,
+    via: str,
+    records: list[Callable[[], object]] | None = None,
+) -> Answer | None:
     """None if the command runs; else record it and return its :class:`Answer`, or raise the
-    refusal (recorded too)."""
+    refusal (recorded at once). With ``records``, the suppression's record is appended there
+    instead, to be made once the whole batch is known not to be refused."""
     if verdict.runs:
         return None
     words = command_words(args)
@@ -108,10 +115,14 @@ def answer(verdict: Classification, args: Sequence[Any], target: str, via: str) 
         "key": _key(words, verdict.name),
     }
     operation = verdict.name or "?"
+
+    def suppressed() -> object:
+        return record(Kind.REDIS_COMMAND, target, operation, detail)
+
     if verdict.reason == "script":
         if _is_lock_script(words):
             detail["reply"] = 1
-            record(Kind.REDIS_COMMAND, target, operation, detail)
+            _later(suppressed, records)
             return Answer(1)
         raise refuse(
             Kind.REDIS_COMMAND,
@@ -134,7 +145,7 @@ def answer(verdict: Classification, args: Sequence[Any], target: str, via: str) 
     read = read_instead(operation, words[skip:])
     if read is not None:
         detail["instead"] = str(read[0])
-        record(Kind.REDIS_COMMAND, target, operation, detail)
+        _later(suppressed, records)
         return Answer(read=read)
     known, raw = raw_reply(operation, words[skip:])
     if not known:
@@ -152,8 +163,15 @@ def answer(verdict: Classification, args: Sequence[Any], target: str, via: str) 
             detail=detail,
         )
     detail["reply"] = raw
-    record(Kind.REDIS_COMMAND, target, operation, detail)
+    _later(suppressed, records)
     return Answer(raw)
+
+
+def _later(make: Callable[[], object], records: list[Callable[[], object]] | None) -> None:
+    if records is None:
+        make()
+    else:
+        records.append(make)
 
 
 def _key(words: Sequence[Any], name: str) -> str | None:

@@ -54,10 +54,13 @@ def plan(
 
     Every command is judged before anything is sent: one refusal refuses the batch.
     """
+    records: list[Callable[[], object]] = []
     answers = [
-        answer(verdict, args, target, via)
+        answer(verdict, args, target, via, records)
         for verdict, (args, _) in zip(verdicts, commands, strict=True)
     ]
+    for make in records:
+        make()
     sent: list[Command] = []
     for command, instead in zip(commands, answers, strict=True):
         if instead is None:
