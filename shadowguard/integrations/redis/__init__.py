@@ -29,9 +29,11 @@ The package, in the order a shadow command meets it:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from shadowguard.contract import Patches, missing_extra_error
+from shadowguard.errors import ConfigError
 
 try:
     import redis
@@ -43,7 +45,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise missing_extra_error("redis", "redis") from exc
 
 from shadowguard.integrations.redis import _asyncio, _sync, _table
-from shadowguard.integrations.redis._shadow import forget_lock_scripts, know_lock_scripts
+from shadowguard.integrations.redis._shadow import (
+    forget_lock_scripts,
+    know_lock_scripts,
+    set_shadow_groups,
+)
 
 __all__ = ["install", "uninstall"]
 
@@ -61,7 +67,19 @@ def _original(cls: type, name: str) -> Any:
         ) from None
 
 
-def _apply() -> None:
+def _groups(shadow_groups: Iterable[str]) -> frozenset[str]:
+    if isinstance(shadow_groups, (str, bytes)) or not all(
+        isinstance(g, str) and g for g in shadow_groups
+    ):
+        raise ConfigError(
+            f"the redis integration's shadow_groups={shadow_groups!r} is not valid: "
+            "give a list of consumer group names (non-empty strings)"
+        )
+    return frozenset(shadow_groups)
+
+
+def _apply(*, shadow_groups: Iterable[str] = ()) -> None:
+    set_shadow_groups(_groups(shadow_groups))
     for client, hooks in ((redis.client, _sync), (redis.asyncio.client, _asyncio)):
         redis_class, pipeline_class = client.Redis, client.Pipeline
         _patches.setattr(redis_class, _SEND, hooks.send_hook(_original(redis_class, _SEND)))
@@ -82,13 +100,17 @@ def _apply() -> None:
 def _forget() -> None:
     _table.forget()
     forget_lock_scripts()
+    set_shadow_groups(frozenset())
 
 
 def install(**options: Any) -> None:
     """Guard every ``redis.Redis`` and ``redis.asyncio.Redis`` client and pipeline; idempotent.
 
-    Takes no options. Clients created before ``install()`` are covered too (the patches are
-    on the classes); :func:`uninstall` restores them.
+    ``shadow_groups``: stream consumer groups of the shadow's own; their ``XREADGROUP``,
+    ``XACK``, ``XCLAIM``, ``XAUTOCLAIM`` and ``XGROUP`` commands run in shadow, so a shadow
+    worker reads every entry through its own group while the primary's groups are
+    untouched. Clients created before ``install()`` are covered too (the patches are on the
+    classes); :func:`uninstall` restores them.
     """
     _patches.install(_apply, options)
 

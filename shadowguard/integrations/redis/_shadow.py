@@ -26,6 +26,17 @@ NEVER_DECODE = "NEVER_DECODE"
 EMPTY_RESPONSE = "EMPTY_RESPONSE"
 
 _KEY_CHARS = 200
+#: Consumer groups of the shadow's own (``install(shadow_groups=...)``): their stream
+#: commands run in shadow.
+_shadow_groups: frozenset[str] = frozenset()
+#: Stream commands that name a consumer group, and the word holding it.
+_GROUP_WORD = {
+    **dict.fromkeys(("XREADGROUP", "XACK", "XCLAIM", "XAUTOCLAIM"), 2),
+    **dict.fromkeys(
+        ("XGROUP CREATE", "XGROUP SETID", "XGROUP DESTROY", "XGROUP CREATECONSUMER"), 3
+    ),
+    "XGROUP DELCONSUMER": 3,
+}
 _LOCK_SCRIPTS: set[bytes] = set()
 _LOCK_SHAS: set[str] = set()
 
@@ -35,9 +46,10 @@ _SCRIPT_REMEDY = (
     "with flags=no-writes), or wrap the call in @shadowguard.side_effect(returns=...)"
 )
 _CONSUMER_REMEDY = (
-    "A blocking pop or XREADGROUP would take work off the primary's queue. Give the shadow "
-    "worker its own queue or consumer group (fed by the primary's producer, outside shadow), "
-    "or read without consuming (LRANGE, XREAD, XRANGE)"
+    "A blocking pop or XREADGROUP would take work off the primary's queue. Give a stream's "
+    "shadow worker a consumer group of its own and name it in "
+    "shadowguard.install(redis={'shadow_groups': [...]}), so it reads every entry "
+    "independently; or read without consuming (LRANGE, XREAD, XRANGE)"
 )
 _UNKNOWN_REMEDY = (
     "shadowguard does not know what the server would answer to it; wrap the call in "
@@ -56,6 +68,20 @@ def know_lock_scripts(scripts: Sequence[str]) -> None:
 def forget_lock_scripts() -> None:
     _LOCK_SCRIPTS.clear()
     _LOCK_SHAS.clear()
+
+
+def set_shadow_groups(groups: frozenset[str]) -> None:
+    """The consumer groups whose stream commands run in shadow (empty: none)."""
+    global _shadow_groups
+    _shadow_groups = groups
+
+
+def _shadow_group(name: str, words: Sequence[Any]) -> bool:
+    position = _GROUP_WORD.get(name)
+    if position is None or not _shadow_groups or len(words) <= position:
+        return False
+    group = words[position]
+    return (group.decode() if isinstance(group, bytes) else str(group)) in _shadow_groups
 
 
 def target_of(connection: Any) -> str:
@@ -108,6 +134,8 @@ def answer(
     if verdict.runs:
         return None
     words = command_words(args)
+    if _shadow_group(verdict.name, words):
+        return None  # the shadow's own consumer group: its reads and acks leave the primary's
     detail: dict[str, Any] = {
         "reason": verdict.reason,
         "table": verdict.table,
