@@ -140,3 +140,28 @@ async def test_a_client_created_before_install_and_concurrent_tasks(
         finally:
             sink.uninstall()
     assert redis_peer.keys() == {"before"} | {f"p{i}" for i in range(10)}
+
+
+@pytest.mark.asyncio
+async def test_a_broken_guard_never_changes_what_the_primary_gets(
+    redis_peer: RedisPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shadowguard.integrations.redis import _asyncio
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("guard fault")
+
+    for name in ("table_for_async", "answer", "plan", "_value"):
+        monkeypatch.setattr(_asyncio, name, broken)
+    sink.install()
+    try:
+        async with _client(redis_peer.url) as r:
+            assert await r.set(redis_peer.key("a"), "1") is True
+            async with r.pipeline() as pipe:
+                pipe.incr(redis_peer.key("n")).get(redis_peer.key("a"))
+                assert await pipe.execute() == [1, b"1"]
+            with shadowguard.shadow(), pytest.raises(RuntimeError, match="guard fault"):
+                await r.set(redis_peer.key("b"), "1")  # in shadow the guard fails closed
+    finally:
+        sink.uninstall()
+    assert redis_peer.keys() == {"a", "n"}
