@@ -29,6 +29,13 @@ class Kind:
     - ``http.request``: ``client``, ``method``, ``status`` of the stub, ``rule``.
     - ``mail.send``: ``bytes``, ``recipients``, ``refused``, ``from``, ``via``.
     - ``call``: ``mode`` (``"returns"`` or ``"instead"``).
+    - ``redis.command``: ``operation`` is the Redis command (``"SET"``, ``"XGROUP CREATE"``);
+      ``key`` (its first argument, or None), ``reason`` (why it is a side effect:
+      ``"write"``, ``"admin"``, ``"pubsub"``, ``"script"``, ``"blocking"``, ``"unknown"``),
+      ``table`` (``"server"``: classified from the server's ``COMMAND`` table, or
+      ``"builtin"``), ``via`` (``"command"``, ``"pipeline"``, ``"transaction"``) and, when
+      suppressed, ``reply`` (what the caller got instead) or ``instead`` (the read sent in
+      its place, ``"GET"``).
     """
 
     DB_COMMIT: Final = "db.commit"
@@ -37,6 +44,7 @@ class Kind:
     HTTP_REQUEST: Final = "http.request"
     MAIL_SEND: Final = "mail.send"
     CALL: Final = "call"
+    REDIS_COMMAND: Final = "redis.command"
 
 
 class Action:

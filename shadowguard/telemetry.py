@@ -3,7 +3,7 @@
 Span attributes: ``shadow_mode`` (on every span current while shadow) and, per kind of
 suppression, ``db.write_suppressed``, ``messaging.publish_suppressed``,
 ``http.request_stubbed``, ``mail.send_suppressed``, ``shadowguard.call_suppressed``,
-``messaging.transaction_suppressed``; a span event ``shadowguard.suppressed`` per
+``messaging.transaction_suppressed``, ``redis.command_suppressed``; a span event ``shadowguard.suppressed`` per
 suppression. Metrics: the counter ``shadowguard.suppressed`` (attributes ``kind``,
 ``action``, ``shadow``; ``action="blocked"`` counts refusals), the counter
 ``shadowguard.signals_ignored`` (attribute ``signal``), the counter
@@ -66,6 +66,7 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
     Kind.HTTP_REQUEST: "http.request_stubbed",
     Kind.MAIL_SEND: "mail.send_suppressed",
     Kind.CALL: "shadowguard.call_suppressed",
+    Kind.REDIS_COMMAND: "redis.command_suppressed",
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 

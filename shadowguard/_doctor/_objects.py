@@ -129,6 +129,19 @@ _KINDS: tuple[_Kind, ...] = (
         _marked("sendmail"),
         "shadowguard.install('smtplib')",
     ),
+    _Kind(
+        "redis client",
+        (("redis.client", "Redis"), ("redis.asyncio.client", "Redis")),
+        _marked("_send_command_parse_response"),
+        "shadowguard.install('redis') (it guards clients created before it too)",
+    ),
+    _Kind(
+        "redis cluster client",
+        (("redis.cluster", "RedisCluster"), ("redis.asyncio.cluster", "RedisCluster")),
+        lambda obj, active, proxied: False,  # the redis integration does not reach it
+        "the redis integration does not guard RedisCluster: point the shadow at a cluster of "
+        "its own, or wrap the writes in @shadowguard.side_effect",
+    ),
 )
 
 

@@ -46,6 +46,7 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("aiohttp", "shadowguard.integrations.aiohttp", "aiohttp", "aiohttp"),
     Integration("smtplib", "shadowguard.integrations.smtplib", "smtplib", ""),  # stdlib: no extra
     Integration("django", "shadowguard.integrations.django", "django", "django"),
+    Integration("redis", "shadowguard.integrations.redis", "redis", "redis"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

@@ -1,0 +1,67 @@
+"""doctor and redis: a client made at import is guarded once the redis integration is installed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.doctor._run import doctor, report, subjects, write
+
+APP = """\
+import redis
+from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+import shadowguard
+
+cache = redis.Redis(host="127.0.0.1", port=9)  # connects on its first command
+{install}
+
+def inner(environ, start_response):
+    cache.incr("orders")
+
+app = ShadowGuardMiddleware(inner)
+"""
+
+
+def test_a_redis_client_without_its_integration_is_unguarded(tmp_path: Path) -> None:
+    write(tmp_path, "svc.py", APP.format(install=""))
+    result = doctor(tmp_path, "svc:app", "--json")
+    data = report(result)
+    assert result.returncode == 1
+    assert sorted(subjects(data)) == ["redis", "redis client"]
+    client = next(f for f in data["unguarded"] if f["subject"] == "redis client")
+    assert "svc.cache" in client["problem"]
+    assert "shadowguard.install('redis')" in client["remedy"]
+
+
+def test_a_redis_client_created_before_install_is_guarded(tmp_path: Path) -> None:
+    write(tmp_path, "svc.py", APP.format(install="shadowguard.install('redis')"))
+    result = doctor(tmp_path, "svc:app", "--json")
+    data = report(result)
+    assert result.returncode == 0, data["unguarded"]
+    assert data["guarded"] == {"redis": "by the redis integration"}
+    assert [(c["name"], c["guarded"]) for c in data["live_clients"]] == [("svc.cache", True)]
+
+
+def test_a_redis_cluster_client_is_unguarded_even_with_the_integration(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "svc.py",
+        """\
+        from redis.cluster import RedisCluster
+        from shadowguard.middleware.wsgi import ShadowGuardMiddleware
+        import shadowguard
+
+        shadowguard.install("redis")
+        # RedisCluster() connects when made: a bare instance stands in for one.
+        cluster = RedisCluster.__new__(RedisCluster)
+
+        def inner(environ, start_response):
+            cluster.incr("orders")
+
+        app = ShadowGuardMiddleware(inner)
+        """,
+    )
+    result = doctor(tmp_path, "svc:app", "--json")
+    data = report(result)
+    assert result.returncode == 1
+    assert subjects(data) == ["redis cluster client"]
+    assert "RedisCluster" in data["unguarded"][0]["remedy"]
