@@ -1,0 +1,164 @@
+"""From shadow, a consumer of a primary consumer group neither reads nor commits.
+
+Two ways a shadow can reach the primary's group: a shadow request using the consumer the
+primary process shares (a poll would take a message the primary never sees, a commit
+would move the primary's position past messages it has not processed), and a consumer
+created in a ``SHADOW_MODE`` process before ``install()`` (or from a class taken before
+it), which kept the primary's ``group.id``. Under ``install()``, in shadow, such a
+consumer's offset calls (``commit``, ``store_offsets``) are suppressed and recorded as
+``Kind.KAFKA_OFFSETS``; its calls that read or move it (``poll``, ``consume``,
+``subscribe``, ``assign``, ``seek``, ...) raise ``ShadowSideEffectBlocked``, recorded as
+``Kind.KAFKA_CONSUME``. Consumers in the shadow's own group (:mod:`._consumer`) pass.
+
+The client's ``Consumer`` is a C type: as for producers (:mod:`._backstop`), the guard
+writes its method table, so every instance and subclass is covered, including
+``DeserializingConsumer``. ``AIOConsumer`` runs its consumer's calls on worker threads
+that do not carry the request's context: its own methods are guarded in place.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from confluent_kafka import TopicPartition, cimpl
+
+from shadowguard.contract import PROCESS, Kind, Patches, record, refuse, scope_now
+from shadowguard.integrations.confluent_kafka._backstop import set_type_method
+from shadowguard.integrations.confluent_kafka._consumer import in_shadow_group
+
+__all__ = ["OFFSET_CALLS", "READING_CALLS", "guard_aio_consumer", "guard_consumer_type"]
+
+#: Calls that commit or store a position in the consumer's group: suppressed.
+OFFSET_CALLS = ("commit", "store_offsets")
+#: Calls that take messages, or change which ones the consumer takes next: refused.
+READING_CALLS = (
+    "subscribe",
+    "unsubscribe",
+    "poll",
+    "consume",
+    "assign",
+    "unassign",
+    "incremental_assign",
+    "incremental_unassign",
+    "seek",
+    "pause",
+    "resume",
+)
+#: The client's own type, taken at import: ``install()`` swaps ``cimpl.Consumer`` itself.
+_CLIENT: type = cimpl.Consumer
+_REMEDY = (
+    "a shadow must not read from or commit for the primary's consumer group. In a "
+    "SHADOW_MODE worker, call shadowguard.install() before creating the consumer, through "
+    "confluent_kafka.Consumer (or DeserializingConsumer, confluent_kafka.aio.AIOConsumer) "
+    "from a class not imported or subclassed before install(), so it joins the shadow "
+    "group (group.id + SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX); from a shadow request, "
+    "create a consumer of its own instead of using the primary's"
+)
+
+
+def _class_name(consumer: Any) -> str:
+    return f"{type(consumer).__module__}.{type(consumer).__qualname__}"
+
+
+def _offsets(consumer: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
+    """What ``commit``/``store_offsets`` would commit: ``(message, offsets)`` as the client takes them."""
+    message = kwargs.get("message", args[0] if args else None)
+    offsets = kwargs.get("offsets", args[1] if len(args) > 1 else None)
+    if offsets is not None:
+        return list(offsets)
+    if message is not None:
+        return [TopicPartition(message.topic(), message.partition(), message.offset() + 1)]
+    return []
+
+
+def suppress_offsets(
+    consumer: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], inner: Any = None
+) -> Any:
+    """Record the offsets call as suppressed; return what the client would have returned."""
+    offsets = _offsets(consumer, args, kwargs)
+    record(
+        Kind.KAFKA_OFFSETS,
+        ",".join(sorted({tp.topic for tp in offsets})) or "<consumer>",
+        name,
+        {
+            "offsets": tuple((tp.topic, tp.partition, tp.offset) for tp in offsets),
+            "consumer_class": _class_name(consumer),
+        },
+    )
+    if name == "commit" and kwargs.get("asynchronous", True) is False:
+        # A synchronous commit returns the offsets it committed; without any given, the
+        # consumer's current positions (a local read, no broker round trip).
+        client = consumer if inner is None else inner
+        return offsets or client.position(client.assignment())
+    return None
+
+
+def _refusal(consumer: Any, name: str) -> Exception:
+    return refuse(
+        Kind.KAFKA_CONSUME,
+        "<consumer>",
+        name,
+        f"{type(consumer).__name__}.{name}() in shadow on a consumer of a primary consumer "
+        "group (created as primary, or before install())",
+        remedy=_REMEDY,
+        detail={"consumer_class": _class_name(consumer)},
+    )
+
+
+def _guarded(name: str, client: Callable[..., Any]) -> Callable[..., Any]:
+    offsets = name in OFFSET_CALLS
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if (scope_now() is None and not PROCESS.shadow) or in_shadow_group(self):
+            return client(self, *args, **kwargs)
+        if offsets:
+            return suppress_offsets(self, name, args, kwargs)
+        raise _refusal(self, name)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = client.__doc__
+    return method
+
+
+def guard_consumer_type(patches: Patches) -> None:
+    """Guard the client's ``cimpl.Consumer`` from shadow, for every instance and subclass."""
+    client = _CLIENT
+    for name in OFFSET_CALLS + READING_CALLS:
+        original = client.__dict__.get(name)
+        if original is None:  # a method this client version does not have
+            continue
+        set_type_method(client, name, _guarded(name, original))
+        patches.add(
+            f"confluent_kafka.cimpl.Consumer.{name}",
+            functools.partial(set_type_method, client, name, original),
+        )
+
+
+def _aio_guarded(
+    name: str, original: Callable[..., Coroutine[Any, Any, Any]]
+) -> Callable[..., Coroutine[Any, Any, Any]]:
+    offsets = name in OFFSET_CALLS
+
+    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return await original(self, *args, **kwargs)
+        inner = getattr(self, "_consumer", None)
+        if in_shadow_group(inner):
+            return await original(self, *args, **kwargs)
+        if offsets:
+            return suppress_offsets(self, name, args, kwargs, inner)
+        raise _refusal(self, name)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = original.__doc__
+    return method
+
+
+def guard_aio_consumer(patches: Patches, cls: type) -> None:
+    """The same for ``confluent_kafka.aio.AIOConsumer``, whose calls run on worker threads."""
+    for name in OFFSET_CALLS + READING_CALLS:
+        original = cls.__dict__.get(name)
+        if original is not None:
+            patches.setattr(cls, name, _aio_guarded(name, original))
