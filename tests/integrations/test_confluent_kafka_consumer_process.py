@@ -29,16 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SESSION = {"session.timeout.ms": 2000, "heartbeat.interval.ms": 400}
 
 
-def committed(broker: KafkaBroker, group: str, topic: str) -> dict[int, int]:
-    """The offsets ``group`` committed for partitions 0 and 1 of ``topic`` (-1001: none)."""
-    reader = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
-    try:
-        found = reader.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=10)
-        return {tp.partition: tp.offset for tp in found}
-    finally:
-        reader.close()
-
-
 def run_worker(
     broker: KafkaBroker, topic: str, group: str, shadow: str, *extra: str
 ) -> subprocess.Popen[str]:
@@ -125,7 +115,7 @@ def test_shadow_worker_reads_every_message_in_a_group_of_its_own(
 ) -> None:
     """Same code, same group.id: the shadow reads all, commits to orders-…-shadow, takes nothing."""
     consumer, topic, group = primary
-    before = committed(kafka_broker, group, topic)
+    before = kafka_broker.committed(group, topic, 2)
     assert sum(before.values()) == 10
     started = time.monotonic()
     result = _watch(consumer, run_worker(kafka_broker, topic, group, "true", "tx", "static"))
@@ -138,8 +128,8 @@ def test_shadow_worker_reads_every_message_in_a_group_of_its_own(
     assert _numbers(consumer.consumer.assignment()) == [0, 1]
     # Its committed offsets are untouched; the shadow's store_offsets + auto-commit and its
     # send_offsets_to_transaction landed in the shadow group only (the latter: nowhere).
-    assert committed(kafka_broker, group, topic) == before
-    assert committed(kafka_broker, f"{group}-shadow", topic) == before
+    assert kafka_broker.committed(group, topic, 2) == before
+    assert kafka_broker.committed(f"{group}-shadow", topic, 2) == before
     assert result["suppressed"] == [
         ["kafka.transaction", "init_transactions"],
         ["kafka.transaction", "begin_transaction"],
@@ -157,4 +147,4 @@ def test_the_same_worker_as_primary_takes_the_group_over(
     consumer, topic, group = primary
     _watch(consumer, run_worker(kafka_broker, topic, group, "false"))
     assert ("revoke", [0, 1]) in consumer.events
-    assert committed(kafka_broker, f"{group}-shadow", topic) == {0: -1001, 1: -1001}
+    assert kafka_broker.committed(f"{group}-shadow", topic, 2) == {0: -1001, 1: -1001}

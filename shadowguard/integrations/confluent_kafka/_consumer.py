@@ -34,7 +34,8 @@ __all__ = [
 ]
 
 #: The configuration keys that name a consumer group or a member of one, as librdkafka
-#: spells them; the client also takes keyword arguments with ``_`` for ``.``.
+#: spells them. Also matched spelled with ``_`` (``group_id=``), as the client's type stubs
+#: show keyword arguments: should a client version accept them, they are covered too.
 _GROUP_KEYS = frozenset({"group.id", "group.instance.id"})
 
 
