@@ -179,6 +179,30 @@ async def test_shadow_request_on_a_primary_asyncio_consumer(
         await consumer.close()
 
 
+@pytest.mark.usefixtures("installed")
+def test_share_consumers_refuse_in_shadow(
+    kafka_broker: KafkaBroker, topic: str, group: str
+) -> None:
+    """KIP-932 share groups have no shadow rule: from shadow they take and ack nothing."""
+    share_consumer = getattr(confluent_kafka, "ShareConsumer", None)
+    if share_consumer is None:
+        pytest.skip("confluent-kafka before ShareConsumer")
+    consumer = share_consumer({"bootstrap.servers": kafka_broker.bootstrap, "group.id": group})
+    try:
+        with shadow() as scope:
+            for call in (lambda: consumer.subscribe([topic]), lambda: consumer.poll(0)):
+                with pytest.raises(ShadowSideEffectBlocked, match="share consumer") as e:
+                    call()
+                assert "no shadow group yet" in str(e.value)
+            with pytest.raises(ShadowSideEffectBlocked):
+                consumer.commit_async()
+        assert scope.counts == {Kind.KAFKA_CONSUME: 3}
+        consumer.subscribe([topic])  # as primary: the client's own
+        assert consumer.subscription() == [topic]
+    finally:
+        consumer.close()
+
+
 def test_doctor_names_a_consumer_that_kept_the_primary_group(
     tmp_path: Path, kafka_broker: KafkaBroker
 ) -> None:

@@ -10,6 +10,9 @@ consumer's offset calls (``commit``, ``store_offsets``) are suppressed and recor
 ``subscribe``, ``assign``, ``seek``, ...) raise ``ShadowSideEffectBlocked``, recorded as
 ``Kind.KAFKA_CONSUME``. Consumers in the shadow's own group (:mod:`._consumer`) pass.
 
+KIP-932 share consumers (``ShareConsumer``, a preview in librdkafka) have no shadow group
+rule yet: from shadow, every call of theirs that takes or acknowledges records is refused.
+
 The client's ``Consumer`` is a C type: as for producers (:mod:`._backstop`), the guard
 writes its method table, so every instance and subclass is covered, including
 ``DeserializingConsumer``. ``AIOConsumer`` runs its consumer's calls on worker threads
@@ -28,7 +31,13 @@ from shadowguard.contract import PROCESS, Kind, Patches, record, refuse, scope_n
 from shadowguard.integrations.confluent_kafka._backstop import set_type_method
 from shadowguard.integrations.confluent_kafka._consumer import in_shadow_group
 
-__all__ = ["OFFSET_CALLS", "READING_CALLS", "guard_aio_consumer", "guard_consumer_type"]
+__all__ = [
+    "OFFSET_CALLS",
+    "READING_CALLS",
+    "SHARE_CALLS",
+    "guard_aio_consumer",
+    "guard_consumer_type",
+]
 
 #: Calls that commit or store a position in the consumer's group: suppressed.
 OFFSET_CALLS = ("commit", "store_offsets")
@@ -46,8 +55,20 @@ READING_CALLS = (
     "pause",
     "resume",
 )
+#: The calls of a share consumer that take or acknowledge records: refused in shadow.
+SHARE_CALLS = (
+    "subscribe",
+    "unsubscribe",
+    "poll",
+    "acknowledge",
+    "acknowledge_offset",
+    "commit_sync",
+    "commit_async",
+)
 #: The client's own type, taken at import: ``install()`` swaps ``cimpl.Consumer`` itself.
 _CLIENT: type = cimpl.Consumer
+#: Absent before confluent-kafka 2.14.
+_SHARE_CLIENT: type | None = getattr(cimpl, "ShareConsumer", None)
 _REMEDY = (
     "a shadow must not read from or commit for the primary's consumer group. In a "
     "SHADOW_MODE worker, call shadowguard.install() before creating the consumer, through "
@@ -55,6 +76,13 @@ _REMEDY = (
     "from a class not imported or subclassed before install(), so it joins the shadow "
     "group (group.id + SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX); from a shadow request, "
     "create a consumer of its own instead of using the primary's"
+)
+
+_SHARE_REMEDY = (
+    "shadowguard gives share consumers no shadow group yet: a shadow would take records "
+    "from the primary's share group. Read with a confluent_kafka.Consumer created in shadow "
+    "after shadowguard.install() (it joins a consumer group of its own), or keep this code "
+    "out of shadow"
 )
 
 
@@ -96,13 +124,17 @@ def suppress_offsets(
 
 
 def _refusal(consumer: Any, name: str) -> Exception:
+    if _SHARE_CLIENT is not None and isinstance(consumer, _SHARE_CLIENT):
+        what, remedy = "a share consumer (KIP-932)", _SHARE_REMEDY
+    else:
+        what = "a consumer of a primary consumer group (created as primary, or before install())"
+        remedy = _REMEDY
     return refuse(
         Kind.KAFKA_CONSUME,
         "<consumer>",
         name,
-        f"{type(consumer).__name__}.{name}() in shadow on a consumer of a primary consumer "
-        "group (created as primary, or before install())",
-        remedy=_REMEDY,
+        f"{type(consumer).__name__}.{name}() in shadow on {what}",
+        remedy=remedy,
         detail={"consumer_class": _class_name(consumer)},
     )
 
@@ -123,15 +155,20 @@ def _guarded(name: str, client: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def guard_consumer_type(patches: Patches) -> None:
-    """Guard the client's ``cimpl.Consumer`` from shadow, for every instance and subclass."""
-    client = _CLIENT
-    for name in OFFSET_CALLS + READING_CALLS:
+    """Guard the client's consumer types from shadow, for every instance and subclass."""
+    _guard_type(patches, _CLIENT, OFFSET_CALLS + READING_CALLS)
+    if _SHARE_CLIENT is not None:
+        _guard_type(patches, _SHARE_CLIENT, SHARE_CALLS)
+
+
+def _guard_type(patches: Patches, client: type, names: tuple[str, ...]) -> None:
+    for name in names:
         original = client.__dict__.get(name)
         if original is None:  # a method this client version does not have
             continue
         set_type_method(client, name, _guarded(name, original))
         patches.add(
-            f"confluent_kafka.cimpl.Consumer.{name}",
+            f"confluent_kafka.cimpl.{client.__name__}.{name}",
             functools.partial(set_type_method, client, name, original),
         )
 
