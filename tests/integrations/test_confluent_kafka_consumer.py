@@ -46,6 +46,13 @@ def test_primary_consumer_runs_as_unguarded(
         assert isinstance(consumer, cimpl.Consumer)
         assert [m.value() for m in read(consumer, topic, 3)] == [b"m0", b"m1", b"m2"]
         assert offsets(consumer.commit(asynchronous=False)) == [(topic, 0, 3)]
+        # Every spelling of the calls the guard names one by one reaches the client.
+        assert [m.value() for m in consumer.consume(num_messages=1, timeout=5)] == [b"m3"]
+        assert consumer.poll(timeout=5).value() == b"m4"  # type: ignore[union-attr]
+        assert consumer.consume(timeout=0.2) == []
+        assert consumer.consume(2, 0.2) == []
+        with pytest.raises(TypeError):
+            consumer.poll(None)  # type: ignore[arg-type]
     finally:
         consumer.close()
     assert kafka_broker.committed(group, topic) == {0: 3}
