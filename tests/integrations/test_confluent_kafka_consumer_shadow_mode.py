@@ -10,6 +10,7 @@ The subprocess test (test_confluent_kafka_consumer_process.py) runs a real worke
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,37 @@ def test_consumers_created_in_a_shadow_process_use_the_shadow_group(
     # Both joined the same shadow group: the last commit holds.
     assert kafka_broker.committed(f"{group}-shadow", topic) == {0: 3}
     assert kafka_broker.committed(group, topic) == {0: NONE}
+
+
+@pytest.mark.usefixtures("installed")
+def test_swapped_classes_keep_their_type_parameters(kafka_broker: KafkaBroker, group: str) -> None:
+    """DeserializingConsumer[K, V] (and SerializingProducer[K, V]) still subscript after install()."""
+    consumer = confluent_kafka.DeserializingConsumer[str, str](settings(kafka_broker, group))
+    try:
+        assert type(consumer) is guard_module.GuardedDeserializingConsumer
+    finally:
+        consumer.close()
+    producer = confluent_kafka.SerializingProducer[str, str](kafka_broker.config())
+    assert type(producer) is guard_module.GuardedSerializingProducer
+    with pytest.raises(TypeError, match="Too few arguments"):
+        confluent_kafka.DeserializingConsumer[str]
+    with pytest.raises(TypeError, match="not subscriptable"):
+        confluent_kafka.Consumer[str, str]  # type: ignore[misc]
+
+
+def test_install_in_a_shadow_process_names_consumer_classes_defined_before_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config.configure(mode="shadow")
+    try:
+        with caplog.at_level(logging.WARNING, logger="shadowguard"):
+            guard_module.install()
+    finally:
+        guard_module.uninstall()
+        config.reset()
+    (warned,) = [r.getMessage() for r in caplog.records if "before install()" in r.getMessage()]
+    assert f"{__name__}.EarlyConsumer" in warned
+    assert "keep the primary's consumer group" in warned
 
 
 async def _aio_read(consumer: Any, topic: str, count: int) -> list[Any]:

@@ -43,7 +43,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from shadowguard.contract import Patches, get_settings, missing_extra_error
+from shadowguard.contract import PROCESS, Patches, get_settings, missing_extra_error
 
 try:
     import confluent_kafka
@@ -95,11 +95,9 @@ __all__ = [
 logger = logging.getLogger("shadowguard")
 _patches = Patches("confluent_kafka")
 #: The client classes an application may subclass; install() swaps in guarded ones.
-_CLIENT_CLASSES: tuple[type, ...] = (
-    cimpl.Producer,
-    cimpl.Consumer,
-    *((AIOProducer,) if AIOProducer else ()),
-)
+_CLIENT_CLASSES: tuple[type, ...] = (cimpl.Producer,) + ((AIOProducer,) if AIOProducer else ())
+#: The same for consumers: only a SHADOW_MODE process creates them differently.
+_CONSUMER_CLASSES: tuple[type, ...] = (cimpl.Consumer,)
 
 
 def install(**options: Any) -> None:
@@ -149,16 +147,18 @@ def _apply_consumers() -> None:
 
 
 def _warn_unguarded_subclasses() -> None:
-    classes = unguarded_subclasses(_CLIENT_CLASSES)
+    roots = _CLIENT_CLASSES + (_CONSUMER_CLASSES if PROCESS.shadow else ())
+    classes = unguarded_subclasses(roots)
     names = sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)
     if names:
         # Changing the bases of a class that already has instances is not safe to do
         # behind the application's back: say so, with the way out.
         logger.warning(
-            "shadowguard: producer and consumer classes defined before install() stay "
-            "unguarded, instances created later included, and refuse to send or to "
-            "consume in shadow: %s. Call shadowguard.install() before the module defining "
-            "them is imported, or wrap each producer with "
+            "shadowguard: client classes defined before install() stay unguarded, "
+            "instances created later included: %s. In shadow such producers refuse to "
+            "send, and such consumers keep the primary's consumer group and refuse to "
+            "consume. Call shadowguard.install() before the module defining them is "
+            "imported, or wrap each producer with "
             "shadowguard.integrations.confluent_kafka.guard(producer)",
             ", ".join(names),
         )
