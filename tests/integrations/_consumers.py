@@ -31,7 +31,7 @@ def group() -> str:
     return f"orders-{uuid.uuid4().hex[:8]}"
 
 
-def settings(broker: KafkaBroker, group: str, **extra: Any) -> dict[str, Any]:
+def consumer_config(broker: KafkaBroker, group: str, **extra: Any) -> dict[str, Any]:
     return {
         "bootstrap.servers": broker.bootstrap,
         "group.id": group,

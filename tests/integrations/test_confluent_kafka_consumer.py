@@ -15,13 +15,14 @@ import confluent_kafka
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, TopicPartition, cimpl
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from shadowguard import ConfigError, Kind, Settings, ShadowSideEffectBlocked, shadow
 from shadowguard import _config as config
 from shadowguard.integrations import confluent_kafka as guard_module
 from shadowguard.integrations.confluent_kafka._consumer import shadow_config
-from tests.integrations._consumers import NONE, group, read, settings, topic
+from tests.integrations._consumers import NONE, consumer_config, group, read, topic
 from tests.peers.kafka import KafkaBroker
 
 __all__ = ["group", "topic"]  # fixtures
@@ -41,7 +42,7 @@ def test_primary_consumer_runs_as_unguarded(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
     """No shadow anywhere: the group as given, commits land in it, nothing is recorded."""
-    consumer = confluent_kafka.Consumer(settings(kafka_broker, group))
+    consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
     try:
         assert isinstance(consumer, cimpl.Consumer)
         assert [m.value() for m in read(consumer, topic, 3)] == [b"m0", b"m1", b"m2"]
@@ -64,7 +65,7 @@ def test_shadow_request_cannot_commit_for_the_primary(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
     """commit() and store_offsets() from a shadow request are suppressed: the broker keeps 2."""
-    consumer = confluent_kafka.Consumer(settings(kafka_broker, group))
+    consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
     try:
         taken = read(consumer, topic, 2)
         consumer.commit(asynchronous=False)
@@ -113,7 +114,7 @@ def test_shadow_request_cannot_take_messages_from_a_primary_consumer(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
     """Polling, or moving the consumer, from a shadow request is refused; the primary misses nothing."""
-    consumer = confluent_kafka.Consumer(settings(kafka_broker, group))
+    consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         with shadow() as scope:
@@ -136,7 +137,7 @@ def test_shadow_transaction_commits_no_offsets_for_the_primary_group(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
     """send_offsets_to_transaction with the primary's group metadata, from shadow: nothing stored."""
-    consumer = confluent_kafka.Consumer(settings(kafka_broker, group))
+    consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
     producer = confluent_kafka.Producer(kafka_broker.config(**{"transactional.id": f"{group}-tx"}))
     try:
         producer.init_transactions(10)
@@ -182,6 +183,7 @@ def test_consumer_created_in_a_shadow_request_joins_the_shadow_group(
 GROUP_KEYS = ("group.id", "group.instance.id", "group_id", "group_instance_id")
 
 
+@hypothesis_settings(deadline=None)  # a pure function, timed on a machine shared with brokers
 @given(
     conf=st.dictionaries(
         st.sampled_from((*GROUP_KEYS, "bootstrap.servers", "client.id", "groupid", "x.group.id")),
@@ -234,7 +236,7 @@ def test_a_configured_suffix_names_the_shadow_group(
     config.configure(kafka_shadow_group_suffix=".canary")
     try:
         with shadow():
-            consumer = confluent_kafka.Consumer(settings(kafka_broker, group))
+            consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
             read(consumer, topic, 1)
             consumer.commit(asynchronous=False)
             consumer.close()
