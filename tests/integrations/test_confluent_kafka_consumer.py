@@ -96,7 +96,7 @@ def test_shadow_request_cannot_commit_for_the_primary(
         consumer.close()
 
 
-READING_CALLS: dict[str, Any] = {
+REFUSED_CALLS: dict[str, Any] = {
     "poll": lambda c, t: c.poll(0),
     "consume": lambda c, t: c.consume(1, 0),
     "subscribe": lambda c, t: c.subscribe([t]),
@@ -106,6 +106,8 @@ READING_CALLS: dict[str, Any] = {
     "seek": lambda c, t: c.seek(TopicPartition(t, 0, 4)),
     "pause": lambda c, t: c.pause([TopicPartition(t, 0)]),
     "unassign": lambda c, t: c.unassign(),
+    "close": lambda c, t: c.close(),
+    "__exit__": lambda c, t: c.__exit__(None, None, None),
 }
 
 
@@ -118,14 +120,14 @@ def test_shadow_request_cannot_take_messages_from_a_primary_consumer(
     try:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         with shadow() as scope:
-            for name, call in READING_CALLS.items():
+            for name, call in REFUSED_CALLS.items():
                 with pytest.raises(ShadowSideEffectBlocked, match=f"{name}\\(\\) in shadow") as e:
                     call(consumer, topic)
                 assert "create a consumer of its own" in str(e.value)
             # Reads that take nothing still answer.
             assert offsets(consumer.assignment()) == [(topic, 0, OFFSET_BEGINNING)]
             assert consumer.get_watermark_offsets(TopicPartition(topic, 0), timeout=10)[1] >= 1
-        assert scope.counts == {Kind.KAFKA_CONSUME: len(READING_CALLS)}
+        assert scope.counts == {Kind.KAFKA_CONSUME: len(REFUSED_CALLS)}
         assert all(s.blocked for s in scope.suppressed)
         assert [m.value() for m in read(consumer, topic, 5)] == [f"m{i}".encode() for i in range(5)]
     finally:

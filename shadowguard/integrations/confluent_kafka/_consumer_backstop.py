@@ -6,8 +6,8 @@ would move the primary's position past messages it has not processed), and a con
 created in a ``SHADOW_MODE`` process before ``install()`` (or from a class taken before
 it), which kept the primary's ``group.id``. Under ``install()``, in shadow, such a
 consumer's offset calls (``commit``, ``store_offsets``) are suppressed and recorded as
-``Kind.KAFKA_OFFSETS``; its calls that read or move it (``poll``, ``consume``,
-``subscribe``, ``assign``, ``seek``, ...) raise ``ShadowSideEffectBlocked``, recorded as
+``Kind.KAFKA_OFFSETS``; its calls that read, move or close it (``poll``, ``consume``,
+``subscribe``, ``assign``, ``seek``, ``close``, ...) raise ``ShadowSideEffectBlocked``, recorded as
 ``Kind.KAFKA_CONSUME``. Consumers in the shadow's own group (:mod:`._consumer`) pass.
 
 KIP-932 share consumers (``ShareConsumer``, a preview in librdkafka) have no shadow group
@@ -33,7 +33,7 @@ from shadowguard.integrations.confluent_kafka._consumer import in_shadow_group
 
 __all__ = [
     "OFFSET_CALLS",
-    "READING_CALLS",
+    "REFUSED_CALLS",
     "SHARE_CALLS",
     "guard_aio_consumer",
     "guard_consumer_type",
@@ -41,8 +41,9 @@ __all__ = [
 
 #: Calls that commit or store a position in the consumer's group: suppressed.
 OFFSET_CALLS = ("commit", "store_offsets")
-#: Calls that take messages, or change which ones the consumer takes next: refused.
-READING_CALLS = (
+#: Calls that take messages, change which ones the consumer takes next, or end it (the
+#: primary's own worker would find its consumer closed): refused.
+REFUSED_CALLS = (
     "subscribe",
     "unsubscribe",
     "poll",
@@ -54,6 +55,8 @@ READING_CALLS = (
     "seek",
     "pause",
     "resume",
+    "close",
+    "__exit__",
 )
 #: The calls of a share consumer that take or acknowledge records: refused in shadow.
 SHARE_CALLS = (
@@ -184,7 +187,7 @@ _NAMED = {"poll": _guarded_poll, "consume": _guarded_consume}
 
 def guard_consumer_type(patches: Patches) -> None:
     """Guard the client's consumer types from shadow, for every instance and subclass."""
-    _guard_type(patches, _CLIENT, OFFSET_CALLS + READING_CALLS)
+    _guard_type(patches, _CLIENT, OFFSET_CALLS + REFUSED_CALLS)
     if _SHARE_CLIENT is not None:
         _guard_type(patches, _SHARE_CLIENT, SHARE_CALLS)
 
@@ -226,7 +229,7 @@ def _aio_guarded(
 
 def guard_aio_consumer(patches: Patches, cls: type) -> None:
     """The same for ``confluent_kafka.aio.AIOConsumer``, whose calls run on worker threads."""
-    for name in OFFSET_CALLS + READING_CALLS:
+    for name in OFFSET_CALLS + REFUSED_CALLS:
         original = cls.__dict__.get(name)
         if original is not None:
             patches.setattr(cls, name, _aio_guarded(name, original))
