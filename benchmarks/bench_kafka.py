@@ -74,6 +74,22 @@ def run(h: Harness) -> None:
         "Producer.poll(0) primary, guarded vs raw", lambda: raw.poll(0), lambda: guarded.poll(0)
     )
 
+    # Consumers: install() guards the client's type itself; the baseline calls the client's
+    # own method, taken before install() (no subscription: poll(0) only serves callbacks).
+    consumer = confluent_kafka.cimpl.Consumer(
+        {"bootstrap.servers": "127.0.0.1:9", "group.id": "bench", "log_level": 0}
+    )
+    raw_poll = confluent_kafka.cimpl.Consumer.poll
+    guard.install()
+    h.compare(
+        "Consumer.poll(0) primary, guarded vs raw",
+        lambda: raw_poll(consumer, 0),
+        lambda: consumer.poll(0),
+        target_added_ns=250,
+    )
+    guard.uninstall()
+    consumer.close()
+
     serializing = {"value.serializer": _to_json, **_config()}
     raw_sp = confluent_kafka.serializing_producer.SerializingProducer(serializing)
     guarded_sp = guard.GuardedSerializingProducer(serializing)

@@ -19,15 +19,18 @@ from shadowguard._limits import (
     DEFAULT_DB_IDLE_TIMEOUT_MS,
     DEFAULT_DB_LOCK_TIMEOUT_MS,
     DEFAULT_DB_STATEMENT_TIMEOUT_MS,
+    DEFAULT_KAFKA_SHADOW_GROUP_SUFFIX,
     DEFAULT_MAX_CONCURRENT_SHADOW,
     DEFAULT_SHADOW_BUDGET_SECONDS,
     ENV_CANCEL_DISCONNECTED_SHADOW,
     ENV_DB_IDLE_TIMEOUT,
     ENV_DB_LOCK_TIMEOUT,
     ENV_DB_STATEMENT_TIMEOUT,
+    ENV_KAFKA_SHADOW_GROUP_SUFFIX,
     ENV_MAX_CONCURRENT_SHADOW,
     ENV_SHADOW_BUDGET_SECONDS,
     check_db_bound,
+    check_group_suffix,
     parse_budget,
     parse_db_bound,
     parse_limit,
@@ -41,6 +44,7 @@ __all__ = [
     "ENV_DB_LOCK_TIMEOUT",
     "ENV_DB_STATEMENT_TIMEOUT",
     "ENV_HOST_SUFFIX",
+    "ENV_KAFKA_SHADOW_GROUP_SUFFIX",
     "ENV_MARKER_HEADER",
     "ENV_MARKER_SECRET",
     "ENV_MAX_CONCURRENT_SHADOW",
@@ -176,6 +180,7 @@ class Settings:
     max_concurrent_shadow: int | None = DEFAULT_MAX_CONCURRENT_SHADOW
     shadow_budget_seconds: float | None = DEFAULT_SHADOW_BUDGET_SECONDS
     cancel_disconnected_shadow: bool = True
+    kafka_shadow_group_suffix: str = DEFAULT_KAFKA_SHADOW_GROUP_SUFFIX
 
     def __post_init__(self) -> None:
         mode = parse_mode(self.mode, "mode")
@@ -234,6 +239,7 @@ class Settings:
                     "accepted values are numbers of seconds > 0 or None (no budget)"
                 )
             object.__setattr__(self, "shadow_budget_seconds", float(budget))
+        check_group_suffix("kafka_shadow_group_suffix", self.kafka_shadow_group_suffix)
 
     @property
     def forced(self) -> bool | None:
@@ -289,6 +295,11 @@ class Settings:
         if ENV_CANCEL_DISCONNECTED_SHADOW in env:
             values["cancel_disconnected_shadow"] = parse_bool(
                 ENV_CANCEL_DISCONNECTED_SHADOW, env[ENV_CANCEL_DISCONNECTED_SHADOW]
+            )
+        if ENV_KAFKA_SHADOW_GROUP_SUFFIX in env:
+            suffix = env[ENV_KAFKA_SHADOW_GROUP_SUFFIX]
+            values["kafka_shadow_group_suffix"] = check_group_suffix(
+                ENV_KAFKA_SHADOW_GROUP_SUFFIX, suffix
             )
         known = {f.name for f in fields(cls)}
         unknown = set(overrides) - known

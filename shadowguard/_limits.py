@@ -1,7 +1,8 @@
 """Settings that protect the primary from its shadow: names, defaults and strict parsers.
 
-The admission limits of the middleware (concurrent shadow requests, the age budget) and
-the lock bounds of shadow database work. :class:`shadowguard.Settings` holds the values.
+The admission limits of the middleware (concurrent shadow requests, the age budget), the
+lock bounds of shadow database work, and the suffix that keeps shadow Kafka consumers out
+of the primary's consumer groups. :class:`shadowguard.Settings` holds the values.
 """
 
 from __future__ import annotations
@@ -16,15 +17,18 @@ __all__ = [
     "DEFAULT_DB_IDLE_TIMEOUT_MS",
     "DEFAULT_DB_LOCK_TIMEOUT_MS",
     "DEFAULT_DB_STATEMENT_TIMEOUT_MS",
+    "DEFAULT_KAFKA_SHADOW_GROUP_SUFFIX",
     "DEFAULT_MAX_CONCURRENT_SHADOW",
     "DEFAULT_SHADOW_BUDGET_SECONDS",
     "ENV_CANCEL_DISCONNECTED_SHADOW",
     "ENV_DB_IDLE_TIMEOUT",
     "ENV_DB_LOCK_TIMEOUT",
     "ENV_DB_STATEMENT_TIMEOUT",
+    "ENV_KAFKA_SHADOW_GROUP_SUFFIX",
     "ENV_MAX_CONCURRENT_SHADOW",
     "ENV_SHADOW_BUDGET_SECONDS",
     "check_db_bound",
+    "check_group_suffix",
     "parse_budget",
     "parse_db_bound",
     "parse_limit",
@@ -111,3 +115,25 @@ def parse_budget(name: str, raw: str) -> float | None:
     if not value.isascii() or not 0 < seconds < math.inf:
         raise ConfigError(f"{name}={raw!r} is not valid: accepted values are {_BUDGET_ACCEPTED}")
     return seconds
+
+
+# -- consumer groups of shadow Kafka consumers (issue 14) --
+#: Appended to ``group.id`` (and ``group.instance.id``) of a consumer created in shadow.
+ENV_KAFKA_SHADOW_GROUP_SUFFIX = "SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX"
+DEFAULT_KAFKA_SHADOW_GROUP_SUFFIX = "-shadow"
+# Kafka's own alphabet for names: a suffix from it keeps any group id the primary can use
+# valid, and cannot be mistaken for whitespace or a separator in tools that print groups.
+_GROUP_SUFFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}\Z")
+_GROUP_SUFFIX_ACCEPTED = (
+    "1 to 100 characters of a-z A-Z 0-9 . _ - (for example -shadow); it cannot be empty, "
+    "or shadow consumers would join the primary's consumer groups"
+)
+
+
+def check_group_suffix(name: str, value: object) -> str:
+    """A shadow consumer group suffix: non-empty, Kafka's name alphabet; else ConfigError."""
+    if not isinstance(value, str) or not _GROUP_SUFFIX.match(value):
+        raise ConfigError(
+            f"{name}={value!r} is not valid: accepted values are {_GROUP_SUFFIX_ACCEPTED}"
+        )
+    return value

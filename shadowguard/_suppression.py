@@ -26,6 +26,9 @@ class Kind:
       (the alias), ``atomic``, ``autocommit`` and ``vendor``.
     - ``kafka.produce``: ``partition``, ``key_bytes``, ``value_bytes``.
     - ``kafka.transaction``: ``transactional_id``.
+    - ``kafka.offsets``: ``offsets`` (``(topic, partition, offset)`` triples, empty when
+      the consumer's current positions were meant), ``consumer_class``.
+    - ``kafka.consume``: ``consumer_class`` (always a refusal: reading a primary group).
     - ``http.request``: ``client``, ``method``, ``status`` of the stub, ``rule``.
     - ``mail.send``: ``bytes``, ``recipients``, ``refused``, ``from``, ``via``.
     - ``call``: ``mode`` (``"returns"`` or ``"instead"``).
@@ -41,6 +44,8 @@ class Kind:
     DB_COMMIT: Final = "db.commit"
     KAFKA_PRODUCE: Final = "kafka.produce"
     KAFKA_TRANSACTION: Final = "kafka.transaction"
+    KAFKA_OFFSETS: Final = "kafka.offsets"
+    KAFKA_CONSUME: Final = "kafka.consume"
     HTTP_REQUEST: Final = "http.request"
     MAIL_SEND: Final = "mail.send"
     CALL: Final = "call"

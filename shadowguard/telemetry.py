@@ -63,6 +63,8 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
     Kind.DB_COMMIT: "db.write_suppressed",
     Kind.KAFKA_PRODUCE: "messaging.publish_suppressed",
     Kind.KAFKA_TRANSACTION: "messaging.transaction_suppressed",
+    Kind.KAFKA_OFFSETS: "messaging.commit_suppressed",
+    Kind.KAFKA_CONSUME: "messaging.receive_blocked",
     Kind.HTTP_REQUEST: "http.request_stubbed",
     Kind.MAIL_SEND: "mail.send_suppressed",
     Kind.CALL: "shadowguard.call_suppressed",

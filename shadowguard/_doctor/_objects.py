@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-from shadowguard.contract import is_wrapped, unwrapped
+from shadowguard.contract import PROCESS, is_wrapped, unwrapped
 
 __all__ = ["LiveObject", "live_objects"]
 
@@ -58,6 +58,13 @@ def _producer(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> 
     return is_wrapped(type(obj)) or id(obj) in proxied
 
 
+def _consumer(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
+    # Under install() every consumer is kept from the primary's group in shadow requests
+    # (the guard is on the client's type); in a SHADOW_MODE process only one created from a
+    # swapped-in class joined a group of its own: any other refuses to consume there.
+    return "confluent_kafka" in active and (not PROCESS.shadow or is_wrapped(type(obj)))
+
+
 def _engine(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
     return "sqlalchemy" in active or is_wrapped(getattr(type(obj.dialect), "do_execute", None))
 
@@ -80,6 +87,14 @@ _KINDS: tuple[_Kind, ...] = (
         (("confluent_kafka.cimpl", "Producer"), ("confluent_kafka.aio.producer", "AIOProducer")),
         _producer,
         _KAFKA_GUARD,
+    ),
+    _Kind(
+        "confluent_kafka Consumer",
+        (("confluent_kafka.cimpl", "Consumer"),),
+        _consumer,
+        "call shadowguard.install() before creating it, through confluent_kafka.Consumer "
+        "(or DeserializingConsumer, confluent_kafka.aio.AIOConsumer): created in a "
+        "SHADOW_MODE process it then joins the shadow's own consumer group",
     ),
     _Kind(
         "httpx client",

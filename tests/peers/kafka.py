@@ -86,6 +86,21 @@ class KafkaBroker:
         finally:
             consumer.close()
 
+    def committed(self, group: str, topic: str, partitions: int = 1) -> dict[int, int]:
+        """The offset ``group`` committed per partition of ``topic`` (-1001: none), as stored.
+
+        Asked with the admin client, which no guard touches (a consumer created in shadow
+        would ask for the shadow's group).
+        """
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+        from confluent_kafka.admin import AdminClient
+
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        asked = [TopicPartition(topic, p) for p in range(partitions)]
+        futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, asked)])
+        found = futures[group].result(timeout=10).topic_partitions
+        return {tp.partition: tp.offset for tp in found}
+
     def messages(
         self, topic: str, *, start: dict[int, int] | None = None, idle: float = 1.0
     ) -> list[Any]:

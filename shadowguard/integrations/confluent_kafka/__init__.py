@@ -13,6 +13,12 @@ client and the broker would apply, raise what the client raises, record a
 (recorded as ``kafka.transaction``) and ``purge()`` become no-ops in shadow, so a shadow
 request can neither fence, commit, abort nor purge the primary's work on a shared producer.
 
+Consumers: ``install()`` also swaps in ``Consumer`` (``cimpl.Consumer``) and
+``DeserializingConsumer``. One created in shadow (a ``SHADOW_MODE`` worker) joins a group
+of its own, ``group.id`` plus ``-shadow`` (``SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX``), so it
+reads every message without taking any from the primary. From shadow, a consumer of a
+primary group refuses to read (``ShadowSideEffectBlocked``) and its commits are suppressed.
+
 The package, in the order a shadow ``produce()`` meets it:
 
 - ``_backstop``: every producer the guard does not wrap refuses in shadow.
@@ -27,6 +33,8 @@ The package, in the order a shadow ``produce()`` meets it:
 - ``_outbox``: the delivery reports a producer owes, served at ``poll()``/``flush()``/``close()``.
 - ``_transactions``: transaction calls as recorded no-ops.
 - ``_schema_registry``: look schemas up, never register them.
+- ``_consumer``: the shadow group rule, applied when a consumer is created in shadow.
+- ``_consumer_backstop``: from shadow, a consumer of a primary group neither reads nor commits.
 """
 
 from __future__ import annotations
@@ -35,7 +43,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
+from shadowguard.contract import PROCESS, Patches, get_settings, missing_extra_error
 
 try:
     import confluent_kafka
@@ -54,6 +62,14 @@ from shadowguard.integrations.confluent_kafka._backstop import (
     guard_class_in_place,
     guard_client_type,
 )
+from shadowguard.integrations.confluent_kafka._consumer import (
+    GuardedConsumer,
+    GuardedDeserializingConsumer,
+)
+from shadowguard.integrations.confluent_kafka._consumer_backstop import (
+    guard_aio_consumer,
+    guard_consumer_type,
+)
 from shadowguard.integrations.confluent_kafka._outbox import Outbox
 from shadowguard.integrations.confluent_kafka._schema_registry import guard_schema_registration
 from shadowguard.integrations.confluent_kafka._swap import is_guarded, unguarded_subclasses
@@ -67,6 +83,8 @@ from shadowguard.integrations.confluent_kafka._sync import (
 __all__ = [
     "GuardedAIOProducer",
     "GuardedAsyncSerializingProducer",
+    "GuardedConsumer",
+    "GuardedDeserializingConsumer",
     "GuardedProducer",
     "GuardedSerializingProducer",
     "guard",
@@ -78,19 +96,24 @@ logger = logging.getLogger("shadowguard")
 _patches = Patches("confluent_kafka")
 #: The client classes an application may subclass; install() swaps in guarded ones.
 _CLIENT_CLASSES: tuple[type, ...] = (cimpl.Producer,) + ((AIOProducer,) if AIOProducer else ())
+#: The same for consumers: only a SHADOW_MODE process creates them differently.
+_CONSUMER_CLASSES: tuple[type, ...] = (cimpl.Consumer,)
 
 
 def install(**options: Any) -> None:
-    """Swap the guarded producers into ``confluent_kafka`` and guard schema registration.
+    """Swap the guarded producers and consumers into ``confluent_kafka``; guard schema registration.
 
     Producers created afterwards through ``confluent_kafka.Producer``,
     ``SerializingProducer`` or ``confluent_kafka.aio`` are guarded; for older ones use
-    :func:`guard`. Takes no options. Idempotent; :func:`uninstall` restores the originals.
+    :func:`guard`. Consumers created afterwards in shadow join the shadow's own group.
+    Takes no options; raises ``ConfigError`` for a malformed environment. Idempotent;
+    :func:`uninstall` restores the originals.
     """
     _patches.install(_apply, options)
 
 
 def _apply() -> None:
+    get_settings()  # a malformed shadow group suffix fails here, at start-up
     _patches.setattr(confluent_kafka, "Producer", GuardedProducer)
     _patches.setattr(cimpl, "Producer", GuardedProducer)
     _patches.setattr(confluent_kafka, "SerializingProducer", GuardedSerializingProducer)
@@ -105,22 +128,38 @@ def _apply() -> None:
         _patches.setattr(aio.producer, "AIOProducer", GuardedAIOProducer)
         guard_class_in_place(_patches, AIOProducer)
     guard_client_type(_patches)
+    _apply_consumers()
     guard_schema_registration(_patches)
     _warn_unguarded_subclasses()
 
 
+def _apply_consumers() -> None:
+    _patches.setattr(confluent_kafka, "Consumer", GuardedConsumer)
+    _patches.setattr(cimpl, "Consumer", GuardedConsumer)
+    # Not the deserializing_consumer module's global: its methods call super() through it.
+    _patches.setattr(confluent_kafka, "DeserializingConsumer", GuardedDeserializingConsumer)
+    guard_consumer_type(_patches)
+    try:
+        from confluent_kafka.aio import AIOConsumer
+    except ImportError:  # pragma: no cover - confluent-kafka before the asyncio consumer
+        return
+    guard_aio_consumer(_patches, AIOConsumer)
+
+
 def _warn_unguarded_subclasses() -> None:
-    classes = unguarded_subclasses(_CLIENT_CLASSES)
+    roots = _CLIENT_CLASSES + (_CONSUMER_CLASSES if PROCESS.shadow else ())
+    classes = unguarded_subclasses(roots)
     names = sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)
     if names:
         # Changing the bases of a class that already has instances is not safe to do
         # behind the application's back: say so, with the way out.
         logger.warning(
-            "shadowguard: producer classes defined before install() stay unguarded, "
-            "instances created later included, and refuse to send in shadow: %s. "
-            "Wrap each instance with "
-            "shadowguard.integrations.confluent_kafka.guard(producer), or call "
-            "shadowguard.install() before the module defining them is imported",
+            "shadowguard: client classes defined before install() stay unguarded, "
+            "instances created later included: %s. In shadow such producers refuse to "
+            "send, and such consumers keep the primary's consumer group and refuse to "
+            "consume. Call shadowguard.install() before the module defining them is "
+            "imported, or wrap each producer with "
+            "shadowguard.integrations.confluent_kafka.guard(producer)",
             ", ".join(names),
         )
 

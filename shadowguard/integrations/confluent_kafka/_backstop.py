@@ -36,7 +36,7 @@ from shadowguard.contract import (
 )
 from shadowguard.integrations.confluent_kafka._transactions import TRANSACTION_METHODS
 
-__all__ = ["REFUSED", "guard_class_in_place", "guard_client_type"]
+__all__ = ["REFUSED", "guard_class_in_place", "guard_client_type", "set_type_method"]
 
 #: The calls an unguarded producer refuses in shadow.
 REFUSED = ("produce", "produce_batch", "purge", *TRANSACTION_METHODS)
@@ -103,16 +103,17 @@ def _async_refusing(
     return method
 
 
-def _type_dict(cls: type) -> dict[str, Any]:
-    """The dict behind ``cls.__dict__`` (a read-only proxy for a C type)."""
+def _type_dict(cls: type, name: str) -> dict[str, Any]:
+    """The dict behind ``cls.__dict__`` (a read-only proxy for a C type), which holds ``name``."""
     (namespace,) = gc.get_referents(cls.__dict__)
-    if not isinstance(namespace, dict) or namespace.get("produce") is not cls.__dict__["produce"]:
+    if not isinstance(namespace, dict) or namespace.get(name) is not cls.__dict__[name]:
         raise RuntimeError(f"cannot reach the method table of {cls.__qualname__}")
     return namespace
 
 
-def _set_type_method(cls: type, name: str, method: Any) -> None:
-    _type_dict(cls)[name] = method
+def set_type_method(cls: type, name: str, method: Any) -> None:
+    """Put ``method`` in the C type ``cls`` as ``name``, an attribute it already has."""
+    _type_dict(cls, name)[name] = method
     # Every type's method cache (and its subclasses') keyed on cls is invalidated.
     ctypes.pythonapi.PyType_Modified(ctypes.py_object(cls))
 
@@ -130,10 +131,10 @@ def guard_client_type(patches: Patches) -> None:
         if original is None:  # a method this client version does not have
             continue
         make = _serving if name in _SERVING else _refusing
-        _set_type_method(client, name, make(name, original))
+        set_type_method(client, name, make(name, original))
         patches.add(
             f"confluent_kafka.cimpl.Producer.{name}",
-            functools.partial(_set_type_method, client, name, original),
+            functools.partial(set_type_method, client, name, original),
         )
 
 

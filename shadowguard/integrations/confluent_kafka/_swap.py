@@ -10,6 +10,7 @@ finds those, for ``install()`` to name them.
 
 from __future__ import annotations
 
+import types
 from collections.abc import Iterable
 from typing import Any
 
@@ -50,6 +51,18 @@ class SwappedIn(type):
         if original is None:
             return super().__subclasscheck__(sub)
         return issubclass(sub, original)
+
+    def __getitem__(cls, params: Any) -> Any:
+        # The client's serializing classes are generic (DeserializingConsumer[str, Order]):
+        # the class swapped in takes the same parameters and builds its own instances.
+        original = _replaced.get(cls)
+        if original is None:
+            class_getitem = getattr(cls, "__class_getitem__", None)
+            if class_getitem is None:
+                raise TypeError(f"type {cls.__qualname__!r} is not subscriptable")
+            return class_getitem(params)
+        original[params]  # type: ignore[index]  # the client's checks: generic, right arity
+        return types.GenericAlias(cls, params)
 
 
 def is_guarded(producer: Any) -> bool:
