@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shadowguard import integrations as _integrations
 from shadowguard._config import Settings, configure, get_settings
@@ -28,7 +28,9 @@ from shadowguard._scopes import as_primary as detached
 from shadowguard._side_effect import side_effect
 from shadowguard._suppression import Action, Kind
 from shadowguard.errors import ConfigError, ShadowGuardError, ShadowSideEffectBlocked
-from shadowguard.experiment import Experiment, Result
+
+if TYPE_CHECKING:
+    from shadowguard.experiment import Experiment, Result
 
 __all__ = [
     "Action",
@@ -124,3 +126,12 @@ def installed() -> list[str]:
     """Names of the integrations installed through :func:`install`."""
     with _lock:
         return list(_installed)
+
+
+def __getattr__(name: str) -> Any:
+    # Experiments are imported on first use: most services never run one.
+    if name in ("Experiment", "Result"):
+        from shadowguard import experiment
+
+        return getattr(experiment, name)
+    raise AttributeError(f"module 'shadowguard' has no attribute {name!r}")

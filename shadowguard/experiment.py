@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 from opentelemetry import metrics
 
 from shadowguard._fieldpaths import IgnoreRules, collapsed, concrete, walk
-from shadowguard.contract import Suppression, shadow
+from shadowguard.capture import Capture, capture_from, record_run
+from shadowguard.contract import Scope, Suppression, shadow
 from shadowguard.errors import ConfigError
 
 __all__ = ["ENV_EXPERIMENTS", "Difference", "Experiment", "Observation", "Result"]
@@ -54,6 +55,7 @@ class Observation:
     exception: BaseException | None
     duration: float
     suppressed: tuple[Suppression, ...] = ()
+    scope: Scope | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,9 @@ class Experiment:
     read at each call, for a feature flag); ``enabled = False`` or ``SHADOWGUARD_EXPERIMENTS``
     turn it off without a deploy. ``publish`` receives each :class:`Result`; an exception it
     raises is logged, never raised. ``order``: which side runs first in :meth:`run`.
+    ``capture``: where each run's two records go (``control`` and ``candidate`` labels, for
+    ``shadowguard compare``), as a middleware's ``capture=`` takes it; by default
+    ``SHADOWGUARD_CAPTURE``, and ``False`` turns it off.
     """
 
     name: str
@@ -99,8 +104,10 @@ class Experiment:
     clean: Callable[[Any], Any] | None = None
     order: str = "control-first"
     enabled: bool = True
+    capture: Any = None
     _ignore: Any = field(init=False, repr=False, default=None)
     _attributes: dict[str, Mapping[str, Any]] = field(init=False, repr=False, default_factory=dict)
+    _capture: Capture | None = field(init=False, repr=False, default=None)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name.strip():
@@ -120,6 +127,7 @@ class Experiment:
             self._attributes[side] = {"experiment": self.name, "side": side}
         for outcome in ("matched", "mismatched"):
             self._attributes[outcome] = {"experiment": self.name, "outcome": outcome}
+        self._capture = capture_from(self.capture)
 
     def _chosen(self) -> bool:
         if not self.enabled:
@@ -189,7 +197,8 @@ class Experiment:
                 value, error = candidate(*args, **kwargs), None
             except Exception as exc:
                 value, error = None, exc
-        return Observation(value, error, time.perf_counter() - started, tuple(scope.suppressed))
+        elapsed = time.perf_counter() - started
+        return Observation(value, error, elapsed, tuple(scope.suppressed), scope)
 
     async def _acandidate(
         self, candidate: Callable[..., Awaitable[Any]], args: Any, kwargs: Any
@@ -200,7 +209,8 @@ class Experiment:
                 value, error = await candidate(*args, **kwargs), None
             except Exception as exc:
                 value, error = None, exc
-        return Observation(value, error, time.perf_counter() - started, tuple(scope.suppressed))
+        elapsed = time.perf_counter() - started
+        return Observation(value, error, elapsed, tuple(scope.suppressed), scope)
 
     def _report(self, control: Observation, candidate: Observation) -> None:
         try:
@@ -215,6 +225,8 @@ class Experiment:
             _durations.record(candidate.duration, self._attributes["candidate"])
         except Exception:
             logger.debug("shadowguard: could not record an experiment run", exc_info=True)
+        if self._capture is not None:
+            record_run(self._capture, self.name, control, candidate)
         if self.publish is not None:
             try:
                 self.publish(result)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,7 +17,14 @@ from hypothesis import strategies as st
 from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
 
 import shadowguard
-from shadowguard import ConfigError, Experiment, Result, ShadowSideEffectBlocked, side_effect
+from shadowguard import (
+    ConfigError,
+    Experiment,
+    Result,
+    ShadowSideEffectBlocked,
+    capture,
+    side_effect,
+)
 from tests.middleware._helpers import points
 
 JSON = st.recursive(
@@ -284,3 +295,38 @@ async def test_arun_runs_the_candidate_as_shadow_and_the_control_as_primary() ->
 
     with pytest.raises(LookupError):
         await Experiment("async-error").arun(failing, failing)
+
+
+def test_runs_are_captured_for_the_compare_command(tmp_path: Path) -> None:
+    url = f"sqlite://{tmp_path}/experiments.db"
+    experiment = Experiment("totals", capture=url)
+    for i in range(1, 21):
+        experiment.run(
+            lambda i=i: {"total": i, "charge": "real"},
+            lambda i=i: {"total": i + (i % 5 == 0), "charge": charge(i)},
+        )
+    assert capture.flush(timeout=30)
+    records = list(capture.read_records(url))
+    assert sorted({r["label"] for r in records}) == ["candidate", "control"]
+    candidate = [r for r in records if r["label"] == "candidate"]
+    assert all(r["suppressions"] == {"call": 1} for r in candidate)
+    assert {(r["method"], r["route"]) for r in records} == {("RUN", "experiment:totals")}
+    labels = ["--baseline", "control", "--candidate", "candidate"]
+    done = subprocess.run(
+        [sys.executable, "-m", "shadowguard", "compare", url, "--json", *labels],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["pairs"] == 20
+    [route] = report["routes"]
+    assert sorted((d["path"], d["count"]) for d in route["diffs"]) == [("charge", 20), ("total", 4)]
+
+
+def test_capture_false_and_a_bad_capture_option() -> None:
+    assert Experiment("no-capture", capture=False).run(lambda: 1, lambda: 1) == 1
+    with pytest.raises(ConfigError, match="capture"):
+        Experiment("bad", capture="ftp://x")

@@ -17,6 +17,8 @@ record format is :mod:`shadowguard.capture_format`. The seams, in call order:
     Where batches go: the :class:`Sink` protocol, the SQLite file, the JSON lines directory.
 ``_reader``
     :func:`read_records`, the records back from either sink.
+``_runs``
+    :func:`record_run`, an experiment run as a ``control`` and a ``candidate`` record.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 from shadowguard.capture._capture import Capture, capture_from
 from shadowguard.capture._reader import OnError, read_records
 from shadowguard.capture._redact import REDACTED
+from shadowguard.capture._runs import record_run
 from shadowguard.capture._settings import (
     DEFAULT_HEADERS,
     DEFAULT_MAX_BODY_BYTES,
@@ -65,4 +68,5 @@ __all__ = [
     "close",
     "flush",
     "read_records",
+    "record_run",
 ]
