@@ -6,13 +6,16 @@ import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import shadowguard
 from shadowguard import Scope, configure, is_stub
 from shadowguard._config import reset
 from shadowguard._outbound import STUB_HEADER
 from tests.peers.http import HttpServer
+
+if TYPE_CHECKING:
+    import requests
 
 MARKER = "x-shadow-request"
 
@@ -85,3 +88,14 @@ def check_sent_as_primary(http_server: HttpServer, response: Any, body: bytes) -
     assert not is_stub(response)
     assert http_server.count() == 1
     assert MARKER not in http_server.hits[0].headers
+
+
+def requests_response(request: Any, raw: Any) -> requests.Response:
+    """The ``requests.Response`` an adapter returns for urllib's reply ``raw`` to ``request``."""
+    import requests
+
+    response = requests.Response()
+    response.status_code = raw.status
+    response._content = raw.read()
+    response.request = request
+    return response

@@ -20,6 +20,7 @@ from shadowguard.integrations import requests as sink
 from tests.integrations._http import (
     check_shadow_mode_without_a_scope_is_guarded,
     check_threads_keep_shadow_only_with_propagate,
+    requests_response,
     suppress_instrumentation,
 )
 from tests.peers.http import HttpServer
@@ -36,11 +37,7 @@ class UrllibAdapter(requests.adapters.BaseAdapter):
         raw = urllib.request.urlopen(
             urllib.request.Request(request.url, data=request.body, method=request.method)
         )
-        response = requests.Response()
-        response.status_code = raw.status
-        response._content = raw.read()
-        response.request = request
-        return response
+        return requests_response(request, raw)
 
     def close(self) -> None:
         pass
