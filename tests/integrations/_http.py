@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING, Any
 import shadowguard
 from shadowguard import Scope, configure, is_stub
 from shadowguard._config import reset
-from shadowguard._outbound import STUB_HEADER
+from shadowguard._outbound import STUB_HEADER, Allow
 from tests.peers.http import HttpServer
 
 if TYPE_CHECKING:
     import requests
 
 MARKER = "x-shadow-request"
+#: The shadow reads every HTTP client test lets out (``SINK_OPTIONS`` of the installed fixture).
+ALLOW_READS = [Allow(url="http://127.0.0.1:*/read*")]
 
 
 @contextlib.contextmanager

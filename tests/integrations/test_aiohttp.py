@@ -15,14 +15,19 @@ from aiohttp import web
 
 import shadowguard
 from shadowguard import ConfigError, ShadowSideEffectBlocked, is_stub
-from shadowguard._outbound import BLOCK, Allow, OutboundRequest, Reply, Stub
+from shadowguard._outbound import BLOCK, OutboundRequest, Reply, Stub
 from shadowguard.integrations import aiohttp as sink
-from tests.integrations._http import MARKER, check_sent_as_primary, check_stubbed_in_shadow
+from tests.integrations._http import (
+    ALLOW_READS,
+    MARKER,
+    check_sent_as_primary,
+    check_stubbed_in_shadow,
+)
 from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
 SINK = "aiohttp"
-SINK_OPTIONS = {"allow": [Allow(url="http://127.0.0.1:*/read*")]}
+SINK_OPTIONS = {"allow": ALLOW_READS}
 
 Form = Callable[[str], Awaitable[tuple[Any, bytes]]]
 

@@ -21,9 +21,10 @@ import urllib3.connection
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked, is_stub
-from shadowguard._outbound import BLOCK, Allow, OutboundRequest, Reply, Stub
+from shadowguard._outbound import BLOCK, OutboundRequest, Reply, Stub
 from shadowguard.integrations import http_client as sink
 from tests.integrations._http import (
+    ALLOW_READS,
     MARKER,
     check_sent_as_primary,
     check_shadow_mode_without_a_scope_is_guarded,
@@ -35,7 +36,7 @@ from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
 SINK = "http_client"
-SINK_OPTIONS = {"allow": [Allow(url="http://127.0.0.1:*/read*")]}
+SINK_OPTIONS = {"allow": ALLOW_READS}
 
 
 def _target(url: str) -> tuple[str, str]:
