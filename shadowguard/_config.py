@@ -10,7 +10,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from shadowguard._hosts import host_is_shadow
@@ -35,6 +35,7 @@ from shadowguard._limits import (
     parse_db_bound,
     parse_limit,
 )
+from shadowguard._overrides import with_overrides
 from shadowguard.errors import ConfigError
 
 __all__ = [
@@ -301,15 +302,7 @@ class Settings:
             values["kafka_shadow_group_suffix"] = check_group_suffix(
                 ENV_KAFKA_SHADOW_GROUP_SUFFIX, suffix
             )
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown setting(s) {', '.join(sorted(unknown))}: accepted settings are "
-                f"{', '.join(sorted(known))}"
-            )
-        values.update(overrides)
-        return cls(**values)
+        return with_overrides(cls, values, overrides, "setting")
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with ``changes`` applied (validated like the constructor)."""

@@ -10,9 +10,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
+from shadowguard._overrides import with_overrides
 from shadowguard.errors import ConfigError
 
 __all__ = [
@@ -249,15 +250,7 @@ class CaptureSettings:
             values["redact"] = parse_redact(ENV_CAPTURE_REDACT, env[ENV_CAPTURE_REDACT])
         if ENV_CAPTURE_QUEUE in env:
             values["queue_size"] = parse_queue(ENV_CAPTURE_QUEUE, env[ENV_CAPTURE_QUEUE])
-        known = {f.name for f in fields(cls)}
-        unknown = set(overrides) - known
-        if unknown:
-            raise ConfigError(
-                f"unknown capture setting(s) {', '.join(sorted(unknown))}: accepted settings "
-                f"are {', '.join(sorted(known))}"
-            )
-        values.update(overrides)
-        return cls(**values)
+        return with_overrides(cls, values, overrides, "capture setting")
 
     def replace(self, **changes: Any) -> CaptureSettings:
         """A copy with ``changes`` applied (validated like the constructor)."""

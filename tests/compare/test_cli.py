@@ -12,12 +12,10 @@ import pytest
 
 from shadowguard.compare import report_schema
 from shadowguard.compare._command import _Progress
+from tests._cli import json_report, one_line_error, run_shadowguard
 from tests.compare._records import (
     cli,
-    one_line_error,
     record,
-    report_of,
-    shadowguard,
     three_way,
     write_jsonl,
     write_sqlite,
@@ -32,7 +30,7 @@ def capture(tmp_path_factory: pytest.TempPathFactory) -> str:
 def test_json_report_within_gates_exits_0(capture: str) -> None:
     result = cli(capture, "--json", "--fail-on", "diff-rate=0.5", "--fail-on", "error-rate=0")
     assert result.returncode == 0, result.stderr
-    report = report_of(result)
+    report = json_report(result)
     jsonschema.validate(report, report_schema())
     assert report["gates"] == {
         "thresholds": {"diff-rate": 0.5, "error-rate": 0.0},
@@ -61,11 +59,11 @@ def test_ignore_options_and_config_file(capture: str, tmp_path: Path) -> None:
     config.write_text(json.dumps({"ignore": ["total"], "fail-on": {"diff-rate": 0}}))
     result = cli(capture, "--json", "--config", str(config))
     assert result.returncode == 0, result.stdout + result.stderr
-    report = report_of(result)
+    report = json_report(result)
     assert all(r["diffs"] == [] for r in report["routes"])
     assert report["settings"]["ignore"] == ["total"]
     # The command line adds to the file's ignore rules and wins over its other values.
-    again = report_of(
+    again = json_report(
         cli(capture, "--json", "--config", str(config), "--ignore", "x", "--p99-ratio", "9")
     )
     assert again["settings"]["ignore"] == ["total", "x"]
@@ -79,13 +77,13 @@ def test_toml_config_and_pyproject_table(capture: str, tmp_path: Path) -> None:
     (tmp_path / "compare.toml").write_text(
         'ignore = ["total"]\nnoise = "none"\n[fail_on]\nunpaired = 0\n'
     )
-    report = report_of(cli(capture, "--json", "--config", str(tmp_path / "compare.toml")))
+    report = json_report(cli(capture, "--json", "--config", str(tmp_path / "compare.toml")))
     assert report["labels"]["noise"] is None
     assert report["gates"]["thresholds"] == {"unpaired": 0}
     (tmp_path / "pyproject.toml").write_text(
         '[project]\nname = "x"\n[tool.shadowguard.compare]\np99-ratio = 100\n'
     )
-    report = report_of(cli(capture, "--json", "--config", str(tmp_path / "pyproject.toml")))
+    report = json_report(cli(capture, "--json", "--config", str(tmp_path / "pyproject.toml")))
     assert report["settings"]["p99_ratio"] == 100
 
 
@@ -113,14 +111,14 @@ def test_toml_config_and_pyproject_table(capture: str, tmp_path: Path) -> None:
     ],
 )
 def test_bad_options_are_one_line_and_exit_2(capture: str, args: list[str], named: str) -> None:
-    line = one_line_error(cli(capture, *args))
+    line = one_line_error(cli(capture, *args), "compare")
     assert named in line
 
 
 def test_a_bad_config_key_is_named(tmp_path: Path, capture: str) -> None:
     config = tmp_path / "c.json"
     config.write_text(json.dumps({"ignroe": ["x"]}))
-    line = one_line_error(cli(capture, "--config", str(config)))
+    line = one_line_error(cli(capture, "--config", str(config)), "compare")
     assert f"--config {config}: ignroe: unknown option; accepted: baseline, candidate" in line
 
 
@@ -134,7 +132,7 @@ def test_a_bad_config_key_is_named(tmp_path: Path, capture: str) -> None:
 )
 def test_unreadable_sources_exit_2(tmp_path: Path, source: str, named: str) -> None:
     (tmp_path / "garbage.db").write_bytes(b"\x00garbage")
-    line = one_line_error(cli(source.format(tmp=tmp_path)))
+    line = one_line_error(cli(source.format(tmp=tmp_path)), "compare")
     assert named in line
 
 
@@ -142,7 +140,7 @@ def test_one_side_missing_entirely_says_what_was_read(tmp_path: Path) -> None:
     spec = write_jsonl(tmp_path, [record("a", "primary"), record("b", "primary")])
     with (tmp_path / "capture.jsonl").open("a") as out:
         out.write("{broken\n")
-    line = one_line_error(cli(spec))
+    line = one_line_error(cli(spec), "compare")
     assert line == (
         "shadowguard compare: no record labelled 'shadow' for the candidate side (records by "
         "label: primary 2); choose the label with --candidate"
@@ -165,13 +163,13 @@ def test_corrupt_input_is_reported_and_the_rest_compared(tmp_path: Path) -> None
 def test_several_sources_are_read_together(tmp_path: Path) -> None:
     primary = write_jsonl(tmp_path / "p", [record("a", "primary")])
     shadow = write_sqlite(tmp_path / "s.db", [record("a", "shadow", status=404)])
-    report = report_of(cli(primary, shadow, "--json"))
+    report = json_report(cli(primary, shadow, "--json"))
     assert [s["records"] for s in report["read"]["sources"]] == [1, 1]
     assert report["status_mismatches"] == 1
 
 
 def test_compare_is_a_subcommand_beside_the_others() -> None:
-    top = shadowguard("--help")
+    top = run_shadowguard("--help")
     assert "{doctor,demo,compare}" in top.stdout
     help_text = cli("--help").stdout
     for option in (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tests.doctor._run import ROOT, doctor, report, subjects, write
+from tests._cli import json_report
+from tests.doctor._run import ROOT, doctor, subjects, write
 from tests.peers.kafka import KafkaBroker
 
 PRODUCER_APP = """\
@@ -41,7 +42,7 @@ def test_a_producer_created_at_import_before_install_is_unguarded(
 ) -> None:
     _producer_app(tmp_path, before="producer = confluent_kafka.Producer(CONFIG)")
     result = doctor(tmp_path, "orders:app", "--json", ORDERS_KAFKA=kafka_broker.bootstrap)
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 1
     assert subjects(data) == ["confluent_kafka Producer"]
     finding = data["unguarded"][0]
@@ -66,7 +67,7 @@ def test_a_producer_given_to_guard_or_created_after_install_is_guarded(
         ),
     )
     result = doctor(tmp_path, "orders:app", "--json", ORDERS_KAFKA=kafka_broker.bootstrap)
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0, data["unguarded"]
     clients = {c["name"]: c["guarded"] for c in data["live_clients"]}
     assert clients == {"orders.producer": True, "orders.early": True}
@@ -85,13 +86,13 @@ def test_an_application_without_middleware_is_unguarded(tmp_path: Path) -> None:
         """,
     )
     result = doctor(tmp_path, "svc:app", "--json")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 1
     assert subjects(data) == ["middleware"]
     assert "fastapi.applications.FastAPI" in data["unguarded"][0]["problem"]
     assert "app.add_middleware(ShadowGuardMiddleware)" in data["unguarded"][0]["remedy"]
     # The whole process is shadow: no middleware is needed to tell.
-    data = report(doctor(tmp_path, "svc:app", "--json", SHADOW_MODE="true"))
+    data = json_report(doctor(tmp_path, "svc:app", "--json", SHADOW_MODE="true"))
     assert data["ok"] is True
     assert "not needed" in data["middleware"]
 
@@ -108,10 +109,10 @@ def test_flask_without_and_with_its_extension(tmp_path: Path) -> None:
         """
     write(tmp_path, "bare.py", flask_app.format(extension="pass"))
     write(tmp_path, "wrapped.py", flask_app.format(extension="ShadowGuard(app)"))
-    bare = report(doctor(tmp_path, "bare:create_app", "--json"))
+    bare = json_report(doctor(tmp_path, "bare:create_app", "--json"))
     assert subjects(bare) == ["middleware"]
     assert "ShadowGuard(app)" in bare["unguarded"][0]["remedy"]
-    wrapped = report(doctor(tmp_path, "wrapped:create_app()", "--json"))
+    wrapped = json_report(doctor(tmp_path, "wrapped:create_app()", "--json"))
     assert wrapped["ok"] is True
     assert wrapped["factory"] is True
     assert wrapped["middleware"] == "shadowguard.middleware.wsgi.ShadowGuardMiddleware"
@@ -137,7 +138,7 @@ def test_plain_wsgi_and_asgi_functions(tmp_path: Path) -> None:
     )
     for name in ("wsgi_app", "asgi_app"):
         result = doctor(tmp_path, f"plain:{name}", "--json")
-        data = report(result)
+        data = json_report(result)
         assert result.returncode == 1
         assert f"function plain.{name}" in data["unguarded"][0]["problem"]
         assert data["factory"] is False  # a WSGI/ASGI function is not called as a factory
@@ -193,7 +194,7 @@ def test_raw_channels_outside_side_effect_are_unguarded(tmp_path: Path) -> None:
         """,
     )
     result = doctor(tmp_path, "svc:app", "--json")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 1
     assert sorted(subjects(data)) == ["http.client", "psycopg", "urllib.request"]
     where = {item["subject"]: item["where"] for item in data["unguarded"]}
@@ -225,7 +226,7 @@ def test_install_without_names_does_not_make_django_in_use(tmp_path: Path) -> No
         """,
     )
     result = doctor(tmp_path, "svc:app", "--json")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0, data["unguarded"]
     assert data["integrations"]["django"]["installed"] is True
     assert data["integrations"]["django"]["used_by_app"] is False
@@ -253,7 +254,7 @@ def test_a_session_created_without_its_integration_is_unguarded(tmp_path: Path) 
         app = ShadowGuardMiddleware(inner)
         """,
     )
-    data = report(doctor(tmp_path, "svc:app", "--json"))
+    data = json_report(doctor(tmp_path, "svc:app", "--json"))
     assert sorted(subjects(data)) == ["requests", "requests Session"]
     assert "svc.session" in data["unguarded"][1]["problem"] + data["unguarded"][0]["problem"]
 
@@ -261,7 +262,7 @@ def test_a_session_created_without_its_integration_is_unguarded(tmp_path: Path) 
 def test_a_module_without_an_application_object_says_what_it_did_not_check(tmp_path: Path) -> None:
     write(tmp_path, "worker.py", "import shadowguard\nshadowguard.install('smtplib')\n")
     result = doctor(tmp_path, "worker", "--json")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0
     assert subjects(data, "cannot_see") == ["middleware"]
     assert "cannot see" in data["verdict"]
@@ -297,7 +298,7 @@ def test_side_effect_under_another_name_still_counts(tmp_path: Path) -> None:
         """,
     )
     result = doctor(tmp_path, "svc:app", "--json")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0, data["unguarded"]
     assert data["guarded"] == {"smtplib": "every use is inside @side_effect"}
 
@@ -324,7 +325,7 @@ def test_a_module_alone_finds_its_factory_and_an_own_module_named_like_a_library
         """,
     )
     result = doctor(tmp_path, "svc", "--json")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0, data["unguarded"]
     assert data["factory"] is True
     assert data["app_kind"] == "flask.app.Flask"
@@ -350,13 +351,13 @@ def test_an_engine_without_its_integration_is_unguarded_and_its_password_hidden(
         """
     write(tmp_path, "bare.py", app.format(install=""))
     result = doctor(tmp_path, "bare:app", "--json")
-    data = report(result)
+    data = json_report(result)
     assert sorted(subjects(data)) == ["SQLAlchemy Engine", "sqlalchemy"]
     assert "bare.engine (postgresql+psycopg://postgres:***@127.0.0.1/postgres)" in result.stdout
     assert "hunter2" not in result.stdout
     # install() after the engine was created still guards it: the guard is on its dialect class.
     write(tmp_path, "late.py", app.format(install="shadowguard.install('sqlalchemy')"))
-    data = report(doctor(tmp_path, "late:app", "--json"))
+    data = json_report(doctor(tmp_path, "late:app", "--json"))
     assert data["ok"] is True, data["unguarded"]
     assert data["live_clients"][0]["guarded"] is True
 
@@ -383,7 +384,7 @@ def test_a_library_a_dependency_loads_is_named_as_unseen(tmp_path: Path) -> None
         """,
     )
     result = doctor(tmp_path, "svc:app", "--json", PYTHONPATH=f"{ROOT}{os.pathsep}{vendor}")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0  # not the application's own import: a warning
     unseen = {item["subject"]: item["problem"] for item in data["cannot_see"]}
     assert "loaded by chatops, not by the application's own code" in unseen["requests"]
@@ -404,7 +405,7 @@ def test_an_async_factory_is_awaited(tmp_path: Path) -> None:
             return app
         """,
     )
-    data = report(doctor(tmp_path, "svc:create_app", "--json"))
+    data = json_report(doctor(tmp_path, "svc:create_app", "--json"))
     assert data["ok"] is True
     assert data["factory"] is True
     assert data["app_kind"] == "fastapi.applications.FastAPI"
@@ -437,7 +438,7 @@ application = get_wsgi_application()
 def test_a_django_connection_opened_before_install(tmp_path: Path) -> None:
     write(tmp_path, "bare.py", DJANGO_APP.format(install=""))
     result = doctor(tmp_path, "bare:application", "--json")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 1
     assert data["middleware"] == (
         "settings.MIDDLEWARE: shadowguard.middleware.django.ShadowGuardMiddleware"
@@ -450,7 +451,7 @@ def test_a_django_connection_opened_before_install(tmp_path: Path) -> None:
     )
     # install() guards the connections already open (their execute_wrappers).
     write(tmp_path, "late.py", DJANGO_APP.format(install="shadowguard.install('django')"))
-    data = report(doctor(tmp_path, "late:application", "--json"))
+    data = json_report(doctor(tmp_path, "late:application", "--json"))
     assert data["ok"] is True, data["unguarded"]
     assert [c["guarded"] for c in data["live_clients"]] == [True]
 
@@ -477,10 +478,10 @@ async def create_app():
 
 def test_an_aiohttp_session_is_guarded_only_with_its_integration(tmp_path: Path) -> None:
     write(tmp_path, "svc.py", AIOHTTP_APP.format(install=""))
-    data = report(doctor(tmp_path, "svc:create_app", "--json"))
+    data = json_report(doctor(tmp_path, "svc:create_app", "--json"))
     assert sorted(subjects(data)) == ["aiohttp", "aiohttp ClientSession"]
     write(tmp_path, "svc.py", AIOHTTP_APP.format(install="shadowguard.install('aiohttp')"))
-    data = report(doctor(tmp_path, "svc:create_app", "--json"))
+    data = json_report(doctor(tmp_path, "svc:create_app", "--json"))
     assert data["ok"] is True, data["unguarded"]
     assert data["guarded"] == {"aiohttp": "by the aiohttp integration"}
     assert data["live_clients"] == [

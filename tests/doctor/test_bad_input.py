@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from tests._cli import json_report
 from tests._malformed import MALFORMED_SETTINGS
-from tests.doctor._run import ROOT, doctor, one_line_error, report, subjects, write
+from tests.doctor._run import ROOT, doctor, one_line_error, subjects, write
 
 FASTAPI_GUARDED = """\
 from fastapi import FastAPI
@@ -22,7 +23,7 @@ app.add_middleware(ShadowGuardMiddleware)
 
 def test_without_an_application_only_settings_are_checked_and_it_says_so(tmp_path: Path) -> None:
     result = doctor(tmp_path, "--json", SHADOW_MODE="on", SHADOWGUARD_MARKER_SECRET="hunter2")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0
     assert data["settings"]["mode"] == "shadow"
     assert data["settings"]["marker_secret"] == "***"
@@ -128,7 +129,7 @@ def test_calling_something_that_is_not_callable_is_one_line(tmp_path: Path) -> N
 def test_an_application_printing_at_import_keeps_the_json_clean(tmp_path: Path) -> None:
     write(tmp_path, "svc.py", "print('starting up')\n" + FASTAPI_GUARDED)
     result = doctor(tmp_path, "svc:app", "--json")
-    assert report(result)["ok"] is True
+    assert json_report(result)["ok"] is True
     assert "starting up" in result.stderr
 
 
@@ -161,7 +162,7 @@ def test_threads_the_application_leaves_running_do_not_hold_the_verdict(tmp_path
         "threading.Thread(target=time.sleep, args=(3600,)).start()\n" + FASTAPI_GUARDED,
     )
     result = doctor(tmp_path, "svc:app", "--json")  # the helper's timeout is 120 s
-    assert report(result)["ok"] is True
+    assert json_report(result)["ok"] is True
 
 
 def test_odd_application_objects_do_not_break_doctor(tmp_path: Path) -> None:
@@ -193,7 +194,7 @@ def test_odd_application_objects_do_not_break_doctor(tmp_path: Path) -> None:
         """,
     )
     for name in ("mock", "exploding"):
-        data = report(doctor(tmp_path, f"odd:{name}", "--json"))
+        data = json_report(doctor(tmp_path, f"odd:{name}", "--json"))
         assert subjects(data) == ["middleware"]
     line = one_line_error(doctor(tmp_path, "odd:holder.service"))
     assert "reading 'service' raised RuntimeError: not configured" in line

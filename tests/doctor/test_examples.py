@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor._run import ROOT, doctor, report, subjects
+from tests._cli import json_report
+from tests.doctor._run import ROOT, doctor, subjects
 
 EXAMPLES = ROOT / "examples"
 
@@ -16,7 +17,7 @@ def test_flask_example_factory(tmp_path: Path, spec: str) -> None:
     result = doctor(
         EXAMPLES / "flask_orders", spec, "--json", ORDERS_DATABASE_URL=f"sqlite:///{tmp_path}/o.db"
     )
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0, data["unguarded"]
     assert data["factory"] is True
     assert data["middleware"] == "shadowguard.middleware.wsgi.ShadowGuardMiddleware"
@@ -35,7 +36,7 @@ def test_fastapi_example(tmp_path: Path) -> None:
         "--json",
         ORDERS_DATABASE_URL=f"sqlite:///{tmp_path}/o.db",
     )
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0, data["unguarded"]
     assert (
         data["middleware"] == "user_middleware: shadowguard.middleware.asgi.ShadowGuardMiddleware"
@@ -61,7 +62,7 @@ def test_django_example(tmp_path: Path, entry: str) -> None:
         "--json",
         ORDERS_SQLITE_PATH=str(tmp_path / "orders.sqlite3"),
     )
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0, data["unguarded"]
     assert data["middleware"] == (
         "settings.MIDDLEWARE: shadowguard.middleware.django.ShadowGuardMiddleware"
@@ -89,7 +90,7 @@ def test_django_example_without_its_middleware(tmp_path: Path) -> None:
         DJANGO_SETTINGS_MODULE="bare_settings",
         PYTHONPATH=f"{ROOT}:{tmp_path}",
     )
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 1
     assert subjects(data) == ["middleware"]
     assert "first in MIDDLEWARE" in data["unguarded"][0]["remedy"]

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.doctor._run import doctor, one_line_error, report, subjects, write
+from tests._cli import json_report
+from tests.doctor._run import doctor, one_line_error, subjects, write
 
 ASGI_APP = """\
 from fastapi import FastAPI
@@ -39,7 +40,7 @@ def test_settings_that_can_never_detect_a_shadow_request_fail(
 ) -> None:
     write(tmp_path, "svc.py", ASGI_APP.format(options=""))
     result = doctor(tmp_path, "svc:app", "--json", **env)
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 1
     assert subjects(data) == ["settings"]
     assert says in data["unguarded"][0]["problem"]
@@ -52,7 +53,7 @@ def test_middleware_options_are_checked_by_their_own_names(tmp_path: Path) -> No
         "svc.py",
         ASGI_APP.format(options=', marker_header="", marker_secret="s3cret"'),
     )
-    data = report(doctor(tmp_path, "svc:app", "--json"))
+    data = json_report(doctor(tmp_path, "svc:app", "--json"))
     assert subjects(data) == ["middleware options"]
     assert (
         "marker_secret is set but the marker header is disabled" in data["unguarded"][0]["problem"]
@@ -63,7 +64,7 @@ def test_middleware_options_are_checked_by_their_own_names(tmp_path: Path) -> No
 def test_primary_mode_is_a_warning_and_no_middleware_is_needed(tmp_path: Path) -> None:
     write(tmp_path, "svc.py", "from fastapi import FastAPI\napp = FastAPI()\n")
     result = doctor(tmp_path, "svc:app", "--json", SHADOW_MODE="false")
-    data = report(result)
+    data = json_report(result)
     assert result.returncode == 0
     assert subjects(data, "cannot_see") == ["settings"]
     assert "never for the shadow one" in data["cannot_see"][0]["problem"]
@@ -86,7 +87,7 @@ def test_settings_the_application_configures_at_import_are_the_ones_checked(
         "shadowguard.configure(marker_header='', host_suffix=False)\n"
         + ASGI_APP.format(options=""),
     )
-    data = report(doctor(tmp_path, "svc:app", "--json"))
+    data = json_report(doctor(tmp_path, "svc:app", "--json"))
     assert data["settings"]["marker_header"] is None
     assert subjects(data) == ["settings"]
     assert "no request can be detected as shadow" in data["unguarded"][0]["problem"]

@@ -1,17 +1,25 @@
-"""Checks the httpx and requests tests share: the same promise asked of each client."""
+"""Checks the HTTP client tests share: the same promise asked of each client."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import shadowguard
-from shadowguard import configure
+from shadowguard import Scope, configure, is_stub
 from shadowguard._config import reset
-from shadowguard._outbound import STUB_HEADER
+from shadowguard._outbound import STUB_HEADER, Allow
 from tests.peers.http import HttpServer
+
+if TYPE_CHECKING:
+    import requests
+
+MARKER = "x-shadow-request"
+#: The shadow reads every HTTP client test lets out (``SINK_OPTIONS`` of the installed fixture).
+ALLOW_READS = [Allow(url="http://127.0.0.1:*/read*")]
 
 
 @contextlib.contextmanager
@@ -61,3 +69,35 @@ def check_shadow_mode_without_a_scope_is_guarded(
         reset()
     assert http_server.count() == 0
     assert response.headers[STUB_HEADER] == "1"
+
+
+def check_stubbed_in_shadow(
+    http_server: HttpServer, scope: Scope, response: Any, body: bytes, client: str
+) -> None:
+    """A shadow POST to ``/pay?key=...``: no hit, an empty stub, one suppression by ``client``."""
+    assert http_server.count() == 0
+    assert response.headers[STUB_HEADER] == "1"
+    assert is_stub(response)
+    assert body == b"{}"
+    assert scope.counts["http.request"] == 1
+    assert scope.suppressed[0].target.endswith("/pay?key=***")
+    assert scope.suppressed[0].detail["client"] == client
+
+
+def check_sent_as_primary(http_server: HttpServer, response: Any, body: bytes) -> None:
+    """The same request as primary: one hit, the server's own reply, no shadow marker."""
+    assert json.loads(body)["real"] is True
+    assert not is_stub(response)
+    assert http_server.count() == 1
+    assert MARKER not in http_server.hits[0].headers
+
+
+def requests_response(request: Any, raw: Any) -> requests.Response:
+    """The ``requests.Response`` an adapter returns for urllib's reply ``raw`` to ``request``."""
+    import requests
+
+    response = requests.Response()
+    response.status_code = raw.status
+    response._content = raw.read()
+    response.request = request
+    return response

@@ -22,7 +22,8 @@ from confluent_kafka import DeserializingConsumer, TopicPartition, cimpl
 from shadowguard import Kind, ShadowSideEffectBlocked, shadow
 from shadowguard import _config as config
 from shadowguard.integrations import confluent_kafka as guard_module
-from tests.doctor._run import doctor, report, subjects, write
+from tests._cli import json_report
+from tests.doctor._run import doctor, subjects, write
 from tests.integrations._consumers import NONE, consumer_config, group, read, topic
 from tests.peers.kafka import KafkaBroker
 
@@ -267,14 +268,14 @@ def test_doctor_names_a_consumer_that_kept_the_primary_group(
         """,
     )
     env = {"ORDERS_KAFKA": kafka_broker.bootstrap}
-    data = report(doctor(tmp_path, "worker:app", "--json", SHADOW_MODE="true", **env))
+    data = json_report(doctor(tmp_path, "worker:app", "--json", SHADOW_MODE="true", **env))
     assert subjects(data) == ["confluent_kafka Consumer"]
     assert "worker.early" in data["unguarded"][0]["problem"]
     assert "before creating it" in data["unguarded"][0]["remedy"]
     clients = {c["name"]: c["guarded"] for c in data["live_clients"]}
     assert clients == {"worker.early": False, "worker.late": True}
     # In the primary deployment the guard covers both: shadow requests cannot use either.
-    data = report(doctor(tmp_path, "worker:app", "--json", SHADOW_MODE="false", **env))
+    data = json_report(doctor(tmp_path, "worker:app", "--json", SHADOW_MODE="false", **env))
     assert {c["name"]: c["guarded"] for c in data["live_clients"]} == clients | {
         "worker.early": True
     }

@@ -18,6 +18,7 @@ from shadowguard._outbound import BLOCK
 from shadowguard.integrations import aiohttp as aiohttp_sink
 from shadowguard.integrations import http_client as http_client_sink
 from shadowguard.integrations import requests as requests_sink
+from tests.integrations._http import requests_response
 from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
@@ -65,11 +66,7 @@ class UrllibAdapter(requests.adapters.BaseAdapter):
         base = request.url.split("/read", 1)[0]
         urllib.request.urlopen(urllib.request.Request(f"{base}/audit", data=b"x")).read()
         raw = urllib.request.urlopen(urllib.request.Request(request.url, method=request.method))
-        response = requests.Response()
-        response.status_code = raw.status
-        response._content = raw.read()
-        response.request = request
-        return response
+        return requests_response(request, raw)
 
     def close(self) -> None:
         pass

@@ -15,6 +15,8 @@ from shadowguard import ShadowSideEffectBlocked, configure
 from shadowguard._config import reset
 from shadowguard._outbound import BLOCK, STUB_HEADER, Allow, OutboundRequest, Reply, Stub
 from tests.integrations._http import (
+    ALLOW_READS,
+    MARKER,
     check_shadow_mode_without_a_scope_is_guarded,
     check_threads_keep_shadow_only_with_propagate,
     suppress_instrumentation,
@@ -22,8 +24,7 @@ from tests.integrations._http import (
 from tests.peers.http import HttpServer
 
 LIBRARIES = ["httpx", "httpx2"]
-SINK_OPTIONS = {"allow": [Allow(url="http://127.0.0.1:*/read*")]}
-MARKER = "x-shadow-request"
+SINK_OPTIONS = {"allow": ALLOW_READS}
 #: ``lib`` and its integration, installed with loopback reads under /read allowed.
 INSTALLED = pytest.mark.parametrize(
     ("lib", "installed"), [(name, name) for name in LIBRARIES], ids=LIBRARIES, indirect=True

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,23 +15,13 @@ SINK = "redis"
 pytestmark = pytest.mark.usefixtures("installed")
 
 
-@pytest.fixture
-def client(redis_peer: RedisPeer) -> Iterator[Any]:
-    """A client of the test database (typed Any: redis-py's annotations do not chain)."""
-    r: Any = redis.Redis.from_url(redis_peer.url, socket_timeout=5)
-    try:
-        yield r
-    finally:
-        r.close()
-
-
 @pytest.mark.parametrize("transaction", [True, False], ids=["multi-exec", "plain"])
 def test_mixed_reads_and_writes_send_only_the_reads(
-    client: Any, redis_peer: RedisPeer, transaction: bool
+    redis_client: Any, redis_peer: RedisPeer, transaction: bool
 ) -> None:
     k = redis_peer.key
     redis_peer.oracle.set(k("a"), "1")
-    with shadowguard.shadow() as scope, client.pipeline(transaction=transaction) as pipe:
+    with shadowguard.shadow() as scope, redis_client.pipeline(transaction=transaction) as pipe:
         pipe.get(k("a")).set(k("b"), "2").incr(k("a")).lpush(k("l"), "x", "y").get(k("b"))
         pipe.exists(k("l"))
         # INCR answers as if the key were new: shadow does not read its own writes.
@@ -49,10 +38,10 @@ def test_mixed_reads_and_writes_send_only_the_reads(
 
 @pytest.mark.parametrize("transaction", [True, False], ids=["multi-exec", "plain"])
 def test_a_pipeline_of_writes_only_writes_nothing(
-    client: Any, redis_peer: RedisPeer, transaction: bool
+    redis_client: Any, redis_peer: RedisPeer, transaction: bool
 ) -> None:
     k = redis_peer.key
-    with shadowguard.shadow(), client.pipeline(transaction=transaction) as pipe:
+    with shadowguard.shadow(), redis_client.pipeline(transaction=transaction) as pipe:
         pipe.set(k("a"), 1).hset(k("h"), "f", "v").expire(k("a"), 10).xadd(k("x"), {"f": 1})
         replies = pipe.execute()
     assert replies[:3] == [True, 1, True]
@@ -60,20 +49,20 @@ def test_a_pipeline_of_writes_only_writes_nothing(
     assert redis_peer.keys() == set()
 
 
-def test_primary_pipelines_write(client: Any, redis_peer: RedisPeer) -> None:
+def test_primary_pipelines_write(redis_client: Any, redis_peer: RedisPeer) -> None:
     k = redis_peer.key
     for transaction in (True, False):
-        with client.pipeline(transaction=transaction) as pipe:
+        with redis_client.pipeline(transaction=transaction) as pipe:
             assert pipe.set(k(f"a{transaction}"), 1).incr(k("n")).execute()[0] is True
     assert redis_peer.keys() == {"aTrue", "aFalse", "n"}
     assert redis_peer.oracle.get(k("n")) == b"2"
 
 
-def test_watch_still_aborts_a_shadow_transaction(client: Any, redis_peer: RedisPeer) -> None:
+def test_watch_still_aborts_a_shadow_transaction(redis_client: Any, redis_peer: RedisPeer) -> None:
     """EXEC is still sent (empty), so a WATCHed key changed by the primary aborts it."""
     k = redis_peer.key
     redis_peer.oracle.set(k("w"), "1")
-    with shadowguard.shadow(), client.pipeline() as pipe:
+    with shadowguard.shadow(), redis_client.pipeline() as pipe:
         pipe.watch(k("w"))
         assert pipe.get(k("w")) == b"1"  # immediate mode: a read, sent
         assert pipe.set(k("early"), "1") is True  # immediate mode: a write, answered
@@ -87,7 +76,7 @@ def test_watch_still_aborts_a_shadow_transaction(client: Any, redis_peer: RedisP
     assert redis_peer.oracle.get(k("w")) == b"2"
 
 
-def test_the_transaction_helper_runs_in_shadow(client: Any, redis_peer: RedisPeer) -> None:
+def test_the_transaction_helper_runs_in_shadow(redis_client: Any, redis_peer: RedisPeer) -> None:
     k = redis_peer.key
     redis_peer.oracle.set(k("stock"), "5")
 
@@ -98,17 +87,17 @@ def test_the_transaction_helper_runs_in_shadow(client: Any, redis_peer: RedisPee
         pipe.rpush(k("orders"), "o1")
 
     with shadowguard.shadow():
-        assert client.transaction(take, k("stock")) == [True, 1]
+        assert redis_client.transaction(take, k("stock")) == [True, 1]
     assert redis_peer.oracle.get(k("stock")) == b"5"
     assert redis_peer.keys() == {"stock"}
 
 
 @pytest.mark.parametrize("transaction", [True, False], ids=["multi-exec", "plain"])
 def test_a_refused_command_refuses_the_whole_batch_before_anything_is_sent(
-    client: Any, redis_peer: RedisPeer, transaction: bool
+    redis_client: Any, redis_peer: RedisPeer, transaction: bool
 ) -> None:
     k = redis_peer.key
-    with shadowguard.shadow() as scope, client.pipeline(transaction=transaction) as pipe:
+    with shadowguard.shadow() as scope, redis_client.pipeline(transaction=transaction) as pipe:
         pipe.get(k("a")).set(k("a"), "1").eval("return 1", 0).lpush(k("l"), "x")
         with pytest.raises(ShadowSideEffectBlocked, match="EVAL"):
             pipe.execute()
@@ -119,10 +108,10 @@ def test_a_refused_command_refuses_the_whole_batch_before_anything_is_sent(
     assert redis_peer.keys() == set()
 
 
-def test_read_errors_keep_their_place(client: Any, redis_peer: RedisPeer) -> None:
+def test_read_errors_keep_their_place(redis_client: Any, redis_peer: RedisPeer) -> None:
     k = redis_peer.key
     redis_peer.oracle.set(k("s"), "text")
-    with shadowguard.shadow(), client.pipeline() as pipe:
+    with shadowguard.shadow(), redis_client.pipeline() as pipe:
         pipe.set(k("t"), 1).lrange(k("s"), 0, -1).get(k("s"))
         first, error, last = pipe.execute(raise_on_error=False)
     assert first is True

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 
 import shadowguard
 from shadowguard import ConfigError, ShadowSideEffectBlocked
@@ -15,15 +13,6 @@ from tests.peers.redis import RedisPeer
 
 SINK = "redis"
 SINK_OPTIONS = {"shadow_groups": ["orders-shadow"]}
-
-
-@pytest.fixture
-def client(redis_peer: RedisPeer) -> Iterator[Any]:
-    r: Any = redis.Redis.from_url(redis_peer.url, socket_timeout=5)
-    try:
-        yield r
-    finally:
-        r.close()
 
 
 def _groups(oracle: Any, stream: str) -> dict[str, Any]:
@@ -35,21 +24,21 @@ def _groups(oracle: Any, stream: str) -> dict[str, Any]:
 
 @pytest.mark.usefixtures("installed")
 def test_a_shadow_worker_reads_every_entry_through_its_own_group(
-    client: Any, redis_peer: RedisPeer
+    redis_client: Any, redis_peer: RedisPeer
 ) -> None:
     oracle, stream = redis_peer.oracle, redis_peer.key("orders")
     oracle.xgroup_create(stream, "workers", id="0", mkstream=True)
     oracle.xadd(stream, {"order": "1"})
     oracle.xadd(stream, {"order": "2"})
     with shadowguard.shadow() as scope:
-        assert client.xgroup_create(stream, "orders-shadow", id="0") is True
-        ((_, entries),) = client.xreadgroup("orders-shadow", "w1", {stream: ">"}, count=10)
+        assert redis_client.xgroup_create(stream, "orders-shadow", id="0") is True
+        ((_, entries),) = redis_client.xreadgroup("orders-shadow", "w1", {stream: ">"}, count=10)
         ids = [entry_id for entry_id, _ in entries]
         assert len(ids) == 2
-        assert client.xack(stream, "orders-shadow", *ids) == 2
+        assert redis_client.xack(stream, "orders-shadow", *ids) == 2
         with pytest.raises(ShadowSideEffectBlocked, match="shadow_groups"):
-            client.xreadgroup("workers", "w1", {stream: ">"}, count=10)
-        assert client.xack(stream, "workers", ids[0]) == 1  # answered, not sent
+            redis_client.xreadgroup("workers", "w1", {stream: ">"}, count=10)
+        assert redis_client.xack(stream, "workers", ids[0]) == 1  # answered, not sent
     groups = _groups(oracle, stream)
     assert groups["orders-shadow"]["pending"] == 0
     assert groups["workers"]["pending"] == 0

@@ -15,18 +15,20 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, Sp
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
-from shadowguard._outbound import BLOCK, STUB_HEADER, Allow, OutboundRequest, Reply, Stub
+from shadowguard._outbound import BLOCK, STUB_HEADER, OutboundRequest, Reply, Stub
 from shadowguard.integrations import requests as sink
 from tests.integrations._http import (
+    ALLOW_READS,
+    MARKER,
     check_shadow_mode_without_a_scope_is_guarded,
     check_threads_keep_shadow_only_with_propagate,
+    requests_response,
     suppress_instrumentation,
 )
 from tests.peers.http import HttpServer
 
 SINK = "requests"
-SINK_OPTIONS = {"allow": [Allow(url="http://127.0.0.1:*/read*")]}
-MARKER = "x-shadow-request"
+SINK_OPTIONS = {"allow": ALLOW_READS}
 
 
 class UrllibAdapter(requests.adapters.BaseAdapter):
@@ -36,11 +38,7 @@ class UrllibAdapter(requests.adapters.BaseAdapter):
         raw = urllib.request.urlopen(
             urllib.request.Request(request.url, data=request.body, method=request.method)
         )
-        response = requests.Response()
-        response.status_code = raw.status
-        response._content = raw.read()
-        response.request = request
-        return response
+        return requests_response(request, raw)
 
     def close(self) -> None:
         pass

