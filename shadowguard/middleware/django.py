@@ -28,9 +28,9 @@ from shadowguard.contract import (
 from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware._admission import (
     SHED_BODY,
+    Slot,
     admit,
     environ_timing,
-    release,
     shed_headers,
 )
 from shadowguard.middleware._common import (
@@ -178,14 +178,14 @@ class ShadowGuardMiddleware:
             finally:
                 telemetry.request_served(perf_counter() - start, False, _route(request), status)
 
-        reason = self._admit(request)
-        if reason is not None:
-            return _shed_response(reason)
+        slot = self._admit(request)
+        if isinstance(slot, str):
+            return _shed_response(slot)
         request_scope = RequestScope(f"request:{detection.signal}")
         response = None
 
         def done() -> None:
-            self._finish(request, request_scope, start, response)
+            self._finish(request, request_scope, start, response, slot)
 
         token = request_scope.enter()
         try:
@@ -226,9 +226,9 @@ class ShadowGuardMiddleware:
             finally:
                 telemetry.request_served(perf_counter() - start, False, _route(request), status)
 
-        reason = self._admit(request)
-        if reason is not None:
-            return _shed_response(reason)
+        slot = self._admit(request)
+        if isinstance(slot, str):
+            return _shed_response(slot)
         request_scope = RequestScope(f"request:{detection.signal}")
         response = None
 
@@ -240,10 +240,10 @@ class ShadowGuardMiddleware:
             try:
                 await sync_to_async(request_scope.finish, thread_sensitive=True)()
             finally:
-                self._record(request, request_scope, start, response)
+                self._record(request, request_scope, start, response, slot)
 
         def done_in_thread() -> None:
-            self._finish(request, request_scope, start, response)
+            self._finish(request, request_scope, start, response, slot)
 
         token = request_scope.enter()
         try:
@@ -282,14 +282,14 @@ class ShadowGuardMiddleware:
             return None
         return detect_shadow(environ_headers(meta, settings), settings)
 
-    def _admit(self, request: Any) -> str | None:
-        """Admit a shadow request (None; it is released when recorded) or shed it (the reason)."""
+    def _admit(self, request: Any) -> Slot | str:
+        """Admit a shadow request (its slot, released when recorded) or shed it (the reason)."""
         settings = self._settings or PROCESS.settings or settings_or_defaults()
         return admit(settings, environ_timing(request.META, settings))
 
     @classmethod
     def _finish(
-        cls, request: Any, request_scope: RequestScope, start: float, response: Any
+        cls, request: Any, request_scope: RequestScope, start: float, response: Any, slot: Slot
     ) -> None:
         """End a shadow request once (on the thread that owns its connections) and record it."""
         if request_scope.finished:
@@ -297,11 +297,13 @@ class ShadowGuardMiddleware:
         try:
             request_scope.finish()
         finally:
-            cls._record(request, request_scope, start, response)
+            cls._record(request, request_scope, start, response, slot)
 
     @staticmethod
-    def _record(request: Any, request_scope: RequestScope, start: float, response: Any) -> None:
-        release()  # called once per admitted request, when it ends
+    def _record(
+        request: Any, request_scope: RequestScope, start: float, response: Any, slot: Slot
+    ) -> None:
+        slot.release()  # called once per admitted request, when it ends
         status = getattr(response, "status_code", None)
         telemetry.request_served(perf_counter() - start, True, _route(request), status)
         log_summary(request.method or "?", request.path, request_scope.scope, status)

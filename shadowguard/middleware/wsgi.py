@@ -10,9 +10,9 @@ from typing import Any, Protocol
 from shadowguard.contract import PROCESS, RequestScope, Settings, settings_or_defaults, telemetry
 from shadowguard.middleware._admission import (
     SHED_BODY,
+    Slot,
     admit,
     environ_timing,
-    release,
     shed_headers,
 )
 from shadowguard.middleware._common import (
@@ -126,7 +126,7 @@ class _ShadowResponse(_Response):
     """A shadow request's response: the scope is re-entered for every chunk the server
     pulls and for ``close()``, and ends when the server closes the body."""
 
-    __slots__ = ("_iterator", "_request_scope")
+    __slots__ = ("_iterator", "_request_scope", "_slot")
 
     def __init__(
         self,
@@ -134,7 +134,9 @@ class _ShadowResponse(_Response):
         route_of: Callable[[dict[str, Any]], str | None],
         start_response: StartResponse,
         request_scope: RequestScope,
+        slot: Slot,
     ) -> None:
+        self._slot = slot
         self.environ = environ
         self.route_of = route_of
         self.server_start_response = start_response
@@ -153,7 +155,7 @@ class _ShadowResponse(_Response):
         # admission slot taken for the life of the process: give it back.
         if self.start is not None:
             self.start = None
-            release()
+            self._slot.release()
 
     def __next__(self) -> bytes:
         # A streaming generator runs here, in the server's frames: re-enter the scope.
@@ -185,7 +187,7 @@ class _ShadowResponse(_Response):
         try:
             self._request_scope.finish()
         finally:
-            release()
+            self._slot.release()
             telemetry.request_served(perf_counter() - start, True, self.route, self.status)
             log_summary(
                 self.environ.get("REQUEST_METHOD", "?"),
@@ -254,15 +256,15 @@ class ShadowGuardMiddleware:
         signal: str | None,
         settings: Settings,
     ) -> Iterable[bytes]:
-        reason = admit(settings, environ_timing(environ, settings))
-        if reason is not None:
-            start_response("503 Service Unavailable", shed_headers(reason))
+        slot = admit(settings, environ_timing(environ, settings))
+        if isinstance(slot, str):
+            start_response("503 Service Unavailable", shed_headers(slot))
             return [SHED_BODY]
         try:
             request_scope = RequestScope(f"request:{signal}")
-            response = _ShadowResponse(environ, self.route_of, start_response, request_scope)
+            response = _ShadowResponse(environ, self.route_of, start_response, request_scope, slot)
         except BaseException:
-            release()
+            slot.release()
             raise
         token = request_scope.enter()
         try:
