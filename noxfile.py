@@ -89,12 +89,15 @@ def docs(session: nox.Session) -> None:
 
 @nox.session(python=PYTHONS[-1])
 def soak(session: nox.Session) -> None:
-    """The stateful interleaving tests, with 20 times their CI examples (real peers)."""
+    """The stateful interleaving tests and the load proof behind Envoy (primary latency, lock
+    waits, shadow memory, faults), with 20 times their CI examples and orders (real peers)."""
     install_group(session, "test")
     files = [
         "tests/integrations/test_sqlalchemy_stateful.py",
         "tests/integrations/test_http_stateful.py",
         "tests/integrations/test_confluent_kafka_stateful.py",
+        "tests/e2e/test_primary_under_load.py",
+        "tests/e2e/test_primary_faults.py",
         *session.posargs,
     ]
     session.run("pytest", "-p", "no:cacheprovider", *files, env={"SHADOWGUARD_SOAK": "20"})

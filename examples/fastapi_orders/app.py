@@ -144,11 +144,13 @@ def count_orders() -> dict[str, int]:
 
 @app.get("/metrics")
 def suppressed_counts() -> dict[str, Any]:
-    """shadowguard.suppressed by kind and shadowguard.request.duration counts by side."""
+    """shadowguard.suppressed by kind, shadowguard.request.duration counts by side and
+    shadowguard.shadow_shed by reason (shed or cancelled shadow requests)."""
     if metrics_reader is None:
         raise HTTPException(501, "opentelemetry-sdk is not installed")
     suppressed: dict[str, int] = {}
     requests: dict[str, int] = {}
+    shed: dict[str, int] = {}
     data = metrics_reader.get_metrics_data()
     for resource in data.resource_metrics if data else ():
         for scope in resource.scope_metrics:
@@ -160,4 +162,7 @@ def suppressed_counts() -> dict[str, Any]:
                     elif metric.name == "shadowguard.request.duration":
                         side = "shadow" if point.attributes.get("shadow") else "primary"
                         requests[side] = requests.get(side, 0) + int(point.count)
-    return {"suppressed": suppressed, "requests": requests}
+                    elif metric.name == "shadowguard.shadow_shed":
+                        reason = str(point.attributes["reason"])
+                        shed[reason] = shed.get(reason, 0) + int(point.value)
+    return {"suppressed": suppressed, "requests": requests, "shed": shed}

@@ -6,6 +6,10 @@ shed or delayed. A shadow request is *shed* (answered at once with 503 and the
 ``shadow_budget_seconds`` (``reason="budget"``) or when ``max_concurrent_shadow`` shadow
 requests already run in this process (``reason="limit"``). Every shed is counted in
 ``shadowguard.shadow_shed``; the log gets one line per burst, not one per request.
+
+An admitted request holds a :class:`Slot` of the gate it was admitted into, and gives it
+back to that gate: a gate swapped meanwhile (a test's fresh gate, a forked worker's) keeps
+an exact count, and a release after a fork never waits on a lock a parent's thread held.
 """
 
 from __future__ import annotations
@@ -23,10 +27,10 @@ __all__ = [
     "BURST_GAP_SECONDS",
     "SHED_BODY",
     "SHED_HEADER",
+    "Slot",
     "admit",
     "asgi_timing",
     "environ_timing",
-    "release",
     "request_start",
     "running",
     "shed",
@@ -48,15 +52,39 @@ _EXPECTED_TIMEOUT = b"x-envoy-expected-rq-timeout-ms"
 class _Gate:
     """The shadow requests running in this process, under a lock (WSGI threads)."""
 
-    __slots__ = ("bursts", "lock", "running")
+    __slots__ = ("bursts", "forked", "lock", "running")
 
     def __init__(self) -> None:
         # Reentrant: a shadow response collected by the garbage collector releases its slot
         # from whatever code was running, possibly inside this lock on the same thread.
         self.lock = threading.RLock()
         self.running = 0
+        #: True in a forked child for its copy of the parent's gate: nothing counts there.
+        self.forked = False
         #: reason -> [monotonic time of the last shed, sheds in its burst]
         self.bursts: dict[str, list[float]] = {}
+
+
+class Slot:
+    """The place an admitted shadow request holds in its gate until :meth:`release`."""
+
+    __slots__ = ("_gate",)
+
+    def __init__(self, gate: _Gate) -> None:
+        self._gate: _Gate | None = gate
+
+    def release(self) -> None:
+        """Give the place back to the gate it was taken from; later calls do nothing."""
+        gate = self._gate
+        if gate is None or gate.forked:
+            # Forked: the parent's request ends in the parent; the copy of its lock may be
+            # held by a thread that does not exist in this process.
+            return
+        with gate.lock:
+            if self._gate is None:  # released meanwhile by another thread
+                return
+            self._gate = None
+            gate.running -= 1
 
 
 _gate = _Gate()
@@ -64,8 +92,9 @@ _gate = _Gate()
 
 def _after_fork() -> None:
     # A pre-forking server's worker starts with none of its parent's requests, and must not
-    # inherit a lock a parent's thread held at the fork.
+    # inherit a lock a parent's thread held at the fork. Only this thread runs here: no lock.
     global _gate
+    _gate.forked = True
     _gate = _Gate()
 
 
@@ -78,9 +107,9 @@ def running() -> int:
     return _gate.running
 
 
-def admit(settings: Settings, timing: tuple[str | None, str | None] | None) -> str | None:
-    """Admit a shadow request: None when it may run (call :func:`release` when it ends),
-    otherwise the reason it is shed (already counted and logged)."""
+def admit(settings: Settings, timing: tuple[str | None, str | None] | None) -> Slot | str:
+    """Admit a shadow request: its :class:`Slot` when it may run (release it when the
+    request ends), otherwise the reason it is shed (already counted and logged)."""
     if timing is not None and _over_budget(settings, *timing):
         shed("budget", settings)
         return "budget"
@@ -89,17 +118,9 @@ def admit(settings: Settings, timing: tuple[str | None, str | None] | None) -> s
     with gate.lock:
         if limit is None or gate.running < limit:
             gate.running += 1
-            return None
+            return Slot(gate)
     shed("limit", settings)
     return "limit"
-
-
-def release() -> None:
-    """End an admitted shadow request: its slot is free for the next."""
-    gate = _gate
-    with gate.lock:
-        if gate.running > 0:  # 0 after a fork: the parent's request ends in the parent
-            gate.running -= 1
 
 
 def shed_headers(reason: str) -> list[tuple[str, str]]:

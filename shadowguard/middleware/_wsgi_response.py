@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from shadowguard.capture import Take
 from shadowguard.contract import RequestScope, telemetry
-from shadowguard.middleware._admission import release
+from shadowguard.middleware._admission import Slot
 from shadowguard.middleware._common import log_summary
 
 __all__ = [
@@ -125,7 +125,7 @@ class ShadowResponse(Response):
     """A shadow request's response: the scope is re-entered for every chunk the server
     pulls and for ``close()``, and ends when the server closes the body."""
 
-    __slots__ = ("_iterator", "_request_scope", "take")
+    __slots__ = ("_iterator", "_request_scope", "_slot", "take")
 
     def __init__(
         self,
@@ -134,7 +134,9 @@ class ShadowResponse(Response):
         start_response: StartResponse,
         request_scope: RequestScope,
         take: Take | None,
+        slot: Slot,
     ) -> None:
+        self._slot = slot
         self.environ = environ
         self.route_of = route_of
         self.server_start_response = start_response
@@ -161,7 +163,7 @@ class ShadowResponse(Response):
         # admission slot taken for the life of the process: give it back.
         if self.start is not None:
             self.start = None
-            release()
+            self._slot.release()
             if self.take is not None:
                 _finish(self.take, self, self._request_scope.scope, None)
 
@@ -202,7 +204,7 @@ class ShadowResponse(Response):
         try:
             self._request_scope.finish()
         finally:
-            release()
+            self._slot.release()
             telemetry.request_served(perf_counter() - start, True, self.route, self.status)
             if self.take is not None:
                 _finish(self.take, self, self._request_scope.scope, error)

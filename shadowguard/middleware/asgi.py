@@ -19,7 +19,6 @@ from shadowguard.middleware._admission import (
     SHED_HEADER,
     admit,
     asgi_timing,
-    release,
     shed,
 )
 from shadowguard.middleware._common import (
@@ -148,9 +147,9 @@ class ShadowGuardMiddleware:
     ) -> None:
         """Admit a shadow HTTP request (or shed it), then run it in a shadow scope."""
         headers = scope.get("headers") or ()
-        reason = admit(settings, asgi_timing(headers, settings))
-        if reason is not None:
-            await _send_shed(send, reason)
+        slot = admit(settings, asgi_timing(headers, settings))
+        if isinstance(slot, str):
+            await _send_shed(send, slot)
             return
         status: int | None = None
         watch: DisconnectWatch | None = None
@@ -196,7 +195,7 @@ class ShadowGuardMiddleware:
             if watch is not None and watch.disconnected:
                 _uncancel()  # the application swallowed our cancellation
         finally:
-            release()
+            slot.release()
             if watch is not None:
                 watch.stop()
             route = scope.get("route")
@@ -211,16 +210,16 @@ class ShadowGuardMiddleware:
         self, scope: ASGIScope, receive: Receive, send: Send, signal: str | None, settings: Settings
     ) -> None:
         """A shadow WebSocket holds a slot for its whole life; shed, it is closed (1013)."""
-        reason = admit(settings, asgi_timing(scope.get("headers") or (), settings))
-        if reason is not None:
+        slot = admit(settings, asgi_timing(scope.get("headers") or (), settings))
+        if isinstance(slot, str):
             # Closed before accept: the server answers the handshake with 403.
-            await send({"type": "websocket.close", "code": 1013, "reason": f"shadow {reason}"})
+            await send({"type": "websocket.close", "code": 1013, "reason": f"shadow {slot}"})
             return
         try:
             with shadow(f"request:{signal}"):
                 await self.app(scope, receive, send)
         finally:
-            release()
+            slot.release()
 
 
 def _observe(take: Take, message: Message) -> None:

@@ -32,9 +32,9 @@ from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware import _django_capture as capturing
 from shadowguard.middleware._admission import (
     SHED_BODY,
+    Slot,
     admit,
     environ_timing,
-    release,
     shed_headers,
 )
 from shadowguard.middleware._common import (
@@ -190,16 +190,16 @@ class ShadowGuardMiddleware:
             finally:
                 telemetry.request_served(perf_counter() - start, False, _route(request), status)
 
-        reason = self._admit(request)
-        if reason is not None:
-            return _shed_response(reason)
+        slot = self._admit(request)
+        if isinstance(slot, str):
+            return _shed_response(slot)
         request_scope = RequestScope(f"request:{detection.signal}")
         take = self._take(request)
         response = None
         error: BaseException | None = None
 
         def done() -> None:
-            self._finish(request, request_scope, start, response, take, error)
+            self._finish(request, request_scope, start, response, take, error, slot)
 
         token = request_scope.enter()
         try:
@@ -282,9 +282,9 @@ class ShadowGuardMiddleware:
             finally:
                 telemetry.request_served(perf_counter() - start, False, _route(request), status)
 
-        reason = self._admit(request)
-        if reason is not None:
-            return _shed_response(reason)
+        slot = self._admit(request)
+        if isinstance(slot, str):
+            return _shed_response(slot)
         request_scope = RequestScope(f"request:{detection.signal}")
         take = self._take(request)
         response = None
@@ -298,10 +298,10 @@ class ShadowGuardMiddleware:
             try:
                 await sync_to_async(request_scope.finish, thread_sensitive=True)()
             finally:
-                self._record(request, request_scope, start, response, take, error)
+                self._record(request, request_scope, start, response, take, error, slot)
 
         def done_in_thread() -> None:
-            self._finish(request, request_scope, start, response, take, error)
+            self._finish(request, request_scope, start, response, take, error, slot)
 
         token = request_scope.enter()
         try:
@@ -343,8 +343,8 @@ class ShadowGuardMiddleware:
             return None
         return detect_shadow(environ_headers(meta, settings), settings)
 
-    def _admit(self, request: Any) -> str | None:
-        """Admit a shadow request (None; it is released when recorded) or shed it (the reason)."""
+    def _admit(self, request: Any) -> Slot | str:
+        """Admit a shadow request (its slot, released when recorded) or shed it (the reason)."""
         settings = self._settings or PROCESS.settings or settings_or_defaults()
         return admit(settings, environ_timing(request.META, settings))
 
@@ -357,6 +357,7 @@ class ShadowGuardMiddleware:
         response: Any,
         take: Take | None,
         error: BaseException | None,
+        slot: Slot,
     ) -> None:
         """End a shadow request once (on the thread that owns its connections) and record it."""
         if request_scope.finished:
@@ -364,7 +365,7 @@ class ShadowGuardMiddleware:
         try:
             request_scope.finish()
         finally:
-            cls._record(request, request_scope, start, response, take, error)
+            cls._record(request, request_scope, start, response, take, error, slot)
 
     @staticmethod
     def _record(
@@ -374,8 +375,9 @@ class ShadowGuardMiddleware:
         response: Any,
         take: Take | None,
         error: BaseException | None,
+        slot: Slot,
     ) -> None:
-        release()  # called once per admitted request, when it ends
+        slot.release()  # called once per admitted request, when it ends
         status = getattr(response, "status_code", None)
         route = _route(request)
         telemetry.request_served(perf_counter() - start, True, route, status)

@@ -12,7 +12,6 @@ from shadowguard.middleware._admission import (
     SHED_BODY,
     admit,
     environ_timing,
-    release,
     shed_headers,
 )
 from shadowguard.middleware._common import (
@@ -142,9 +141,9 @@ class ShadowGuardMiddleware:
         signal: str | None,
         settings: Settings,
     ) -> Iterable[bytes]:
-        reason = admit(settings, environ_timing(environ, settings))
-        if reason is not None:
-            start_response("503 Service Unavailable", shed_headers(reason))
+        slot = admit(settings, environ_timing(environ, settings))
+        if isinstance(slot, str):
+            start_response("503 Service Unavailable", shed_headers(slot))
             return [SHED_BODY]
         try:
             request_scope = RequestScope(f"request:{signal}")
@@ -156,9 +155,11 @@ class ShadowGuardMiddleware:
                     request_path(environ),
                     environ.get("HTTP_X_REQUEST_ID"),
                 )
-            response = ShadowResponse(environ, self.route_of, start_response, request_scope, take)
+            response = ShadowResponse(
+                environ, self.route_of, start_response, request_scope, take, slot
+            )
         except BaseException:
-            release()
+            slot.release()
             raise
         token = request_scope.enter()
         try:
