@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-import uvicorn
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shadowguard.middleware import _admission
@@ -18,6 +16,7 @@ from shadowguard.middleware.asgi import ShadowGuardMiddleware
 from tests.middleware._shed import fresh_gate, new_sheds, shed_counts
 from tests.peers.envoy import Envoy, envoy_binary, mirror_config
 from tests.peers.services import service_missing
+from tests.peers.uvicorn import InThread
 
 # The example route with a 0.5 s timeout (it applies to the mirror copy too) and a start stamp.
 _ROUTE = """                          route:
@@ -54,25 +53,11 @@ class Backend:
             await send({"type": "http.response.start", "status": 200, "headers": []})
             await send({"type": "http.response.body", "body": b"ok"})
 
-        config = uvicorn.Config(
-            ShadowGuardMiddleware(app),
-            host="127.0.0.1",
-            port=0,
-            log_level="warning",
-            lifespan="off",
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            assert time.monotonic() < deadline, "uvicorn did not start"
-            time.sleep(0.02)
-        self.port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.served = InThread(ShadowGuardMiddleware(app))
+        self.port = self.served.port
 
     def stop(self) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
+        self.served.stop()
 
 
 def test_mirror_timeout_cancels_the_shadow_request(
