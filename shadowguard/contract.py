@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from shadowguard import telemetry
+from shadowguard._bursts import BURST_GAP_SECONDS, Bursts
 from shadowguard._config import PROCESS, Settings, get_settings, settings_or_defaults
 from shadowguard._context import (
     Scope,
@@ -43,8 +44,10 @@ from shadowguard._suppression import Action, Kind, Suppression
 from shadowguard.errors import ShadowSideEffectBlocked, missing_extra_error
 
 __all__ = [
+    "BURST_GAP_SECONDS",
     "PROCESS",
     "Action",
+    "Bursts",
     "Detection",
     "Kind",
     "Patches",

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -25,6 +22,7 @@ from shadowguard import (
     capture,
     side_effect,
 )
+from tests._cli import json_report, run_shadowguard
 from tests.middleware._helpers import points
 
 JSON = st.recursive(
@@ -312,15 +310,9 @@ def test_runs_are_captured_for_the_compare_command(tmp_path: Path) -> None:
     assert all(r["suppressions"] == {"call": 1} for r in candidate)
     assert {(r["method"], r["route"]) for r in records} == {("RUN", "experiment:totals")}
     labels = ["--baseline", "control", "--candidate", "candidate"]
-    done = subprocess.run(
-        [sys.executable, "-m", "shadowguard", "compare", url, "--json", *labels],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_shadowguard("compare", url, "--json", *labels)
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = json_report(done)
     assert report["pairs"] == 20
     [route] = report["routes"]
     assert sorted((d["path"], d["count"]) for d in route["diffs"]) == [("charge", 20), ("total", 4)]

@@ -19,14 +19,13 @@ import logging
 import os
 import sys
 import threading
-import time
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING
 
 from shadowguard.capture._record import build_record
 from shadowguard.capture._sinks import Encoded, Sink
 from shadowguard.capture_format import encode
-from shadowguard.contract import as_primary, telemetry
+from shadowguard.contract import BURST_GAP_SECONDS, Bursts, as_primary, telemetry
 
 if TYPE_CHECKING:
     from shadowguard.capture._capture import Capture
@@ -36,8 +35,6 @@ __all__ = ["BURST_GAP_SECONDS", "EXIT_TIMEOUT_SECONDS", "close", "flush", "pendi
 
 logger = logging.getLogger("shadowguard.capture")
 
-#: Seconds without a drop of one reason that end its burst: the next drop is logged again.
-BURST_GAP_SECONDS = 10.0
 #: How long interpreter exit waits for the writer to write what is queued.
 EXIT_TIMEOUT_SECONDS = 5.0
 #: Records taken from the queue at most per batch (each sink gets one transaction / write).
@@ -63,8 +60,7 @@ class _State:
         self.lock = threading.Lock()
         #: Open sinks by the capture's sink key; touched by the writer thread only.
         self.sinks: dict[object, Sink] = {}
-        #: reason -> [monotonic time of the last drop, drops in its burst]
-        self.bursts: dict[str, list[float]] = {}
+        self.bursts = Bursts()
 
 
 _state = _State()
@@ -245,16 +241,9 @@ def _close_sinks(state: _State) -> None:
 def dropped(reason: str, count: int, why: str) -> None:
     """Count dropped records; log the first drop of each burst of one reason."""
     telemetry.record_capture_dropped(reason, count)
-    state = _state
-    now = time.monotonic()
-    with state.lock:
-        burst = state.bursts.get(reason)
-        if burst is not None and now - burst[0] < BURST_GAP_SECONDS:
-            burst[0] = now
-            burst[1] += count
-            return
-        previous = 0 if burst is None else int(burst[1])
-        state.bursts[reason] = [now, count]
+    previous = _state.bursts.opens(reason, count)
+    if previous is None:
+        return
     logger.warning(
         "shadowguard: capture dropped %d record(s) (%s): %s; the rest of this burst is counted "
         "in shadowguard.capture_dropped{reason=%s}, not logged%s",

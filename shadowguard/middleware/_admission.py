@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from shadowguard.contract import Settings, telemetry
+from shadowguard.contract import BURST_GAP_SECONDS, Bursts, Settings, telemetry
 
 __all__ = [
     "BURST_GAP_SECONDS",
@@ -42,8 +42,6 @@ logger = logging.getLogger("shadowguard.middleware")
 #: Response header of a shed shadow request; its value is the reason.
 SHED_HEADER = "x-shadowguard-shed"
 SHED_BODY = b"shadow request shed by shadowguard\n"
-#: Seconds without a shed of one reason that end its burst: the next one is logged again.
-BURST_GAP_SECONDS = 10.0
 
 _REQUEST_START = b"x-request-start"
 _EXPECTED_TIMEOUT = b"x-envoy-expected-rq-timeout-ms"
@@ -61,8 +59,7 @@ class _Gate:
         self.running = 0
         #: True in a forked child for its copy of the parent's gate: nothing counts there.
         self.forked = False
-        #: reason -> [monotonic time of the last shed, sheds in its burst]
-        self.bursts: dict[str, list[float]] = {}
+        self.bursts = Bursts()
 
 
 class Slot:
@@ -195,16 +192,9 @@ def _over_budget(settings: Settings, start: str | None, timeout_ms: str | None) 
 def shed(reason: str, settings: Settings) -> None:
     """Count a shed (or cancelled) shadow request; log the first of each burst."""
     telemetry.record_shadow_shed(reason)
-    gate = _gate
-    now = time.monotonic()
-    with gate.lock:
-        burst = gate.bursts.get(reason)
-        if burst is not None and now - burst[0] < BURST_GAP_SECONDS:
-            burst[0] = now
-            burst[1] += 1
-            return
-        previous = 0 if burst is None else int(burst[1])
-        gate.bursts[reason] = [now, 1]
+    previous = _gate.bursts.opens(reason)
+    if previous is None:
+        return
     if reason == "limit":
         why = (
             f"{settings.max_concurrent_shadow} already running in this process "

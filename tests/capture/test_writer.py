@@ -12,6 +12,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shadowguard import capture
 from shadowguard.capture import Capture, CaptureSettings, _writer
+from shadowguard.contract import Bursts
 from shadowguard.middleware.asgi import ShadowGuardMiddleware
 from tests.capture._support import (
     BlockingSink,
@@ -27,7 +28,7 @@ from tests.capture._support import (
 @pytest.fixture(autouse=True)
 def _fresh_bursts(monkeypatch: pytest.MonkeyPatch) -> None:
     """No burst of drops from an earlier test keeps this test's first drop from the log."""
-    monkeypatch.setattr(_writer._state, "bursts", {})
+    monkeypatch.setattr(_writer._state, "bursts", Bursts())
 
 
 def test_a_sink_that_blocks_forever_never_blocks_a_request(

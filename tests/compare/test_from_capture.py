@@ -9,9 +9,6 @@ JSON-lines folder, pairs every request and finds the change at its field path on
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from fastapi import FastAPI
 import shadowguard
 from shadowguard import capture
 from shadowguard.middleware.asgi import ShadowGuardMiddleware
+from tests._cli import json_report, run_shadowguard
 
 SHADOW = {"x-shadow-request": "1"}
 ORDERS = 60
@@ -58,15 +56,9 @@ def test_the_compare_command_reads_what_the_middleware_captured(
     url = f"{scheme}://{where}"
     asyncio.run(mirrored_traffic(service(url)))
     assert capture.flush(timeout=30)
-    done = subprocess.run(
-        [sys.executable, "-m", "shadowguard", "compare", url, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    done = run_shadowguard("compare", url, "--json")
     assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
+    report = json_report(done)
     assert report["pairs"] == ORDERS
     [route] = report["routes"]
     assert (route["method"], route["route"], route["pairs"]) == (

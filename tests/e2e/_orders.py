@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from shadowguard.demo.envoy import CLUSTER
 from tests.peers.envoy import Envoy
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 from tests.peers.uvicorn import UvicornService, clean_env
@@ -153,18 +154,6 @@ _MIRROR = """\
                             request_mirror_policies:
                               - cluster: {cluster}
 """
-_CLUSTER = """\
-    - name: {name}
-      type: STATIC
-      connect_timeout: 1s
-      load_assignment:
-        cluster_name: {name}
-        endpoints:
-          - lb_endpoints:
-              - endpoint:
-                  address:
-                    socket_address: {{address: 127.0.0.1, port_value: {port}}}
-"""
 _ENVOY = """\
 admin:
   address:
@@ -198,12 +187,12 @@ def routes_config(
     """Envoy config: each Host of ``mirrors`` to the primary, mirrored to the shadow at the
     port it maps to (None: not mirrored). The route ``timeout`` is also the mirror's; Envoy
     stamps ``x-request-start`` on every request and on the copy."""
-    vhosts, clusters = [], [_CLUSTER.format(name="primary", port=primary_port)]
+    vhosts, clusters = [], [CLUSTER.format(name="primary", port=primary_port)]
     for i, (host, shadow_port) in enumerate(mirrors.items()):
         vhosts.append(_VHOST.format(name=f"host_{i}", host=host, timeout=timeout))
         if shadow_port is not None:
             vhosts.append(_MIRROR.format(cluster=f"shadow_{i}"))
-            clusters.append(_CLUSTER.format(name=f"shadow_{i}", port=shadow_port))
+            clusters.append(CLUSTER.format(name=f"shadow_{i}", port=shadow_port))
     return _ENVOY.format(vhosts="".join(vhosts).rstrip("\n"), clusters="".join(clusters))
 
 
