@@ -15,7 +15,11 @@ and sees every message, in order; the watch never takes a message the applicatio
   so Starlette's background tasks still run.
 
 Cancellation needs an asyncio event loop; under another loop (trio) the watch only passes
-messages through.
+messages through. The middleware hands the watch an AnyIO cancel scope's ``cancel`` where
+AnyIO is installed (Starlette and FastAPI require it): a scope waits for work it shields,
+such as a synchronous endpoint running in a worker thread, so the request (its shadow scope
+and its admission slot) ends when that thread ends, not before. Without AnyIO the watch
+cancels the request's task.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class DisconnectWatch:
 
     __slots__ = (
         "_arrived",
+        "_cancel_request",
         "_final",
         "_listener",
         "_messages",
@@ -60,9 +65,16 @@ class DisconnectWatch:
         "response_done",
     )
 
-    def __init__(self, receive: Receive, on_disconnect: Callable[[], None], no_body: bool) -> None:
+    def __init__(
+        self,
+        receive: Receive,
+        on_disconnect: Callable[[], None],
+        no_body: bool,
+        cancel: Callable[[], None] | None = None,
+    ) -> None:
         self._receive = receive
         self._on_disconnect = on_disconnect
+        self._cancel_request = cancel
         self._task: asyncio.Task[Any] | None = None
         self._listener: asyncio.Task[None] | None = None
         self._messages: deque[Message] = deque()
@@ -141,4 +153,7 @@ class DisconnectWatch:
             return
         self.disconnected = True
         self._on_disconnect()
-        self._task.cancel("shadowguard: the mirror client disconnected")
+        if self._cancel_request is not None:
+            self._cancel_request()
+        else:
+            self._task.cancel("shadowguard: the mirror client disconnected")

@@ -177,22 +177,38 @@ class ShadowGuardMiddleware:
         start = perf_counter()
         shadow_scope = None
         error: BaseException | None = None
+        cancel_scope = None
         try:
             if settings.cancel_disconnected_shadow:
-                watch = DisconnectWatch(receive, _count_disconnect, has_no_body(headers))
+                cancel_scope = _cancel_scope()
+                watch = DisconnectWatch(
+                    receive,
+                    _count_disconnect,
+                    has_no_body(headers),
+                    None if cancel_scope is None else cancel_scope.cancel,
+                )
                 receive = watch.receive
             with shadow(f"request:{signal}") as shadow_scope:
-                await self.app(scope, receive, observed)
+                if cancel_scope is None:
+                    await self.app(scope, receive, observed)
+                else:
+                    with cancel_scope:
+                        await self.app(scope, receive, observed)
         except asyncio.CancelledError as exc:
             error = exc
-            if watch is None or not watch.disconnected or _uncancel() > 0:
+            if (
+                watch is None
+                or not watch.disconnected
+                or cancel_scope is not None  # the scope keeps its own; this one is not ours
+                or _uncancel() > 0
+            ):
                 raise
             # Cancelled by the watch: the mirror client is gone, nobody reads an answer.
         except BaseException as exc:
             error = exc
             raise
         else:
-            if watch is not None and watch.disconnected:
+            if watch is not None and watch.disconnected and cancel_scope is None:
                 _uncancel()  # the application swallowed our cancellation
         finally:
             slot.release()
@@ -249,6 +265,32 @@ def _flushing_at_shutdown(send: Send) -> Send:
         await send(message)
 
     return sending
+
+
+def _cancel_scope() -> Any:
+    """An AnyIO cancel scope for a shadow request; None without AnyIO or an asyncio task.
+
+    Unlike ``Task.cancel()``, a scope's cancellation waits for work the application
+    shields, such as a synchronous endpoint that Starlette runs in a worker thread: a
+    thread cannot be stopped, so the request (its slot, its shadow scope and the rollback
+    at its end) must last until the thread returns.
+    """
+    global _anyio_scope
+    try:
+        asyncio.current_task()
+    except RuntimeError:  # not an asyncio loop: the watch cancels nothing there
+        return None
+    if _anyio_scope is None:
+        try:
+            from anyio import CancelScope
+        except ImportError:
+            _anyio_scope = False
+        else:
+            _anyio_scope = CancelScope
+    return None if _anyio_scope is False else _anyio_scope()
+
+
+_anyio_scope: Any = None
 
 
 def _count_disconnect() -> None:
