@@ -38,7 +38,12 @@ def _demo(args: argparse.Namespace) -> int:
     from shadowguard.demo import run
 
     return run(
-        args.requests, as_json=args.json, envoy=args.envoy, guard=not args.no_guard, folder=args.dir
+        args.requests,
+        as_json=args.json,
+        envoy=args.envoy,
+        guard=not args.no_guard,
+        folder=args.dir,
+        html=args.html,
     )
 
 
@@ -71,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.set_defaults(run=_doctor)
     demo = commands.add_parser(
         "demo",
-        help="mirror requests to an order service as primary and shadow on one SQLite file; "
-        "exit 1 if the shadow persisted anything",
+        help="mirror requests to an order service as primary and two shadows (the same code "
+        "and a candidate rewrite) on one SQLite file, then compare them; exit 1 if a shadow "
+        "persisted anything",
     )
     demo.add_argument(
         "-n", "--requests", type=int, default=200, help="requests to mirror (default 200)"
@@ -90,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--dir", metavar="DIR", help="keep the database and logs in DIR (new or empty folder)"
+    )
+    demo.add_argument(
+        "--html", metavar="PATH", help="write the comparison as a self-contained HTML page"
     )
     demo.set_defaults(run=_demo)
     compare = commands.add_parser(

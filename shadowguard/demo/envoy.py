@@ -1,11 +1,12 @@
-"""The --envoy mode: the order service twice under uvicorn, mirrored by a real Envoy.
+"""The --envoy mode: the order service three times under uvicorn, mirrored by a real Envoy.
 
-The Envoy configuration has the shape of ``examples/envoy/envoy.yaml`` (every request to
-the primary cluster, a copy to the shadow cluster, which Envoy sends with ``-shadow``
-appended to the Host and never waits for), on ports chosen by the kernel. Each uvicorn
-process gets a free loopback port picked just before it starts.
-Primary and shadow are separate processes writing the same SQLite file concurrently: a
-primary INSERT waits (``BUSY_TIMEOUT``) while a shadow transaction holds the write lock.
+The Envoy configuration has the shape of ``examples/envoy/envoy.yaml`` with two mirror
+policies (every request to the primary cluster, a copy to the secondary's and one to the
+candidate's, which Envoy sends with ``-shadow`` appended to the Host and never waits for),
+on ports chosen by the kernel. Each uvicorn process gets a free loopback port picked just
+before it starts. The processes write the same database concurrently (SQLite by default: a
+primary INSERT waits, ``BUSY_TIMEOUT``, while a shadow transaction holds the write lock).
+Each captures its requests; uvicorn's shutdown (lifespan) flushes them before it exits.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from shadowguard.demo import DemoError
 from shadowguard.demo import app as service
-from shadowguard.demo.runner import HOST, Progress, requests
+from shadowguard.demo.runner import HOST, SHADOWS, SIDES, Progress, Request, requests
 
 CONFIG = """\
 admin:
@@ -53,15 +54,18 @@ static_resources:
                           route:
                             cluster: orders_primary
                             request_mirror_policies:
-                              - cluster: orders_shadow
-                                runtime_fraction:
-                                  default_value: {{numerator: 100, denominator: HUNDRED}}
+{mirrors}
                 http_filters:
                   - name: envoy.filters.http.router
                     typed_config:
                       "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
   clusters:
 {clusters}
+"""
+MIRROR = """\
+                              - cluster: {name}
+                                runtime_fraction:
+                                  default_value: {{numerator: 100, denominator: HUNDRED}}
 """
 CLUSTER = """\
     - name: {name}
@@ -114,30 +118,17 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def _uvicorn(folder: Path, side: str, *, guard: bool) -> Iterator[int]:
+def _uvicorn(folder: Path, side: str, env: dict[str, str]) -> Iterator[int]:
     """The order service for ``side`` under uvicorn; yields its port."""
     # A free port rather than uvicorn's --fd: --fd wraps the socket as AF_UNIX, so asyncio
     # never sets TCP_NODELAY and every response waits ~40 ms for Nagle and delayed ACKs.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {
-        **os.environ,
-        service.ENV_DIR: str(folder),
-        service.ENV_SIDE: side,
-        service.ENV_GUARD: "1" if guard else "0",
-    }
+    env = {**os.environ, **env, service.ENV_DIR: str(folder), service.ENV_SIDE: side}
     command = [sys.executable, "-m", "uvicorn", "--factory", "shadowguard.demo.app:from_env"]
-    command += [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        "--no-access-log",
-    ]
-    command += ["--lifespan", "off"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+    command += ["--no-access-log", "--lifespan", "on"]
     with (folder / f"uvicorn-{side}.log").open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -160,15 +151,17 @@ def _wait_ready(port: int, process_log: Path) -> None:
 
 
 @contextmanager
-def _envoy(folder: Path, primary: int, shadow: int) -> Iterator[int]:
-    """Envoy mirroring to the two ports; yields its listener port."""
+def _envoy(folder: Path, primary: int, shadows: dict[str, int]) -> Iterator[int]:
+    """Envoy sending to ``primary``, mirroring to every port in ``shadows``; yields its port."""
     binary = envoy_binary()
     assert binary is not None
-    clusters = CLUSTER.format(name="orders_primary", port=primary) + CLUSTER.format(
-        name="orders_shadow", port=shadow
-    )
+    clusters = CLUSTER.format(name="orders_primary", port=primary)
+    mirrors = ""
+    for side, port in shadows.items():
+        clusters += CLUSTER.format(name=f"orders_{side}", port=port)
+        mirrors += MIRROR.format(name=f"orders_{side}")
     config = folder / "envoy.yaml"
-    config.write_text(CONFIG.format(clusters=clusters))
+    config.write_text(CONFIG.format(clusters=clusters, mirrors=mirrors.rstrip("\n")))
     admin_path = folder / "envoy-admin-address"
     log_path = folder / "envoy.log"
     # A --base-id of its own (above the test suite's range), so it never meets another Envoy.
@@ -205,14 +198,16 @@ def _envoy(folder: Path, primary: int, shadow: int) -> Iterator[int]:
         _stop(process)
 
 
-def _post(port: int, body: bytes, request_id: str) -> int:
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/orders",
-        data=body,
-        headers={"Host": HOST, "x-request-id": request_id, "content-type": "application/json"},
+def _send(port: int, request: Request) -> int:
+    url = f"http://127.0.0.1:{port}{request.path}" + (f"?{request.query}" if request.query else "")
+    headers = {"Host": HOST, "x-request-id": request.request_id}
+    if request.body:
+        headers["content-type"] = "application/json"
+    sent = urllib.request.Request(
+        url, data=request.body or None, headers=headers, method=request.method
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(sent, timeout=30) as response:
             response.read()
             return int(response.status)
     except urllib.error.HTTPError as exc:
@@ -221,24 +216,43 @@ def _post(port: int, body: bytes, request_id: str) -> int:
 
 
 def _stats(port: int) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads(_get(f"http://127.0.0.1:{port}/_demo/stats"))
+    # A shadow still busy with a backlog of copies may answer late.
+    data: dict[str, Any] = json.loads(_get(f"http://127.0.0.1:{port}/_demo/stats", timeout=30))
     return data
 
 
-def run_through_envoy(folder: Path, n: int, *, guard: bool, progress: Progress) -> dict[str, Any]:
-    """Send ``n`` requests through Envoy; wait for every mirrored copy; return the stats."""
-    service.create_schema(folder)
+def run_through_envoy(
+    folder: Path,
+    n: int,
+    *,
+    guard: bool,
+    progress: Progress,
+    capture: str | None = None,
+    database: str | None = None,
+) -> dict[str, Any]:
+    """Send ``n`` requests through Envoy; wait for every mirrored copy; return the stats.
+
+    The uvicorn processes have stopped (and flushed their capture) when this returns.
+    """
+    service.create_schema(folder, database)
+    env = {service.ENV_GUARD: "1" if guard else "0"}
+    if capture is not None:
+        env["SHADOWGUARD_CAPTURE"] = capture
+    if database is not None:
+        env[service.ENV_DATABASE] = database
     with ExitStack() as stack:
-        primary = stack.enter_context(_uvicorn(folder, "primary", guard=guard))
-        shadow = stack.enter_context(_uvicorn(folder, "shadow", guard=guard))
-        listener = stack.enter_context(_envoy(folder, primary, shadow))
-        _wait_ready(primary, folder / "uvicorn-primary.log")
-        _wait_ready(shadow, folder / "uvicorn-shadow.log")
+        ports = {side: stack.enter_context(_uvicorn(folder, side, env)) for side in SIDES}
+        shadows = {side: ports[side] for side in SHADOWS}
+        listener = stack.enter_context(_envoy(folder, ports["primary"], shadows))
+        for side, port in ports.items():
+            _wait_ready(port, folder / f"uvicorn-{side}.log")
         for request in requests(n):
-            _post(listener, request.body, request.request_id)
+            _send(listener, request)
             progress.advance()
-        # Envoy does not wait for the shadow; the report waits for every mirrored copy.
+        # Envoy does not wait for the shadows; the report waits for every mirrored copy.
         deadline = time.monotonic() + STARTUP_TIMEOUT
-        while _stats(shadow)["requests"] < n and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if all(_stats(port)["requests"] >= n for port in shadows.values()):
+                break
             time.sleep(0.05)
-        return {"primary": _stats(primary), "shadow": _stats(shadow)}
+        return {side: _stats(port) for side, port in ports.items()}
