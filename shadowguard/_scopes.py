@@ -53,6 +53,10 @@ class RequestScope:
         """Make the scope current; pass the token to :meth:`exit`."""
         return enter_scope(self.scope)
 
+    def inside(self) -> _Inside:
+        """``with request_scope.inside():`` runs the block in the scope (one phase)."""
+        return _Inside(self.scope)
+
     @staticmethod
     def exit(token: Token[Scope | None]) -> None:
         """Leave the scope entered with ``token``."""
@@ -74,3 +78,16 @@ class RequestScope:
         finally:
             leave_scope(token)
         return True
+
+
+class _Inside:
+    __slots__ = ("_scope", "_token")
+
+    def __init__(self, scope: Scope) -> None:
+        self._scope = scope
+
+    def __enter__(self) -> None:
+        self._token = enter_scope(self._scope)
+
+    def __exit__(self, *exc: object) -> None:
+        leave_scope(self._token)

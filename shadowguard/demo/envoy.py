@@ -46,6 +46,15 @@ static_resources:
                 route_config:
                   name: orders
                   virtual_hosts:
+{vhosts}
+                http_filters:
+                  - name: envoy.filters.http.router
+                    typed_config:
+                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+{clusters}
+"""
+VHOST = """\
                     - name: orders
                       domains: ["*"]
                       request_headers_to_remove: [x-shadow-request]
@@ -54,14 +63,7 @@ static_resources:
                           route:
                             cluster: orders_primary
                             request_mirror_policies:
-{mirrors}
-                http_filters:
-                  - name: envoy.filters.http.router
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-{clusters}
-"""
+{mirrors}"""
 MIRROR = """\
                               - cluster: {name}
                                 runtime_fraction:
@@ -161,7 +163,8 @@ def _envoy(folder: Path, primary: int, shadows: dict[str, int]) -> Iterator[int]
         clusters += CLUSTER.format(name=f"orders_{side}", port=port)
         mirrors += MIRROR.format(name=f"orders_{side}")
     config = folder / "envoy.yaml"
-    config.write_text(CONFIG.format(clusters=clusters, mirrors=mirrors.rstrip("\n")))
+    vhosts = VHOST.format(mirrors=mirrors.rstrip("\n"))
+    config.write_text(CONFIG.format(vhosts=vhosts, clusters=clusters))
     admin_path = folder / "envoy-admin-address"
     log_path = folder / "envoy.log"
     # A --base-id of its own (above the test suite's range), so it never meets another Envoy.

@@ -12,8 +12,7 @@ for ``shadowguard compare``.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from collections.abc import Callable
 from time import perf_counter
 from typing import Any
 
@@ -32,7 +31,6 @@ from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware import _django_capture as capturing
 from shadowguard.middleware._admission import (
     SHED_BODY,
-    Slot,
     admit,
     environ_timing,
     shed_headers,
@@ -41,9 +39,9 @@ from shadowguard.middleware._common import (
     Precheck,
     detect_shadow,
     environ_headers,
-    log_summary,
     settings_from_options,
 )
+from shadowguard.middleware._django_shadow import ShadowRequest, route_of
 
 __all__ = ["ShadowGuardMiddleware"]
 
@@ -54,92 +52,6 @@ def _shed_response(reason: str) -> Any:
     # shed requests is logged once, by us (``django.utils.log.log_response`` reads this).
     response._has_been_logged = True
     return response
-
-
-def _route(request: Any) -> str | None:
-    match = getattr(request, "resolver_match", None)
-    route = getattr(match, "route", None)
-    return route if isinstance(route, str) and route else None
-
-
-def _stream(
-    content: Iterable[bytes], request_scope: RequestScope, done: Callable[[], None]
-) -> Iterator[bytes]:
-    """Yield the body chunk by chunk, each produced inside the request's scope."""
-    try:
-        iterator = iter(content)
-        while True:
-            token = request_scope.enter()
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                return
-            finally:
-                request_scope.exit(token)
-            yield chunk
-    finally:
-        close = getattr(content, "close", None)
-        try:
-            if close is not None:
-                token = request_scope.enter()
-                try:
-                    close()
-                finally:
-                    request_scope.exit(token)
-        finally:
-            done()
-
-
-async def _astream(
-    content: AsyncIterator[bytes], request_scope: RequestScope, done: Callable[[], Any]
-) -> AsyncIterator[bytes]:
-    try:
-        iterator = aiter(content)
-        while True:
-            token = request_scope.enter()
-            try:
-                chunk = await anext(iterator)
-            except StopAsyncIteration:
-                return
-            finally:
-                request_scope.exit(token)
-            yield chunk
-    finally:
-        aclose = getattr(content, "aclose", None)
-        try:
-            if aclose is not None:
-                token = request_scope.enter()
-                try:
-                    await aclose()
-                finally:
-                    request_scope.exit(token)
-        finally:
-            await done()
-
-
-def _close_in_scope(response: Any, request_scope: RequestScope, done: Callable[[], None]) -> None:
-    """Run the response's closers (the view's generator among them) inside the scope, then end.
-
-    A body never iterated (HEAD, a client gone early) never runs our generator's clean-up,
-    and a view generator's ``finally`` runs when Django closes the response: both belong
-    to the shadow request. Django has no public hook for this; ``_resource_closers`` is
-    what ``HttpResponseBase.close()`` runs.
-    """
-    closers = list(response._resource_closers)
-
-    def close() -> None:
-        try:
-            token = request_scope.enter()
-            try:
-                for closer in closers:
-                    with contextlib.suppress(Exception):  # as HttpResponseBase.close() does
-                        closer()
-            finally:
-                request_scope.exit(token)
-        finally:
-            done()
-
-    response._resource_closers[:] = [close]
 
 
 class ShadowGuardMiddleware:
@@ -180,91 +92,47 @@ class ShadowGuardMiddleware:
             return self.get_response(request)  # nothing would keep the duration
         start = perf_counter()
         if detection is None:
-            if self._capture is not None:
-                return self._captured(request, self._capture)
-            status = None
+            take = self._take(request)
             try:
                 response = self.get_response(request)
-                status = response.status_code
-                return response
-            finally:
-                telemetry.request_served(perf_counter() - start, False, _route(request), status)
+            except BaseException as exc:
+                self._served(request, start, take, None, exc)
+                raise
+            self._served(request, start, take, response, None)
+            return response
 
-        slot = self._admit(request)
-        if isinstance(slot, str):
-            return _shed_response(slot)
-        request_scope = RequestScope(f"request:{detection.signal}")
-        take = self._take(request)
-        response = None
-        error: BaseException | None = None
-
-        def done() -> None:
-            self._finish(request, request_scope, start, response, take, error, slot)
-
-        token = request_scope.enter()
+        shadow = self._admitted(request, detection, start)
+        if isinstance(shadow, HttpResponse):
+            return shadow
         try:
-            transactions = ShadowTransactions(self._databases)
-            transactions.begin()
-            request_scope.scope.on_exit(transactions.end)
-            response = self.get_response(request)
+            with shadow.scope.inside():
+                transactions = ShadowTransactions(self._databases)
+                transactions.begin()
+                shadow.scope.scope.on_exit(transactions.end)
+                shadow.response = response = self.get_response(request)
         except BaseException as exc:
-            request_scope.exit(token)
-            error = exc
-            done()
+            shadow.error = exc
+            shadow.finish()
             raise
-        request_scope.exit(token)
         if response.streaming:
-            if response.is_async:
-                response.streaming_content = _astream(
-                    response.streaming_content, request_scope, sync_to_async(done)
-                )
-            else:
-                response.streaming_content = _stream(
-                    response.streaming_content, request_scope, done
-                )
-            if take is not None:
-                capturing.copy_stream(take, response)
-            _close_in_scope(response, request_scope, done)
+            shadow.stream(sync_to_async(shadow.finish))
         else:
-            done()
+            shadow.finish()
         return response
 
-    def _captured(self, request: Any, capture: Capture) -> Any:
-        """A primary request with capture on (and its duration, when an SDK collects)."""
-        take = capturing.start(capture, False, request)
-        response: Any = None
-        error: BaseException | None = None
-        try:
-            response = self.get_response(request)
-            return response
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._served(request, take, response, error)
-
-    async def _acaptured(self, request: Any, capture: Capture) -> Any:
-        take = capturing.start(capture, False, request)
-        response: Any = None
-        error: BaseException | None = None
-        try:
-            response = await self.get_response(request)
-            return response
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            self._served(request, take, response, error)
+    def _take(self, request: Any) -> Take | None:
+        return None if self._capture is None else capturing.start(self._capture, False, request)
 
     @staticmethod
-    def _served(request: Any, take: Take, response: Any, error: BaseException | None) -> None:
-        route = _route(request)
+    def _served(
+        request: Any, start: float, take: Take | None, response: Any, error: BaseException | None
+    ) -> None:
+        """Time a primary request, and record its capture (``take``) when capture is on."""
+        route = route_of(request)
         status = getattr(response, "status_code", None)
-        telemetry.request_served(perf_counter() - take.start, False, route, status)
-        capturing.served(take, request, response, route, error)
-
-    def _take(self, request: Any) -> Take | None:
-        return None if self._capture is None else capturing.start(self._capture, True, request)
+        telemetry.request_served(perf_counter() - start, False, route, status)
+        if take is not None:
+            capturing.served(take, request, response, route, error)
 
     async def __acall__(self, request: Any) -> Any:
         detection = self._detect(request.META)
@@ -272,65 +140,33 @@ class ShadowGuardMiddleware:
             return await self.get_response(request)  # nothing would keep the duration
         start = perf_counter()
         if detection is None:
-            if self._capture is not None:
-                return await self._acaptured(request, self._capture)
-            status = None
+            take = self._take(request)
             try:
                 response = await self.get_response(request)
-                status = response.status_code
-                return response
-            finally:
-                telemetry.request_served(perf_counter() - start, False, _route(request), status)
+            except BaseException as exc:
+                self._served(request, start, take, None, exc)
+                raise
+            self._served(request, start, take, response, None)
+            return response
 
-        slot = self._admit(request)
-        if isinstance(slot, str):
-            return _shed_response(slot)
-        request_scope = RequestScope(f"request:{detection.signal}")
-        take = self._take(request)
-        response = None
-        error: BaseException | None = None
-
-        # Django runs ORM calls of one request on one thread: begin, end and the
-        # request's own queries all go through thread-sensitive sync_to_async.
-        async def done() -> None:
-            if request_scope.finished:
-                return
-            try:
-                await sync_to_async(request_scope.finish, thread_sensitive=True)()
-            finally:
-                self._record(request, request_scope, start, response, take, error, slot)
-
-        def done_in_thread() -> None:
-            self._finish(request, request_scope, start, response, take, error, slot)
-
-        token = request_scope.enter()
+        shadow = self._admitted(request, detection, start)
+        if isinstance(shadow, HttpResponse):
+            return shadow
         try:
-            transactions = ShadowTransactions(self._databases)
-            await sync_to_async(transactions.begin, thread_sensitive=True)()
-            request_scope.scope.on_exit(transactions.end)
-            response = await self.get_response(request)
+            with shadow.scope.inside():
+                transactions = ShadowTransactions(self._databases)
+                # Django runs one request's ORM calls on one thread: thread-sensitive.
+                await sync_to_async(transactions.begin, thread_sensitive=True)()
+                shadow.scope.scope.on_exit(transactions.end)
+                shadow.response = response = await self.get_response(request)
         except BaseException as exc:
-            request_scope.exit(token)
-            error = exc
-            await done()
+            shadow.error = exc
+            await shadow.afinish()
             raise
-        request_scope.exit(token)
         if response.streaming:
-            if response.is_async:
-                response.streaming_content = _astream(
-                    response.streaming_content, request_scope, done
-                )
-            else:
-                # Django consumes a sync body in a thread-sensitive worker: end there.
-                response.streaming_content = _stream(
-                    response.streaming_content, request_scope, done_in_thread
-                )
-            if take is not None:
-                capturing.copy_stream(take, response)
-            # Django's ASGI handler closes the response on the request's thread.
-            _close_in_scope(response, request_scope, done_in_thread)
+            shadow.stream(shadow.afinish)
         else:
-            await done()
+            await shadow.afinish()
         return response
 
     def _detect(self, meta: dict[str, Any]) -> Detection | None:
@@ -343,44 +179,15 @@ class ShadowGuardMiddleware:
             return None
         return detect_shadow(environ_headers(meta, settings), settings)
 
-    def _admit(self, request: Any) -> Slot | str:
-        """Admit a shadow request (its slot, released when recorded) or shed it (the reason)."""
+    def _admitted(
+        self, request: Any, detection: Detection, start: float
+    ) -> ShadowRequest | HttpResponse:
+        """Admit a shadow request (released when it ends), or the 503 that sheds it."""
         settings = self._settings or PROCESS.settings or settings_or_defaults()
-        return admit(settings, environ_timing(request.META, settings))
-
-    @classmethod
-    def _finish(
-        cls,
-        request: Any,
-        request_scope: RequestScope,
-        start: float,
-        response: Any,
-        take: Take | None,
-        error: BaseException | None,
-        slot: Slot,
-    ) -> None:
-        """End a shadow request once (on the thread that owns its connections) and record it."""
-        if request_scope.finished:
-            return
-        try:
-            request_scope.finish()
-        finally:
-            cls._record(request, request_scope, start, response, take, error, slot)
-
-    @staticmethod
-    def _record(
-        request: Any,
-        request_scope: RequestScope,
-        start: float,
-        response: Any,
-        take: Take | None,
-        error: BaseException | None,
-        slot: Slot,
-    ) -> None:
-        slot.release()  # called once per admitted request, when it ends
-        status = getattr(response, "status_code", None)
-        route = _route(request)
-        telemetry.request_served(perf_counter() - start, True, route, status)
-        if take is not None:
-            capturing.finish(take, request, response, route, request_scope.scope, error)
-        log_summary(request.method or "?", request.path, request_scope.scope, status)
+        slot = admit(settings, environ_timing(request.META, settings))
+        if isinstance(slot, str):
+            return _shed_response(slot)
+        take = None if self._capture is None else capturing.start(self._capture, True, request)
+        return ShadowRequest(
+            request, RequestScope(f"request:{detection.signal}"), start, take, slot
+        )

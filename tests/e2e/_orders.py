@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 import psycopg
 
-from shadowguard.demo.envoy import CLUSTER
+from shadowguard.demo.envoy import CLUSTER, CONFIG
 from tests.peers.envoy import Envoy
 from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER
 from tests.peers.uvicorn import UvicornService, clean_env
@@ -154,31 +154,6 @@ _MIRROR = """\
                             request_mirror_policies:
                               - cluster: {cluster}
 """
-_ENVOY = """\
-admin:
-  address:
-    socket_address: {{address: 127.0.0.1, port_value: 0}}
-static_resources:
-  listeners:
-    - name: ingress
-      address:
-        socket_address: {{address: 127.0.0.1, port_value: 0}}
-      filter_chains:
-        - filters:
-            - name: envoy.filters.network.http_connection_manager
-              typed_config:
-                "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-                stat_prefix: ingress
-                route_config:
-                  name: orders
-                  virtual_hosts:
-{vhosts}
-                http_filters:
-                  - name: envoy.filters.http.router
-                    typed_config:
-                      "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
-  clusters:
-{clusters}"""
 
 
 def routes_config(
@@ -193,7 +168,7 @@ def routes_config(
         if shadow_port is not None:
             vhosts.append(_MIRROR.format(cluster=f"shadow_{i}"))
             clusters.append(CLUSTER.format(name=f"shadow_{i}", port=shadow_port))
-    return _ENVOY.format(vhosts="".join(vhosts).rstrip("\n"), clusters="".join(clusters))
+    return CONFIG.format(vhosts="".join(vhosts).rstrip("\n"), clusters="".join(clusters))
 
 
 def copies_sent(proxy: Envoy, cluster: str) -> int:

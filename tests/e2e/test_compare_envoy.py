@@ -14,7 +14,6 @@ and flags exactly the slowed route.
 from __future__ import annotations
 
 import io
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from shadowguard.compare import Options, compare
 from shadowguard.demo import envoy as proxy
 from shadowguard.demo.runner import Progress, requests, seeded_differences
 from tests.peers.envoy import envoy_binary
-from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER, _admin_connect
+from tests.peers.postgres import PG_HOST, PG_PORT, PG_USER, fresh_database
 from tests.peers.services import service_missing
 
 REQUESTS = 1000
@@ -33,18 +32,8 @@ REQUESTS = 1000
 @pytest.fixture
 def database() -> Iterator[str]:
     """A database of its own: the demo's table is called ``orders``."""
-    try:
-        admin = _admin_connect()
-    except Exception as exc:
-        service_missing(f"PostgreSQL at {PG_HOST}:{PG_PORT} ({exc})")
-    name = f"sg_compare_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with fresh_database("sg_compare") as name:
         yield name
-    finally:
-        with _admin_connect() as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def test_three_way_comparison_behind_envoy(tmp_path: Path, database: str) -> None:

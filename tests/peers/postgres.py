@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import pytest
@@ -32,9 +33,9 @@ def _admin_connect() -> psycopg.Connection[tuple[object, ...]]:
     )
 
 
-@pytest.fixture(scope="session")
-def postgres_database() -> Iterator[str]:
-    """Name of a database created for this test session and dropped after it."""
+@contextmanager
+def fresh_database(prefix: str = "sg") -> Iterator[str]:
+    """A new database on the server, dropped on exit; a missing server is ``service_missing``."""
     try:
         import psycopg
     except ImportError:
@@ -43,7 +44,7 @@ def postgres_database() -> Iterator[str]:
         admin = _admin_connect()
     except psycopg.OperationalError as exc:
         service_missing(f"PostgreSQL at {PG_HOST}:{PG_PORT} ({exc})")
-    name = f"sg_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     with admin:
         admin.execute(f'CREATE DATABASE "{name}"')
     try:
@@ -51,6 +52,13 @@ def postgres_database() -> Iterator[str]:
     finally:
         with _admin_connect() as admin:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """Name of a database created for this test session and dropped after it."""
+    with fresh_database() as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
