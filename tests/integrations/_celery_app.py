@@ -14,7 +14,7 @@ from typing import Any
 
 import redis
 from celery import Celery
-from kombu import Exchange, Queue
+from kombu.entity import Exchange, Queue
 
 import shadowguard
 from tests.peers.celery_brokers import BACKEND_URL
