@@ -6,6 +6,7 @@ connections and concurrency use the real RabbitMQ.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.errors import ConfigError
 from shadowguard.integrations import celery as sink
-from shadowguard.integrations.celery import ShadowTaskResultUnavailable
+from shadowguard.integrations.celery import ShadowTaskResultUnavailable, _results
 from tests.integrations._support import installing
 from tests.peers.celery_brokers import Broker
 
@@ -248,3 +249,52 @@ def test_uninstall_restores_kombu_and_celery() -> None:
     assert kombu.messaging.Producer.publish is not original
     sink.uninstall()
     assert kombu.messaging.Producer.publish is original
+
+
+@pytest.mark.usefixtures("installed")
+def test_asyncio_tasks_in_shadow_and_primary_interleave(memory_app: tuple[Celery, str]) -> None:
+    app, queue = memory_app
+    echo = app.tasks["sg.echo"]
+
+    async def shadow_sends(n: int) -> int:
+        with shadowguard.shadow() as scope:
+            echo.delay(n)
+            await asyncio.sleep(0)  # a primary task sends here
+            echo.delay(n)
+        return scope.counts["celery.task"]
+
+    async def primary_send(n: int) -> None:
+        await asyncio.sleep(0)
+        echo.delay(n)
+
+    async def main() -> list[Any]:
+        return await asyncio.gather(
+            *(shadow_sends(n) for n in range(10)), *(primary_send(n) for n in range(10))
+        )
+
+    counts = asyncio.run(main())
+    assert counts[:10] == [2] * 10
+    assert _depth(queue) == 10
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_producer_passed_in_by_the_caller_is_guarded_too(
+    memory_app: tuple[Celery, str],
+) -> None:
+    app, queue = memory_app
+    echo = app.tasks["sg.echo"]
+    with app.producer_or_acquire() as producer:
+        with shadowguard.shadow():
+            echo.apply_async((1,), producer=producer)
+            producer.publish({"raw": True}, routing_key=queue)  # kombu used directly
+        echo.apply_async((2,), producer=producer)
+    assert _depth(queue) == 1
+
+
+def test_the_registry_of_suppressed_ids_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_results, "MAX_IDS", 3)
+    try:
+        _results.remember(["a", "b", "c", "d", "e"])
+        assert [_results.was_suppressed(i) for i in "abcde"] == [False, False, True, True, True]
+    finally:
+        _results.forget()

@@ -40,7 +40,8 @@ _lock = threading.Lock()
 _NESTING = 32  # a chain in a chord in a group: deeper than any canvas one builds by hand
 
 
-class ShadowTaskResultUnavailable(ShadowGuardError, CeleryTimeoutError):  # type: ignore[misc]  # celery is untyped
+# celery has no type information: its TimeoutError is Any to mypy.
+class ShadowTaskResultUnavailable(ShadowGuardError, CeleryTimeoutError):  # type: ignore[misc]
     """The result of a task that was not sent because it was called in shadow traffic."""
 
     def __init__(self, task_id: str) -> None:
