@@ -81,6 +81,7 @@ LIBRARIES: tuple[Library, ...] = (
         "message publishes (kombu)",
         "shadowguard.install('celery') (it guards kombu's Producer.publish)",
         ("celery",),
+        raw=True,  # Celery loads it: it counts when the application publishes with kombu itself
     ),
     Library("aiohttp", "outbound HTTP", "shadowguard.install('aiohttp')", ("aiohttp",)),
     Library("kafka", "Kafka produces (kafka-python)", _OTHER_KAFKA_CLIENT),
