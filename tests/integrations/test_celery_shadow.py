@@ -298,3 +298,19 @@ def test_the_registry_of_suppressed_ids_is_bounded(monkeypatch: pytest.MonkeyPat
         assert [_results.was_suppressed(i) for i in "abcde"] == [False, False, True, True, True]
     finally:
         _results.forget()
+
+
+def test_with_the_redis_guard_installed_too(celery_broker: Broker) -> None:
+    """On a Redis broker the redis guard sits below kombu: the primary passes both guards."""
+    from shadowguard.integrations import redis as redis_sink
+
+    queue = celery_broker.queue("both")
+    app = Celery("both", broker=celery_broker.url, set_as_current=False)
+    app.conf.update(task_default_queue=queue, task_publish_retry=False)
+    with installing(sink), installing(redis_sink):
+        with shadowguard.shadow() as scope:
+            app.send_task("sg.both", ["shadow"])
+        assert scope.counts == {"celery.task": 1}  # nothing reached the Redis client
+        assert celery_broker.depth(queue) == 0
+        app.send_task("sg.both", ["primary"])
+        assert celery_broker.depth(queue) == 1
