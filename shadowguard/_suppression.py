@@ -39,6 +39,15 @@ class Kind:
       ``"builtin"``), ``via`` (``"command"``, ``"pipeline"``, ``"transaction"``) and, when
       suppressed, ``reply`` (what the caller got instead) or ``instead`` (the read sent in
       its place, ``"GET"``).
+    - ``celery.task``: a Celery task message not sent; the target is the task's name.
+      ``task_id``, ``args`` (one ``"***"`` per positional argument), ``kwargs`` (each name
+      with ``"***"``), ``exchange``, ``routing_key``, ``broker`` (URL without password),
+      ``content_type`` and ``bytes`` (the body as serialized and compressed).
+    - ``celery.message``: any other kombu message not sent (Celery events, remote control,
+      RPC results); the target is ``exchange/routing_key``. ``exchange``, ``routing_key``,
+      ``broker``, ``content_type``, ``bytes``.
+    - ``celery.consume``: always a refusal: a worker (or ``purge()``) in shadow would take
+      tasks off the primary's queues. ``queues`` (the names refused).
     """
 
     DB_COMMIT: Final = "db.commit"
@@ -50,6 +59,9 @@ class Kind:
     MAIL_SEND: Final = "mail.send"
     CALL: Final = "call"
     REDIS_COMMAND: Final = "redis.command"
+    CELERY_TASK: Final = "celery.task"
+    CELERY_MESSAGE: Final = "celery.message"
+    CELERY_CONSUME: Final = "celery.consume"
 
 
 class Action:

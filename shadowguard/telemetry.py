@@ -69,6 +69,9 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
     Kind.MAIL_SEND: "mail.send_suppressed",
     Kind.CALL: "shadowguard.call_suppressed",
     Kind.REDIS_COMMAND: "redis.command_suppressed",
+    Kind.CELERY_TASK: "messaging.publish_suppressed",
+    Kind.CELERY_MESSAGE: "messaging.publish_suppressed",
+    Kind.CELERY_CONSUME: "messaging.receive_blocked",
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 

@@ -22,6 +22,7 @@ pytest_plugins = [
     "tests.peers.postgres_cluster",
     "tests.peers.redis",
     "tests.peers.smtp",
+    "tests.peers.celery_brokers",  # after tests.peers.redis, which it imports
 ]
 
 # The OpenTelemetry globals can be set once per process: one in-memory SDK for all tests.

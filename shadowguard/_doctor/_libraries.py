@@ -70,7 +70,19 @@ LIBRARIES: tuple[Library, ...] = (
     Library("MySQLdb", "raw MySQL access", _RAW_DB, raw=True),
     Library("boto3", "AWS calls (S3 puts, SQS/SNS sends, DynamoDB writes)", _AWS),
     Library("botocore", "AWS calls", _AWS),
-    Library("celery", "task enqueueing (task.delay)", f"{_SIDE_EFFECT} (the code that enqueues)"),
+    Library(
+        "celery",
+        "task enqueueing (task.delay) and workers",
+        "shadowguard.install('celery')",
+        ("celery",),
+    ),
+    Library(
+        "kombu",
+        "message publishes (kombu)",
+        "shadowguard.install('celery') (it guards kombu's Producer.publish)",
+        ("celery",),
+        raw=True,  # Celery loads it: it counts when the application publishes with kombu itself
+    ),
     Library("aiohttp", "outbound HTTP", "shadowguard.install('aiohttp')", ("aiohttp",)),
     Library("kafka", "Kafka produces (kafka-python)", _OTHER_KAFKA_CLIENT),
     Library("aiokafka", "Kafka produces", _OTHER_KAFKA_CLIENT),

@@ -81,6 +81,10 @@ def _django_connection(obj: Any, active: Collection[str], proxied: Mapping[int, 
     return "django" in active and getattr(obj, "connection", None) is None
 
 
+def _celery_app(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
+    return "celery" in active  # the guard is on kombu's Producer, which every app uses
+
+
 _KINDS: tuple[_Kind, ...] = (
     _Kind(
         "confluent_kafka Producer",
@@ -149,6 +153,12 @@ _KINDS: tuple[_Kind, ...] = (
         (("redis.client", "Redis"), ("redis.asyncio.client", "Redis")),
         _marked("_send_command_parse_response"),
         "shadowguard.install('redis') (it guards clients created before it too)",
+    ),
+    _Kind(
+        "Celery app",
+        (("celery.app.base", "Celery"),),
+        _celery_app,
+        "shadowguard.install('celery') (it guards apps created before it too)",
     ),
     _Kind(
         "redis cluster client",

@@ -17,10 +17,11 @@ from shadowguard._outbound import rules
 from shadowguard._outbound.passdown import judged_above, passing_down
 from shadowguard._outbound.rules import *  # noqa: F403 (its __all__ is re-exported below)
 from shadowguard._outbound.stubs import is_stub, mark_stub
-from shadowguard._outbound.urls import canonical_url, normalize_url, redact_url, url_of
+from shadowguard._outbound.urls import REDACTED, canonical_url, normalize_url, redact_url, url_of
 
 __all__ = [
     *rules.__all__,
+    "REDACTED",
     "canonical_url",
     "is_stub",
     "judged_above",

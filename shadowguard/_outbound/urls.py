@@ -20,6 +20,7 @@ from urllib.parse import SplitResult, quote, urlsplit
 from shadowguard.errors import ConfigError
 
 __all__ = [
+    "REDACTED",
     "UrlMatcher",
     "canonical_url",
     "glob",
@@ -31,7 +32,8 @@ __all__ = [
 ]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
-_REDACTED = "***"
+#: What a redacted value (a query value, a task argument) becomes in a record.
+REDACTED = "***"
 _ENCODED_DOT = re.compile(r"%2e", re.IGNORECASE)
 # A slash or backslash a server may decode (or read) as a separator: no canonical reading.
 _AMBIGUOUS_SEPARATOR = re.compile(r"%2f|%5c|\\", re.IGNORECASE)
@@ -165,7 +167,7 @@ def redact_url(url: str) -> str:
     if not query:
         return base
     names = [pair.split("=", 1)[0] for pair in query.split("&") if pair]
-    return base + "?" + "&".join(f"{name}={_REDACTED}" for name in names)
+    return base + "?" + "&".join(f"{name}={REDACTED}" for name in names)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,144 @@
+"""Celery: in shadow, tasks are serialized and recorded, never sent; workers keep off the
+primary's queues.
+
+``install()`` patches classes, so apps, producers and results created before it are
+covered too (there is no per-object ``guard()``):
+
+- ``kombu.Producer.publish``, which every Celery message goes through (``apply_async``,
+  ``delay``, ``send_task``, chains, groups, chords, events, remote control): in shadow the
+  message is serialized with the app's serializer and recorded
+  (``Suppression(kind="celery.task")`` naming the task, arguments redacted; other messages
+  as ``celery.message``); nothing is declared, connected or published.
+- The result backends' ``on_task_call`` and ``apply_chord``: nothing prepared for a result
+  that never comes, no chord state stored.
+- ``AsyncResult`` and ``ResultSet``: a suppressed task's result is ``PENDING``; ``get()``
+  raises ``ShadowTaskResultUnavailable`` (a ``celery.exceptions.TimeoutError``) at once.
+- ``WorkController.start``, ``Consumer.add_task_queue`` and ``Control.purge``: in shadow
+  (a ``SHADOW_MODE`` worker) a worker refuses to consume any queue but the shadow's own
+  (``shadow_queues``), and purging is refused.
+
+The package, in the order a shadow ``apply_async`` meets it:
+
+- ``_backend``: ``on_task_call`` and ``apply_chord`` as shadow no-ops.
+- ``_publish``: the message serialized, recorded, its ids remembered.
+- ``_results``: the ids of suppressed tasks, and their results' answers.
+- ``_worker``: shadow workers consume only the shadow's own queues.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from shadowguard.contract import Patches, missing_extra_error
+from shadowguard.errors import ConfigError
+
+try:
+    import celery
+    import celery.app.control
+    import celery.backends.base
+    import celery.backends.redis
+    import celery.backends.rpc
+    import celery.result
+    import celery.worker.consumer.consumer
+    import celery.worker.worker
+    import kombu.messaging
+except ImportError as exc:  # pragma: no cover - exercised without the extra installed
+    raise missing_extra_error("celery", "celery") from exc
+
+from shadowguard.integrations.celery import _results
+from shadowguard.integrations.celery._backend import apply_chord_hook, on_task_call_hook
+from shadowguard.integrations.celery._publish import publish_hook
+from shadowguard.integrations.celery._results import (
+    ShadowTaskResultUnavailable,
+    get_hook,
+    join_hook,
+    meta_hook,
+)
+from shadowguard.integrations.celery._worker import (
+    add_queue_hook,
+    purge_hook,
+    set_shadow_queues,
+    start_hook,
+)
+
+__all__ = ["ShadowTaskResultUnavailable", "install", "uninstall"]
+
+_patches = Patches("celery")
+#: Backends whose own methods prepare for a result or store chord state.
+_BACKENDS = (
+    celery.backends.base.Backend,
+    celery.backends.redis.RedisBackend,
+    celery.backends.rpc.RPCBackend,
+)
+
+
+def _original(cls: type, name: str) -> Any:
+    try:
+        return vars(cls)[name]
+    except KeyError:
+        raise ImportError(
+            f"shadowguard's celery integration needs celery>=5.4: {cls.__module__}."
+            f"{cls.__qualname__}.{name} is missing in celery {celery.__version__}"
+        ) from None
+
+
+def _queues(shadow_queues: Iterable[str]) -> frozenset[str]:
+    if isinstance(shadow_queues, (str, bytes)) or not all(
+        isinstance(q, str) and q for q in shadow_queues
+    ):
+        raise ConfigError(
+            f"the celery integration's shadow_queues={shadow_queues!r} is not valid: "
+            "give a list of queue names (non-empty strings)"
+        )
+    return frozenset(shadow_queues)
+
+
+def _apply(*, shadow_queues: Iterable[str] = ()) -> None:
+    set_shadow_queues(_queues(shadow_queues))
+    producer = kombu.messaging.Producer
+    _patches.setattr(producer, "publish", publish_hook(_original(producer, "publish")))
+    for backend in _BACKENDS:
+        if "on_task_call" in vars(backend):
+            hook = on_task_call_hook(_original(backend, "on_task_call"))
+            _patches.setattr(backend, "on_task_call", hook)
+        if "apply_chord" in vars(backend):
+            _patches.setattr(
+                backend, "apply_chord", apply_chord_hook(_original(backend, "apply_chord"))
+            )
+    result = celery.result.AsyncResult
+    _patches.setattr(result, "_get_task_meta", meta_hook(_original(result, "_get_task_meta")))
+    for name in ("get", "wait"):
+        _patches.setattr(result, name, get_hook(_original(result, name)))
+    result_set = celery.result.ResultSet
+    for name in ("join", "join_native", "iter_native"):
+        _patches.setattr(result_set, name, join_hook(_original(result_set, name)))
+    worker = celery.worker.worker.WorkController
+    _patches.setattr(worker, "start", start_hook(_original(worker, "start")))
+    consumer = celery.worker.consumer.consumer.Consumer
+    _patches.setattr(
+        consumer, "add_task_queue", add_queue_hook(_original(consumer, "add_task_queue"))
+    )
+    control = celery.app.control.Control
+    _patches.setattr(control, "purge", purge_hook(_original(control, "purge")))
+
+
+def _forget() -> None:
+    _results.forget()
+    set_shadow_queues(frozenset())
+
+
+def install(**options: Any) -> None:
+    """Guard every Celery app, producer, result and worker; idempotent.
+
+    ``shadow_queues``: queues of the shadow's own (mirror queues that get a copy of the
+    primary's tasks); a worker in a ``SHADOW_MODE`` process may consume from these and no
+    others. Apps and results created before ``install()`` are covered too (the patches
+    are on the classes); :func:`uninstall` restores them.
+    """
+    _patches.install(_apply, options)
+
+
+def uninstall() -> None:
+    """Restore Celery's and kombu's classes and forget the suppressed task ids."""
+    _patches.uninstall(after=_forget)
