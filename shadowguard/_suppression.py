@@ -39,6 +39,11 @@ class Kind:
       ``"builtin"``), ``via`` (``"command"``, ``"pipeline"``, ``"transaction"``) and, when
       suppressed, ``reply`` (what the caller got instead) or ``instead`` (the read sent in
       its place, ``"GET"``).
+    - ``aws.call``: ``operation`` is the API operation (``"PutObject"``, ``"SendMessage"``);
+      ``service`` (as ``boto3.client()`` names it), ``region``, ``endpoint`` (redacted),
+      ``reason`` (``"write"``, or ``"consume"`` for a read that takes work from other
+      consumers, answered empty), ``why`` (the rule that decided). ``target`` is
+      ``service:resource`` (the bucket, queue, topic or table) or the service.
     """
 
     DB_COMMIT: Final = "db.commit"
@@ -50,6 +55,7 @@ class Kind:
     MAIL_SEND: Final = "mail.send"
     CALL: Final = "call"
     REDIS_COMMAND: Final = "redis.command"
+    AWS_CALL: Final = "aws.call"
 
 
 class Action:

@@ -69,6 +69,7 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
     Kind.MAIL_SEND: "mail.send_suppressed",
     Kind.CALL: "shadowguard.call_suppressed",
     Kind.REDIS_COMMAND: "redis.command_suppressed",
+    Kind.AWS_CALL: "aws.call_suppressed",
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 

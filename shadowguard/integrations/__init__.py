@@ -47,6 +47,7 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("smtplib", "shadowguard.integrations.smtplib", "smtplib", ""),  # stdlib: no extra
     Integration("django", "shadowguard.integrations.django", "django", "django"),
     Integration("redis", "shadowguard.integrations.redis", "redis", "redis"),
+    Integration("boto3", "shadowguard.integrations.boto3", "botocore", "boto3"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 
