@@ -78,7 +78,8 @@ def _resource(service: str, params: Mapping[str, Any]) -> str:
     for name in _RESOURCE_PARAMS:
         value = params.get(name)
         if isinstance(value, str) and value:
-            return f"{service}:{value.rstrip('/').rsplit('/', 1)[-1]}"
+            # A queue URL's or an ARN's last part: the queue, topic or function name.
+            return f"{service}:{value.rstrip('/').rsplit('/', 1)[-1].rsplit(':', 1)[-1]}"
     return service
 
 

@@ -1,0 +1,461 @@
+"""boto3 against a real moto server: nothing written in shadow, all of it as primary; reads real."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+
+import shadowguard
+from shadowguard import ShadowSideEffectBlocked
+from shadowguard.errors import ConfigError
+from shadowguard.integrations import boto3 as sink
+from shadowguard.integrations.boto3 import _hooks
+from tests.integrations._support import installing
+from tests.peers.moto import MotoPeer
+
+SINK = "boto3"
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+def _keys(s3: Any, bucket: str) -> list[str]:
+    return [o["Key"] for o in s3.list_objects_v2(Bucket=bucket).get("Contents", [])]
+
+
+def _bucket(moto: MotoPeer) -> tuple[Any, str]:
+    s3 = moto.client("s3")
+    bucket = moto.name("bucket")
+    s3.create_bucket(Bucket=bucket)
+    return s3, bucket
+
+
+def _queue(moto: MotoPeer, sqs: Any, name: str = "queue") -> str:
+    return str(sqs.create_queue(QueueName=moto.name(name))["QueueUrl"])
+
+
+def _count(sqs: Any, url: str) -> int:
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+@pytest.mark.usefixtures("installed")
+def test_s3_writes_leave_no_object_in_shadow_and_reads_are_real(moto: MotoPeer) -> None:
+    s3, bucket = _bucket(moto)
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"primary data")
+    with shadowguard.shadow() as scope:
+        put = s3.put_object(Bucket=bucket, Key="new", Body=b"shadow data")
+        s3.delete_object(Bucket=bucket, Key="kept")
+        s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "kept"})
+        moto.resource("s3").Object(bucket, "via-resource").put(Body=b"x")
+        listed = _keys(s3, bucket)
+        body = s3.get_object(Bucket=bucket, Key="kept")["Body"].read()
+        head = s3.head_object(Bucket=bucket, Key="kept")
+    assert listed == ["kept"]
+    assert body == b"primary data"
+    assert head["ContentLength"] == len(b"primary data")
+    assert put["ETag"] == f'"{_md5(b"shadow data")}"'  # as S3's, for a single-part object
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert _keys(s3, bucket) == ["kept"]
+    assert [(s.kind, s.target, s.detail["operation"]) for s in scope.suppressed] == [
+        ("aws.call", f"s3:{bucket}", "PutObject"),
+        ("aws.call", f"s3:{bucket}", "DeleteObject"),
+        ("aws.call", f"s3:{bucket}", "CopyObject"),
+        ("aws.call", f"s3:{bucket}", "PutObject"),
+    ]
+    assert scope.suppressed[0].detail["service"] == "s3"
+    assert scope.suppressed[0].detail["reason"] == "write"
+    # The same calls as primary change the bucket.
+    s3.put_object(Bucket=bucket, Key="new", Body=b"primary")
+    s3.delete_object(Bucket=bucket, Key="kept")
+    assert _keys(s3, bucket) == ["new"]
+
+
+@pytest.fixture
+def moto_multipart(moto: MotoPeer) -> Iterator[MotoPeer]:
+    """moto's state dump (the SES oracle) fails once a multipart upload's parts exist (a
+    moto bug): the server is cleared after a test that makes them."""
+    try:
+        yield moto
+    finally:
+        moto.reset()
+
+
+@pytest.mark.usefixtures("installed")
+def test_s3_transfers_on_worker_threads_stay_shadow(moto_multipart: MotoPeer) -> None:
+    """upload_file runs its parts on s3transfer's threads, which do not inherit context."""
+    moto = moto_multipart
+    s3, bucket = _bucket(moto)
+    config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    big = b"x" * (11 * 1024 * 1024)
+    with shadowguard.shadow() as scope:
+        s3.upload_fileobj(io.BytesIO(big), bucket, "multi", Config=config)
+        s3.upload_fileobj(io.BytesIO(b"small"), bucket, "single")
+    assert _keys(s3, bucket) == []
+    operations = sorted(s.detail["operation"] for s in scope.suppressed)
+    assert operations == [
+        "CompleteMultipartUpload",
+        "CreateMultipartUpload",
+        "PutObject",
+        *["UploadPart"] * 3,
+    ]
+    s3.upload_fileobj(io.BytesIO(big), bucket, "multi", Config=config)
+    assert _keys(s3, bucket) == ["multi"]
+    with shadowguard.shadow():
+        out = io.BytesIO()
+        s3.download_fileobj(bucket, "multi", out, Config=config)
+    assert out.getvalue() == big
+
+
+@pytest.mark.usefixtures("installed")
+def test_sqs_shadow_sends_nothing_and_receive_leaves_the_message_to_the_primary(
+    moto: MotoPeer,
+) -> None:
+    sqs = moto.client("sqs")
+    url = _queue(moto, sqs)
+    sqs.send_message(QueueUrl=url, MessageBody="order 1")
+    with shadowguard.shadow() as scope:
+        sent = sqs.send_message(QueueUrl=url, MessageBody="shadow order")
+        batch = sqs.send_message_batch(
+            QueueUrl=url,
+            Entries=[{"Id": "a", "MessageBody": "x"}, {"Id": "b", "MessageBody": "y"}],
+        )
+        received = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)
+        sqs.purge_queue(QueueUrl=url)
+        depth = _count(sqs, url)
+    assert depth == 1  # reads are real
+    assert received.get("Messages", []) == []
+    assert sent["MD5OfMessageBody"] == _md5(b"shadow order")
+    assert sent["MessageId"]
+    assert [e["Id"] for e in batch["Successful"]] == ["a", "b"]
+    assert batch["Failed"] == []
+    receive = scope.suppressed[2]
+    assert (receive.detail["operation"], receive.detail["reason"]) == ("ReceiveMessage", "consume")
+    # The primary still gets the message, and only that one.
+    (message,) = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]
+    assert message["Body"] == "order 1"
+    with shadowguard.shadow():
+        sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+        sqs.change_message_visibility(
+            QueueUrl=url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+        )
+    assert _count(sqs, url) == 1  # neither deleted nor made visible again
+    sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+    assert _count(sqs, url) == 0
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_long_poll_in_shadow_waits_as_an_empty_queue_would(
+    moto: MotoPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(_hooks, "wait", waits.append)
+    sqs = moto.client("sqs")
+    url = _queue(moto, sqs)
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    with shadowguard.shadow():
+        assert "Messages" not in sqs.receive_message(QueueUrl=url, WaitTimeSeconds=20)
+        assert "Messages" not in sqs.receive_message(QueueUrl=url)
+    assert waits == [20]
+    assert _count(sqs, url) == 1
+
+
+@pytest.mark.usefixtures("installed")
+def test_sns_publishes_reach_no_subscriber_in_shadow(moto: MotoPeer) -> None:
+    sns, sqs = moto.client("sns"), moto.client("sqs")
+    topic = sns.create_topic(Name=moto.name("topic"))["TopicArn"]
+    url = _queue(moto, sqs, "subscriber")
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
+    sns.subscribe(TopicArn=topic, Protocol="sqs", Endpoint=arn["QueueArn"])
+    with shadowguard.shadow() as scope:
+        published = sns.publish(TopicArn=topic, Message="shadow")
+        sns.publish_batch(
+            TopicArn=topic, PublishBatchRequestEntries=[{"Id": "1", "Message": "shadow"}]
+        )
+        subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"]
+    assert published["MessageId"]
+    assert len(subscriptions) == 1
+    assert _count(sqs, url) == 0
+    assert [s.target for s in scope.suppressed] == [f"sns:{topic.rsplit(':', 1)[-1]}"] * 2
+    sns.publish(TopicArn=topic, Message="primary")
+    (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+    assert json.loads(message["Body"])["Message"] == "primary"
+
+
+@pytest.mark.usefixtures("installed")
+def test_ses_sends_no_mail_in_shadow(moto: MotoPeer) -> None:
+    ses = moto.client("ses")
+    ses.verify_email_identity(EmailAddress=moto.sender())
+    mail = {
+        "Source": moto.sender(),
+        "Destination": {"ToAddresses": ["alice@example.test"]},
+        "Message": {"Subject": {"Data": "Your order"}, "Body": {"Text": {"Data": "Thanks"}}},
+    }
+    with shadowguard.shadow() as scope:
+        sent = ses.send_email(**mail)
+        ses.send_raw_email(
+            Source=moto.sender(),
+            RawMessage={"Data": f"From: {moto.sender()}\r\nTo: a@example.test\r\n\r\nhi"},
+        )
+        quota = ses.get_send_quota()
+    assert sent["MessageId"]
+    assert quota["Max24HourSend"] > 0
+    assert moto.sent_mail() == []
+    assert scope.counts["aws.call"] == 2
+    ses.send_email(**mail)
+    (delivered,) = moto.sent_mail()
+    assert delivered["subject"] == "Your order"
+
+
+def _table(moto: MotoPeer) -> tuple[Any, str]:
+    dynamodb = moto.client("dynamodb")
+    table = moto.name("orders")
+    dynamodb.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    dynamodb.put_item(TableName=table, Item={"id": {"S": "kept"}, "n": {"N": "1"}})
+    return dynamodb, table
+
+
+@pytest.mark.usefixtures("installed")
+def test_dynamodb_items_are_absent_after_shadow_and_reads_are_real(moto: MotoPeer) -> None:
+    dynamodb, table = _table(moto)
+    key = {"id": {"S": "kept"}}
+    with shadowguard.shadow() as scope:
+        dynamodb.put_item(TableName=table, Item={"id": {"S": "new"}})
+        dynamodb.update_item(
+            TableName=table,
+            Key=key,
+            UpdateExpression="SET n = :n",
+            ExpressionAttributeValues={":n": {"N": "2"}},
+        )
+        dynamodb.delete_item(TableName=table, Key={"id": {"S": "kept"}})
+        batch = dynamodb.batch_write_item(
+            RequestItems={table: [{"PutRequest": {"Item": {"id": {"S": "batch"}}}}]}
+        )
+        dynamodb.execute_statement(Statement=f"INSERT INTO \"{table}\" VALUE {{'id': 'partiql'}}")
+        selected = dynamodb.execute_statement(Statement=f'SELECT * FROM "{table}"')["Items"]
+        got = dynamodb.get_item(TableName=table, Key=key)["Item"]
+        scanned = dynamodb.scan(TableName=table)["Items"]
+        queried = dynamodb.query(
+            TableName=table,
+            KeyConditionExpression="id = :id",
+            ExpressionAttributeValues={":id": {"S": "kept"}},
+        )["Items"]
+        moto.resource("dynamodb").Table(table).put_item(Item={"id": "resource"})
+    assert batch["UnprocessedItems"] == {}
+    assert got == {"id": {"S": "kept"}, "n": {"N": "1"}}
+    assert scanned == queried == selected == [got]
+    assert [s.detail["operation"] for s in scope.suppressed] == [
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "ExecuteStatement",
+        "PutItem",
+    ]
+    assert dynamodb.scan(TableName=table)["Items"] == [got]
+    dynamodb.put_item(TableName=table, Item={"id": {"S": "new"}})
+    assert len(dynamodb.scan(TableName=table)["Items"]) == 2
+
+
+def test_a_client_created_before_install_is_guarded(moto: MotoPeer) -> None:
+    s3, bucket = _bucket(moto)
+    with installing(sink), shadowguard.shadow():
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert _keys(s3, bucket) == []
+
+
+def test_primary_calls_are_unchanged(moto: MotoPeer) -> None:
+    """The same calls, with and without the integration, give the same answers."""
+
+    def session(tag: str) -> list[Any]:
+        s3, bucket = _bucket(moto)
+        sqs = moto.client("sqs")
+        url = _queue(moto, sqs, tag)
+        put = s3.put_object(Bucket=bucket, Key=f"{tag}-k", Body=b"body")
+        sent = sqs.send_message(QueueUrl=url, MessageBody="m")
+        (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        with pytest.raises(s3.exceptions.NoSuchKey):
+            s3.get_object(Bucket=bucket, Key="missing")
+        return [
+            put["ETag"],
+            sent["MD5OfMessageBody"],
+            message["Body"],
+            s3.get_object(Bucket=bucket, Key=f"{tag}-k")["Body"].read(),
+            "x-shadowguard-stub" in put["ResponseMetadata"]["HTTPHeaders"],
+        ]
+
+    bare = session("bare")
+    with installing(sink):
+        guarded = session("guarded")
+    assert guarded == bare == [f'"{_md5(b"body")}"', _md5(b"m"), "m", b"body", False]
+
+
+@pytest.mark.usefixtures("installed")
+def test_http_guards_below_send_allowed_reads_and_never_see_writes(moto: MotoPeer) -> None:
+    """With the urllib3 and http.client guards installed too, each call is judged once."""
+    s3, bucket = _bucket(moto)
+    s3.put_object(Bucket=bucket, Key="kept", Body=b"data")
+    with installing(shadowguard.integrations.load("requests")), installing(
+        shadowguard.integrations.load("http_client")
+    ), shadowguard.shadow() as scope:
+        assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"data"
+        s3.put_object(Bucket=bucket, Key="new", Body=b"x")
+    assert [s.kind for s in scope.suppressed] == ["aws.call"]
+    assert _keys(s3, bucket) == ["kept"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_request_sent_past_the_client_is_refused(moto: MotoPeer) -> None:
+    s3, bucket = _bucket(moto)
+    model = s3.meta.service_model.operation_model("PutObject")
+    request = s3._convert_to_request_dict(
+        {"Bucket": bucket, "Key": "k", "Body": b"x"}, model, f"{moto.url}/{bucket}/k"
+    )
+    with shadowguard.shadow() as scope, pytest.raises(ShadowSideEffectBlocked):
+        s3._endpoint.make_request(model, request)
+    assert scope.suppressed[0].blocked
+    assert _keys(s3, bucket) == []
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_failure_while_answering_fails_closed(
+    moto: MotoPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s3, bucket = _bucket(moto)
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_hooks, "reply", broken)
+    with shadowguard.shadow() as scope, pytest.raises(ShadowSideEffectBlocked, match="boom"):
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert scope.suppressed[0].blocked
+    assert _keys(s3, bucket) == []
+    s3.put_object(Bucket=bucket, Key="k", Body=b"x")  # the primary path never answers
+    assert _keys(s3, bucket) == ["k"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_an_event_stream_answer_is_refused(moto: MotoPeer) -> None:
+    lam = moto.client("lambda")
+    with shadowguard.shadow() as scope, pytest.raises(ShadowSideEffectBlocked, match="event"):
+        lam.invoke_with_response_stream(FunctionName="f")
+    assert scope.suppressed[0].detail["operation"] == "InvokeWithResponseStream"
+
+
+@pytest.mark.usefixtures("installed")
+def test_invalid_parameters_fail_in_shadow_as_on_the_primary(moto: MotoPeer) -> None:
+    from botocore.exceptions import ParamValidationError
+
+    sqs = moto.client("sqs")
+    with shadowguard.shadow() as scope, pytest.raises(ParamValidationError):
+        sqs.send_message(QueueUrl="u")  # no MessageBody
+    assert scope.suppressed == []
+
+
+def test_options_move_operations_between_reads_and_writes(moto: MotoPeer) -> None:
+    sqs = moto.client("sqs")
+    url = _queue(moto, sqs)
+    sqs.send_message(QueueUrl=url, MessageBody="m")
+    s3, bucket = _bucket(moto)
+    s3.put_object(Bucket=bucket, Key="k", Body=b"data")
+    with installing(sink, reads=["sqs:ReceiveMessage"], writes=["s3:GetObject"]):
+        with shadowguard.shadow() as scope:
+            (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+            body = s3.get_object(Bucket=bucket, Key="k")["Body"].read()
+    assert message["Body"] == "m"
+    assert body == b""
+    assert [(s.detail["operation"], s.detail["why"]) for s in scope.suppressed] == [
+        ("GetObject", "install() option")
+    ]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"reads": ["ReceiveMessage"]},
+        {"reads": "sqs"},
+        {"writes": ["sqs:receiveMessage"]},
+        {"reads": ["sqs:ReceiveMessage"], "writes": ["sqs:ReceiveMessage"]},
+        {"reads": [3]},
+    ],
+)
+def test_bad_options_are_refused_at_install(options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="boto3 integration"):
+        sink.install(**options)
+    assert not shadowguard.installed()
+
+
+@pytest.mark.usefixtures("installed")
+def test_shadow_and_primary_threads_at_once(moto: MotoPeer) -> None:
+    s3, bucket = _bucket(moto)
+    errors: list[BaseException] = []
+
+    def work(shadow: bool, n: int) -> None:
+        try:
+            for i in range(10):
+                if shadow:
+                    with shadowguard.shadow():
+                        s3.put_object(Bucket=bucket, Key=f"shadow-{n}-{i}", Body=b"x")
+                else:
+                    s3.put_object(Bucket=bucket, Key=f"primary-{n}-{i}", Body=b"x")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n % 2 == 0, n)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    keys = _keys(s3, bucket)
+    assert len(keys) == 20
+    assert all(k.startswith("primary-") for k in keys)
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_asyncio_tasks_keep_their_own_mode(moto: MotoPeer) -> None:
+    import asyncio
+
+    s3, bucket = _bucket(moto)
+
+    async def put(key: str, shadow: bool) -> None:
+        if shadow:
+            with shadowguard.shadow():
+                await asyncio.to_thread(shadowguard.propagate(s3.put_object), Bucket=bucket, Key=key, Body=b"x")
+        else:
+            await asyncio.to_thread(s3.put_object, Bucket=bucket, Key=key, Body=b"x")
+
+    await asyncio.gather(*(put(f"k{i}", i % 2 == 0) for i in range(6)))
+    assert _keys(s3, bucket) == ["k1", "k3", "k5"]
+
+
+def test_shadow_mode_process_flag_guards_without_a_scope(
+    moto: MotoPeer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shadowguard.contract import PROCESS
+
+    s3, bucket = _bucket(moto)
+    with installing(sink):
+        monkeypatch.setattr(PROCESS, "shadow", True)
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+        listed = _keys(s3, bucket)
+        monkeypatch.setattr(PROCESS, "shadow", False)
+    assert listed == []
+    assert _keys(s3, bucket) == []
