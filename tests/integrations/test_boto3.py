@@ -96,7 +96,9 @@ def test_s3_transfers_on_worker_threads_stay_shadow(moto_multipart: MotoPeer) ->
     """upload_file runs its parts on s3transfer's threads, which do not inherit context."""
     moto = moto_multipart
     s3, bucket = _bucket(moto)
-    config = TransferConfig(multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024)
+    config = TransferConfig(
+        multipart_threshold=5 * 1024 * 1024, multipart_chunksize=5 * 1024 * 1024
+    )
     big = b"x" * (11 * 1024 * 1024)
     with shadowguard.shadow() as scope:
         s3.upload_fileobj(io.BytesIO(big), bucket, "multi", Config=config)
@@ -310,9 +312,11 @@ def test_http_guards_below_send_allowed_reads_and_never_see_writes(moto: MotoPee
     """With the urllib3 and http.client guards installed too, each call is judged once."""
     s3, bucket = _bucket(moto)
     s3.put_object(Bucket=bucket, Key="kept", Body=b"data")
-    with installing(shadowguard.integrations.load("requests")), installing(
-        shadowguard.integrations.load("http_client")
-    ), shadowguard.shadow() as scope:
+    with (
+        installing(shadowguard.integrations.load("requests")),
+        installing(shadowguard.integrations.load("http_client")),
+        shadowguard.shadow() as scope,
+    ):
         assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"data"
         s3.put_object(Bucket=bucket, Key="new", Body=b"x")
     assert [s.kind for s in scope.suppressed] == ["aws.call"]
@@ -374,10 +378,12 @@ def test_options_move_operations_between_reads_and_writes(moto: MotoPeer) -> Non
     sqs.send_message(QueueUrl=url, MessageBody="m")
     s3, bucket = _bucket(moto)
     s3.put_object(Bucket=bucket, Key="k", Body=b"data")
-    with installing(sink, reads=["sqs:ReceiveMessage"], writes=["s3:GetObject"]):
-        with shadowguard.shadow() as scope:
-            (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
-            body = s3.get_object(Bucket=bucket, Key="k")["Body"].read()
+    with (
+        installing(sink, reads=["sqs:ReceiveMessage"], writes=["s3:GetObject"]),
+        shadowguard.shadow() as scope,
+    ):
+        (message,) = sqs.receive_message(QueueUrl=url)["Messages"]
+        body = s3.get_object(Bucket=bucket, Key="k")["Body"].read()
     assert message["Body"] == "m"
     assert body == b""
     assert [(s.detail["operation"], s.detail["why"]) for s in scope.suppressed] == [
@@ -438,7 +444,9 @@ async def test_asyncio_tasks_keep_their_own_mode(moto: MotoPeer) -> None:
     async def put(key: str, shadow: bool) -> None:
         if shadow:
             with shadowguard.shadow():
-                await asyncio.to_thread(shadowguard.propagate(s3.put_object), Bucket=bucket, Key=key, Body=b"x")
+                await asyncio.to_thread(
+                    shadowguard.propagate(s3.put_object), Bucket=bucket, Key=key, Body=b"x"
+                )
         else:
             await asyncio.to_thread(s3.put_object, Bucket=bucket, Key=key, Body=b"x")
 

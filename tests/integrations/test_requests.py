@@ -379,8 +379,9 @@ def test_bytes_header_values_are_stubbed_and_seen_as_text(http_server: HttpServe
         seen.append(request)
         return Reply(json={"ok": True})
 
-    headers = urllib3.HTTPHeaderDict({"X-Amz-Date": b"20260101T000000Z"})
-    headers.add("X-Repeated", b"one")
+    # urllib3 annotates str values, and takes bytes at run time (as botocore sends them).
+    headers = urllib3.HTTPHeaderDict({"X-Amz-Date": b"20260101T000000Z"})  # type: ignore[arg-type]
+    headers.add("X-Repeated", b"one")  # type: ignore[arg-type]
     headers.add("x-repeated", "two")
     with (
         installing(sink, stubs=[Stub(method="PUT", respond=respond)]),

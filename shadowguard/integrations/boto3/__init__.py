@@ -59,7 +59,7 @@ def _original(cls: type, name: str) -> Any:
 
 def _operations(value: Iterable[str], option: str) -> list[tuple[str, str]]:
     if isinstance(value, (str, bytes)):
-        value = [value]  # type: ignore[list-item]
+        value = [value]
     keys = []
     for item in value:
         service, sep, operation = item.partition(":") if isinstance(item, str) else ("", "", "")

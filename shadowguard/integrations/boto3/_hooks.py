@@ -127,7 +127,11 @@ def _answer(
         )
     try:
         parsed = reply(
-            model, params, region=region, endpoint=str(meta.endpoint_url), consume=verdict_ == CONSUME
+            model,
+            params,
+            region=region,
+            endpoint=str(meta.endpoint_url),
+            consume=verdict_ == CONSUME,
         )
     except Exception as exc:
         raise refuse(
@@ -151,7 +155,9 @@ def _answer(
 
 def make_request_hook(original: Callable[..., Any]) -> Callable[..., Any]:
 
-    def _make_request(self: Any, operation_model: Any, request_dict: Any, request_context: Any) -> Any:
+    def _make_request(
+        self: Any, operation_model: Any, request_dict: Any, request_context: Any
+    ) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, operation_model, request_dict, request_context)
         call = _call.get()

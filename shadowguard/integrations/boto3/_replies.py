@@ -139,7 +139,11 @@ def _sqs_send(params: Mapping[str, Any], out: dict[str, Any]) -> None:
 
 def _sqs_send_batch(params: Mapping[str, Any], out: dict[str, Any]) -> None:
     out["Successful"] = [
-        {"Id": e.get("Id"), "MessageId": str(uuid.uuid4()), "MD5OfMessageBody": _md5(e.get("MessageBody", ""))}
+        {
+            "Id": e.get("Id"),
+            "MessageId": str(uuid.uuid4()),
+            "MD5OfMessageBody": _md5(e.get("MessageBody", "")),
+        }
         for e in _entries(params, "Entries")
     ]
     out["Failed"] = []
