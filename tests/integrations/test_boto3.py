@@ -257,7 +257,10 @@ def test_dynamodb_items_are_absent_after_shadow_and_reads_are_real(moto: MotoPee
             KeyConditionExpression="id = :id",
             ExpressionAttributeValues={":id": {"S": "kept"}},
         )["Items"]
-        moto.resource("dynamodb").Table(table).put_item(Item={"id": "resource"})
+        resource = moto.resource("dynamodb").Table(table)
+        resource.put_item(Item={"id": "resource"})
+        with resource.batch_writer() as writer:
+            writer.put_item(Item={"id": "batched"})
     assert batch["UnprocessedItems"] == {}
     assert got == {"id": {"S": "kept"}, "n": {"N": "1"}}
     assert scanned == queried == selected == [got]
@@ -268,6 +271,7 @@ def test_dynamodb_items_are_absent_after_shadow_and_reads_are_real(moto: MotoPee
         "BatchWriteItem",
         "ExecuteStatement",
         "PutItem",
+        "BatchWriteItem",
     ]
     assert dynamodb.scan(TableName=table)["Items"] == [got]
     dynamodb.put_item(TableName=table, Item={"id": {"S": "new"}})
@@ -467,3 +471,32 @@ def test_shadow_mode_process_flag_guards_without_a_scope(
         monkeypatch.setattr(PROCESS, "shadow", False)
     assert listed == []
     assert _keys(s3, bucket) == []
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_failed_read_leaves_nothing_let_out(moto: MotoPeer, closed_port: int) -> None:
+    """A read that raises (no server) does not leave its endpoint open for later requests."""
+    from botocore.config import Config
+    from botocore.exceptions import EndpointConnectionError
+
+    s3, bucket = _bucket(moto)
+    dead = MotoPeer(f"http://127.0.0.1:{closed_port}", moto.prefix)
+    offline = dead.client("s3", config=Config(retries={"max_attempts": 1}))
+    with shadowguard.shadow() as scope:
+        with pytest.raises(EndpointConnectionError):
+            offline.list_objects_v2(Bucket=bucket)
+        assert _hooks._allowed.get() is None
+        s3.put_object(Bucket=bucket, Key="k", Body=b"x")
+    assert scope.counts["aws.call"] == 1
+    assert _keys(s3, bucket) == []
+
+
+@pytest.mark.usefixtures("installed")
+def test_a_client_made_in_shadow_writes_as_primary_afterwards(moto: MotoPeer) -> None:
+    _, bucket = _bucket(moto)
+    with shadowguard.shadow():
+        made = moto.client("s3")
+        made.put_object(Bucket=bucket, Key="shadow", Body=b"x")
+        paginator = made.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    made.put_object(Bucket=bucket, Key="primary", Body=b"x")
+    assert [o["Key"] for page in paginator for o in page.get("Contents", [])] == ["primary"]

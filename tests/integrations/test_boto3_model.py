@@ -37,6 +37,7 @@ def _verdict(service: str, operation: str, params: dict[str, Any] | None = None)
 
 @pytest.mark.parametrize(("service", "operation"), sorted(EXCEPTIONS))
 def test_every_exception_names_a_real_operation(service: str, operation: str) -> None:
+    assert _model(service).service_name == service  # as the client hook reads it
     assert operation in _model(service).operation_names
     assert _verdict(service, operation) == EXCEPTIONS[(service, operation)][0]
 
