@@ -5,6 +5,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+import botocore
 import botocore.session
 import pytest
 from botocore.response import StreamingBody
@@ -35,9 +36,15 @@ def _verdict(service: str, operation: str, params: dict[str, Any] | None = None)
     return verdict(service, operation, model.http.get("method", "POST"), params or {}, {})[0]
 
 
+#: Operations newer than the lowest botocore the extra allows (the compat session's).
+_NEWER = {("sts", "AssumeRoot")}
+
+
 @pytest.mark.parametrize(("service", "operation"), sorted(EXCEPTIONS))
 def test_every_exception_names_a_real_operation(service: str, operation: str) -> None:
     assert _model(service).service_name == service  # as the client hook reads it
+    if (service, operation) in _NEWER and operation not in _model(service).operation_names:
+        pytest.skip(f"botocore {botocore.__version__} predates {service}:{operation}")
     assert operation in _model(service).operation_names
     assert _verdict(service, operation) == EXCEPTIONS[(service, operation)][0]
 
