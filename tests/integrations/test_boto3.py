@@ -500,3 +500,17 @@ def test_a_client_made_in_shadow_writes_as_primary_afterwards(moto: MotoPeer) ->
         paginator = made.get_paginator("list_objects_v2").paginate(Bucket=bucket)
     made.put_object(Bucket=bucket, Key="primary", Body=b"x")
     assert [o["Key"] for page in paginator for o in page.get("Contents", [])] == ["primary"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_shadow_transfers_never_take_the_crt_client() -> None:
+    """The CRT S3 client sends from native code, past botocore: shadow keeps the classic one."""
+    import boto3.s3.transfer
+    from botocore.exceptions import MissingDependencyException
+
+    crt = TransferConfig(preferred_transfer_client="crt")
+    with shadowguard.shadow():
+        assert boto3.s3.transfer._should_use_crt(crt) is False
+    if not boto3.s3.transfer.HAS_CRT:
+        with pytest.raises(MissingDependencyException):  # the primary's choice is unchanged
+            boto3.s3.transfer._should_use_crt(crt)

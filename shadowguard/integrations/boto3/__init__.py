@@ -3,8 +3,9 @@
 ``install()`` patches botocore's classes, so every client is covered, those created
 before it too (there is no per-client ``guard()``): ``BaseClient._make_api_call`` and
 ``_make_request`` (every call of every client, after botocore validated and serialized
-its parameters), ``Endpoint._send`` (every request botocore sends) and s3transfer's
-executor (``upload_file`` and friends run on worker threads). The primary path pays one
+its parameters), ``Endpoint._send`` (every request botocore sends), s3transfer's
+executor (``upload_file`` and friends run on worker threads) and boto3's choice of the CRT
+transfer client (native code botocore never sees: never in shadow). The primary path pays one
 ContextVar read and one flag at each.
 
 In shadow each call is judged from the botocore service model (``_verdicts``): reads
@@ -97,6 +98,13 @@ def _apply(*, reads: Iterable[str] = (), writes: Iterable[str] = ()) -> None:
     _patches.setattr(
         BoundedExecutor, "submit", _hooks.submit_hook(_original(BoundedExecutor, "submit"))
     )
+    try:
+        import boto3.s3.transfer as transfer
+    except ImportError:
+        return
+    if callable(getattr(transfer, "_should_use_crt", None)):
+        hook = _hooks.classic_transfers_hook(transfer._should_use_crt)
+        _patches.setattr(transfer, "_should_use_crt", hook)
 
 
 def _forget() -> None:

@@ -13,6 +13,9 @@
 - ``s3transfer.futures.BoundedExecutor.submit``: ``upload_file``, ``download_file`` and
   ``copy`` run their calls on s3transfer's worker threads, which do not inherit context
   variables; in shadow each task runs in a copy of the caller's context, so it is shadow.
+- ``boto3.s3.transfer._should_use_crt``: with ``awscrt`` installed, boto3 may hand a
+  transfer to the CRT S3 client, which sends from native code past every hook above; in
+  shadow the classic (guarded) transfer manager is always chosen.
 """
 
 from __future__ import annotations
@@ -37,7 +40,14 @@ from shadowguard.contract import (
 from shadowguard.integrations.boto3._replies import reply
 from shadowguard.integrations.boto3._verdicts import CONSUME, READ, verdict
 
-__all__ = ["make_api_call_hook", "make_request_hook", "overrides", "send_hook", "submit_hook"]
+__all__ = [
+    "classic_transfers_hook",
+    "make_api_call_hook",
+    "make_request_hook",
+    "overrides",
+    "send_hook",
+    "submit_hook",
+]
 
 #: ``(service, operation) -> verdict`` from ``install(reads=..., writes=...)``.
 overrides: dict[tuple[str, str], str] = {}
@@ -226,3 +236,13 @@ def submit_hook(original: Callable[..., Any]) -> Callable[..., Any]:
         return original(self, _InContext(task), *args, **kwargs)
 
     return mark_wrapped(submit, original)
+
+
+def classic_transfers_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+
+    def _should_use_crt(config: Any) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(config)
+        return False
+
+    return mark_wrapped(_should_use_crt, original)
