@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -311,20 +312,27 @@ def test_primary_calls_are_unchanged(moto: MotoPeer) -> None:
     assert guarded == bare == [f'"{_md5(b"body")}"', _md5(b"m"), "m", b"body", False]
 
 
+@pytest.mark.parametrize("below", [("requests", "http_client"), ("http_client",), ("requests",)])
 @pytest.mark.usefixtures("installed")
-def test_http_guards_below_send_allowed_reads_and_never_see_writes(moto: MotoPeer) -> None:
-    """With the urllib3 and http.client guards installed too, each call is judged once."""
+def test_http_guards_below_send_allowed_reads_and_never_see_writes(
+    moto: MotoPeer, below: tuple[str, ...]
+) -> None:
+    """With the urllib3 and http.client guards installed too, each call is judged once
+    (keys with spaces, non-ASCII and a query-like part included)."""
     s3, bucket = _bucket(moto)
-    s3.put_object(Bucket=bucket, Key="kept", Body=b"data")
-    with (
-        installing(shadowguard.integrations.load("requests")),
-        installing(shadowguard.integrations.load("http_client")),
-        shadowguard.shadow() as scope,
-    ):
-        assert s3.get_object(Bucket=bucket, Key="kept")["Body"].read() == b"data"
-        s3.put_object(Bucket=bucket, Key="new", Body=b"x")
+    dynamodb, table = _table(moto)
+    key = "a b/ü?x=1&y"
+    s3.put_object(Bucket=bucket, Key=key, Body=b"data")
+    with contextlib.ExitStack() as stack:
+        for name in below:
+            stack.enter_context(installing(shadowguard.integrations.load(name)))
+        with shadowguard.shadow() as scope:
+            assert s3.get_object(Bucket=bucket, Key=key)["Body"].read() == b"data"
+            assert s3.list_objects_v2(Bucket=bucket, Prefix="a b/")["KeyCount"] == 1
+            assert dynamodb.scan(TableName=table)["Count"] == 1
+            s3.put_object(Bucket=bucket, Key="new", Body=b"x")
     assert [s.kind for s in scope.suppressed] == ["aws.call"]
-    assert _keys(s3, bucket) == ["kept"]
+    assert _keys(s3, bucket) == [key]
 
 
 @pytest.mark.usefixtures("installed")
