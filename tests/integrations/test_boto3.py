@@ -7,11 +7,14 @@ import hashlib
 import io
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from boto3.s3.transfer import TransferConfig
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
@@ -522,3 +525,44 @@ def test_shadow_transfers_never_take_the_crt_client() -> None:
     if not boto3.s3.transfer.HAS_CRT:
         with pytest.raises(MissingDependencyException):  # the primary's choice is unchanged
             boto3.s3.transfer._should_use_crt(crt)
+
+
+_OPS = st.lists(
+    st.tuples(st.booleans(), st.sampled_from(["put", "delete", "copy"]), st.sampled_from("abc")),
+    max_size=12,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ops=_OPS)
+@pytest.mark.usefixtures("installed")
+def test_the_bucket_is_what_the_primary_calls_alone_make_it(moto: MotoPeer, ops: Any) -> None:
+    """Any mix of shadow and primary writes: the bucket holds exactly the primary's."""
+    s3 = moto.client("s3")
+    bucket = moto.name(f"b{uuid.uuid4().hex[:8]}")
+    s3.create_bucket(Bucket=bucket)
+    model: dict[str, bytes] = {}
+    for n, (in_shadow, op, key) in enumerate(ops):
+        body = f"{n}".encode()
+        with shadowguard.shadow() if in_shadow else contextlib.nullcontext():
+            if op == "put":
+                s3.put_object(Bucket=bucket, Key=key, Body=body)
+            elif op == "delete":
+                s3.delete_object(Bucket=bucket, Key=key)
+            elif key in model:
+                s3.copy_object(
+                    Bucket=bucket, Key=f"{key}2", CopySource={"Bucket": bucket, "Key": key}
+                )
+        if in_shadow:
+            continue
+        if op == "put":
+            model[key] = body
+        elif op == "delete":
+            model.pop(key, None)
+        elif key in model:
+            model[f"{key}2"] = model[key]
+    assert {
+        k: s3.get_object(Bucket=bucket, Key=k)["Body"].read() for k in _keys(s3, bucket)
+    } == model
