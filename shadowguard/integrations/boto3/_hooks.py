@@ -108,12 +108,21 @@ def make_api_call_hook(original: Callable[..., Any]) -> Callable[..., Any]:
     return mark_wrapped(_make_api_call, original)
 
 
+def _params(client: Any) -> Mapping[str, Any]:
+    """The parameters of the call ``client`` is making (empty if it came another way)."""
+    call = _call.get()
+    return call[1] if call is not None and call[0] is client else {}
+
+
 def _answer(
-    client: Any, model: Any, request_dict: Mapping[str, Any], verdict_: str, why: str
+    client: Any,
+    model: Any,
+    request_dict: Mapping[str, Any],
+    params: Mapping[str, Any],
+    verdict_: str,
+    why: str,
 ) -> tuple[AWSResponse, dict[str, Any]]:
     """The stand-in for a write or a consume: recorded, never sent."""
-    call = _call.get()
-    params: Mapping[str, Any] = call[1] if call is not None and call[0] is client else {}
     service = model.service_model.service_name
     meta = client.meta
     region = meta.region_name or ""
@@ -170,8 +179,7 @@ def make_request_hook(original: Callable[..., Any]) -> Callable[..., Any]:
     ) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, operation_model, request_dict, request_context)
-        call = _call.get()
-        params: Mapping[str, Any] = call[1] if call is not None and call[0] is self else {}
+        params = _params(self)
         verdict_, why = verdict(
             operation_model.service_model.service_name,
             operation_model.name,
@@ -180,7 +188,7 @@ def make_request_hook(original: Callable[..., Any]) -> Callable[..., Any]:
             overrides,
         )
         if verdict_ != READ:
-            return _answer(self, operation_model, request_dict, verdict_, why)
+            return _answer(self, operation_model, request_dict, params, verdict_, why)
         token = _allowed.set(self._endpoint)
         try:
             return original(self, operation_model, request_dict, request_context)
