@@ -48,6 +48,11 @@ class Kind:
       ``broker``, ``content_type``, ``bytes``.
     - ``celery.consume``: always a refusal: a worker (or ``purge()``) in shadow would take
       tasks off the primary's queues. ``queues`` (the names refused).
+    - ``aws.call``: ``operation`` is the API operation (``"PutObject"``, ``"SendMessage"``);
+      ``service`` (as ``boto3.client()`` names it), ``region``, ``endpoint`` (redacted),
+      ``reason`` (``"write"``, or ``"consume"`` for a read that takes work from other
+      consumers, answered empty), ``why`` (the rule that decided). ``target`` is
+      ``service:resource`` (the bucket, queue, topic or table) or the service.
     """
 
     DB_COMMIT: Final = "db.commit"
@@ -62,6 +67,7 @@ class Kind:
     CELERY_TASK: Final = "celery.task"
     CELERY_MESSAGE: Final = "celery.message"
     CELERY_CONSUME: Final = "celery.consume"
+    AWS_CALL: Final = "aws.call"
 
 
 class Action:

@@ -72,6 +72,7 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
     Kind.CELERY_TASK: "messaging.publish_suppressed",
     Kind.CELERY_MESSAGE: "messaging.publish_suppressed",
     Kind.CELERY_CONSUME: "messaging.receive_blocked",
+    Kind.AWS_CALL: "aws.call_suppressed",
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 

@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.peers.http",
     "tests.peers.kafka",
     "tests.peers.mariadb",
+    "tests.peers.moto",
     "tests.peers.postgres",
     "tests.peers.postgres_cluster",
     "tests.peers.redis",

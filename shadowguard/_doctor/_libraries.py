@@ -68,8 +68,14 @@ LIBRARIES: tuple[Library, ...] = (
     Library("asyncpg", "raw PostgreSQL access", _RAW_DB, raw=True),
     Library("pymysql", "raw MySQL access", _RAW_DB, raw=True),
     Library("MySQLdb", "raw MySQL access", _RAW_DB, raw=True),
-    Library("boto3", "AWS calls (S3 puts, SQS/SNS sends, DynamoDB writes)", _AWS),
-    Library("botocore", "AWS calls", _AWS),
+    Library(
+        "boto3",
+        "AWS calls (S3 puts, SQS/SNS sends, DynamoDB writes)",
+        "shadowguard.install('boto3')",
+        ("boto3",),
+    ),
+    Library("botocore", "AWS calls", "shadowguard.install('boto3')", ("boto3",)),
+    Library("aiobotocore", "AWS calls (asyncio)", _AWS),
     Library(
         "celery",
         "task enqueueing (task.delay) and workers",

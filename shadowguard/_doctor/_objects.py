@@ -161,6 +161,13 @@ _KINDS: tuple[_Kind, ...] = (
         "shadowguard.install('celery') (it guards apps created before it too)",
     ),
     _Kind(
+        "botocore client",
+        (("botocore.client", "BaseClient"),),
+        _marked("_make_request"),
+        "shadowguard.install('boto3') (it guards clients created before it too); an "
+        "aiobotocore client is not guarded: wrap its calls in @shadowguard.side_effect",
+    ),
+    _Kind(
         "redis cluster client",
         (("redis.cluster", "RedisCluster"), ("redis.asyncio.cluster", "RedisCluster")),
         lambda obj, active, proxied: False,  # the redis integration does not reach it

@@ -8,12 +8,14 @@ own response objects; matching, redaction and recording live here, once:
   answer and record, or refuse with ``BLOCK``), and the shadow marker header;
 - ``urls``: URLs and hosts normalized (and validated) for matching, redacted for recording;
 - ``passdown``: a request one guard let out, handed down to a guarded library below it;
-- ``stubs``: the stub header and :func:`is_stub`, which tells a stub response from Python.
+- ``stubs``: the stub header and :func:`is_stub`, which tells a stub response from Python;
+- ``headers``: request headers as text, whatever the client built them from.
 """
 
 from __future__ import annotations
 
 from shadowguard._outbound import rules
+from shadowguard._outbound.headers import text_headers
 from shadowguard._outbound.passdown import judged_above, passing_down
 from shadowguard._outbound.rules import *  # noqa: F403 (its __all__ is re-exported below)
 from shadowguard._outbound.stubs import is_stub, mark_stub
@@ -29,5 +31,6 @@ __all__ = [
     "normalize_url",
     "passing_down",
     "redact_url",
+    "text_headers",
     "url_of",
 ]

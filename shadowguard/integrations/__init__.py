@@ -48,6 +48,7 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("django", "shadowguard.integrations.django", "django", "django"),
     Integration("redis", "shadowguard.integrations.redis", "redis", "redis"),
     Integration("celery", "shadowguard.integrations.celery", "celery", "celery"),
+    Integration("boto3", "shadowguard.integrations.boto3", "botocore", "boto3"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

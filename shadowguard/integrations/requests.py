@@ -41,6 +41,7 @@ from shadowguard._outbound import (
     judged_above,
     mark_stub,
     passing_down,
+    text_headers,
 )
 from shadowguard.contract import (
     PROCESS,
@@ -116,7 +117,11 @@ class _GuardedAdapter:
             import requests.adapters
 
             outbound = OutboundRequest(
-                request.method or "GET", url, dict(request.headers), _body(request.body), "requests"
+                request.method or "GET",
+                url,
+                text_headers(request.headers),
+                _body(request.body),
+                "requests",
             )
             reply = rules.answer(decision, outbound)
             raw = _urllib3_response(reply, outbound.method, url, preload_content=False)
@@ -177,7 +182,9 @@ def _authority(pool: Any) -> str:
 def _urllib3_stub(
     decision: Decision, method: str, url: str, headers: Any, arguments: dict[str, Any]
 ) -> Any:
-    outbound = OutboundRequest(method, url, dict(headers), _body(arguments["body"]), "urllib3")
+    outbound = OutboundRequest(
+        method, url, text_headers(headers), _body(arguments["body"]), "urllib3"
+    )
     reply = _rules.answer(decision, outbound)
     return _urllib3_response(
         reply,

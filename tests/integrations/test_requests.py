@@ -25,6 +25,7 @@ from tests.integrations._http import (
     requests_response,
     suppress_instrumentation,
 )
+from tests.integrations._support import installing
 from tests.peers.http import HttpServer
 
 SINK = "requests"
@@ -368,3 +369,31 @@ def test_suppress_instrumentation_does_not_open_other_urls(
     with suppress_instrumentation():
         requests.post(f"{http_server.url}/charge", json={"amount": 2})  # primary
     assert [h.path for h in http_server.hits] == ["/otlp/v1/metrics", "/charge"]
+
+
+def test_bytes_header_values_are_stubbed_and_seen_as_text(http_server: HttpServer) -> None:
+    """botocore sends signed header values as bytes: the stub path takes them, as text."""
+    seen: list[OutboundRequest] = []
+
+    def respond(request: OutboundRequest) -> Reply:
+        seen.append(request)
+        return Reply(json={"ok": True})
+
+    # urllib3 annotates str values, and takes bytes at run time (as botocore sends them).
+    headers = urllib3.HTTPHeaderDict({"X-Amz-Date": b"20260101T000000Z"})  # type: ignore[arg-type]
+    headers.add("X-Repeated", b"one")  # type: ignore[arg-type]
+    headers.add("x-repeated", "two")
+    with (
+        installing(sink, stubs=[Stub(method="PUT", respond=respond)]),
+        shadowguard.shadow(),
+        urllib3.PoolManager() as pool,
+    ):
+        plain = pool.request("PUT", f"{http_server.url}/p", body=b"x", headers=headers)
+        session = requests.put(
+            f"{http_server.url}/s", data=b"x", headers={"X-Amz-Date": b"20260101T000000Z"}
+        )
+    assert plain.json() == session.json() == {"ok": True}
+    assert http_server.count() == 0
+    first, second = seen
+    assert first.headers["X-Amz-Date"] == second.headers["X-Amz-Date"] == "20260101T000000Z"
+    assert first.headers["X-Repeated"] == "one, two"
