@@ -39,6 +39,15 @@ class Kind:
       ``"builtin"``), ``via`` (``"command"``, ``"pipeline"``, ``"transaction"``) and, when
       suppressed, ``reply`` (what the caller got instead) or ``instead`` (the read sent in
       its place, ``"GET"``).
+    - ``amqp.publish``: ``exchange``, ``routing_key``, ``body_bytes``, ``mandatory``,
+      ``confirm`` (publisher confirms were on: the caller got a successful confirm),
+      ``client`` (``"pika"`` or ``"aiormq"``).
+    - ``amqp.consume``: ``queue``, ``client`` (always a refusal: a queue not the shadow's own).
+    - ``amqp.ack``: ``delivery_tag``, ``multiple``, ``requeue`` (None for an ack),
+      ``client``; ``operation`` is ``basic_ack``, ``basic_nack`` or ``basic_reject``.
+    - ``amqp.admin``: ``queue`` or ``exchange``, ``client``; ``operation`` is
+      ``queue_purge``, ``queue_delete`` or ``exchange_delete`` (answered from a passive
+      declare, not sent).
     """
 
     DB_COMMIT: Final = "db.commit"
@@ -50,6 +59,10 @@ class Kind:
     MAIL_SEND: Final = "mail.send"
     CALL: Final = "call"
     REDIS_COMMAND: Final = "redis.command"
+    AMQP_PUBLISH: Final = "amqp.publish"
+    AMQP_CONSUME: Final = "amqp.consume"
+    AMQP_ACK: Final = "amqp.ack"
+    AMQP_ADMIN: Final = "amqp.admin"
 
 
 class Action:

@@ -69,6 +69,10 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
     Kind.MAIL_SEND: "mail.send_suppressed",
     Kind.CALL: "shadowguard.call_suppressed",
     Kind.REDIS_COMMAND: "redis.command_suppressed",
+    Kind.AMQP_PUBLISH: "messaging.publish_suppressed",
+    Kind.AMQP_CONSUME: "messaging.consume_refused",
+    Kind.AMQP_ACK: "messaging.ack_suppressed",
+    Kind.AMQP_ADMIN: "messaging.admin_suppressed",
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 

@@ -47,6 +47,8 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("smtplib", "shadowguard.integrations.smtplib", "smtplib", ""),  # stdlib: no extra
     Integration("django", "shadowguard.integrations.django", "django", "django"),
     Integration("redis", "shadowguard.integrations.redis", "redis", "redis"),
+    Integration("pika", "shadowguard.integrations.pika", "pika", "pika"),
+    Integration("aio_pika", "shadowguard.integrations.aio_pika", "aio_pika", "aio-pika"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 
