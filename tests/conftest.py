@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.peers.mariadb",
     "tests.peers.postgres",
     "tests.peers.postgres_cluster",
+    "tests.peers.rabbitmq",
     "tests.peers.redis",
     "tests.peers.smtp",
 ]
