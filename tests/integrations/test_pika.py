@@ -15,7 +15,11 @@ import pika
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pika.exceptions import ChannelClosedByBroker, ChannelWrongStateError
+from pika.exceptions import (
+    ChannelClosedByBroker,
+    ChannelWrongStateError,
+    UnsupportedAMQPFieldException,
+)
 
 import shadowguard
 from shadowguard import Kind, ShadowSideEffectBlocked
@@ -78,13 +82,17 @@ def test_shadow_publish_never_arrives_and_primary_does(
 
 
 _NOT_A_BODY = st.one_of(
-    st.integers(), st.none(), st.floats(), st.lists(st.integers(), max_size=3), st.dictionaries(
-        st.text(max_size=3), st.integers(), max_size=2
-    )
+    st.integers(),
+    st.none(),
+    st.floats(),
+    st.lists(st.integers(), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(body=_NOT_A_BODY)
 def test_a_body_of_the_wrong_type_fails_in_shadow_as_in_primary(
     rabbit: RabbitPeer, conn: Any, body: Any
@@ -93,11 +101,11 @@ def test_a_body_of_the_wrong_type_fails_in_shadow_as_in_primary(
     channel = conn.channel()
     channel.queue_declare(queue, auto_delete=True)
     with installing(sink):
-        with shadowguard.shadow(), pytest.raises(Exception) as shadow_error:
+        with shadowguard.shadow(), pytest.raises(AttributeError) as shadow_error:
             channel.basic_publish("", queue, body)
-        with pytest.raises(Exception) as primary_error:
+        with pytest.raises(AttributeError) as primary_error:
             channel.basic_publish("", queue, body)
-    assert type(shadow_error.value) is type(primary_error.value)
+    assert str(shadow_error.value) == str(primary_error.value)
     assert channel.is_open
     assert rabbit.depth(queue) == 0
     channel.close()
@@ -108,11 +116,10 @@ def test_bad_properties_fail_in_shadow_as_in_primary(rabbit: RabbitPeer, conn: A
     channel = conn.channel()
     bad = pika.BasicProperties(headers={"h": object()})
     with installing(sink):
-        with shadowguard.shadow(), pytest.raises(Exception) as shadow_error:
+        with shadowguard.shadow(), pytest.raises(UnsupportedAMQPFieldException):
             channel.basic_publish("", queue, b"x", bad)
-        with pytest.raises(Exception) as primary_error:
+        with pytest.raises(UnsupportedAMQPFieldException):
             channel.basic_publish("", queue, b"x", bad)
-    assert type(shadow_error.value) is type(primary_error.value)
     assert rabbit.depth(queue) == 0
 
 
@@ -290,7 +297,7 @@ def test_shadow_and_primary_threads_on_their_own_connections(rabbit: RabbitPeer)
                 else:
                     channel.basic_publish("", queue, b"p%d" % i)
             connection.close()
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     with installing(sink):

@@ -77,7 +77,7 @@ class RabbitPeer:
         conn = self.connect()
         try:
             conn.channel().queue_declare(queue, passive=True)
-        except Exception:  # noqa: BLE001 - a missing queue closes the channel with 404
+        except Exception:
             return False
         finally:
             if conn.is_open:
@@ -88,7 +88,7 @@ class RabbitPeer:
         conn = self.connect()
         try:
             conn.channel().exchange_declare(exchange, passive=True)
-        except Exception:  # noqa: BLE001
+        except Exception:
             return False
         finally:
             if conn.is_open:

@@ -60,7 +60,12 @@ def _raise_if_closed(channel: Any) -> None:
 
 
 def _check_publish(
-    channel: Any, body: Any, exchange: str, routing_key: str, properties: Any, mandatory: bool,
+    channel: Any,
+    body: Any,
+    exchange: str,
+    routing_key: str,
+    properties: Any,
+    mandatory: bool,
     immediate: bool,
 ) -> int:
     """Build and marshal the frames as ``basic_publish`` would, raising what it raises."""
@@ -104,7 +109,12 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
         size = _check_publish(self, body, exchange, routing_key, properties, mandatory, immediate)
         confirm = bool(self.publisher_confirms)
         record_publish(
-            CLIENT, target_of(self), exchange, routing_key, size, mandatory=mandatory,
+            CLIENT,
+            target_of(self),
+            exchange,
+            routing_key,
+            size,
+            mandatory=mandatory,
             confirm=confirm,
         )
         return spec.Basic.Ack(delivery_tag=0) if confirm else None
@@ -119,9 +129,7 @@ def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
         if scope_now() is None and not PROCESS.shadow:
             return await original(self, queue, consumer_callback, *args, **kwargs)
         if not rule.owns(queue):
-            raise consume_refusal(
-                "aio_pika", rule, CLIENT, target_of(self), "basic_consume", queue
-            )
+            raise consume_refusal("aio_pika", rule, CLIENT, target_of(self), "basic_consume", queue)
         # The tag is known before the broker's ConsumeOk: a delivery (and its ack) may be
         # handled before this coroutine resumes.
         tag = kwargs.get("consumer_tag") or f"ctag{self.number}.{uuid.uuid4().hex}"
@@ -149,7 +157,9 @@ def _acks_run(channel: Any) -> bool:
 
 
 def _ack(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    async def basic_ack(self: Any, delivery_tag: int, multiple: bool = False, **options: Any) -> Any:
+    async def basic_ack(
+        self: Any, delivery_tag: int, multiple: bool = False, **options: Any
+    ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
             return await original(self, delivery_tag, multiple, **options)
         _raise_if_closed(self)
@@ -191,7 +201,7 @@ def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]
     async def queue_purge(
         self: Any, queue: str = "", nowait: bool = False, timeout: Any = None
     ) -> Any:
-        if scope_now() is None and not PROCESS.shadow or rule.owns(queue):
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return await original(self, queue, nowait, timeout)
         _raise_if_closed(self)
         record_admin(CLIENT, target_of(self), "queue_purge", "queue", queue)
@@ -212,7 +222,7 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
         nowait: bool = False,
         timeout: Any = None,
     ) -> Any:
-        if scope_now() is None and not PROCESS.shadow or rule.owns(queue):
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return await original(self, queue, if_unused, if_empty, nowait, timeout)
         _raise_if_closed(self)
         record_admin(CLIENT, target_of(self), "queue_delete", "queue", queue)
@@ -226,7 +236,7 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
 
 def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def exchange_delete(self: Any, exchange: str = "", **options: Any) -> Any:
-        if scope_now() is None and not PROCESS.shadow or rule.owns(exchange):
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
             return await original(self, exchange, **options)
         _raise_if_closed(self)
         record_admin(CLIENT, target_of(self), "exchange_delete", "exchange", exchange)

@@ -200,13 +200,15 @@ def _declare_instead(
     def answered(method_frame: Any) -> None:
         callback(frame.Method(method_frame.channel_number, reply(method_frame.method)))
 
-    ok = spec.Queue.DeclareOk if isinstance(declare, spec.Queue.Declare) else spec.Exchange.DeclareOk
+    ok = (
+        spec.Queue.DeclareOk if isinstance(declare, spec.Queue.Declare) else spec.Exchange.DeclareOk
+    )
     channel._rpc(declare, answered, [ok])
 
 
 def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def queue_purge(self: Any, queue: str, callback: Callable[..., Any] | None = None) -> None:
-        if scope_now() is None and not PROCESS.shadow or rule.owns(queue):
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return original(self, queue, callback)  # type: ignore[no-any-return]
         self._raise_if_not_open()
         record_admin(CLIENT, target_of(self), "queue_purge", "queue", queue)
@@ -227,7 +229,7 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
         if_empty: bool = False,
         callback: Callable[..., Any] | None = None,
     ) -> None:
-        if scope_now() is None and not PROCESS.shadow or rule.owns(queue):
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return original(self, queue, if_unused, if_empty, callback)  # type: ignore[no-any-return]
         self._raise_if_not_open()
         record_admin(CLIENT, target_of(self), "queue_delete", "queue", queue)
@@ -247,7 +249,7 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
         if_unused: bool = False,
         callback: Callable[..., Any] | None = None,
     ) -> None:
-        if scope_now() is None and not PROCESS.shadow or rule.owns(exchange):
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
             return original(self, exchange, if_unused, callback)  # type: ignore[no-any-return]
         self._raise_if_not_open()
         record_admin(CLIENT, target_of(self), "exchange_delete", "exchange", exchange)
