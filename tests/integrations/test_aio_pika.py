@@ -70,8 +70,8 @@ async def test_shadow_publish_never_arrives_and_primary_does(
 @pytest.mark.parametrize(
     ("message", "error"),
     [
-        (lambda: aio_pika.Message(b"x", headers={"h": object()}), TypeError),
-        (lambda: aio_pika.Message(b"x", priority="high"), None),  # whatever the primary raises
+        (lambda: aio_pika.Message(b"x", headers={"h": object()}), TypeError),  # type: ignore[dict-item]
+        (lambda: aio_pika.Message(b"x", priority="high"), None),  # type: ignore[arg-type]  # whatever the primary raises
     ],
     ids=["unencodable header", "priority of the wrong type"],
 )
@@ -232,9 +232,7 @@ async def test_concurrent_shadow_and_primary_tasks_on_one_channel(
                 await channel.default_exchange.publish(aio_pika.Message(b"s"), routing_key=queue)
         else:
             await asyncio.sleep(0)
-            await channel.default_exchange.publish(
-                aio_pika.Message(b"p%d" % i), routing_key=queue
-            )
+            await channel.default_exchange.publish(aio_pika.Message(b"p%d" % i), routing_key=queue)
 
     with installing(sink):
         await asyncio.gather(*(publish(i % 2 == 0, i) for i in range(40)))

@@ -101,7 +101,7 @@ class RabbitPeer:
 
     def bodies(self, queue: str) -> list[bytes]:
         """Take every ready message off ``queue`` (acked), oldest first."""
-        out = []
+        out: list[bytes] = []
         while True:
             method, _, body = self.oracle.basic_get(queue, auto_ack=True)
             if method is None:
