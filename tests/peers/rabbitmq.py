@@ -99,6 +99,23 @@ class RabbitPeer:
         """Publish to ``queue`` through the default exchange, confirmed by the broker."""
         self.oracle.basic_publish("", queue, body)
 
+    def bodies_until(self, queue: str, last: bytes, wait: float = 10.0) -> list[bytes]:
+        """Consume ``queue`` (acked) until ``last`` arrives; every body taken, oldest first.
+
+        For a publish without confirms, whose arrival no round trip proves: a channel's
+        messages arrive in order, so what was published before ``last`` came before it.
+        ``wait`` bounds a broken run; it is not a timing the test asserts.
+        """
+        out: list[bytes] = []
+        for method, _, body in self.oracle.consume(queue, auto_ack=True, inactivity_timeout=wait):
+            if method is None:
+                break
+            out.append(body)
+            if body == last:
+                break
+        self.oracle.cancel()
+        return out
+
     def bodies(self, queue: str) -> list[bytes]:
         """Take every ready message off ``queue`` (acked), oldest first."""
         out: list[bytes] = []
