@@ -13,7 +13,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowguard.contract import Kind, record, refuse
+from shadowguard.contract import Kind, record, refuse, shadow
 from shadowguard.errors import ConfigError
 
 __all__ = [
@@ -21,6 +21,8 @@ __all__ = [
     "ChannelLedger",
     "MirrorRule",
     "consume_refusal",
+    "consumer_reason",
+    "in_shadow",
     "mirror_rule",
     "record_ack",
     "record_admin",
@@ -112,6 +114,21 @@ class ChannelLedger:
 
     def forget(self) -> None:
         self._took = weakref.WeakKeyDictionary()
+
+
+def consumer_reason(queue: object) -> str:
+    return f"amqp consumer of {queue!r}"
+
+
+def in_shadow(callback: Any, reason: str) -> Any:
+    """``callback`` run as shadow (a scope per message): a consumer started in shadow
+    handles its messages as shadow, whatever context the client delivers them in."""
+
+    def handle(*args: Any, **kwargs: Any) -> Any:
+        with shadow(reason):
+            return callback(*args, **kwargs)
+
+    return handle
 
 
 def consume_refusal(

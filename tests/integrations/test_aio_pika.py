@@ -242,3 +242,31 @@ def test_install_patches_aiormq_and_uninstall_restores_it() -> None:
         assert all(is_wrapped(getattr(channel, n)) for n in names)
         assert asyncio.iscoroutinefunction(channel.basic_publish)
     assert not any(is_wrapped(getattr(channel, n)) for n in names)
+
+
+@pytest.mark.asyncio
+async def test_a_consumer_started_in_shadow_handles_its_messages_as_shadow(
+    rabbit: RabbitPeer, connection: Any
+) -> None:
+    """aiormq runs consumers in its reader task's context; the guard makes the handler shadow."""
+    mirror_name, out = rabbit.queue("late-shadow"), rabbit.queue("out")
+    channel = await connection.channel()  # created as primary
+    done = asyncio.Event()
+    seen: list[bool] = []
+
+    async def handle(message: Any) -> None:
+        async with message.process():
+            seen.append(shadowguard.is_shadow())
+            await channel.default_exchange.publish(aio_pika.Message(b"x"), routing_key=out)
+        done.set()
+
+    with installing(sink):
+        queue = await channel.get_queue(mirror_name)
+        with shadowguard.shadow():
+            await queue.consume(handle)
+        rabbit.publish(mirror_name, b"m")  # after the scope ended
+        await asyncio.wait_for(done.wait(), 10)  # a bound for a broken run, not a timing
+        await channel.close()
+    assert seen == [True]
+    assert rabbit.depth(out) == 0
+    assert rabbit.depth(mirror_name) == 0

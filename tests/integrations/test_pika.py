@@ -348,3 +348,29 @@ def test_named_shadow_queues_and_server_named_queues_are_the_shadows_own(
         channel.basic_consume(temp, lambda *a: None)
     assert body == b"m"
     assert rabbit.depth(queue) == 0
+
+
+def test_a_consumer_started_in_shadow_handles_its_messages_as_shadow_after_the_scope(
+    rabbit: RabbitPeer, conn: Any
+) -> None:
+    """``start_consuming()`` outside the scope still runs the handler as shadow: its publish
+    is dropped and its ack (of the mirror queue's message) runs."""
+    mirror = rabbit.queue("late-shadow")
+    rabbit.publish(mirror, b"m")
+    out = rabbit.queue("out")
+    seen: list[bool] = []
+    with installing(sink):
+        channel = conn.channel()
+
+        def handle(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            seen.append(shadowguard.is_shadow())
+            ch.basic_publish("", out, b"from the handler")
+            ch.basic_ack(method.delivery_tag)
+            ch.stop_consuming()
+
+        with shadowguard.shadow():
+            channel.basic_consume(mirror, handle)
+        channel.start_consuming()  # as primary
+    assert seen == [True]
+    assert rabbit.depth(out) == 0
+    assert rabbit.depth(mirror) == 0

@@ -17,6 +17,7 @@ the pass-through; in shadow:
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -30,11 +31,12 @@ from shadowguard._amqp import (
     ChannelLedger,
     MirrorRule,
     consume_refusal,
+    consumer_reason,
     record_ack,
     record_admin,
     record_publish,
 )
-from shadowguard.contract import PROCESS, mark_wrapped, scope_now
+from shadowguard.contract import PROCESS, mark_wrapped, scope_now, shadow
 
 __all__ = ["LEDGER", "hooks", "target_of", "wrap"]
 
@@ -122,6 +124,17 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
     return basic_publish
 
 
+def _in_shadow(callback: Any, reason: str) -> Any:
+    async def handle(message: Any) -> Any:
+        with shadow(reason):
+            result = callback(message)
+            if inspect.isawaitable(result):
+                return await result
+            return result
+
+    return handle
+
+
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_consume(
         self: Any, queue: str, consumer_callback: Any, *args: Any, **kwargs: Any
@@ -135,7 +148,10 @@ def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
         tag = kwargs.get("consumer_tag") or f"ctag{self.number}.{uuid.uuid4().hex}"
         kwargs["consumer_tag"] = tag
         LEDGER.consumed(self, tag)
-        return await original(self, queue, consumer_callback, *args, **kwargs)
+        # aiormq runs the callback in its reader's context, not this one: without the
+        # wrapper a consumer started in a shadow scope would handle its messages as primary.
+        handle = _in_shadow(consumer_callback, consumer_reason(queue))
+        return await original(self, queue, handle, *args, **kwargs)
 
     return basic_consume
 

@@ -2,7 +2,7 @@
 
 ``install()`` patches ``pika.channel.Channel`` (the channel under every pika connection type:
 ``BlockingConnection``, ``SelectConnection``, ``AsyncioConnection``, ...) and
-``pika.BlockingChannel.basic_publish``, on the classes, so channels and connections created
+``pika.BlockingChannel.basic_publish`` and ``basic_consume``, on the classes, so channels and connections created
 before it are covered too (there is no per-channel ``guard()``). The primary path pays one
 ContextVar read and one flag.
 
@@ -17,7 +17,8 @@ deletes and exchange deletes of the primary's are answered and not sent.
 
 The package, in call order:
 
-- ``_blocking``: ``BlockingChannel.basic_publish``, which a confirm would otherwise block.
+- ``_blocking``: ``BlockingChannel.basic_publish``, which a confirm would otherwise block,
+  and ``basic_consume``, whose handler runs wherever ``start_consuming()`` is called.
 - ``_channel``: the hooks on ``pika.channel.Channel``.
 
 The mirror rule and the ack ledger are shared with the aio-pika guard (``shadowguard._amqp``).
@@ -38,7 +39,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise missing_extra_error("pika", "pika") from exc
 
 from shadowguard._amqp import DEFAULT_SUFFIX, mirror_rule
-from shadowguard.integrations.pika._blocking import publish_hook
+from shadowguard.integrations.pika._blocking import consume_hook, publish_hook
 from shadowguard.integrations.pika._channel import LEDGER, hooks, wrap
 
 __all__ = ["install", "uninstall"]
@@ -63,6 +64,8 @@ def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] 
         _patches.setattr(channel, name, wrap(name, _original(channel, name), rule))
     publish = _original(BlockingChannel, "basic_publish")
     _patches.setattr(BlockingChannel, "basic_publish", publish_hook(publish))
+    consume = _original(BlockingChannel, "basic_consume")
+    _patches.setattr(BlockingChannel, "basic_consume", consume_hook(consume))
 
 
 def install(**options: Any) -> None:

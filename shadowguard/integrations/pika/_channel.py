@@ -27,6 +27,8 @@ from shadowguard._amqp import (
     ChannelLedger,
     MirrorRule,
     consume_refusal,
+    consumer_reason,
+    in_shadow,
     record_ack,
     record_admin,
     record_publish,
@@ -117,12 +119,16 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
 
 
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    def basic_consume(self: Any, queue: str, *args: Any, **kwargs: Any) -> Any:
+    def basic_consume(
+        self: Any, queue: str, on_message_callback: Any, *args: Any, **kwargs: Any
+    ) -> Any:
         if scope_now() is None and not PROCESS.shadow:
-            return original(self, queue, *args, **kwargs)
+            return original(self, queue, on_message_callback, *args, **kwargs)
         if not rule.owns(queue):
             raise consume_refusal("pika", rule, CLIENT, target_of(self), "basic_consume", queue)
-        tag = original(self, queue, *args, **kwargs)
+        if callable(on_message_callback):  # else pika raises its own error
+            on_message_callback = in_shadow(on_message_callback, consumer_reason(queue))
+        tag = original(self, queue, on_message_callback, *args, **kwargs)
         LEDGER.consumed(self, tag)
         return tag
 
