@@ -270,3 +270,20 @@ async def test_a_consumer_started_in_shadow_handles_its_messages_as_shadow(
     assert seen == [True]
     assert rabbit.depth(out) == 0
     assert rabbit.depth(mirror_name) == 0
+
+
+@pytest.mark.asyncio
+async def test_a_shadow_get_of_a_named_shadow_queue_is_acked(
+    rabbit: RabbitPeer, connection: Any
+) -> None:
+    name = rabbit.queue("audit-copy")
+    rabbit.publish(name, b"m")
+    channel = await connection.channel()
+    with installing(sink, shadow_queues=[name]):
+        queue = await channel.get_queue(name)
+        with shadowguard.shadow() as scope:
+            message = await queue.get()
+            await message.ack()  # the channel took only from the shadow's own queue
+        await channel.close()
+    assert scope.suppressed == []
+    assert rabbit.depth(name) == 0

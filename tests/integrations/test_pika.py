@@ -374,3 +374,24 @@ def test_a_consumer_started_in_shadow_handles_its_messages_as_shadow_after_the_s
     assert seen == [True]
     assert rabbit.depth(out) == 0
     assert rabbit.depth(mirror) == 0
+
+
+def test_a_shadow_mode_worker_reads_its_mirror_queue_with_the_consume_generator(
+    rabbit: RabbitPeer, conn: Any, shadow_mode: None
+) -> None:
+    mirror = rabbit.queue("gen-shadow")
+    for body in (b"a", b"b"):
+        rabbit.oracle.basic_publish("", mirror, body)
+    bodies = []
+    with installing(sink):
+        channel = conn.channel()
+        for method, _, body in channel.consume(mirror, inactivity_timeout=10):
+            assert method is not None, "the mirror queue's messages did not arrive"
+            bodies.append(body)
+            channel.basic_ack(method.delivery_tag)
+            if len(bodies) == 2:
+                break
+        channel.cancel()
+    config.reset()
+    assert bodies == [b"a", b"b"]
+    assert rabbit.depth(mirror) == 0
