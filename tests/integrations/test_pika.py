@@ -395,3 +395,37 @@ def test_a_shadow_mode_worker_reads_its_mirror_queue_with_the_consume_generator(
     config.reset()
     assert bodies == [b"a", b"b"]
     assert rabbit.depth(mirror) == 0
+
+
+def test_a_shadow_mode_worker_process_beside_the_primary(rabbit: RabbitPeer) -> None:
+    """The recipe with a real ``SHADOW_MODE=true`` process: it consumes and acks its mirror
+    queue, its handler's publishes are dropped, the primary's queue keeps every message."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    queue, out = rabbit.queue("jobs"), rabbit.queue("handled")
+    mirror = rabbit.queue("jobs-shadow")
+    exchange = rabbit.fanout("jobs-fan", queue, mirror)
+    for body in (b"j-1", b"j-2", b"j-3"):
+        rabbit.oracle.basic_publish(exchange, "", body)
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SHADOW_MODE": "true", "PYTHONPATH": str(root)}
+    args = [rabbit.host, str(rabbit.port), queue, out, "3"]
+    worker = subprocess.run(
+        [sys.executable, "-m", "tests.integrations._rabbitmq_worker", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,  # a bound for a broken run, not a timing
+        check=False,
+    )
+    assert worker.returncode == 0, worker.stderr
+    report = json.loads(worker.stdout)
+    assert report["seen"] == [["j-1", True], ["j-2", True], ["j-3", True]]
+    assert "mirror queue" in report["refused"]
+    assert rabbit.depth(mirror) == 0
+    assert rabbit.depth(out) == 0
+    assert rabbit.bodies(queue) == [b"j-1", b"j-2", b"j-3"]
