@@ -46,7 +46,8 @@ class Kind:
     - ``amqp.ack``: ``delivery_tag``, ``multiple``, ``requeue`` (None for an ack),
       ``client``; ``operation`` is ``basic_ack``, ``basic_nack`` or ``basic_reject``.
     - ``amqp.admin``: ``queue`` or ``exchange``, ``client``; ``operation`` is
-      ``queue_purge``, ``queue_delete`` or ``exchange_delete`` (answered from a passive
+      ``queue_purge``, ``queue_delete``, ``exchange_delete``, ``queue_bind``,
+      ``queue_unbind``, ``exchange_bind`` or ``exchange_unbind`` (answered from a passive
       declare, not sent).
     """
 

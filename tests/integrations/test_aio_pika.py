@@ -287,3 +287,31 @@ async def test_a_shadow_get_of_a_named_shadow_queue_is_acked(
         await channel.close()
     assert scope.suppressed == []
     assert rabbit.depth(name) == 0
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_bindings_of_the_primary_are_answered_and_the_mirrors_run(
+    rabbit: RabbitPeer, connection: Any
+) -> None:
+    name, mirror_name = rabbit.queue("routed"), rabbit.queue("routed-shadow")
+    bound_fan, other_fan = rabbit.fanout("bound", name), rabbit.fanout("other")
+    channel = await connection.channel()
+    queue, mirror = await channel.get_queue(name), await channel.get_queue(mirror_name)
+    bound, other = await channel.get_exchange(bound_fan), await channel.get_exchange(other_fan)
+    with shadowguard.shadow() as scope:
+        await queue.unbind(bound)
+        await queue.bind(other)
+        await bound.bind(other)
+        await bound.unbind(other)
+        await mirror.bind(bound)  # the shadow's own queue: runs
+    assert [s.detail["operation"] for s in scope.suppressed] == [
+        "queue_unbind",
+        "queue_bind",
+        "exchange_bind",
+        "exchange_unbind",
+    ]
+    rabbit.oracle.basic_publish(bound_fan, "", b"via the primary's binding")
+    rabbit.oracle.basic_publish(other_fan, "", b"via no binding")
+    assert rabbit.bodies(name) == [b"via the primary's binding"]
+    assert rabbit.bodies(mirror_name) == [b"via the primary's binding"]

@@ -429,3 +429,33 @@ def test_a_shadow_mode_worker_process_beside_the_primary(rabbit: RabbitPeer) -> 
     assert rabbit.depth(mirror) == 0
     assert rabbit.depth(out) == 0
     assert rabbit.bodies(queue) == [b"j-1", b"j-2", b"j-3"]
+
+
+@pytest.mark.usefixtures("installed")
+def test_bindings_of_the_primary_are_answered_and_the_mirrors_run(
+    rabbit: RabbitPeer, conn: Any
+) -> None:
+    """A shadow (un)binding of a primary queue would change which messages it gets."""
+    queue, mirror = rabbit.queue("routed"), rabbit.queue("routed-shadow")
+    bound_fan = rabbit.fanout("bound", queue)
+    other_fan = rabbit.fanout("other")
+    channel = conn.channel()
+    with shadowguard.shadow() as scope:
+        channel.queue_unbind(queue, bound_fan, "")
+        channel.queue_bind(queue, other_fan)
+        channel.exchange_bind(bound_fan, other_fan)
+        channel.exchange_unbind(bound_fan, other_fan)
+        channel.queue_bind(mirror, bound_fan)  # the shadow's own queue: runs
+    assert [s.detail["operation"] for s in scope.suppressed] == [
+        "queue_unbind",
+        "queue_bind",
+        "exchange_bind",
+        "exchange_unbind",
+    ]
+    rabbit.oracle.basic_publish(bound_fan, "", b"via the primary's binding")
+    rabbit.oracle.basic_publish(other_fan, "", b"via no binding")
+    assert rabbit.bodies(queue) == [b"via the primary's binding"]
+    assert rabbit.bodies(mirror) == [b"via the primary's binding"]
+    with shadowguard.shadow(), pytest.raises(ChannelClosedByBroker) as missing:
+        channel.queue_bind(rabbit.name("missing"), bound_fan)  # fails as the primary's would
+    assert missing.value.reply_code == 404

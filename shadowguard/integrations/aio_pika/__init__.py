@@ -12,8 +12,9 @@ nothing and, with publisher confirms on, returns a successful ``Basic.Ack``. A s
 may read only the shadow's own queues (a name ending in ``-shadow``, one named in
 ``shadow_queues``, or a server-named ``amq.gen-`` queue): ``Queue.consume``, ``Queue.get`` and
 ``Queue.iterator`` on any other queue raise ``ShadowSideEffectBlocked``. Acks, nacks and
-rejects reach the broker only on channels whose consumers are all the shadow's own; queue
-purges and deletes and exchange deletes of the primary's are answered and not sent.
+rejects reach the broker only on channels whose consumers are all the shadow's own; purges,
+deletes and (un)bindings of the primary's queues and exchanges are answered and not sent. A
+consumer started in shadow handles each message in a shadow scope of its own.
 
 The package: ``_channel``, the hooks on ``aiormq.Channel``. The mirror rule and the ack
 ledger are shared with the pika guard (``shadowguard._amqp``).
@@ -62,8 +63,8 @@ def install(**options: Any) -> None:
     """Guard every aio-pika (aiormq) channel, those created before ``install()`` too; idempotent.
 
     ``shadow_suffix`` (default ``"-shadow"``): a queue or exchange whose name ends with it is
-    the shadow's own (its mirror queue), so a shadow worker consumes, acks, purges and
-    deletes it. ``shadow_queues``: more queue names that are the shadow's own.
+    the shadow's own (its mirror queue), so a shadow worker consumes, acks, binds, purges
+    and deletes it. ``shadow_queues``: more queue names that are the shadow's own.
     """
     _patches.install(_apply, options)
 

@@ -12,7 +12,8 @@ the pass-through; in shadow:
 - ``basic_ack``, ``basic_nack`` and ``basic_reject`` reach the broker only on a channel
   whose consumers are all the shadow's own (:class:`~shadowguard._amqp.ChannelLedger`).
 - ``queue_purge``, ``queue_delete`` and ``exchange_delete`` of what is not the shadow's own
-  send a passive declare instead and answer ``PurgeOk``/``DeleteOk`` from it.
+  send a passive declare instead and answer ``PurgeOk``/``DeleteOk`` from it; so do
+  ``queue_bind``, ``queue_unbind``, ``exchange_bind`` and ``exchange_unbind``.
 """
 
 from __future__ import annotations
@@ -264,6 +265,48 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     return exchange_delete
 
 
+#: Bindings: the argument naming what they change, and the reply they answer.
+_BINDINGS = {
+    "queue_bind": ("queue", spec.Queue.BindOk),
+    "queue_unbind": ("queue", spec.Queue.UnbindOk),
+    "exchange_bind": ("destination", spec.Exchange.BindOk),
+    "exchange_unbind": ("destination", spec.Exchange.UnbindOk),
+}
+
+
+def _binding(name: str) -> Hook:
+    """A (un)binding of what is not the shadow's own would change which messages reach the
+    primary's queues: a passive declare is sent instead, and answered as the binding."""
+    what, ok = _BINDINGS[name]
+
+    def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+        signature = inspect.signature(original)
+
+        async def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if scope_now() is None and not PROCESS.shadow:
+                return await original(self, *args, **kwargs)
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            target = bound.arguments[what]
+            if rule.owns(target):
+                return await original(self, *args, **kwargs)
+            _raise_if_closed(self)
+            key = "queue" if what == "queue" else "exchange"
+            record_admin(CLIENT, target_of(self), name, key, target)
+            if bound.arguments.get("nowait"):
+                return None
+            timeout = bound.arguments.get("timeout")
+            if key == "queue":
+                await self.queue_declare(target, passive=True, timeout=timeout)
+            else:
+                await self.exchange_declare(target, passive=True, timeout=timeout)
+            return ok()
+
+        return binding
+
+    return factory
+
+
 def hooks() -> dict[str, Hook]:
     """Each hooked method of ``aiormq.Channel`` and the factory of its hook."""
     return {
@@ -276,6 +319,7 @@ def hooks() -> dict[str, Hook]:
         "queue_purge": _purge,
         "queue_delete": _queue_delete,
         "exchange_delete": _exchange_delete,
+        **{name: _binding(name) for name in _BINDINGS},
     }
 
 

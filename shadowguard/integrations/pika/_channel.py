@@ -12,11 +12,13 @@ first line is the pass-through; in shadow:
   whose consumers are all the shadow's own (:class:`~shadowguard._amqp.ChannelLedger`).
 - ``queue_purge``, ``queue_delete`` and ``exchange_delete`` of what is not the shadow's
   own send a passive declare instead (a missing queue fails as it would have) and answer
-  its ``message_count`` as ``PurgeOk``/``DeleteOk``.
+  its ``message_count`` as ``PurgeOk``/``DeleteOk``; so do ``queue_bind``,
+  ``queue_unbind``, ``exchange_bind`` and ``exchange_unbind`` (answered ``BindOk``/``UnbindOk``).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -266,6 +268,47 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     return exchange_delete
 
 
+#: Bindings: the argument naming what they change, and the reply they answer.
+_BINDINGS = {
+    "queue_bind": ("queue", spec.Queue.BindOk),
+    "queue_unbind": ("queue", spec.Queue.UnbindOk),
+    "exchange_bind": ("destination", spec.Exchange.BindOk),
+    "exchange_unbind": ("destination", spec.Exchange.UnbindOk),
+}
+
+
+def _binding(name: str) -> Hook:
+    """A (un)binding of what is not the shadow's own would change which messages reach the
+    primary's queues: a passive declare of the queue (or destination exchange) is sent
+    instead, and its reply answered as the binding's."""
+    what, ok = _BINDINGS[name]
+
+    def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+        signature = inspect.signature(original)
+
+        def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if scope_now() is None and not PROCESS.shadow:
+                return original(self, *args, **kwargs)
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            target = bound.arguments[what]
+            if rule.owns(target):
+                return original(self, *args, **kwargs)
+            self._raise_if_not_open()
+            key = "queue" if what == "queue" else "exchange"
+            record_admin(CLIENT, target_of(self), name, key, target)
+            if key == "queue":
+                declare: Any = spec.Queue.Declare(queue=target, passive=True)
+            else:
+                declare = spec.Exchange.Declare(exchange=target, passive=True)
+            _declare_instead(self, declare, lambda _declared: ok(), bound.arguments["callback"])
+            return None
+
+        return binding
+
+    return factory
+
+
 def hooks() -> dict[str, Hook]:
     """Each hooked method of ``pika.channel.Channel`` and the factory of its hook."""
     return {
@@ -278,6 +321,7 @@ def hooks() -> dict[str, Hook]:
         "queue_purge": _purge,
         "queue_delete": _queue_delete,
         "exchange_delete": _exchange_delete,
+        **{name: _binding(name) for name in _BINDINGS},
     }
 
 
