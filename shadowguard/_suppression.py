@@ -53,6 +53,16 @@ class Kind:
       ``reason`` (``"write"``, or ``"consume"`` for a read that takes work from other
       consumers, answered empty), ``why`` (the rule that decided). ``target`` is
       ``service:resource`` (the bucket, queue, topic or table) or the service.
+    - ``amqp.publish``: ``exchange``, ``routing_key``, ``body_bytes``, ``mandatory``,
+      ``confirm`` (publisher confirms were on: the caller got a successful confirm),
+      ``client`` (``"pika"`` or ``"aiormq"``).
+    - ``amqp.consume``: ``queue``, ``client`` (always a refusal: a queue not the shadow's own).
+    - ``amqp.ack``: ``delivery_tag``, ``multiple``, ``requeue`` (None for an ack),
+      ``client``; ``operation`` is ``basic_ack``, ``basic_nack`` or ``basic_reject``.
+    - ``amqp.admin``: ``queue`` or ``exchange``, ``client``; ``operation`` is
+      ``queue_purge``, ``queue_delete``, ``exchange_delete``, ``queue_bind``,
+      ``queue_unbind``, ``exchange_bind`` or ``exchange_unbind`` (answered from a passive
+      declare, not sent).
     """
 
     DB_COMMIT: Final = "db.commit"
@@ -68,6 +78,10 @@ class Kind:
     CELERY_MESSAGE: Final = "celery.message"
     CELERY_CONSUME: Final = "celery.consume"
     AWS_CALL: Final = "aws.call"
+    AMQP_PUBLISH: Final = "amqp.publish"
+    AMQP_CONSUME: Final = "amqp.consume"
+    AMQP_ACK: Final = "amqp.ack"
+    AMQP_ADMIN: Final = "amqp.admin"
 
 
 class Action:

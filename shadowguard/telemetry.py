@@ -73,6 +73,10 @@ SUPPRESSED_ATTRIBUTES: Mapping[str, str] = {
     Kind.CELERY_MESSAGE: "messaging.publish_suppressed",
     Kind.CELERY_CONSUME: "messaging.receive_blocked",
     Kind.AWS_CALL: "aws.call_suppressed",
+    Kind.AMQP_PUBLISH: "messaging.publish_suppressed",
+    Kind.AMQP_CONSUME: "messaging.receive_blocked",
+    Kind.AMQP_ACK: "messaging.ack_suppressed",
+    Kind.AMQP_ADMIN: "messaging.admin_suppressed",
 }
 _FALLBACK_ATTRIBUTE = "shadowguard.suppressed"
 

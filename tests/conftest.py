@@ -21,6 +21,7 @@ pytest_plugins = [
     "tests.peers.moto",
     "tests.peers.postgres",
     "tests.peers.postgres_cluster",
+    "tests.peers.rabbitmq",
     "tests.peers.redis",
     "tests.peers.smtp",
     "tests.peers.celery_brokers",  # after tests.peers.redis, which it imports

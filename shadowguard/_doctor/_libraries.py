@@ -92,8 +92,21 @@ LIBRARIES: tuple[Library, ...] = (
     Library("aiohttp", "outbound HTTP", "shadowguard.install('aiohttp')", ("aiohttp",)),
     Library("kafka", "Kafka produces (kafka-python)", _OTHER_KAFKA_CLIENT),
     Library("aiokafka", "Kafka produces", _OTHER_KAFKA_CLIENT),
-    Library("pika", "RabbitMQ publishes", f"{_SIDE_EFFECT} (basic_publish)"),
-    Library("aio_pika", "RabbitMQ publishes", f"{_SIDE_EFFECT} (publish)"),
+    Library(
+        "pika", "RabbitMQ publishes, acks and consumers", "shadowguard.install('pika')", ("pika",)
+    ),
+    Library(
+        "aio_pika",
+        "RabbitMQ publishes, acks and consumers",
+        "shadowguard.install('aio_pika')",
+        ("aio_pika",),
+    ),
+    Library(
+        "aiormq",
+        "RabbitMQ publishes, acks and consumers",
+        "shadowguard.install('aio_pika') (it guards aiormq's channel)",
+        ("aio_pika",),
+    ),
     Library(
         "pymongo",
         "MongoDB writes",

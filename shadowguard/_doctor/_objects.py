@@ -54,6 +54,19 @@ def _marked(attribute: str) -> Callable[[Any, Collection[str], Mapping[int, Any]
     return guarded
 
 
+def _class_marked(
+    module: str, name: str, attribute: str
+) -> Callable[[Any, Collection[str], Mapping[int, Any]], bool]:
+    """Guarded when ``module.name.attribute`` is a guard's wrapper (a patch on a class the
+    object reaches through others: a connection's channels)."""
+
+    def guarded(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
+        cls = getattr(sys.modules.get(module), name, None)
+        return is_wrapped(vars(cls).get(attribute)) if isinstance(cls, type) else False
+
+    return guarded
+
+
 def _producer(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
     return is_wrapped(type(obj)) or id(obj) in proxied
 
@@ -166,6 +179,27 @@ _KINDS: tuple[_Kind, ...] = (
         _marked("_make_request"),
         "shadowguard.install('boto3') (it guards clients created before it too); an "
         "aiobotocore client is not guarded: wrap its calls in @shadowguard.side_effect",
+    ),
+    _Kind(
+        "pika channel",
+        (("pika.channel", "Channel"), ("pika.adapters.blocking_connection", "BlockingChannel")),
+        _marked("basic_publish"),
+        "shadowguard.install('pika') (it guards channels created before it too)",
+    ),
+    _Kind(
+        "pika connection",
+        (
+            ("pika.connection", "Connection"),
+            ("pika.adapters.blocking_connection", "BlockingConnection"),
+        ),
+        _class_marked("pika.channel", "Channel", "basic_publish"),
+        "shadowguard.install('pika') (it guards connections created before it too)",
+    ),
+    _Kind(
+        "aio-pika channel",
+        (("aiormq.channel", "Channel"), ("aio_pika.channel", "Channel")),
+        _class_marked("aiormq.channel", "Channel", "basic_publish"),
+        "shadowguard.install('aio_pika') (it guards channels created before it too)",
     ),
     _Kind(
         "redis cluster client",

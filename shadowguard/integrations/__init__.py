@@ -49,6 +49,8 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("redis", "shadowguard.integrations.redis", "redis", "redis"),
     Integration("celery", "shadowguard.integrations.celery", "celery", "celery"),
     Integration("boto3", "shadowguard.integrations.boto3", "botocore", "boto3"),
+    Integration("pika", "shadowguard.integrations.pika", "pika", "pika"),
+    Integration("aio_pika", "shadowguard.integrations.aio_pika", "aio_pika", "aio-pika"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

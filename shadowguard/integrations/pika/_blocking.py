@@ -1,0 +1,67 @@
+"""The hooks on ``pika.BlockingChannel``: a shadow publish is confirmed at once; a consumer
+started in shadow handles its messages as shadow.
+
+A blocking channel in confirm mode waits in ``basic_publish`` for the broker's ``Basic.Ack``;
+in shadow nothing is sent, so the hook frames the message (raising what pika would raise)
+and returns as a confirmed publish returns. It never calls the channel's ``_impl``, whose own
+hook would refuse a channel in confirm mode.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from pika import spec
+
+from shadowguard._amqp import consumer_reason, in_shadow, record_publish
+from shadowguard.contract import PROCESS, mark_wrapped, scope_now
+from shadowguard.integrations.pika._channel import CLIENT, check_publish, target_of
+
+__all__ = ["consume_hook", "publish_hook"]
+
+
+def publish_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    def basic_publish(
+        self: Any,
+        exchange: str,
+        routing_key: str,
+        body: Any,
+        properties: spec.BasicProperties | None = None,
+        mandatory: bool = False,
+    ) -> None:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, exchange, routing_key, body, properties, mandatory)  # type: ignore[no-any-return]
+        impl = self._impl
+        size = check_publish(impl, exchange, routing_key, body, properties, mandatory)
+        record_publish(
+            CLIENT,
+            target_of(impl),
+            exchange,
+            routing_key,
+            size,
+            mandatory=mandatory,
+            confirm=bool(self._delivery_confirmation),
+        )
+        return None
+
+    basic_publish.__doc__ = original.__doc__
+    return mark_wrapped(basic_publish, original)
+
+
+def consume_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``BlockingChannel.basic_consume``: a consumer started in shadow handles its messages as
+    shadow, even when ``start_consuming()`` runs outside the scope (the channel's ``_impl``
+    hook refuses queues that are not the shadow's own)."""
+
+    def basic_consume(
+        self: Any, queue: str, on_message_callback: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, queue, on_message_callback, *args, **kwargs)
+        if callable(on_message_callback):  # else pika raises its own error
+            on_message_callback = in_shadow(on_message_callback, consumer_reason(queue))
+        return original(self, queue, on_message_callback, *args, **kwargs)
+
+    basic_consume.__doc__ = original.__doc__
+    return mark_wrapped(basic_consume, original)

@@ -1,0 +1,332 @@
+"""The hooks on ``pika.channel.Channel``, the channel every pika connection type uses.
+
+``BlockingChannel`` calls these methods on its ``_impl``; ``SelectConnection``,
+``AsyncioConnection`` and the others hand them to the application directly. Each hook's
+first line is the pass-through; in shadow:
+
+- ``basic_publish`` encodes and frames the message exactly as pika would, then drops it.
+  A channel in confirm mode (``confirm_delivery``) refuses: its application counts
+  delivery tags, and a publish the broker never sees would shift every later one.
+- ``basic_consume`` and ``basic_get`` refuse a queue that is not the shadow's own.
+- ``basic_ack``, ``basic_nack`` and ``basic_reject`` reach the broker only on a channel
+  whose consumers are all the shadow's own (:class:`~shadowguard._amqp.ChannelLedger`).
+- ``queue_purge``, ``queue_delete`` and ``exchange_delete`` of what is not the shadow's
+  own send a passive declare instead (a missing queue fails as it would have) and answer
+  its ``message_count`` as ``PurgeOk``/``DeleteOk``; so do ``queue_bind``,
+  ``queue_unbind``, ``exchange_bind`` and ``exchange_unbind`` (answered ``BindOk``/``UnbindOk``).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from pika import exceptions, frame, spec
+from pika.compat import as_bytes
+
+from shadowguard._amqp import (
+    ChannelLedger,
+    MirrorRule,
+    consume_refusal,
+    consumer_reason,
+    in_shadow,
+    record_ack,
+    record_admin,
+    record_publish,
+)
+from shadowguard.contract import PROCESS, Kind, mark_wrapped, refuse, scope_now
+
+__all__ = ["LEDGER", "check_publish", "hooks", "target_of"]
+
+CLIENT = "pika"
+LEDGER = ChannelLedger()
+_CONFIRM_REMEDY = (
+    "A publish in shadow never reaches the broker, so the delivery tags of the channel's "
+    "later confirms would no longer match what the application counted. Publish through a "
+    "pika.BlockingConnection channel (its confirms are answered in shadow) or aio-pika, or "
+    "keep the shadow's publishes on a channel without confirm_delivery()"
+)
+
+Hook = Callable[[Callable[..., Any], MirrorRule], Callable[..., Any]]
+
+
+def target_of(channel: Any) -> str:
+    """``amqp://host:port/vhost`` of a channel's connection, without credentials."""
+    params = getattr(getattr(channel, "connection", None), "params", None)
+    host = getattr(params, "host", "?")
+    port = getattr(params, "port", "?")
+    vhost = getattr(params, "virtual_host", "/")
+    return f"amqp://{host}:{port}/{'' if vhost == '/' else vhost}"
+
+
+def check_publish(
+    channel: Any,
+    exchange: str,
+    routing_key: str,
+    body: Any,
+    properties: spec.BasicProperties | None,
+    mandatory: bool,
+) -> int:
+    """Encode and frame the message as ``basic_publish`` would, raising what it raises; the
+    body's size. Nothing is written."""
+    channel._raise_if_not_open()
+    body = as_bytes(body)
+    number = channel.channel_number
+    method = spec.Basic.Publish(exchange=exchange, routing_key=routing_key, mandatory=mandatory)
+    frame.Method(number, method).marshal()
+    frame.Header(number, len(body), properties or spec.BasicProperties()).marshal()
+    if body:
+        frame.Body(number, body[: channel.connection._body_max_length]).marshal()
+    if channel.connection.is_closed:
+        raise exceptions.ConnectionWrongStateError(
+            "Attempted to send a frame on closed connection."
+        )
+    return len(body)
+
+
+def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def basic_publish(
+        self: Any,
+        exchange: str,
+        routing_key: str,
+        body: Any,
+        properties: spec.BasicProperties | None = None,
+        mandatory: bool = False,
+    ) -> None:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, exchange, routing_key, body, properties, mandatory)  # type: ignore[no-any-return]
+        size = check_publish(self, exchange, routing_key, body, properties, mandatory)
+        if self.callbacks.pending(self.channel_number, spec.Basic.Ack):
+            raise refuse(
+                Kind.AMQP_PUBLISH,
+                target_of(self),
+                "basic_publish",
+                f"basic_publish to exchange {exchange!r} on a pika channel in confirm mode",
+                remedy=_CONFIRM_REMEDY,
+                detail={"exchange": exchange, "routing_key": routing_key, "client": CLIENT},
+            )
+        record_publish(
+            CLIENT,
+            target_of(self),
+            exchange,
+            routing_key,
+            size,
+            mandatory=mandatory,
+            confirm=False,
+        )
+        return None
+
+    return basic_publish
+
+
+def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def basic_consume(
+        self: Any, queue: str, on_message_callback: Any, *args: Any, **kwargs: Any
+    ) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, queue, on_message_callback, *args, **kwargs)
+        if not rule.owns(queue):
+            raise consume_refusal("pika", rule, CLIENT, target_of(self), "basic_consume", queue)
+        if callable(on_message_callback):  # else pika raises its own error
+            on_message_callback = in_shadow(on_message_callback, consumer_reason(queue))
+        tag = original(self, queue, on_message_callback, *args, **kwargs)
+        LEDGER.consumed(self, tag)
+        return tag
+
+    return basic_consume
+
+
+def _get(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def basic_get(self: Any, queue: str, *args: Any, **kwargs: Any) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, queue, *args, **kwargs)
+        if not rule.owns(queue):
+            raise consume_refusal("pika", rule, CLIENT, target_of(self), "basic_get", queue)
+        LEDGER.got(self)
+        return original(self, queue, *args, **kwargs)
+
+    return basic_get
+
+
+def _acks_run(channel: Any) -> bool:
+    return LEDGER.acks_run(channel, channel.consumer_tags)
+
+
+def _ack(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def basic_ack(self: Any, delivery_tag: int = 0, multiple: bool = False) -> None:
+        if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
+            return original(self, delivery_tag, multiple)  # type: ignore[no-any-return]
+        self._raise_if_not_open()
+        record_ack(CLIENT, target_of(self), "basic_ack", delivery_tag, multiple=multiple)
+        return None
+
+    return basic_ack
+
+
+def _nack(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def basic_nack(
+        self: Any, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
+    ) -> None:
+        if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
+            return original(self, delivery_tag, multiple, requeue)  # type: ignore[no-any-return]
+        self._raise_if_not_open()
+        record_ack(
+            CLIENT, target_of(self), "basic_nack", delivery_tag, multiple=multiple, requeue=requeue
+        )
+        return None
+
+    return basic_nack
+
+
+def _reject(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def basic_reject(self: Any, delivery_tag: int = 0, requeue: bool = True) -> None:
+        if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
+            return original(self, delivery_tag, requeue)  # type: ignore[no-any-return]
+        self._raise_if_not_open()
+        if not isinstance(delivery_tag, int):
+            raise TypeError("delivery_tag must be an integer")
+        record_ack(CLIENT, target_of(self), "basic_reject", delivery_tag, requeue=requeue)
+        return None
+
+    return basic_reject
+
+
+def _declare_instead(
+    channel: Any,
+    declare: Any,
+    reply: Callable[[Any], Any],
+    callback: Callable[..., Any] | None,
+) -> None:
+    """Send the passive ``declare`` in the place of a delete or purge; its reply, turned into
+    the one the caller waits for by ``reply``, goes to ``callback``."""
+    if callback is None:
+        return  # nowait: the caller expects no reply
+    if not callable(callback):
+        raise TypeError("callback should be None or a callable")
+
+    def answered(method_frame: Any) -> None:
+        callback(frame.Method(method_frame.channel_number, reply(method_frame.method)))
+
+    ok = (
+        spec.Queue.DeclareOk if isinstance(declare, spec.Queue.Declare) else spec.Exchange.DeclareOk
+    )
+    channel._rpc(declare, answered, [ok])
+
+
+def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def queue_purge(self: Any, queue: str, callback: Callable[..., Any] | None = None) -> None:
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
+            return original(self, queue, callback)  # type: ignore[no-any-return]
+        self._raise_if_not_open()
+        record_admin(CLIENT, target_of(self), "queue_purge", "queue", queue)
+        declare = spec.Queue.Declare(queue=queue, passive=True)
+        _declare_instead(
+            self, declare, lambda ok: spec.Queue.PurgeOk(message_count=ok.message_count), callback
+        )
+        return None
+
+    return queue_purge
+
+
+def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def queue_delete(
+        self: Any,
+        queue: str,
+        if_unused: bool = False,
+        if_empty: bool = False,
+        callback: Callable[..., Any] | None = None,
+    ) -> None:
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
+            return original(self, queue, if_unused, if_empty, callback)  # type: ignore[no-any-return]
+        self._raise_if_not_open()
+        record_admin(CLIENT, target_of(self), "queue_delete", "queue", queue)
+        declare = spec.Queue.Declare(queue=queue, passive=True)
+        _declare_instead(
+            self, declare, lambda ok: spec.Queue.DeleteOk(message_count=ok.message_count), callback
+        )
+        return None
+
+    return queue_delete
+
+
+def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    def exchange_delete(
+        self: Any,
+        exchange: str | None = None,
+        if_unused: bool = False,
+        callback: Callable[..., Any] | None = None,
+    ) -> None:
+        if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
+            return original(self, exchange, if_unused, callback)  # type: ignore[no-any-return]
+        self._raise_if_not_open()
+        record_admin(CLIENT, target_of(self), "exchange_delete", "exchange", exchange)
+        declare = spec.Exchange.Declare(exchange=exchange, passive=True)
+        _declare_instead(self, declare, lambda ok: spec.Exchange.DeleteOk(), callback)
+        return None
+
+    return exchange_delete
+
+
+#: Bindings: the argument naming what they change, and the reply they answer.
+_BINDINGS = {
+    "queue_bind": ("queue", spec.Queue.BindOk),
+    "queue_unbind": ("queue", spec.Queue.UnbindOk),
+    "exchange_bind": ("destination", spec.Exchange.BindOk),
+    "exchange_unbind": ("destination", spec.Exchange.UnbindOk),
+}
+
+
+def _binding(name: str) -> Hook:
+    """A (un)binding of what is not the shadow's own would change which messages reach the
+    primary's queues: a passive declare of the queue (or destination exchange) is sent
+    instead, and its reply answered as the binding's."""
+    what, ok = _BINDINGS[name]
+
+    def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+        signature = inspect.signature(original)
+
+        def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
+            if scope_now() is None and not PROCESS.shadow:
+                return original(self, *args, **kwargs)
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            target = bound.arguments[what]
+            if rule.owns(target):
+                return original(self, *args, **kwargs)
+            self._raise_if_not_open()
+            key = "queue" if what == "queue" else "exchange"
+            record_admin(CLIENT, target_of(self), name, key, target)
+            if key == "queue":
+                declare: Any = spec.Queue.Declare(queue=target, passive=True)
+            else:
+                declare = spec.Exchange.Declare(exchange=target, passive=True)
+            _declare_instead(self, declare, lambda _declared: ok(), bound.arguments["callback"])
+            return None
+
+        return binding
+
+    return factory
+
+
+def hooks() -> dict[str, Hook]:
+    """Each hooked method of ``pika.channel.Channel`` and the factory of its hook."""
+    return {
+        "basic_publish": _publish,
+        "basic_consume": _consume,
+        "basic_get": _get,
+        "basic_ack": _ack,
+        "basic_nack": _nack,
+        "basic_reject": _reject,
+        "queue_purge": _purge,
+        "queue_delete": _queue_delete,
+        "exchange_delete": _exchange_delete,
+        **{name: _binding(name) for name in _BINDINGS},
+    }
+
+
+def wrap(name: str, original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    hook = hooks()[name](original, rule)
+    hook.__name__ = hook.__qualname__ = name
+    hook.__doc__ = original.__doc__
+    return mark_wrapped(hook, original)
