@@ -19,11 +19,14 @@ record format is :mod:`shadowguard.capture_format`. The seams, in call order:
     :func:`read_records`, the records back from either sink.
 ``_runs``
     :func:`record_run`, an experiment run as a ``control`` and a ``candidate`` record.
+``_messages``
+    :class:`handled`, a message a worker handles as a record keyed by the message's id.
 """
 
 from __future__ import annotations
 
 from shadowguard.capture._capture import Capture, capture_from
+from shadowguard.capture._messages import handled
 from shadowguard.capture._reader import OnError, read_records
 from shadowguard.capture._redact import REDACTED
 from shadowguard.capture._runs import record_run
@@ -66,6 +69,7 @@ __all__ = [
     "Take",
     "capture_from",
     "close",
+    "handled",
     "flush",
     "read_records",
     "record_run",

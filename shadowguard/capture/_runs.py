@@ -7,7 +7,6 @@ Both records of a run share one request id, so ``shadowguard compare --baseline 
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from time import perf_counter
@@ -52,11 +51,5 @@ def _take(capture: Capture, name: str, request_id: str, label: str, observed: Ob
     take.start, take.end = end - observed.duration, end
     if observed.exception is None:
         take.status = 200
-        try:
-            body = json.dumps(observed.value, allow_nan=True).encode()
-            take.headers = {"content-type": "application/json"}
-        except (TypeError, ValueError):
-            body = repr(observed.value).encode("utf-8", "replace")
-            take.headers = {"content-type": "text/plain; charset=utf-8"}
-        take.body(body)
+        take.result(observed.value)
     take.finish(route, observed.scope, observed.exception)

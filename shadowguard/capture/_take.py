@@ -8,6 +8,7 @@ body, reading the shadow scope) waits for the writer thread: see ``_record``.
 
 from __future__ import annotations
 
+import json
 from time import perf_counter, time
 from typing import TYPE_CHECKING, Any
 
@@ -88,6 +89,17 @@ class Take:
                 chunks.append(chunk if type(chunk) is bytes else bytes(chunk))
             else:
                 self.chunks = None
+
+    def result(self, value: Any) -> None:
+        """Keep ``value`` (a handler's or a function's outcome) as the body: JSON when it
+        encodes, else its ``repr`` as text."""
+        try:
+            body = json.dumps(value, allow_nan=True).encode()
+            self.headers = {"content-type": "application/json"}
+        except (TypeError, ValueError):
+            body = repr(value).encode("utf-8", "replace")
+            self.headers = {"content-type": "text/plain; charset=utf-8"}
+        self.body(body)
 
     def body_done(self) -> None:
         """The last byte of the body was handed to the server: the duration ends here."""
