@@ -69,8 +69,8 @@ __all__ = [
     "Take",
     "capture_from",
     "close",
-    "handled",
     "flush",
+    "handled",
     "read_records",
     "record_run",
 ]

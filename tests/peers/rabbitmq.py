@@ -127,7 +127,8 @@ class RabbitPeer:
 
 
 @pytest.fixture(scope="session")
-def _rabbit_oracle() -> Iterator[Any]:
+def _rabbit_parameters() -> Any:
+    """The server's connection parameters, once it answered (else ``service_missing``)."""
     try:
         import pika
     except ImportError:
@@ -136,32 +137,35 @@ def _rabbit_oracle() -> Iterator[Any]:
         RABBITMQ_HOST, RABBITMQ_PORT, credentials=pika.PlainCredentials("guest", "guest")
     )
     try:
-        conn = pika.BlockingConnection(parameters)
+        pika.BlockingConnection(parameters).close()
     except pika.exceptions.AMQPConnectionError as exc:
         service_missing(f"RabbitMQ at {RABBITMQ_HOST}:{RABBITMQ_PORT} ({exc!r})")
-    yield conn
-    if conn.is_open:
-        conn.close()
+    return parameters
 
 
 @pytest.fixture
-def rabbit(_rabbit_oracle: Any) -> Iterator[RabbitPeer]:
+def rabbit(_rabbit_parameters: Any) -> Iterator[RabbitPeer]:
     """The RabbitMQ server with a fresh name prefix; this test's queues and exchanges are
-    deleted afterwards. The oracle channel has publisher confirms on."""
-    conn = _rabbit_oracle
-    if not conn.is_open:
-        pytest.fail("the RabbitMQ oracle connection was closed by an earlier test")
+    deleted afterwards. The oracle channel has publisher confirms on.
+
+    The oracle's connection is the test's own: one kept for the session sits idle between
+    tests, answers no heartbeats, and the server closes it.
+    """
+    import pika
+
+    conn = pika.BlockingConnection(_rabbit_parameters)
     channel = conn.channel()
     channel.confirm_delivery()
     peer = RabbitPeer(RABBITMQ_HOST, RABBITMQ_PORT, f"sg-{uuid.uuid4().hex[:10]}-", channel)
     try:
         yield peer
     finally:
-        cleanup = conn.channel()
-        for queue in peer.queues:
-            cleanup.queue_delete(queue)
-        for exchange in peer.exchanges:
-            cleanup.exchange_delete(exchange)
-        cleanup.close()
-        if channel.is_open:
-            channel.close()
+        try:
+            cleanup = conn.channel()
+            for queue in peer.queues:
+                cleanup.queue_delete(queue)
+            for exchange in peer.exchanges:
+                cleanup.exchange_delete(exchange)
+        finally:
+            if conn.is_open:
+                conn.close()
