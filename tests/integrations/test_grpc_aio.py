@@ -1,0 +1,146 @@
+"""grpc.aio against a real loopback gRPC server: refused or stubbed in shadow, as primary
+untouched, allowed reads reach the server with the marker metadata."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+import grpc.aio
+import pytest
+
+import shadowguard
+from shadowguard import ShadowSideEffectBlocked, is_stub
+from shadowguard.integrations import grpc as sink
+from tests.integrations._support import installing
+from tests.peers.grpc_server import SERVICE, GrpcServer
+
+MARKER = "x-shadow-request"
+GET, CANCEL = f"/{SERVICE}/Get", f"/{SERVICE}/Cancel"
+WATCH, UPLOAD, CHAT = f"/{SERVICE}/Watch", f"/{SERVICE}/Upload", f"/{SERVICE}/Chat"
+
+
+async def _requests(*items: bytes) -> AsyncIterator[bytes]:
+    for item in items:
+        yield item
+
+
+@pytest.mark.asyncio
+async def test_every_call_shape_is_refused_in_shadow_and_runs_as_primary(
+    grpc_server: GrpcServer,
+) -> None:
+    async with grpc.aio.insecure_channel(grpc_server.target) as channel:
+        cancel, watch = channel.unary_unary(CANCEL), channel.unary_stream(WATCH)
+        upload, chat = channel.stream_unary(UPLOAD), channel.stream_stream(CHAT)
+        with installing(sink):
+            with shadowguard.shadow() as scope:
+                for attempt in (
+                    lambda: cancel(b"o"),
+                    lambda: watch(b"o"),
+                    lambda: upload(_requests(b"a")),
+                    lambda: upload(),
+                    lambda: chat(_requests(b"a")),
+                    lambda: channel.unary_unary(GET)(request=b"o"),
+                ):
+                    with pytest.raises(ShadowSideEffectBlocked):
+                        await attempt()
+            assert scope.counts["grpc.call"] == 6
+            assert scope.suppressed[0].target == f"{grpc_server.target}{CANCEL}"
+            assert [s.detail["call"] for s in scope.suppressed[:5]] == [
+                "unary_unary",
+                "unary_stream",
+                "stream_unary",
+                "stream_unary",
+                "stream_stream",
+            ]
+            assert grpc_server.hits == []
+            assert await cancel(b"o") == b"real:o"
+            assert [m async for m in watch(b"w")] == [b"real-1", b"real-2"]
+            assert await upload(_requests(b"a", b"b")) == b"real:2"
+            assert [m async for m in chat(_requests(b"x"))] == [b"real:x"]
+    assert grpc_server.methods() == ["Cancel", "Watch", "Upload", "Chat"]
+    assert all(MARKER not in hit.metadata for hit in grpc_server.hits)
+
+
+@pytest.mark.asyncio
+async def test_allowed_methods_reach_the_server_marked_and_stubs_answer(
+    grpc_server: GrpcServer,
+) -> None:
+    stubs = [
+        sink.GrpcStub(CANCEL, response=b"stub"),
+        sink.GrpcStub(CHAT, responses=[b"s1", b"s2"]),
+        sink.GrpcStub(UPLOAD, code="PERMISSION_DENIED", details="read only"),
+    ]
+    async with grpc.aio.insecure_channel(grpc_server.target) as channel:
+        with installing(sink, allow=[GET, WATCH], stubs=stubs), shadowguard.shadow() as scope:
+            get = channel.unary_unary(GET)
+            assert await get(b"1", metadata=grpc.aio.Metadata(("tenant", "t1"))) == b"real:1"
+            assert [m async for m in channel.unary_stream(WATCH)(b"w")] == [b"real-1", b"real-2"]
+            call = channel.unary_unary(CANCEL)(b"o")
+            assert await call == b"stub"
+            assert is_stub(call)
+            assert await call.code() is grpc.StatusCode.OK
+            assert (await call.trailing_metadata())["x-shadowguard-stub"] == "1"
+            chat = channel.stream_stream(CHAT)()
+            await chat.write(b"dropped")
+            await chat.done_writing()
+            assert [await chat.read(), await chat.read()] == [b"s1", b"s2"]
+            assert await chat.read() is grpc.aio.EOF
+            with pytest.raises(grpc.aio.AioRpcError) as failed:
+                await channel.stream_unary(UPLOAD)(_requests(b"a"))
+            assert failed.value.code() is grpc.StatusCode.PERMISSION_DENIED
+            assert failed.value.details() == "read only"
+    assert grpc_server.methods() == ["Get", "Watch"]
+    assert [hit.metadata.get(MARKER) for hit in grpc_server.hits] == ["1", "1"]
+    assert grpc_server.hits[0].metadata["tenant"] == "t1"
+    assert [s.detail["action"] for s in scope.suppressed] == ["stubbed"] * 3
+
+
+@pytest.mark.asyncio
+async def test_concurrent_tasks_keep_their_own_shadow_or_primary(grpc_server: GrpcServer) -> None:
+    async with grpc.aio.insecure_channel(grpc_server.target) as channel:
+        cancel = channel.unary_unary(CANCEL)
+
+        async def as_shadow(i: int) -> str:
+            with shadowguard.shadow():
+                await asyncio.sleep(0)
+                try:
+                    await cancel(b"s%d" % i)
+                except ShadowSideEffectBlocked:
+                    return "blocked"
+                return "sent"
+
+        async def as_primary(i: int) -> str:
+            await asyncio.sleep(0)
+            response: bytes = await cancel(b"p%d" % i)
+            return response.decode()
+
+        with installing(sink):
+            results = await asyncio.gather(
+                *(as_shadow(i) for i in range(5)), *(as_primary(i) for i in range(5))
+            )
+    assert results == ["blocked"] * 5 + [f"real:p{i}" for i in range(5)]
+    assert sorted(h.requests[0] for h in grpc_server.hits) == [b"p%d" % i for i in range(5)]
+
+
+@pytest.mark.asyncio
+async def test_an_aio_interceptor_sees_the_marker_and_cannot_unmark_a_refusal(
+    grpc_server: GrpcServer,
+) -> None:
+    seen: list[Any] = []
+
+    class Watch(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+        async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+            seen.append(details.method)
+            return await continuation(details, request)
+
+    async with grpc.aio.insecure_channel(grpc_server.target, interceptors=[Watch()]) as channel:
+        with installing(sink, allow=[GET]), shadowguard.shadow():
+            assert await channel.unary_unary(GET)(b"1") == b"real:1"
+            with pytest.raises(ShadowSideEffectBlocked):
+                await channel.unary_unary(CANCEL)(b"2")
+    assert seen == [GET.encode()]
+    assert grpc_server.methods() == ["Get"]
+    assert grpc_server.hits[0].metadata[MARKER] == "1"
