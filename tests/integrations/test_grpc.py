@@ -16,8 +16,9 @@ from shadowguard import ShadowSideEffectBlocked, configure, is_stub
 from shadowguard._config import reset
 from shadowguard.errors import ConfigError
 from shadowguard.integrations import grpc as sink
+from tests.integrations._http import suppress_instrumentation
 from tests.integrations._support import installing
-from tests.peers.grpc_server import SERVICE, GrpcServer
+from tests.peers.grpc_server import OTLP_TRACES, SERVICE, GrpcServer
 
 MARKER = "x-shadow-request"
 GET, CANCEL = f"/{SERVICE}/Get", f"/{SERVICE}/Cancel"
@@ -275,3 +276,81 @@ def test_install_is_idempotent_reversible_and_validates_its_rules() -> None:
     ):
         with pytest.raises(ConfigError):
             rule()
+
+
+OTLP_EXPORT = f"/{OTLP_TRACES}/Export"
+
+
+def test_otlp_exports_to_the_configured_endpoint_go_out_and_nothing_else_does(
+    channel: Any, grpc_server: GrpcServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export = channel.unary_unary(OTLP_EXPORT)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://{grpc_server.target}")
+    with installing(sink), shadowguard.shadow():
+        with suppress_instrumentation():
+            assert export(b"spans") == b"real:spans"
+            with pytest.raises(ShadowSideEffectBlocked):
+                channel.unary_unary(CANCEL)(b"x")  # the key opens no other method
+        with pytest.raises(ShadowSideEffectBlocked):
+            export(b"not from an exporter")  # the method without the key
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.internal:4317")
+        with suppress_instrumentation(), pytest.raises(ShadowSideEffectBlocked):
+            export(b"to another target")
+    with installing(sink, telemetry_exports=False), shadowguard.shadow():
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", grpc_server.target)
+        with suppress_instrumentation(), pytest.raises(ShadowSideEffectBlocked):
+            export(b"exemption off")
+    assert [h.requests for h in grpc_server.hits] == [[b"spans"]]
+
+
+def test_a_shadow_mode_process_refuses_on_every_thread(
+    channel: Any, grpc_server: GrpcServer
+) -> None:
+    outcomes: list[str] = []
+
+    def call() -> None:
+        try:
+            channel.unary_unary(CANCEL)(b"t")
+            outcomes.append("sent")
+        except ShadowSideEffectBlocked:
+            outcomes.append("blocked")
+
+    with installing(sink):
+        try:
+            configure(mode="shadow")
+            worker = threading.Thread(target=call)  # a plain thread: shadow too, process-wide
+            worker.start()
+            worker.join()
+            call()
+        finally:
+            reset()
+        call()
+    assert outcomes == ["blocked", "blocked", "sent"]
+    assert grpc_server.methods() == ["Cancel"]
+
+
+def test_registered_methods_of_generated_code_are_guarded(
+    channel: Any, grpc_server: GrpcServer
+) -> None:
+    """Generated stubs (grpcio-tools 1.62 and later) ask for registered call handles."""
+    cancel = channel.unary_unary(CANCEL, _registered_method=True)
+    get = channel.unary_unary(GET, _registered_method=True)
+    with installing(sink, allow=[GET]), shadowguard.shadow():
+        with pytest.raises(ShadowSideEffectBlocked):
+            cancel(b"x")
+        assert get(b"y") == b"real:y"
+    assert grpc_server.methods() == ["Get"]
+
+
+def test_known_limit_a_bound_method_taken_before_install_keeps_the_original(
+    channel: Any, grpc_server: GrpcServer
+) -> None:
+    """Documented: ``cancel = stub.Cancel.future`` at import keeps grpc's own method; the
+    multicallable itself (``stub.Cancel``) kept at import is guarded."""
+    multicallable = channel.unary_unary(CANCEL)
+    early_future = multicallable.future
+    with installing(sink), shadowguard.shadow():
+        with pytest.raises(ShadowSideEffectBlocked):
+            multicallable.future(b"guarded")
+        assert early_future(b"escapes").result() == b"real:escapes"
+    assert [h.requests for h in grpc_server.hits] == [[b"escapes"]]

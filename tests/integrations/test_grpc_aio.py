@@ -144,3 +144,34 @@ async def test_an_aio_interceptor_sees_the_marker_and_cannot_unmark_a_refusal(
     assert seen == [GET.encode()]
     assert grpc_server.methods() == ["Get"]
     assert grpc_server.hits[0].metadata[MARKER] == "1"
+
+
+class _PassThrough(grpc.aio.StreamStreamClientInterceptor):  # type: ignore[misc]
+    async def intercept_stream_stream(
+        self, continuation: Any, details: Any, request_iterator: Any
+    ) -> Any:
+        return await continuation(details, request_iterator)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("interceptors", [None, [_PassThrough()]], ids=["plain", "intercepted"])
+async def test_a_shadow_request_cannot_write_into_a_stream_primary_opened(
+    grpc_server: GrpcServer, interceptors: Any
+) -> None:
+    async with grpc.aio.insecure_channel(grpc_server.target, interceptors=interceptors) as channel:
+        kept = channel.stream_stream(CHAT)()  # opened as primary, e.g. at start-up
+        with installing(sink, allow=[CHAT]):
+            with shadowguard.shadow() as scope:
+                with pytest.raises(ShadowSideEffectBlocked, match="primary code opened"):
+                    await kept.write(b"from-shadow")
+                # A stream the shadow request opens itself, under an allow rule, takes writes.
+                own = channel.stream_stream(CHAT)()
+                await own.write(b"own")
+                await own.done_writing()
+                assert [m async for m in own] == [b"real:own"]
+            await kept.write(b"from-primary")
+            await kept.done_writing()
+            assert [m async for m in kept] == [b"real:from-primary"]
+    assert sorted(h.requests for h in grpc_server.hits) == [[b"from-primary"], [b"own"]]
+    assert scope.suppressed[0].blocked
+    assert scope.suppressed[0].detail["operation"] == "write"

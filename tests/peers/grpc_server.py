@@ -2,7 +2,8 @@
 
 Service ``shop.Orders``: ``Get`` and ``Cancel`` (unary), ``Watch`` (server streaming),
 ``Upload`` (client streaming), ``Chat`` (both streaming); ``GetAndCancel`` exists too, so
-a prefix match of ``Get`` would reach it.
+a prefix match of ``Get`` would reach it. It also answers the OTLP trace exporter's
+``Export``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pytest
 from tests.peers.services import service_missing
 
 SERVICE = "shop.Orders"
+#: The OTLP trace collector service, which the OpenTelemetry exporters call.
+OTLP_TRACES = "opentelemetry.proto.collector.trace.v1.TraceService"
 
 
 @dataclass
@@ -70,7 +73,8 @@ def _handlers(state: GrpcServer) -> Any:
         for request in got:
             yield b"real:" + request
 
-    return grpc.method_handlers_generic_handler(
+    otlp = grpc.method_handlers_generic_handler(OTLP_TRACES, {"Export": unary("Export")})
+    return otlp, grpc.method_handlers_generic_handler(
         SERVICE,
         {
             "Get": unary("Get"),
@@ -94,7 +98,7 @@ def _grpc_server_session() -> Iterator[GrpcServer]:
     server = grpc.server(ThreadPoolExecutor(max_workers=4))
     port = server.add_insecure_port("127.0.0.1:0")
     state = GrpcServer(f"127.0.0.1:{port}")
-    server.add_generic_rpc_handlers((_handlers(state),))
+    server.add_generic_rpc_handlers(_handlers(state))
     server.start()
     try:
         yield state

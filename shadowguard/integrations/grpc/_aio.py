@@ -3,22 +3,31 @@
 Every ``grpc.aio`` call starts at one of the four multicallables' ``__call__`` (with or
 without client interceptors), so patching them covers channels and stubs made before
 ``install()``. A refused call raises when it is made, before the call object exists.
+
+A call with streamed requests outlives the request that opened it: ``call.write()`` in
+shadow is refused unless a shadow request opened that call (and a rule let it out), so a
+shadow request cannot write into a stream that primary code opened and keeps.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import grpc
-from grpc.aio import _channel
+from grpc.aio import _call, _channel, _interceptor
 
 from shadowguard._outbound import STUB_METADATA, GrpcReply, mark_stub, marked_metadata
-from shadowguard.contract import PROCESS, Patches, mark_wrapped, scope_now
+from shadowguard.contract import PROCESS, Kind, Patches, mark_wrapped, refuse, scope_now
 from shadowguard.integrations.grpc._common import answer, judge, text
 
 __all__ = ["AioStubCall", "patch"]
 
+# Set on a call object that a shadow request opened with a rule's leave.
+_OPENED_IN_SHADOW = "_shadowguard_opened_in_shadow"
+# The write() of a call with streamed requests, plain and intercepted.
+_WRITES = ((_call, "_StreamRequestMixin"), (_interceptor, "_InterceptedStreamRequestMixin"))
 _SEAMS = (
     ("UnaryUnaryMultiCallable", "unary_unary"),
     ("UnaryStreamMultiCallable", "unary_stream"),
@@ -130,15 +139,42 @@ def _hook(original: Callable[..., Any], shape: str) -> Callable[..., Any]:
         decision = judged[2]
         if decision.allowed:
             kwargs["metadata"] = marked_metadata(kwargs.get("metadata"), decision.forward_secret)
-            return original(self, *args, **kwargs)
+            opened = original(self, *args, **kwargs)
+            with contextlib.suppress(TypeError):  # no __dict__: its writes are refused
+                vars(opened)[_OPENED_IN_SHADOW] = True
+            return opened
         request = args[0] if args else kwargs.get("request", kwargs.get("request_iterator"))
         return AioStubCall(answer(judged, shape, request))
 
     return mark_wrapped(call, original)
 
 
+def _write_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+
+    async def write(self: Any, request: Any) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return await original(self, request)
+        if not vars(self).get(_OPENED_IN_SHADOW, False):
+            raise refuse(
+                Kind.GRPC_CALL,
+                "grpc stream opened outside shadow traffic",
+                "write",
+                "a write in shadow traffic to a gRPC stream that primary code opened",
+                remedy="Open the stream inside the shadow request (a GrpcAllow or GrpcStub "
+                "rule then decides), or keep shadow work out of streams primary code keeps",
+                detail={"method": "", "call": "stream write"},
+            )
+        return await original(self, request)
+
+    return mark_wrapped(write, original)
+
+
 def patch(patches: Patches) -> None:
-    """Put the hooks on the four multicallable classes of ``grpc.aio``."""
+    """Put the hooks on the four multicallable classes of ``grpc.aio`` and on ``write()``."""
     for name, shape in _SEAMS:
         cls = getattr(_channel, name)
         patches.setattr(cls, "__call__", _hook(vars(cls)["__call__"], shape))
+    for module, name in _WRITES:
+        mixin = getattr(module, name, None)
+        if mixin is not None and "write" in vars(mixin):
+            patches.setattr(mixin, "write", _write_hook(vars(mixin)["write"]))
