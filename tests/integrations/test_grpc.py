@@ -354,3 +354,15 @@ def test_known_limit_a_bound_method_taken_before_install_keeps_the_original(
             multicallable.future(b"guarded")
         assert early_future(b"escapes").result() == b"real:escapes"
     assert [h.requests for h in grpc_server.hits] == [[b"escapes"]]
+
+
+def test_the_single_threaded_unary_stream_option_is_guarded_too(grpc_server: GrpcServer) -> None:
+    options = [(grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1)]
+    with grpc.insecure_channel(grpc_server.target, options=options) as single:
+        watch = single.unary_stream(WATCH)
+        assert type(watch).__name__ == "_SingleThreadedUnaryStreamMultiCallable"
+        with installing(sink, stubs=[sink.GrpcStub(WATCH, responses=[b"s"])]):
+            with shadowguard.shadow():
+                assert list(watch(b"w")) == [b"s"]
+            assert list(watch(b"w")) == [b"real-1", b"real-2"]
+    assert grpc_server.methods() == ["Watch"]
