@@ -108,7 +108,8 @@ async def test_shadow_still_validates_addresses_and_the_message(smtp_server: Smt
                 await client.sendmail("shop@example.test", ["not an address"], b"x")
             with pytest.raises(aiosmtplib.SMTPSenderRefused):
                 await client.sendmail("nobody", ["alice@example.test"], b"x")
-            with pytest.raises(ValueError, match="not permitted"):
+            # aiosmtplib 3.3 and later refuse it first (ValueError); before, the guard does.
+            with pytest.raises((ValueError, aiosmtplib.SMTPRecipientsRefused)):
                 await client.sendmail("shop@example.test", ["a@b.test\r\nDATA"], b"x")
             with pytest.raises(UnicodeEncodeError):
                 await client.sendmail("shop@example.test", ["alice@example.test"], "naïve")

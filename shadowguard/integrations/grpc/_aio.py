@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
 import grpc
+from grpc._cython import cygrpc
 from grpc.aio import _call, _channel, _interceptor
 
 from shadowguard._outbound import STUB_METADATA, GrpcReply, mark_stub, marked_metadata
@@ -26,6 +27,8 @@ __all__ = ["AioStubCall", "patch"]
 
 # Set on a call object that a shadow request opened with a rule's leave.
 _OPENED_IN_SHADOW = "_shadowguard_opened_in_shadow"
+# Where the channel's __init__ hook keeps the target, for grpcio before 1.82.
+_TARGET = "_shadowguard_target"
 # The write() of a call with streamed requests, plain and intercepted.
 _WRITES = ((_call, "_StreamRequestMixin"), (_interceptor, "_InterceptedStreamRequestMixin"))
 _SEAMS = (
@@ -124,10 +127,26 @@ class AioStubCall:
 
 
 def _target(multicallable: Any) -> str:
-    # cygrpc.AioChannel keeps the target it dials as bytes; without one, a rule naming a
-    # target matches nothing.
-    target = getattr(multicallable._channel, "target", b"")
+    # cygrpc.AioChannel keeps the target it dials (grpcio 1.82 and later); before that the
+    # channel's __init__ hook keeps it. Without one (a channel made before install() on an
+    # older grpcio), a rule naming a target matches nothing.
+    target = getattr(multicallable._channel, "target", None)
+    if target is None:
+        # The multicallable's first reference is the Channel that made it.
+        references = getattr(multicallable, "_references", None) or (None,)
+        channel = references[0]
+        target = vars(channel).get(_TARGET, b"") if hasattr(channel, "__dict__") else b""
     return text(target) if isinstance(target, (bytes, str)) else ""
+
+
+def _init_hook(original: Callable[..., None]) -> Callable[..., None]:
+
+    def __init__(self: Any, target: str, *args: Any, **kwargs: Any) -> None:
+        original(self, target, *args, **kwargs)
+        # Bookkeeping for every channel (shadow or not): calls made later need its target.
+        vars(self)[_TARGET] = target
+
+    return mark_wrapped(__init__, original)
 
 
 def _hook(original: Callable[..., Any], shape: str) -> Callable[..., Any]:
@@ -174,6 +193,9 @@ def patch(patches: Patches) -> None:
     for name, shape in _SEAMS:
         cls = getattr(_channel, name)
         patches.setattr(cls, "__call__", _hook(vars(cls)["__call__"], shape))
+    if not hasattr(cygrpc.AioChannel, "target"):
+        init = vars(_channel.Channel)["__init__"]
+        patches.setattr(_channel.Channel, "__init__", _init_hook(init))
     for module, name in _WRITES:
         mixin = getattr(module, name, None)
         if mixin is not None and "write" in vars(mixin):
