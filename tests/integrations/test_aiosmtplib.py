@@ -215,3 +215,45 @@ def test_install_is_idempotent_and_uninstall_restores() -> None:
     assert (vars(aiosmtplib.SMTP)["sendmail"], vars(SMTPProtocol)["write"]) == originals
     with pytest.raises(TypeError, match="option"):
         sink.install(allow=["x"])
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_one_client_shared_by_concurrent_shadow_and_primary_tasks(
+    smtp_server: SmtpServer,
+) -> None:
+    """A shadow sendmail never touches the connection, so a primary transaction on the same
+    client runs as it would alone."""
+    async with _client(smtp_server) as client:
+
+        async def send(i: int, shadow: bool) -> None:
+            to = f"{'s' if shadow else 'p'}{i}@example.test"
+            if shadow:
+                with shadowguard.shadow():
+                    await client.send_message(_message(to))
+            else:
+                await client.send_message(_message(to))
+
+        await asyncio.gather(*(send(i, i % 2 == 1) for i in range(10)))
+    delivered = sorted(m.rcpt_tos[0] for m in smtp_server.messages)
+    assert delivered == [f"p{i}@example.test" for i in (0, 2, 4, 6, 8)]
+
+
+@pytest.mark.asyncio
+@pytest.mark.usefixtures("installed")
+async def test_send_with_a_login_delivers_nothing_in_shadow(smtp_auth_server: SmtpServer) -> None:
+    """``aiosmtplib.send(username=...)`` logs in while it connects; its AUTH exchange goes
+    out, its message does not."""
+    where: dict[str, Any] = {
+        "hostname": smtp_auth_server.host,
+        "port": smtp_auth_server.port,
+        "start_tls": False,
+        "username": "user",
+        "password": "secret",
+    }
+    with shadowguard.shadow() as scope:
+        await aiosmtplib.send(_message(), **where)
+    assert smtp_auth_server.messages == []
+    assert scope.counts["mail.send"] == 1
+    await aiosmtplib.send(_message(), **where)
+    assert len(smtp_auth_server.messages) == 1
