@@ -14,6 +14,7 @@ import pytest
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked, configure, is_stub
 from shadowguard._config import reset
+from shadowguard.contract import is_wrapped
 from shadowguard.errors import ConfigError
 from shadowguard.integrations import grpc as sink
 from tests.integrations._http import suppress_instrumentation
@@ -366,3 +367,19 @@ def test_the_single_threaded_unary_stream_option_is_guarded_too(grpc_server: Grp
                 assert list(watch(b"w")) == [b"s"]
             assert list(watch(b"w")) == [b"real-1", b"real-2"]
     assert grpc_server.methods() == ["Watch"]
+
+
+def test_a_grpc_without_a_multicallable_class_refuses_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Fail loudly at start-up rather than let calls go around a seam that moved."""
+    from grpc import _channel
+
+    monkeypatch.delattr(_channel, "_StreamStreamMultiCallable")
+    with pytest.raises(ImportError, match="_StreamStreamMultiCallable"):
+        sink.install()
+    # The half-done install was undone: no class keeps a hook.
+    assert not any(
+        is_wrapped(vars(cls).get("__call__"))
+        for cls in (_channel._UnaryUnaryMultiCallable, _channel._UnaryStreamMultiCallable)
+    )

@@ -40,6 +40,10 @@ _SEAMS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 )
 
 
+# Experimental (a channel option); a release without it loses nothing.
+_OPTIONAL = "_SingleThreadedUnaryStreamMultiCallable"
+
+
 class StubCall(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
     """A finished call answered by a stub: a ``grpc.Call`` and a done ``grpc.Future``.
 
@@ -166,7 +170,10 @@ def patch(patches: Patches) -> None:
     """Put the hooks on every multicallable class of ``grpc._channel``."""
     for name, shape, methods in _SEAMS:
         cls = getattr(_channel, name, None)
-        if cls is None:  # a grpc release without it (the single-threaded one is experimental)
+        if cls is None and name == _OPTIONAL:
             continue
+        if cls is None:
+            # A grpc release whose calls would go around the guard: refuse to install.
+            raise ImportError(f"shadowguard cannot guard this grpcio: grpc._channel.{name} is gone")
         for method, way in methods:
             patches.setattr(cls, method, _hook(vars(cls)[method], shape, way))
