@@ -383,3 +383,20 @@ def test_a_grpc_without_a_multicallable_class_refuses_to_install(
         is_wrapped(vars(cls).get("__call__"))
         for cls in (_channel._UnaryUnaryMultiCallable, _channel._UnaryStreamMultiCallable)
     )
+
+
+def test_calls_by_keyword_pass_through_as_primary_and_are_judged_in_shadow(
+    channel: Any, grpc_server: GrpcServer
+) -> None:
+    get, upload = channel.unary_unary(GET), channel.stream_unary(UPLOAD)
+    chat = channel.stream_stream(CHAT)
+    with installing(sink, allow=[GET, CHAT]):
+        assert get(request=b"k", timeout=5, metadata=(("tenant", "t"),)) == b"real:k"
+        assert upload(request_iterator=iter([b"a"]), timeout=5) == b"real:1"
+        with shadowguard.shadow():
+            assert get(request=b"s", timeout=5, metadata=(("tenant", "t"),)) == b"real:s"
+            assert list(chat(iter([b"c"]), 5, ())) == [b"real:c"]  # metadata positional
+            with pytest.raises(ShadowSideEffectBlocked):
+                upload(request_iterator=iter([b"b"]))
+    assert [h.metadata.get(MARKER) for h in grpc_server.hits] == [None, None, "1", "1"]
+    assert grpc_server.hits[2].metadata["tenant"] == "t"

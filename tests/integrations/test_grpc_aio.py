@@ -60,8 +60,9 @@ async def test_every_call_shape_is_refused_in_shadow_and_runs_as_primary(
             assert await cancel(b"o") == b"real:o"
             assert [m async for m in watch(b"w")] == [b"real-1", b"real-2"]
             assert await upload(_requests(b"a", b"b")) == b"real:2"
+            assert await upload(request_iterator=_requests(b"k")) == b"real:1"
             assert [m async for m in chat(_requests(b"x"))] == [b"real:x"]
-    assert grpc_server.methods() == ["Cancel", "Watch", "Upload", "Chat"]
+    assert grpc_server.methods() == ["Cancel", "Watch", "Upload", "Upload", "Chat"]
     assert all(MARKER not in hit.metadata for hit in grpc_server.hits)
 
 

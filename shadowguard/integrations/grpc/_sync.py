@@ -134,9 +134,9 @@ class StubStream(StubCall):
 
 
 def _with_marker(args: tuple[Any, ...], kwargs: dict[str, Any], forward: bool) -> tuple[Any, ...]:
-    # The parameters after the request are (timeout, metadata, ...) on every multicallable.
-    if len(args) >= 2:
-        return (args[0], marked_metadata(args[1], forward), *args[2:])
+    # Every multicallable takes (request or request_iterator, timeout, metadata, ...).
+    if len(args) >= 3:
+        return (*args[:2], marked_metadata(args[2], forward), *args[3:])
     kwargs["metadata"] = marked_metadata(kwargs.get("metadata"), forward)
     return args
 
@@ -153,14 +153,15 @@ def _stubbed(reply: GrpcReply, way: str) -> Any:
 
 def _hook(original: Callable[..., Any], shape: str, way: str) -> Callable[..., Any]:
 
-    def call(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
         if scope_now() is None and not PROCESS.shadow:
-            return original(self, request, *args, **kwargs)
+            return original(self, *args, **kwargs)
         judged = judge(self._target, self._method)
         decision = judged[2]
         if decision.allowed:
             args = _with_marker(args, kwargs, decision.forward_secret)
-            return original(self, request, *args, **kwargs)
+            return original(self, *args, **kwargs)
+        request = args[0] if args else kwargs.get("request", kwargs.get("request_iterator"))
         return _stubbed(answer(judged, shape, request), way)
 
     return mark_wrapped(call, original)
