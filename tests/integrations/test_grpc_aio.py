@@ -4,6 +4,8 @@ untouched, allowed reads reach the server with the marker metadata."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -192,3 +194,56 @@ async def test_a_shadow_request_cannot_write_into_a_stream_primary_opened(
     assert sorted(h.requests for h in grpc_server.hits) == [[b"from-primary"], [b"own"]]
     assert scope.suppressed[0].blocked
     assert scope.suppressed[0].detail["operation"] == "write"
+
+
+class _Rewrite(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """An interceptor that sends another method than the one called."""
+
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        rewritten = grpc.aio.ClientCallDetails(
+            CANCEL.encode(),
+            details.timeout,
+            details.metadata,
+            details.credentials,
+            details.wait_for_ready,
+        )
+        return await continuation(rewritten, request)
+
+
+def _collect_refused(calls: list[Any]) -> None:
+    """Drop refused intercepted calls and collect them here: grpcio before 1.81 raises the
+    interceptor task's exception again from ``InterceptedCall.__del__`` (printed as
+    "Exception ignored"), which pytest would pin on whichever test runs at the time."""
+    seen: list[Any] = []
+    hook, sys.unraisablehook = sys.unraisablehook, seen.append
+    try:
+        calls.clear()
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert all(isinstance(u.exc_value, ShadowSideEffectBlocked) for u in seen)
+
+
+@pytest.mark.asyncio
+async def test_a_method_an_interceptor_rewrites_is_judged_on_the_name_it_sends(
+    grpc_server: GrpcServer,
+) -> None:
+    refused: list[Any] = []
+    async with grpc.aio.insecure_channel(grpc_server.target, interceptors=[_Rewrite()]) as channel:
+        get = channel.unary_unary(GET)
+        with installing(sink, allow=[GET]):
+            with shadowguard.shadow() as scope:
+                refused.append(get(b"rewritten"))
+                with pytest.raises(ShadowSideEffectBlocked, match="client interceptor"):
+                    await refused[0]
+            assert grpc_server.hits == []
+            assert scope.suppressed[-1].detail["method"] == CANCEL
+            del scope  # its record's traceback holds the refused call
+            assert await get(b"primary") == b"real:primary"  # primary: as the interceptor says
+        with installing(sink, allow=[GET, CANCEL]), shadowguard.shadow():
+            assert await get(b"allowed") == b"real:allowed"
+    _collect_refused(refused)
+    assert [(h.method, h.metadata.get(MARKER)) for h in grpc_server.hits] == [
+        ("Cancel", None),
+        ("Cancel", "1"),
+    ]

@@ -4,6 +4,11 @@ Every ``grpc.aio`` call starts at one of the four multicallables' ``__call__`` (
 without client interceptors), so patching them covers channels and stubs made before
 ``install()``. A refused call raises when it is made, before the call object exists.
 
+Client interceptors run after that, in a task of their own, and may send another method
+than the one called: each call object's ``__init__`` (what an interceptor's continuation
+makes) judges a method the multicallable did not, so a rewritten name is refused unless a
+rule lets it out.
+
 A call with streamed requests outlives the request that opened it: ``call.write()`` in
 shadow is refused unless a shadow request opened that call (and a rule let it out), so a
 shadow request cannot write into a stream that primary code opened and keeps.
@@ -12,6 +17,8 @@ shadow request cannot write into a stream that primary code opened and keeps.
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import inspect
 from collections.abc import AsyncIterator, Callable, Generator
 from typing import Any
 
@@ -27,6 +34,13 @@ __all__ = ["AioStubCall", "patch"]
 
 # Set on a call object that a shadow request opened with a rule's leave.
 _OPENED_IN_SHADOW = "_shadowguard_opened_in_shadow"
+# The method the multicallable judged, for the call objects made under it (interceptor
+# tasks copy the context they are created in).
+_judged: contextvars.ContextVar[bytes | str | None] = contextvars.ContextVar(
+    "shadowguard_grpc_aio_judged", default=None
+)
+# The call classes an interceptor's continuation makes.
+_CALLS = ("UnaryUnaryCall", "UnaryStreamCall", "StreamUnaryCall", "StreamStreamCall")
 # Where the channel's __init__ hook keeps the target, for grpcio before 1.82.
 _TARGET = "_shadowguard_target"
 # The write() of a call with streamed requests, plain and intercepted.
@@ -158,7 +172,11 @@ def _hook(original: Callable[..., Any], shape: str) -> Callable[..., Any]:
         decision = judged[2]
         if decision.allowed:
             kwargs["metadata"] = marked_metadata(kwargs.get("metadata"), decision.forward_secret)
-            opened = original(self, *args, **kwargs)
+            token = _judged.set(self._method)
+            try:
+                opened = original(self, *args, **kwargs)
+            finally:
+                _judged.reset(token)
             with contextlib.suppress(TypeError):  # no __dict__: its writes are refused
                 vars(opened)[_OPENED_IN_SHADOW] = True
             return opened
@@ -166,6 +184,36 @@ def _hook(original: Callable[..., Any], shape: str) -> Callable[..., Any]:
         return AioStubCall(answer(judged, shape, request))
 
     return mark_wrapped(call, original)
+
+
+def _call_init_hook(original: Callable[..., None], shape: str) -> Callable[..., None]:
+    signature = inspect.signature(original)
+
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, *args, **kwargs)
+        call = signature.bind(self, *args, **kwargs)
+        method = call.arguments["method"]
+        if method != _judged.get():
+            # An interceptor sends another method than the one the application called.
+            target = getattr(call.arguments["channel"], "target", None) or b""
+            judged = judge(target, method)
+            if not judged[2].allowed:
+                raise refuse(
+                    Kind.GRPC_CALL,
+                    f"{judged[0]}{judged[1]}",
+                    "call",
+                    f"gRPC call {judged[1]} in shadow traffic, the method a client "
+                    "interceptor sent (no allow rule names it)",
+                    remedy="Add a GrpcAllow rule for it if the method changes nothing; a "
+                    "stub cannot answer a method an interceptor rewrote",
+                    detail={"method": judged[1], "call": shape},
+                )
+            metadata = marked_metadata(call.arguments["metadata"], judged[2].forward_secret)
+            call.arguments["metadata"] = grpc.aio.Metadata(*metadata)
+        return original(*call.args, **call.kwargs)
+
+    return mark_wrapped(__init__, original)
 
 
 def _write_hook(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -196,6 +244,9 @@ def patch(patches: Patches) -> None:
     if not hasattr(cygrpc.AioChannel, "target"):
         init = vars(_channel.Channel)["__init__"]
         patches.setattr(_channel.Channel, "__init__", _init_hook(init))
+    for name, (_, shape) in zip(_CALLS, _SEAMS, strict=True):
+        cls = getattr(_call, name)
+        patches.setattr(cls, "__init__", _call_init_hook(vars(cls)["__init__"], shape))
     for module, name in _WRITES:
         mixin = getattr(module, name, None)
         if mixin is not None and "write" in vars(mixin):
