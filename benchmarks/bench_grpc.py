@@ -1,9 +1,10 @@
 """gRPC: the guard's cost on primary unary calls (sync and grpc.aio), and a shadow stub.
 
 A loopback gRPC server in a child process answers ``/bench.Echo/Get`` with bytes. The
-guard patches grpc's multicallable classes, so the unguarded side calls the original
-method, saved before ``install()``, on the same multicallable: guarded and unguarded calls
-run interleaved on one channel in the same run.
+guard patches grpc's multicallable classes, so the sync unguarded side calls the original
+method, saved before ``install()``, on the same multicallable; the ``grpc.aio`` side is
+uninstalled and installed between samples. Guarded and unguarded calls run interleaved on
+one channel in the same run.
 """
 
 from __future__ import annotations
@@ -116,13 +117,12 @@ def _bench_seam(h: Harness) -> None:
 
 
 def _bench_aio(h: Harness, target: str) -> None:
+    """Uninstalled against installed, sample by sample: the guard has two seams on this
+    path (the multicallable and the call object it makes)."""
     import grpc.aio
-    from grpc.aio import _channel
 
     from shadowguard.integrations import grpc as sink
 
-    original = vars(_channel.UnaryUnaryMultiCallable)["__call__"]
-    sink.install()
     loop = asyncio.new_event_loop()
     try:
 
@@ -132,23 +132,22 @@ def _bench_aio(h: Harness, target: str) -> None:
         channel = loop.run_until_complete(open_channel())
         get = channel.unary_unary(_METHOD)
 
-        async def plain() -> Any:
-            return await original(get, b"x")
-
-        async def guarded() -> Any:
+        async def call() -> Any:
             return await get(b"x")
 
-        loop.run_until_complete(guarded())
+        loop.run_until_complete(call())
         h.compare(
             "grpc.aio unary call loopback, primary: guarded vs unguarded",
-            lambda: loop.run_until_complete(plain()),
-            lambda: loop.run_until_complete(guarded()),
+            lambda: loop.run_until_complete(call()),
+            lambda: loop.run_until_complete(call()),
             target_ratio=1.03,
+            before_baseline=sink.uninstall,
+            before_guarded=sink.install,
         )
         loop.run_until_complete(channel.close())
     finally:
-        loop.close()
         sink.uninstall()
+        loop.close()
 
 
 def run(h: Harness) -> None:
