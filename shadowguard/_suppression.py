@@ -30,6 +30,9 @@ class Kind:
       the consumer's current positions were meant), ``consumer_class``.
     - ``kafka.consume``: ``consumer_class`` (always a refusal: reading a primary group).
     - ``http.request``: ``client``, ``method``, ``status`` of the stub, ``rule``.
+    - ``grpc.call``: ``method`` (``"/package.Service/Method"``), ``call`` (``"unary_unary"``,
+      ``"unary_stream"``, ``"stream_unary"``, ``"stream_stream"``), ``rule`` and ``code`` of
+      the stub that answered it.
     - ``mail.send``: ``bytes``, ``recipients``, ``refused``, ``from``, ``via``.
     - ``call``: ``mode`` (``"returns"`` or ``"instead"``).
     - ``redis.command``: ``operation`` is the Redis command (``"SET"``, ``"XGROUP CREATE"``);
@@ -72,6 +75,7 @@ class Kind:
     KAFKA_CONSUME: Final = "kafka.consume"
     HTTP_REQUEST: Final = "http.request"
     MAIL_SEND: Final = "mail.send"
+    GRPC_CALL: Final = "grpc.call"
     CALL: Final = "call"
     REDIS_COMMAND: Final = "redis.command"
     CELERY_TASK: Final = "celery.task"

@@ -15,6 +15,7 @@ from shadowguard import _config, _context, _patching
 
 pytest_plugins = [
     "tests.peers.envoy",
+    "tests.peers.grpc_server",
     "tests.peers.http",
     "tests.peers.kafka",
     "tests.peers.mariadb",

@@ -62,6 +62,8 @@ LIBRARIES: tuple[Library, ...] = (
     Library("urllib.request", "outbound HTTP (urllib)", _STDLIB_HTTP, ("http_client",), raw=True),
     Library("http.client", "outbound HTTP (http.client)", _STDLIB_HTTP, ("http_client",), raw=True),
     Library("redis", "Redis writes and pub/sub", "shadowguard.install('redis')", ("redis",)),
+    Library("grpc", "gRPC calls", "shadowguard.install('grpc')", ("grpc",)),
+    Library("aiosmtplib", "e-mail", "shadowguard.install('aiosmtplib')", ("aiosmtplib",)),
     Library("sqlite3", "raw SQLite writes", _RAW_DB, raw=True),
     Library("psycopg", "raw PostgreSQL access", _RAW_DB, raw=True),
     Library("psycopg2", "raw PostgreSQL access", _RAW_DB, raw=True),

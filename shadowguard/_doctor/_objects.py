@@ -4,7 +4,7 @@ A producer or client created before ``install()`` (at import time, as many servi
 may escape a guard that patches classes later. Each kind is told guarded or not by the
 guard's own marks (:func:`shadowguard.contract.is_wrapped`): a swapped-in producer class,
 a ``guard()`` proxy, a patched method seen from the instance; where the guard sits on a
-class every instance shares (SQLAlchemy, Django, smtplib), by the integration being installed.
+class every instance shares (SQLAlchemy, Django, smtplib, gRPC), by the integration being installed.
 """
 
 from __future__ import annotations
@@ -86,6 +86,10 @@ def _session(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> b
     return "sqlalchemy" in active
 
 
+def _grpc_channel(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
+    return "grpc" in active
+
+
 def _django_connection(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
     wrappers = getattr(obj, "execute_wrappers", ())
     if any(getattr(w, "__module__", "").startswith("shadowguard.") for w in wrappers):
@@ -160,6 +164,18 @@ _KINDS: tuple[_Kind, ...] = (
         (("smtplib", "SMTP"),),
         _marked("sendmail"),
         "shadowguard.install('smtplib')",
+    ),
+    _Kind(
+        "aiosmtplib SMTP",
+        (("aiosmtplib.smtp", "SMTP"),),
+        _marked("sendmail"),
+        "shadowguard.install('aiosmtplib')",
+    ),
+    _Kind(
+        "gRPC channel",
+        (("grpc._channel", "Channel"), ("grpc.aio._channel", "Channel")),
+        _grpc_channel,
+        "shadowguard.install('grpc') (it guards channels and stubs made before it too)",
     ),
     _Kind(
         "redis client",

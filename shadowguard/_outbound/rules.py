@@ -45,6 +45,7 @@ __all__ = [
     "Rules",
     "Stub",
     "add_marker",
+    "exporting_telemetry",
     "guard_rules",
     "marker",
 ]
@@ -305,7 +306,7 @@ class Rules:
         """Should this shadow request go out, or which stub answers it?"""
         method = method.upper()
         host, base, query = normalize_url(url)
-        if self.telemetry_exports and _exporting_telemetry() and _at_otlp_endpoint(base):
+        if self.telemetry_exports and exporting_telemetry() and _at_otlp_endpoint(base):
             return Decision(True)
         for stub in self.stubs:
             if stub.matches(method, base, query):
@@ -353,7 +354,7 @@ def guard_rules(
     return Rules(allow or (), stubs or (), DEFAULT_STUB if default is None else default)
 
 
-def _exporting_telemetry() -> bool:
+def exporting_telemetry() -> bool:
     try:
         return bool(otel_context.get_value(_SUPPRESS_INSTRUMENTATION_KEY))
     except Exception:  # telemetry fails open; the request is then judged as any other

@@ -2,8 +2,8 @@
 
 Every client integration marks the response object it builds for a stub (an
 ``httpx.Response``, ``requests.Response``, ``urllib3.HTTPResponse``,
-``http.client.HTTPResponse`` or ``aiohttp.ClientResponse``) with
-:func:`mark_stub`, so code that keeps responses (a cache) can tell a stub apart without
+``http.client.HTTPResponse`` or ``aiohttp.ClientResponse``, and the call object of a
+stubbed gRPC call) with :func:`mark_stub`, so code that keeps responses (a cache) can tell a stub apart without
 reading headers, which an application may copy onto a real response.
 """
 
@@ -31,8 +31,8 @@ def is_stub(response: Any) -> bool:
     """Is ``response`` a stand-in that shadowguard answered a shadow request with?
 
     True for the stubs of the httpx, httpx2, requests and urllib3, http_client and
-    aiohttp integrations (for requests, also for its ``response.raw``); False for every
-    real response. Use it to
+    aiohttp integrations (for requests, also for its ``response.raw``) and for the call
+    object of a stubbed gRPC call; False for every real response. Use it to
     keep stubs out of caches that primary traffic reads::
 
         if not shadowguard.is_stub(response):

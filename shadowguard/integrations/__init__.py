@@ -51,6 +51,8 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("boto3", "shadowguard.integrations.boto3", "botocore", "boto3"),
     Integration("pika", "shadowguard.integrations.pika", "pika", "pika"),
     Integration("aio_pika", "shadowguard.integrations.aio_pika", "aio_pika", "aio-pika"),
+    Integration("grpc", "shadowguard.integrations.grpc", "grpc", "grpcio"),
+    Integration("aiosmtplib", "shadowguard.integrations.aiosmtplib", "aiosmtplib", "aiosmtplib"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

@@ -16,49 +16,18 @@ always available.
 
 from __future__ import annotations
 
-import re
 import smtplib
 from collections.abc import Callable, Sequence
-from email.utils import parseaddr
 from typing import Any
 
+from shadowguard._mail import ADDRESS_REFUSED, SEND_REMEDY, address_error, command_problem
 from shadowguard.contract import PROCESS, Kind, Patches, mark_wrapped, record, refuse, scope_now
 
 __all__ = ["install", "uninstall"]
 
 _patches = Patches("smtplib")
-_ADDRESS_REFUSED = 553
-#: Commands that deliver nothing, which shadow code may send (LHLO is LMTP's EHLO).
-_SAFE_COMMANDS = frozenset(
-    {
-        *("EHLO", "HELO", "LHLO", "STARTTLS", "AUTH", "NOOP", "RSET", "QUIT"),
-        *("HELP", "VRFY", "EXPN", "MAIL", "RCPT"),
-    }
-)
-# An AUTH exchange's response lines are base64 (or "*", which cancels it).
-_AUTH_RESPONSE = re.compile(r"(?:[A-Za-z0-9+/]*={0,2}|\*)")
 # Set on an SMTP object while its auth() runs in shadow.
 _IN_AUTH = "_shadowguard_in_auth"
-_SEND_REMEDY = (
-    "Send mail through sendmail()/send_message(), or mail()/rcpt()/data(), which "
-    "shadowguard suppresses in shadow traffic; DATA, BDAT and message bytes written "
-    "by hand are refused"
-)
-
-
-def _address_error(address: object, *, sender: bool) -> str | None:
-    """Why ``address`` could not be a mailbox, or None if it looks fine."""
-    if not isinstance(address, str):
-        return f"address must be a string, got {type(address).__name__}"
-    if sender and address == "":
-        return None  # the null reverse-path of bounces
-    if "\r" in address or "\n" in address:
-        return "address contains a line break"
-    spec = parseaddr(address)[1]
-    local, at, domain = spec.rpartition("@")
-    if not at or not local or not domain or any(c.isspace() or c in "<>" for c in spec):
-        return f"{address!r} is not a mailbox address"
-    return None
 
 
 def _target(smtp: Any) -> str:
@@ -83,14 +52,14 @@ def _shadow_sendmail(
             for address in (from_addr, *recipients):
                 if isinstance(address, str):
                     address.encode("ascii")
-        problem = _address_error(from_addr, sender=True)
+        problem = address_error(from_addr, sender=True)
         if problem is not None:
-            raise smtplib.SMTPSenderRefused(_ADDRESS_REFUSED, problem.encode(), from_addr)
+            raise smtplib.SMTPSenderRefused(ADDRESS_REFUSED, problem.encode(), from_addr)
         refused: dict[str, tuple[int, bytes]] = {}
         for address in recipients:
-            problem = _address_error(address, sender=False)
+            problem = address_error(address, sender=False)
             if problem is not None:
-                refused[address] = (_ADDRESS_REFUSED, problem.encode())
+                refused[address] = (ADDRESS_REFUSED, problem.encode())
         if len(refused) == len(recipients):
             raise smtplib.SMTPRecipientsRefused(refused)
     except Exception as exc:
@@ -136,27 +105,14 @@ def _data_hook(original: Callable[..., Any]) -> Callable[..., Any]:
 
 def _check_commands(smtp: Any, data: str | bytes) -> None:
     """Refuse ``data`` unless it is whole lines of commands that deliver nothing."""
-    text = data if isinstance(data, str) else bytes(data).decode("latin-1")
-    lines = text.split("\n")
-    problem = "" if lines[-1] == "" else "a partial SMTP command line"
-    for line in lines[:-1]:
-        if problem:
-            break
-        line = line.removesuffix("\r")
-        verb = line.split(" ", 1)[0].upper()
-        if "\r" in line:
-            problem = "a bare CR in an SMTP command line"
-        elif verb not in _SAFE_COMMANDS and not (
-            vars(smtp).get(_IN_AUTH) and _AUTH_RESPONSE.fullmatch(line)
-        ):
-            problem = f"the SMTP command {verb[:16]!r}" if verb.isalpha() else "SMTP message text"
+    problem = command_problem(data, in_auth=bool(vars(smtp).get(_IN_AUTH)))
     if problem:
         raise refuse(
             Kind.MAIL_SEND,
             _target(smtp),
             "send",
             f"{problem} written to the server in shadow traffic (it could deliver mail)",
-            remedy=_SEND_REMEDY,
+            remedy=SEND_REMEDY,
             detail={"bytes": len(data), "via": "send"},
         )
 
