@@ -47,6 +47,8 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("smtplib", "shadowguard.integrations.smtplib", "smtplib", ""),  # stdlib: no extra
     Integration("django", "shadowguard.integrations.django", "django", "django"),
     Integration("redis", "shadowguard.integrations.redis", "redis", "redis"),
+    Integration("kafka_python", "shadowguard.integrations.kafka_python", "kafka", "kafka-python"),
+    Integration("aiokafka", "shadowguard.integrations.aiokafka", "aiokafka", "aiokafka"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 

@@ -1,0 +1,153 @@
+"""``KafkaProducer.send`` in shadow: checked and serialized as the client does, never queued.
+
+The hook replaces ``send`` on the class, so producers created before ``install()`` (and
+subclasses that call ``super().send``) are covered. In shadow it runs the client's own
+checks in the client's order, with the producer's own helpers where they are pure:
+closed producer, key or value, header types, the key and value serializers, the
+serialized types, the topic name, the partition (against the metadata the producer
+already holds; the shadow never asks the broker, whose metadata request may auto-create
+a topic) and ``max_request_size``. What the client would raise, it raises; otherwise it
+returns a :class:`~kafka.producer.future.FutureRecordMetadata` that is already resolved,
+with ``offset=-1`` as for ``acks=0`` (the broker stored nothing), so ``get()``,
+``add_callback()`` and ``add_errback()`` behave as for a delivered record.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kafka.errors import IllegalStateError
+from kafka.producer.future import FutureProduceResult, FutureRecordMetadata
+from kafka.structs import TopicPartition
+from kafka.util import ensure_valid_topic_name
+
+from shadowguard.contract import PROCESS, Kind, mark_wrapped, record, scope_now
+
+__all__ = ["key_text", "send_hook"]
+
+_SERIALIZED = (bytes, bytearray, memoryview, type(None))
+
+
+def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``KafkaProducer.send``: the client's own for a primary caller, :func:`shadow_send` in shadow."""
+
+    def send(
+        self: Any,
+        topic: Any,
+        value: Any = None,
+        key: Any = None,
+        headers: Any = None,
+        partition: Any = None,
+        timestamp_ms: Any = None,
+    ) -> Any:
+        if scope_now() is None and not PROCESS.shadow:
+            return original(self, topic, value, key, headers, partition, timestamp_ms)
+        return shadow_send(self, topic, value, key, headers, partition, timestamp_ms)
+
+    mark_wrapped(send, original)
+    return send
+
+
+def shadow_send(
+    producer: Any,
+    topic: Any,
+    value: Any,
+    key: Any,
+    headers: Any,
+    partition: Any,
+    timestamp_ms: Any,
+) -> FutureRecordMetadata:
+    """What ``send`` returns in shadow, or what it raises; the attempt is recorded either way."""
+    try:
+        key_bytes, value_bytes, headers, partition = _checked(
+            producer, topic, value, key, headers, partition
+        )
+    except Exception as exc:
+        record(Kind.KAFKA_PRODUCE, topic if isinstance(topic, str) else "?", "send", error=exc)
+        raise
+    stamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
+    header_size = sum(len(k.encode("utf-8")) + len(v) for k, v in headers) if headers else -1
+    produced = FutureProduceResult(TopicPartition(topic, partition))
+    future = FutureRecordMetadata(
+        produced, None, stamp, None, _size(key_bytes), _size(value_bytes), header_size
+    )
+    detail = {
+        "partition": partition,
+        "key": key_text(key_bytes),
+        "key_bytes": len(key_bytes or b""),
+        "value_bytes": len(value_bytes or b""),
+    }
+    record(Kind.KAFKA_PRODUCE, topic, "send", detail)
+    # (offset, broker timestamp, per-record errors): -1 is "not assigned", as with acks=0.
+    produced.success((-1, None, None))
+    return future
+
+
+def _checked(
+    producer: Any, topic: Any, value: Any, key: Any, headers: Any, partition: Any
+) -> tuple[Any, Any, list[tuple[str, bytes]], int]:
+    """The client's checks, in its order: serialized key and value, headers, partition."""
+    if producer._closed:
+        raise IllegalStateError("KafkaProducer already closed!")
+    if value is None and key is None:
+        raise ValueError("Need at least one: key or value")
+    if headers is None:
+        headers = []
+    if not isinstance(headers, list):
+        raise TypeError("headers must be list-type")
+    if not all(
+        isinstance(item, tuple)
+        and len(item) == 2
+        and isinstance(item[0], str)
+        and isinstance(item[1], bytes)
+        for item in headers
+    ):
+        raise TypeError("All headers items must be (str, bytes) tuples")
+    config = producer.config
+    key_bytes = producer._serialize(config["key_serializer"], topic, headers, key)
+    value_bytes = producer._serialize(config["value_serializer"], topic, headers, value)
+    if type(key_bytes) not in _SERIALIZED:
+        raise TypeError(f"Unsupported type for serialized key: {type(key_bytes)}")
+    if type(value_bytes) not in _SERIALIZED:
+        raise TypeError(f"Unsupported type for serialized value: {type(value_bytes)}")
+    # The client checks the name when it asks the broker for the topic's metadata.
+    ensure_valid_topic_name(topic)
+    partition = _partition(producer, topic, partition, key, value, key_bytes, value_bytes)
+    size = producer._estimate_size_in_bytes(key_bytes, value_bytes, headers)
+    producer._ensure_valid_record_size(size)
+    return key_bytes, value_bytes, headers, partition
+
+
+def _partition(
+    producer: Any,
+    topic: str,
+    partition: Any,
+    key: Any,
+    value: Any,
+    key_bytes: Any,
+    value_bytes: Any,
+) -> int:
+    """The partitioner's choice if the producer knows the topic; else the one asked for, or 0."""
+    if producer._metadata.partitions_for_topic(topic) is not None:
+        chosen = producer._partition(topic, partition, key, value, key_bytes, value_bytes)
+        if chosen is None:
+            raise ValueError(f"Partitioner did not assign a partition for topic {topic}!")
+        return int(chosen)
+    if partition is None:
+        return 0
+    if partition < 0:
+        raise ValueError("partition must be >= 0")
+    return int(partition)
+
+
+def _size(data: Any) -> int:
+    return len(data) if data is not None else -1
+
+
+def key_text(key: Any) -> str | None:
+    """A serialized key as text for the record (undecodable bytes escaped)."""
+    if key is None:
+        return None
+    return bytes(key).decode("utf-8", "backslashreplace")
