@@ -257,3 +257,23 @@ async def test_a_consumer_without_a_group_reads_in_shadow(
             assert len(await _read(consumer, topic, 5)) == 5
         finally:
             await consumer.stop()
+
+
+@pytest.mark.asyncio
+async def test_guarded_send_is_still_a_coroutine_function_that_raises_when_awaited(
+    producer: AIOKafkaProducer, kafka_broker: KafkaBroker
+) -> None:
+    """Frameworks check ``iscoroutinefunction``; a shadow error surfaces at ``await``, as the client's."""
+    import inspect
+
+    with installing(sink):
+        for name in ("send", "send_batch", "begin_transaction"):
+            assert inspect.iscoroutinefunction(getattr(AIOKafkaProducer, name)), name
+            assert asyncio.iscoroutinefunction(getattr(producer, name)), name
+        with shadowguard.shadow() as scope:
+            pending = producer.send("topic", None, key=None)
+            assert scope.suppressed == []
+            with pytest.raises(AssertionError):
+                await pending
+    assert len(scope.suppressed) == 1
+    assert vars(AIOKafkaProducer)["send"].__name__ == "send"

@@ -13,24 +13,32 @@ resolved to a ``RecordMetadata`` with ``offset=-1`` (the broker stored nothing).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from shadowguard.contract import PROCESS, Kind, mark_wrapped, record, scope_now
 
-__all__ = ["send_batch_hook", "send_hook"]
+__all__ = ["coroutine_function", "send_batch_hook", "send_hook"]
+
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 #: ``RecordMetadata.timestamp_type``: the producer's timestamp (CreateTime).
 _CREATE_TIME = 0
 
 
-def send_hook(original: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """``AIOKafkaProducer.send``: the client's own for a primary caller, checked only in shadow."""
+def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
+    """``AIOKafkaProducer.send``: the client's own for a primary caller, checked only in shadow.
 
-    async def send(
+    A plain function returning the coroutine to await: the primary path gets the client's own
+    coroutine, with no frame of ours around it.
+    """
+
+    def send(
         self: Any,
         topic: Any,
         value: Any = None,
@@ -38,25 +46,41 @@ def send_hook(original: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any,
         partition: Any = None,
         timestamp_ms: Any = None,
         headers: Any = None,
-    ) -> Any:
+    ) -> Coroutine[Any, Any, Any]:
         if scope_now() is None and not PROCESS.shadow:
-            return await original(self, topic, value, key, partition, timestamp_ms, headers)
-        return shadow_send(self, topic, value, key, partition, timestamp_ms, headers)
+            return original(self, topic, value, key, partition, timestamp_ms, headers)  # type: ignore[no-any-return]
+        return _later(shadow_send, self, topic, value, key, partition, timestamp_ms, headers)
 
     mark_wrapped(send, original)
-    return send
+    return coroutine_function(send)
 
 
-def send_batch_hook(original: Callable[..., Any]) -> Callable[..., Coroutine[Any, Any, Any]]:
+def send_batch_hook(original: Callable[..., Any]) -> Callable[..., Any]:
     """``AIOKafkaProducer.send_batch``: the client's own for a primary caller."""
 
-    async def send_batch(self: Any, batch: Any, topic: Any, *, partition: Any) -> Any:
+    def send_batch(
+        self: Any, batch: Any, topic: Any, *, partition: Any
+    ) -> Coroutine[Any, Any, Any]:
         if scope_now() is None and not PROCESS.shadow:
-            return await original(self, batch, topic, partition=partition)
-        return shadow_send_batch(self, batch, topic, partition)
+            return original(self, batch, topic, partition=partition)  # type: ignore[no-any-return]
+        return _later(shadow_send_batch, self, batch, topic, partition)
 
     mark_wrapped(send_batch, original)
-    return send_batch
+    return coroutine_function(send_batch)
+
+
+async def _later(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` when awaited, as the client's coroutine raises when awaited."""
+    return fn(*args)
+
+
+def coroutine_function(fn: F) -> F:
+    """``fn``, answering ``iscoroutinefunction`` as the coroutine method it replaces does."""
+    mark = getattr(inspect, "markcoroutinefunction", None)
+    if mark is not None:  # Python 3.12+
+        return mark(fn)  # type: ignore[no-any-return]
+    fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+    return fn
 
 
 def shadow_send(

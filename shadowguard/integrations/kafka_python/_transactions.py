@@ -69,4 +69,6 @@ def _skip(producer: Any, name: str) -> None:
         raise exc
     if name == "init_transactions" and producer._init_transactions_result is None:
         setattr(producer, _OWED, True)
-    record(Kind.KAFKA_TRANSACTION, transactional_id, name, {"transactional_id": transactional_id})
+    record(
+        Kind.KAFKA_TRANSACTION, str(transactional_id), name, {"transactional_id": transactional_id}
+    )
