@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from aiokafka.producer.producer import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata, TopicPartition
 
 from shadowguard.contract import PROCESS, Kind, mark_wrapped, record, scope_now
@@ -29,6 +30,9 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 #: ``RecordMetadata.timestamp_type``: the producer's timestamp (CreateTime).
 _CREATE_TIME = 0
+#: aiokafka 0.13 counts the headers in the size check (``_serialize(key, value, headers)``);
+#: before, ``_serialize(topic, key, value)``.
+_SERIALIZE_TAKES_HEADERS = "headers" in inspect.signature(AIOKafkaProducer._serialize).parameters
 
 
 def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -96,7 +100,10 @@ def shadow_send(
     try:
         assert not (value is None and key is None), "Need at least one: key or value"
         headers = headers or []
-        key_bytes, value_bytes = producer._serialize(key, value, headers)
+        if _SERIALIZE_TAKES_HEADERS:
+            key_bytes, value_bytes = producer._serialize(key, value, headers)
+        else:
+            key_bytes, value_bytes = producer._serialize(topic, key, value)
         partition = _partition(producer, topic, partition, key, value, key_bytes, value_bytes)
     except BaseException as exc:
         record(Kind.KAFKA_PRODUCE, _target(topic), "send", error=exc)

@@ -55,7 +55,7 @@ def _own(cls: type, name: str) -> Any:
         return vars(cls)[name]
     except KeyError:
         raise ImportError(
-            f"shadowguard's kafka-python integration needs kafka-python>=2.1: "
+            f"shadowguard's kafka-python integration needs kafka-python>=2.3: "
             f"{cls.__qualname__}.{name} is missing"
         ) from None
 

@@ -10,16 +10,22 @@ a topic) and ``max_request_size``. What the client would raise, it raises; other
 returns a :class:`~kafka.producer.future.FutureRecordMetadata` that is already resolved,
 with ``offset=-1`` as for ``acks=0`` (the broker stored nothing), so ``get()``,
 ``add_callback()`` and ``add_errback()`` behave as for a delivered record.
+
+kafka-python 2 and 3 differ in what ``send`` raises (2 asserts, 3 raises typed errors; 2
+returns a record too large as a failed future, 3 raises it) and in the serializer call
+(3 passes the headers): the shadow follows the installed version.
 """
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
 
-from kafka.errors import IllegalStateError
-from kafka.producer.future import FutureProduceResult, FutureRecordMetadata
+from kafka.errors import BrokerResponseError, IllegalStateError
+from kafka.producer.future import FutureProduceResult, FutureRecordMetadata, RecordMetadata
+from kafka.producer.kafka import KafkaProducer
 from kafka.structs import TopicPartition
 from kafka.util import ensure_valid_topic_name
 
@@ -28,6 +34,9 @@ from shadowguard.contract import PROCESS, Kind, mark_wrapped, record, scope_now
 __all__ = ["key_text", "send_hook"]
 
 _SERIALIZED = (bytes, bytearray, memoryview, type(None))
+#: kafka-python 3 passes the headers to serializers (``serialize(topic, headers, data)``),
+#: and raises typed errors where 2 asserts.
+_KAFKA_PYTHON_3 = "headers" in inspect.signature(KafkaProducer._serialize).parameters
 
 
 def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -66,13 +75,20 @@ def shadow_send(
         )
     except Exception as exc:
         record(Kind.KAFKA_PRODUCE, topic if isinstance(topic, str) else "?", "send", error=exc)
+        if not _KAFKA_PYTHON_3 and isinstance(exc, BrokerResponseError):
+            # kafka-python 2 returns these (a record too large) as a failed future.
+            failed = TopicPartition(topic, partition)
+            return FutureRecordMetadata(
+                FutureProduceResult(failed), -1, None, None, -1, -1, -1
+            ).failure(exc)
         raise
     stamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
     header_size = sum(len(k.encode("utf-8")) + len(v) for k, v in headers) if headers else -1
-    produced = FutureProduceResult(TopicPartition(topic, partition))
-    future = FutureRecordMetadata(
-        produced, None, stamp, None, _size(key_bytes), _size(value_bytes), header_size
-    )
+    tp = TopicPartition(topic, partition)
+    sizes = (_size(key_bytes), _size(value_bytes), header_size)
+    # The produce future stays pending (nothing was produced); the record's own future is
+    # settled, which is all get() and the callbacks look at.
+    future = FutureRecordMetadata(FutureProduceResult(tp), None, stamp, None, *sizes)
     detail = {
         "partition": partition,
         "key": key_text(key_bytes),
@@ -80,15 +96,40 @@ def shadow_send(
         "value_bytes": len(value_bytes or b""),
     }
     record(Kind.KAFKA_PRODUCE, topic, "send", detail)
-    # (offset, broker timestamp, per-record errors): -1 is "not assigned", as with acks=0.
-    produced.success((-1, None, None))
+    # offset -1: "not assigned by the broker", as with acks=0. By field name: the tuple's
+    # fields differ between kafka-python versions.
+    values: dict[str, Any] = {
+        "topic": topic,
+        "partition": partition,
+        "topic_partition": tp,
+        "offset": -1,
+        "timestamp": stamp,
+        "serialized_key_size": sizes[0],
+        "serialized_value_size": sizes[1],
+        "serialized_header_size": sizes[2],
+    }
+    future.success(RecordMetadata(**{f: values.get(f) for f in RecordMetadata._fields}))
     return future
 
 
 def _checked(
     producer: Any, topic: Any, value: Any, key: Any, headers: Any, partition: Any
 ) -> tuple[Any, Any, list[tuple[str, bytes]], int]:
-    """The client's checks, in its order: serialized key and value, headers, partition."""
+    """The client's checks, in its order: serialized key and value, headers, topic, partition, size."""
+    if _KAFKA_PYTHON_3:
+        key_bytes, value_bytes, headers = _serialized(producer, topic, value, key, headers)
+        # The client checks the name when it asks the broker for the topic's metadata.
+        ensure_valid_topic_name(topic)
+    else:
+        key_bytes, value_bytes, headers = _serialized_2(producer, topic, value, key, headers)
+    partition = _partition(producer, topic, partition, key, value, key_bytes, value_bytes)
+    size = producer._estimate_size_in_bytes(key_bytes, value_bytes, headers)
+    producer._ensure_valid_record_size(size)
+    return key_bytes, value_bytes, headers, partition
+
+
+def _serialized(producer: Any, topic: Any, value: Any, key: Any, headers: Any) -> Any:
+    """kafka-python 3: typed errors, headers checked first, then given to the serializers."""
     if producer._closed:
         raise IllegalStateError("KafkaProducer already closed!")
     if value is None and key is None:
@@ -97,13 +138,7 @@ def _checked(
         headers = []
     if not isinstance(headers, list):
         raise TypeError("headers must be list-type")
-    if not all(
-        isinstance(item, tuple)
-        and len(item) == 2
-        and isinstance(item[0], str)
-        and isinstance(item[1], bytes)
-        for item in headers
-    ):
+    if not _valid_headers(headers):
         raise TypeError("All headers items must be (str, bytes) tuples")
     config = producer.config
     key_bytes = producer._serialize(config["key_serializer"], topic, headers, key)
@@ -112,12 +147,36 @@ def _checked(
         raise TypeError(f"Unsupported type for serialized key: {type(key_bytes)}")
     if type(value_bytes) not in _SERIALIZED:
         raise TypeError(f"Unsupported type for serialized value: {type(value_bytes)}")
-    # The client checks the name when it asks the broker for the topic's metadata.
+    return key_bytes, value_bytes, headers
+
+
+def _serialized_2(producer: Any, topic: Any, value: Any, key: Any, headers: Any) -> Any:
+    """kafka-python 2: ``AssertionError`` for each check, the serializers before the headers."""
+    assert not producer._closed, "KafkaProducer already closed!"
+    assert not (value is None and key is None), "Need at least one: key or value"
     ensure_valid_topic_name(topic)
-    partition = _partition(producer, topic, partition, key, value, key_bytes, value_bytes)
-    size = producer._estimate_size_in_bytes(key_bytes, value_bytes, headers)
-    producer._ensure_valid_record_size(size)
-    return key_bytes, value_bytes, headers, partition
+    config = producer.config
+    key_bytes = producer._serialize(config["key_serializer"], topic, key)
+    value_bytes = producer._serialize(config["value_serializer"], topic, value)
+    assert type(key_bytes) in _SERIALIZED, f"Unsupported type for serialized key: {type(key_bytes)}"
+    assert type(value_bytes) in _SERIALIZED, (
+        f"Unsupported type for serialized value: {type(value_bytes)}"
+    )
+    if headers is None:
+        headers = []
+    assert isinstance(headers, list)
+    assert _valid_headers(headers)
+    return key_bytes, value_bytes, headers
+
+
+def _valid_headers(headers: list[Any]) -> bool:
+    return all(
+        isinstance(item, tuple)
+        and len(item) == 2
+        and isinstance(item[0], str)
+        and isinstance(item[1], bytes)
+        for item in headers
+    )
 
 
 def _partition(
@@ -130,7 +189,8 @@ def _partition(
     value_bytes: Any,
 ) -> int:
     """The partitioner's choice if the producer knows the topic; else the one asked for, or 0."""
-    if producer._metadata.partitions_for_topic(topic) is not None:
+    metadata = producer._metadata
+    if metadata.partitions_for_topic(topic) and metadata.available_partitions_for_topic(topic):
         chosen = producer._partition(topic, partition, key, value, key_bytes, value_bytes)
         if chosen is None:
             raise ValueError(f"Partitioner did not assign a partition for topic {topic}!")
