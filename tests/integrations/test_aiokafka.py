@@ -277,3 +277,34 @@ async def test_guarded_send_is_still_a_coroutine_function_that_raises_when_await
                 await pending
     assert len(scope.suppressed) == 1
     assert vars(AIOKafkaProducer)["send"].__name__ == "send"
+
+
+@pytest.mark.asyncio
+async def test_a_send_started_in_shadow_stays_shadow_when_awaited_later(
+    producer: AIOKafkaProducer, kafka_broker: KafkaBroker
+) -> None:
+    """The decision is taken when ``send()`` is called, the way the client binds its arguments."""
+    topic = kafka_broker.create_topic()
+    with installing(sink):
+        with shadowguard.shadow():
+            shadow_send = producer.send(topic, "shadow")
+        primary_send = producer.send(topic, "primary")
+        with shadowguard.shadow():
+            primary = await (await primary_send)
+        shadowed = await (await shadow_send)
+    assert (primary.offset, shadowed.offset) == (0, -1)
+    assert kafka_broker.values(topic) == [b'"primary"']
+
+
+@pytest.mark.asyncio
+async def test_a_cancelled_shadow_send_sends_nothing(
+    producer: AIOKafkaProducer, kafka_broker: KafkaBroker
+) -> None:
+    topic = kafka_broker.create_topic()
+    with installing(sink), shadowguard.shadow():
+        task = asyncio.ensure_future(producer.send_and_wait(topic, "shadow"))
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+    await producer.flush()
+    assert kafka_broker.values(topic) == []

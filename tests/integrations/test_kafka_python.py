@@ -303,3 +303,74 @@ def test_uninstall_restores_the_client() -> None:
         with installing(sink):  # idempotent
             pass
     assert {n: vars(KafkaProducer)[n] for n in originals} == originals
+
+
+class AppProducer(KafkaProducer):
+    """An application's subclass, defined before ``install()``, extending ``send``."""
+
+    def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
+        return super().send(topic, *args, **kwargs)
+
+
+def test_a_subclass_defined_before_install_is_guarded(kafka_broker: KafkaBroker) -> None:
+    topic = kafka_broker.create_topic()
+    producer = AppProducer(bootstrap_servers=kafka_broker.bootstrap)
+    try:
+        with installing(sink):
+            with shadowguard.shadow() as scope:
+                assert producer.send(topic, b"shadow").get(1).offset == -1
+            assert producer.send(topic, b"primary").get(10).offset == 0
+    finally:
+        producer.close(timeout=5)
+    assert kafka_broker.values(topic) == [b"primary"]
+    assert len(scope.suppressed) == 1
+
+
+def test_a_producer_made_in_shadow_sends_as_primary_afterwards(kafka_broker: KafkaBroker) -> None:
+    """Nothing of the shadow request sticks to an object that outlives it."""
+    topic = kafka_broker.create_topic()
+    with installing(sink):
+        with shadowguard.shadow():
+            producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap)
+            shadow_future = producer.send(topic, b"shadow")
+        try:
+            assert producer.send(topic, b"primary").get(10).offset == 0
+        finally:
+            producer.close(timeout=5)
+    assert shadow_future.get(0).offset == -1
+    assert kafka_broker.values(topic) == [b"primary"]
+
+
+def test_a_fault_inside_the_guard_fails_closed_and_primary_is_untouched(
+    producer: KafkaProducer, kafka_broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shadow send whose checks break raises; nothing is sent; primary sends still go out."""
+    topic = kafka_broker.create_topic()
+
+    def broken(*args: Any) -> int:
+        raise RuntimeError("size estimate broke")
+
+    with installing(sink):
+        producer.send(topic, "primary-1").get(10)
+        monkeypatch.setattr(producer, "_estimate_size_in_bytes", broken)
+        with shadowguard.shadow() as scope, pytest.raises(RuntimeError, match="broke"):
+            producer.send(topic, "shadow")
+        monkeypatch.undo()
+        producer.send(topic, "primary-2").get(10)
+    assert [json.loads(v) for v in kafka_broker.values(topic)] == ["primary-1", "primary-2"]
+    assert isinstance(scope.suppressed[0].error, RuntimeError)
+
+
+def test_a_malformed_shadow_group_suffix_fails_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from shadowguard.errors import ConfigError
+
+    from shadowguard import _config
+
+    monkeypatch.setenv("SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX", "")
+    _config.reset()
+    try:
+        with pytest.raises(ConfigError, match="SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX"):
+            sink.install()
+    finally:
+        _config.reset()
+    assert not is_wrapped(KafkaProducer.send)

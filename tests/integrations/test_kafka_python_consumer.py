@@ -155,3 +155,23 @@ def _wait_for(done: Any, seconds: float = 30) -> None:
     deadline = time.monotonic() + seconds
     while not done():
         assert time.monotonic() < deadline, "condition not reached in time"
+
+
+def test_an_empty_group_id_is_a_group_and_gets_the_suffix(
+    kafka_broker: KafkaBroker, shadow_process: None
+) -> None:
+    """``group_id=""`` is a group to the client (None is none): the shadow one is "-shadow"."""
+    consumer = _consumer(kafka_broker, "")
+    try:
+        assert consumer.config["group_id"] == "-shadow"
+    finally:
+        consumer.close()
+
+
+def test_a_static_member_gets_the_suffix_too(kafka_broker: KafkaBroker, group: str) -> None:
+    with installing(sink), shadow():
+        consumer = _consumer(kafka_broker, group, group_instance_id="worker-1")
+        try:
+            assert consumer.config["group_instance_id"] == "worker-1-shadow"
+        finally:
+            consumer.close()

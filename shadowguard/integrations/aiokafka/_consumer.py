@@ -50,7 +50,6 @@ REFUSED_ASYNC = (
     "stop",
 )
 _MARK = "_shadowguard_group"
-_GROUP_KEYS = ("group_id", "group_instance_id")
 
 
 def init_hook(original: Callable[..., Any]) -> Callable[..., Any]:
@@ -61,9 +60,12 @@ def init_hook(original: Callable[..., Any]) -> Callable[..., Any]:
             original(self, *topics, **configs)
             return
         suffix = get_settings().kafka_shadow_group_suffix
-        for key in _GROUP_KEYS:
-            if configs.get(key):
-                configs[key] = f"{configs[key]}{suffix}"
+        # An empty group_id is a group like any other (None is no group); an empty
+        # group_instance_id is refused by the client, and is left for it to refuse.
+        if configs.get("group_id") is not None:
+            configs["group_id"] = f"{configs['group_id']}{suffix}"
+        if configs.get("group_instance_id"):
+            configs["group_instance_id"] = f"{configs['group_instance_id']}{suffix}"
         original(self, *topics, **configs)
         setattr(self, _MARK, True)
 
