@@ -115,14 +115,19 @@ def shadow_send(
 def _checked(
     producer: Any, topic: Any, value: Any, key: Any, headers: Any, partition: Any
 ) -> tuple[Any, Any, list[tuple[str, bytes]], int]:
-    """The client's checks, in its order: serialized key and value, headers, topic, partition, size."""
+    """The client's checks in its order (kafka-python 3: headers, then serializers, topic,
+    partition; 2: topic, serializers, partition, then headers), then the size."""
     if _KAFKA_PYTHON_3:
         key_bytes, value_bytes, headers = _serialized(producer, topic, value, key, headers)
         # The client checks the name when it asks the broker for the topic's metadata.
         ensure_valid_topic_name(topic)
+        partition = _partition(producer, topic, partition, key, value, key_bytes, value_bytes)
     else:
-        key_bytes, value_bytes, headers = _serialized_2(producer, topic, value, key, headers)
-    partition = _partition(producer, topic, partition, key, value, key_bytes, value_bytes)
+        key_bytes, value_bytes = _serialized_2(producer, topic, value, key)
+        partition = _partition(producer, topic, partition, key, value, key_bytes, value_bytes)
+        headers = [] if headers is None else headers
+        assert isinstance(headers, list)
+        assert _valid_headers(headers)
     size = producer._estimate_size_in_bytes(key_bytes, value_bytes, headers)
     producer._ensure_valid_record_size(size)
     return key_bytes, value_bytes, headers, partition
@@ -150,8 +155,8 @@ def _serialized(producer: Any, topic: Any, value: Any, key: Any, headers: Any) -
     return key_bytes, value_bytes, headers
 
 
-def _serialized_2(producer: Any, topic: Any, value: Any, key: Any, headers: Any) -> Any:
-    """kafka-python 2: ``AssertionError`` for each check, the serializers before the headers."""
+def _serialized_2(producer: Any, topic: Any, value: Any, key: Any) -> tuple[Any, Any]:
+    """kafka-python 2: ``AssertionError`` for each check, the topic name first."""
     assert not producer._closed, "KafkaProducer already closed!"
     assert not (value is None and key is None), "Need at least one: key or value"
     ensure_valid_topic_name(topic)
@@ -162,11 +167,7 @@ def _serialized_2(producer: Any, topic: Any, value: Any, key: Any, headers: Any)
     assert type(value_bytes) in _SERIALIZED, (
         f"Unsupported type for serialized value: {type(value_bytes)}"
     )
-    if headers is None:
-        headers = []
-    assert isinstance(headers, list)
-    assert _valid_headers(headers)
-    return key_bytes, value_bytes, headers
+    return key_bytes, value_bytes
 
 
 def _valid_headers(headers: list[Any]) -> bool:
@@ -197,7 +198,9 @@ def _partition(
         return int(chosen)
     if partition is None:
         return 0
-    if partition < 0:
+    if not _KAFKA_PYTHON_3:
+        assert partition >= 0
+    elif partition < 0:
         raise ValueError("partition must be >= 0")
     return int(partition)
 
