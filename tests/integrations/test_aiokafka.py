@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -177,7 +179,7 @@ async def test_concurrent_tasks_keep_shadow_and_primary_apart(
     with installing(sink):
         await asyncio.gather(*(work(n % 2 == 0, n) for n in range(6)))
         await producer.flush()
-    stored = sorted(json.loads(v) for v in kafka_broker.values(topic))
+    stored = sorted(json.loads(v or b"") for v in kafka_broker.values(topic))
     assert stored == sorted(f"p{n}-{i}" for n in (1, 3, 5) for i in range(20))
 
 
@@ -193,10 +195,10 @@ def _consumer(broker: KafkaBroker, group_id: str | None) -> AIOKafkaConsumer:
 async def _read(consumer: AIOKafkaConsumer, topic: str, count: int) -> list[bytes]:
     consumer.assign([TopicPartition(topic, 0)])
     found: list[bytes] = []
-    async with asyncio.timeout(20):
-        while len(found) < count:
-            for records in (await consumer.getmany(timeout_ms=200)).values():
-                found.extend(r.value for r in records)
+    deadline = time.monotonic() + 20
+    while len(found) < count and time.monotonic() < deadline:
+        for records in (await consumer.getmany(timeout_ms=200)).values():
+            found.extend(r.value for r in records)
     return found
 
 
@@ -268,8 +270,9 @@ async def test_guarded_send_is_still_a_coroutine_function_that_raises_when_await
 
     with installing(sink):
         for name in ("send", "send_batch", "begin_transaction"):
-            assert inspect.iscoroutinefunction(getattr(AIOKafkaProducer, name)), name
             assert asyncio.iscoroutinefunction(getattr(producer, name)), name
+            if sys.version_info >= (3, 12):  # before, nothing marks a plain function for inspect
+                assert inspect.iscoroutinefunction(getattr(AIOKafkaProducer, name)), name
         with shadowguard.shadow() as scope:
             pending = producer.send("topic", None, key=None)
             assert scope.suppressed == []

@@ -30,13 +30,13 @@ SINK = "kafka_python"
 
 
 # ``serialize(topic, headers, data)`` in kafka-python 3, ``serialize(topic, data)`` in 2.
-class JSON(Serializer):
-    def serialize(self, topic: str, *headers_and_data: Any) -> bytes:  # type: ignore[override]
+class JSON(Serializer):  # type: ignore[misc]
+    def serialize(self, topic: str, *headers_and_data: Any) -> bytes:
         return json.dumps(headers_and_data[-1]).encode()
 
 
-class Text(Serializer):
-    def serialize(self, topic: str, *headers_and_data: Any) -> Any:  # type: ignore[override]
+class Text(Serializer):  # type: ignore[misc]
+    def serialize(self, topic: str, *headers_and_data: Any) -> Any:
         data = headers_and_data[-1]
         return data.encode() if isinstance(data, str) else data
 
@@ -212,7 +212,7 @@ def test_threads_sharing_a_producer_keep_shadow_and_primary_apart(
             t.join()
         producer.flush(10)
     assert errors == []
-    stored = sorted(json.loads(v) for v in kafka_broker.values(topic))
+    stored = sorted(json.loads(v or b"") for v in kafka_broker.values(topic))
     assert stored == sorted(f"p{n}-{i}" for n in (1, 3, 5) for i in range(25))
 
 
@@ -261,8 +261,8 @@ def test_shadow_transaction_on_a_plain_producer_raises_as_the_client(
 def test_a_failing_serializer_fails_the_shadow_send_and_is_recorded(
     kafka_broker: KafkaBroker,
 ) -> None:
-    class Broken(Serializer):
-        def serialize(self, topic: str, *headers_and_data: Any) -> bytes:  # type: ignore[override]
+    class Broken(Serializer):  # type: ignore[misc]
+        def serialize(self, topic: str, *headers_and_data: Any) -> bytes:
             raise RuntimeError("serializer down")
 
     producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, value_serializer=Broken())
@@ -305,7 +305,7 @@ def test_uninstall_restores_the_client() -> None:
     assert {n: vars(KafkaProducer)[n] for n in originals} == originals
 
 
-class AppProducer(KafkaProducer):
+class AppProducer(KafkaProducer):  # type: ignore[misc]
     """An application's subclass, defined before ``install()``, extending ``send``."""
 
     def send(self, topic: str, *args: Any, **kwargs: Any) -> Any:
@@ -357,14 +357,13 @@ def test_a_fault_inside_the_guard_fails_closed_and_primary_is_untouched(
             producer.send(topic, "shadow")
         monkeypatch.undo()
         producer.send(topic, "primary-2").get(10)
-    assert [json.loads(v) for v in kafka_broker.values(topic)] == ["primary-1", "primary-2"]
+    assert [json.loads(v or b"") for v in kafka_broker.values(topic)] == ["primary-1", "primary-2"]
     assert isinstance(scope.suppressed[0].error, RuntimeError)
 
 
 def test_a_malformed_shadow_group_suffix_fails_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    from shadowguard.errors import ConfigError
-
     from shadowguard import _config
+    from shadowguard.errors import ConfigError
 
     monkeypatch.setenv("SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX", "")
     _config.reset()

@@ -79,9 +79,13 @@ async def _later(fn: Callable[..., T], *args: Any) -> T:
 
 
 def coroutine_function(fn: F) -> F:
-    """``fn``, answering ``iscoroutinefunction`` as the coroutine method it replaces does."""
+    """``fn``, answering ``iscoroutinefunction`` as the coroutine method it replaces does.
+
+    Before Python 3.12 only ``asyncio.iscoroutinefunction`` can be told (its marker);
+    ``inspect.iscoroutinefunction`` answers False there.
+    """
     mark = getattr(inspect, "markcoroutinefunction", None)
-    if mark is not None:  # Python 3.12+
+    if mark is not None:
         return mark(fn)  # type: ignore[no-any-return]
     fn._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
     return fn
