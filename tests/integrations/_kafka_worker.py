@@ -74,6 +74,9 @@ async def aiokafka(bootstrap: str, topic: str, out: str, group: str, count: int)
 
 
 if __name__ == "__main__":
-    client, args = sys.argv[1], (*sys.argv[2:6], int(sys.argv[6]))
-    seen = asyncio.run(aiokafka(*args)) if client == "aiokafka" else kafka_python(*args)
+    client, bootstrap, topic, out, group, count = sys.argv[1:7]
+    if client == "aiokafka":
+        seen = asyncio.run(aiokafka(bootstrap, topic, out, group, int(count)))
+    else:
+        seen = kafka_python(bootstrap, topic, out, group, int(count))
     sys.stdout.write(json.dumps(seen) + "\n")
