@@ -373,3 +373,25 @@ def test_a_malformed_shadow_group_suffix_fails_install(monkeypatch: pytest.Monke
     finally:
         _config.reset()
     assert not is_wrapped(KafkaProducer.send)
+
+
+def test_a_shadow_request_cannot_commit_or_abort_the_primarys_open_transaction(
+    kafka_broker: KafkaBroker,
+) -> None:
+    """One shared transactional producer: primary opens, shadow commits and aborts, primary goes on."""
+    topic = kafka_broker.create_topic()
+    producer = _producer(kafka_broker, transactional_id=f"shared-{topic}")
+    try:
+        with installing(sink):
+            producer.init_transactions()
+            producer.begin_transaction()
+            producer.send(topic, "primary-1")
+            with shadowguard.shadow():
+                producer.send(topic, "shadow")
+                producer.commit_transaction()
+                producer.abort_transaction()
+            producer.send(topic, "primary-2")
+            producer.commit_transaction()
+    finally:
+        producer.close(timeout=5)
+    assert [json.loads(v or b"") for v in kafka_broker.values(topic)] == ["primary-1", "primary-2"]
