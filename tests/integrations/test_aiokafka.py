@@ -311,3 +311,37 @@ async def test_a_cancelled_shadow_send_sends_nothing(
             await task
     await producer.flush()
     assert kafka_broker.values(topic) == []
+
+
+@pytest.mark.asyncio
+async def test_a_fault_inside_the_guard_fails_closed_and_primary_is_untouched(
+    producer: AIOKafkaProducer, kafka_broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic = kafka_broker.create_topic()
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("serialize broke")
+
+    with installing(sink):
+        await producer.send_and_wait(topic, "primary-1")
+        monkeypatch.setattr(producer, "_serialize", broken)
+        with shadowguard.shadow() as scope, pytest.raises(RuntimeError, match="broke"):
+            await producer.send(topic, "shadow")
+        monkeypatch.undo()
+        await producer.send_and_wait(topic, "primary-2")
+    assert kafka_broker.values(topic) == [b'"primary-1"', b'"primary-2"']
+    assert isinstance(scope.suppressed[0].error, RuntimeError)
+
+
+@pytest.mark.asyncio
+async def test_the_suffix_setting_names_the_shadow_group(
+    kafka_broker: KafkaBroker, group: str
+) -> None:
+    with installing(sink):
+        config.configure(kafka_shadow_group_suffix=".canary")
+        try:
+            with shadowguard.shadow():
+                consumer = _consumer(kafka_broker, group)
+        finally:
+            config.reset()
+    assert consumer._group_id == f"{group}.canary"

@@ -175,3 +175,16 @@ def test_a_static_member_gets_the_suffix_too(kafka_broker: KafkaBroker, group: s
             assert consumer.config["group_instance_id"] == "worker-1-shadow"
         finally:
             consumer.close()
+
+
+def test_the_suffix_setting_names_the_shadow_group(kafka_broker: KafkaBroker, group: str) -> None:
+    """The setting confluent-kafka consumers use: one suffix for every Kafka client."""
+    with installing(sink):
+        config.configure(kafka_shadow_group_suffix=".canary")
+        try:
+            with shadow():
+                consumer = _consumer(kafka_broker, group)
+            consumer.close()
+        finally:
+            config.reset()
+    assert consumer.config["group_id"] == f"{group}.canary"
