@@ -24,7 +24,9 @@ class Kind:
     - ``db.commit``: ``statements`` (tuple of SQL texts), ``tables``, ``suppressed_by``
       (``"rollback"``, ``"savepoint"``, ``"error"``, ...); from Django also ``database``
       (the alias), ``atomic``, ``autocommit`` and ``vendor``.
-    - ``kafka.produce``: ``partition``, ``key_bytes``, ``value_bytes``.
+    - ``kafka.produce``: ``partition``, ``key_bytes``, ``value_bytes``; from kafka-python and
+      aiokafka also ``key`` (the serialized key as text, or None); an aiokafka ``send_batch``
+      has ``partition``, ``records`` and ``batch_bytes``.
     - ``kafka.transaction``: ``transactional_id``.
     - ``kafka.offsets``: ``offsets`` (``(topic, partition, offset)`` triples, empty when
       the consumer's current positions were meant), ``consumer_class``.

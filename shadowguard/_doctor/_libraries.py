@@ -26,7 +26,6 @@ class Library:
 
 
 _SIDE_EFFECT = "wrap the calls in @shadowguard.side_effect"
-_OTHER_KAFKA_CLIENT = f"{_SIDE_EFFECT} (producer.send), or use confluent-kafka"
 _STDLIB_HTTP = "shadowguard.install('http_client')"
 _RAW_DB = (
     f"{_SIDE_EFFECT}, go through SQLAlchemy with shadowguard.install('sqlalchemy'), "
@@ -92,8 +91,13 @@ LIBRARIES: tuple[Library, ...] = (
         raw=True,  # Celery loads it: it counts when the application publishes with kombu itself
     ),
     Library("aiohttp", "outbound HTTP", "shadowguard.install('aiohttp')", ("aiohttp",)),
-    Library("kafka", "Kafka produces (kafka-python)", _OTHER_KAFKA_CLIENT),
-    Library("aiokafka", "Kafka produces", _OTHER_KAFKA_CLIENT),
+    Library(
+        "kafka",
+        "Kafka produces (kafka-python)",
+        "shadowguard.install('kafka_python')",
+        ("kafka_python",),
+    ),
+    Library("aiokafka", "Kafka produces", "shadowguard.install('aiokafka')", ("aiokafka",)),
     Library(
         "pika", "RabbitMQ publishes, acks and consumers", "shadowguard.install('pika')", ("pika",)
     ),

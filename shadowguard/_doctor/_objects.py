@@ -78,6 +78,27 @@ def _consumer(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> 
     return "confluent_kafka" in active and (not PROCESS.shadow or is_wrapped(type(obj)))
 
 
+def _python_consumer(group_of: Callable[[Any], Any]) -> Callable[..., bool]:
+    def guarded(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
+        # The guard is on the class (a marked commit); in a SHADOW_MODE process a
+        # consumer that kept the primary's group (made before install()) refuses to consume.
+        if not is_wrapped(getattr(type(obj), "commit", None)):
+            return False
+        return (
+            not PROCESS.shadow
+            or getattr(obj, "_shadowguard_group", False) is True
+            or group_of(obj) is None
+        )
+
+    return guarded
+
+
+_PYTHON_CONSUMER_REMEDY = (
+    "shadowguard.install('{name}') before creating it: created in a SHADOW_MODE process it "
+    "then joins the shadow's own consumer group"
+)
+
+
 def _engine(obj: Any, active: Collection[str], proxied: Mapping[int, Any]) -> bool:
     return "sqlalchemy" in active or is_wrapped(getattr(type(obj.dialect), "do_execute", None))
 
@@ -116,6 +137,30 @@ _KINDS: tuple[_Kind, ...] = (
         "call shadowguard.install() before creating it, through confluent_kafka.Consumer "
         "(or DeserializingConsumer, confluent_kafka.aio.AIOConsumer): created in a "
         "SHADOW_MODE process it then joins the shadow's own consumer group",
+    ),
+    _Kind(
+        "kafka-python KafkaProducer",
+        (("kafka.producer.kafka", "KafkaProducer"),),
+        _marked("send"),
+        "shadowguard.install('kafka_python') (it guards producers made before it too)",
+    ),
+    _Kind(
+        "kafka-python KafkaConsumer",
+        (("kafka.consumer.group", "KafkaConsumer"),),
+        _python_consumer(lambda obj: obj.config.get("group_id")),
+        _PYTHON_CONSUMER_REMEDY.format(name="kafka_python"),
+    ),
+    _Kind(
+        "aiokafka AIOKafkaProducer",
+        (("aiokafka.producer.producer", "AIOKafkaProducer"),),
+        _marked("send"),
+        "shadowguard.install('aiokafka') (it guards producers made before it too)",
+    ),
+    _Kind(
+        "aiokafka AIOKafkaConsumer",
+        (("aiokafka.consumer.consumer", "AIOKafkaConsumer"),),
+        _python_consumer(lambda obj: obj._group_id),
+        _PYTHON_CONSUMER_REMEDY.format(name="aiokafka"),
     ),
     _Kind(
         "httpx client",

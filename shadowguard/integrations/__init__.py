@@ -53,6 +53,8 @@ _KNOWN: tuple[Integration, ...] = (
     Integration("aio_pika", "shadowguard.integrations.aio_pika", "aio_pika", "aio-pika"),
     Integration("grpc", "shadowguard.integrations.grpc", "grpc", "grpcio"),
     Integration("aiosmtplib", "shadowguard.integrations.aiosmtplib", "aiosmtplib", "aiosmtplib"),
+    Integration("kafka_python", "shadowguard.integrations.kafka_python", "kafka", "kafka-python"),
+    Integration("aiokafka", "shadowguard.integrations.aiokafka", "aiokafka", "aiokafka"),
 )
 INTEGRATIONS: dict[str, Integration] = {i.name: i for i in _KNOWN}
 
