@@ -39,7 +39,13 @@ SHADOW_STATE = {
     "SET a custom setting": ["SET sg.custom = 'shadow'"],
     "SET ROLE": ["SET ROLE {role}"],
     "statement_timeout": ["SET statement_timeout = 4321"],
-    "advisory lock": ["SELECT pg_advisory_lock(4242)", "SELECT pg_advisory_lock_shared(7, 8)"],
+    # Taken twice each: a session lock is held until unlocked as often as it was taken.
+    "advisory lock": [
+        "SELECT pg_advisory_lock(4242)",
+        "SELECT pg_advisory_lock(4242)",
+        "SELECT pg_advisory_lock_shared(7, 8)",
+        "SELECT pg_advisory_lock_shared(7, 8)",
+    ],
     "LISTEN": ["LISTEN shadow_channel"],
     "temporary table": ["CREATE TEMP TABLE shadow_tmp (i INTEGER)"],
     "PREPARE": ["PREPARE shadow_plan AS SELECT 1"],
@@ -85,7 +91,8 @@ def test_inside_the_primary_transaction_only_the_shadow_state_goes(pg: Backend) 
         c.execute(insert(core(pg.table)).values(id=1))
         pid = c.execute(text("SELECT pg_backend_pid()")).scalar()
         with shadowguard.shadow():
-            c.execute(text("SELECT pg_advisory_lock(4242)"))
+            for _ in range(3):  # held until unlocked three times
+                c.execute(text("SELECT pg_advisory_lock(4242)"))
             c.execute(text("PREPARE shadow_plan AS SELECT 1"))
             c.execute(insert(core(pg.table)).values(id=99))
             c.execute(text("SET search_path = pg_catalog"))

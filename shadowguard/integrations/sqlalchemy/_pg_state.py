@@ -202,7 +202,18 @@ def _undo(cursor: Any, before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
             if objsubid == 1
             else f"{int(classid)}::int, {int(objid)}::int"
         )
-        cursor.execute(f"SELECT {unlock}({key})")
+        # A session lock taken n times is held until unlocked n times; pg_locks shows one
+        # row whatever n is. Unlock until the row is gone.
+        still_held = (
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory'"
+            f" AND pid = pg_backend_pid() AND classid = {int(classid)}"
+            f" AND objid = {int(objid)} AND objsubid = {int(objsubid)}"
+            f" AND mode = {_literal(str(mode))}) FROM (SELECT {unlock}({key})) AS unlocked"
+        )
+        for _ in range(_MAX_HOLDS):
+            cursor.execute(still_held)
+            if not cursor.fetchone()[0]:
+                break
     for channel in set(new_channels) - set(channels):
         cursor.execute(f"UNLISTEN {_quote(channel)}")
     for kind, name in new_temp:
@@ -215,6 +226,7 @@ def _undo(cursor: Any, before: tuple[Any, ...], after: tuple[Any, ...]) -> None:
         cursor.execute(f"DEALLOCATE {_quote(name)}")
 
 
+_MAX_HOLDS = 1000  # unlocks tried per advisory lock; more holds leave it held (restore fails)
 _DROP = {"v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE", "f": "FOREIGN TABLE"}
 
 
