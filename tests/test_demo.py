@@ -148,21 +148,16 @@ def test_demo_html_page(tmp_path: Path) -> None:
     assert 'href="http' not in html
     report = json.loads(result.stdout)
     check_comparison(report["comparison"], 100)
-    # Too few quotes on -n 100 to judge their latency (fewer than 20 per side).
-    assert not any(route["latency_flagged"] for route in report["comparison"]["routes"])
+    routes = {f"{r['method']} {r['route']}": r for r in report["comparison"]["routes"]}
+    assert routes["GET /quote"]["latency_flagged"]  # 25 quotes a side: enough to judge
+    assert "GET /quote" in html
 
 
-def test_demo_flags_the_slowed_route() -> None:
-    result = demo("-n", "200", "--json")
+def test_demo_judges_no_latency_on_too_few_requests() -> None:
+    result = demo("-n", "40", "--json")  # 10 quotes a side, fewer than the 20 needed
     assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout)
-    check_comparison(report["comparison"], 200)
-    flagged = [
-        f"{r['method']} {r['route']}"
-        for r in report["comparison"]["routes"]
-        if r["latency_flagged"]
-    ]
-    assert flagged == ["GET /quote"]
+    routes = json.loads(result.stdout)["comparison"]["routes"]
+    assert not any(route["latency_flagged"] for route in routes)
 
 
 def test_html_needs_the_guard(tmp_path: Path) -> None:
