@@ -9,6 +9,7 @@ own response objects; matching, redaction and recording live here, once:
 - ``urls``: URLs and hosts normalized (and validated) for matching, redacted for recording;
 - ``grpc_rules``: the same for gRPC calls (:class:`GrpcAllow`, :class:`GrpcStub`), whose
   methods are named exactly and refused unless a rule names them;
+- ``ruleset``: what both rule sets share (their arguments checked, a stub's answer recorded);
 - ``passdown``: a request one guard let out, handed down to a guarded library below it;
 - ``stubs``: the stub header and :func:`is_stub`, which tells a stub response from Python;
 - ``headers``: request headers as text, whatever the client built them from.
