@@ -25,7 +25,8 @@ import os
 import platform
 import statistics
 import timeit
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +94,17 @@ class Harness:
     def sdk(self) -> bool:
         """Is the OpenTelemetry SDK configured in this pass?"""
         return self.telemetry == "sdk"
+
+    @contextmanager
+    def longer_samples(self) -> Iterator[None]:
+        """Longer samples while it lasts: network round trips are noisier than the core's
+        microbenchmarks."""
+        saved = self.sample_seconds, self.samples
+        self.sample_seconds, self.samples = max(self.sample_seconds, 0.05), max(self.samples, 15)
+        try:
+            yield
+        finally:
+            self.sample_seconds, self.samples = saved
 
     def _number(self, fn: Callable[[], object], sample_seconds: float) -> int:
         number = 1

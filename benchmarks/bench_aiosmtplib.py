@@ -9,14 +9,11 @@ and unguarded transactions run interleaved in the same run.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from benchmarks._harness import Harness
+from benchmarks._loopback import child_server
 from shadowguard import shadow
 
 _SERVER = textwrap.dedent(
@@ -40,28 +37,13 @@ _SERVER = textwrap.dedent(
 _MESSAGE = b"Subject: bench\r\n\r\nhello\r\n"
 
 
-@contextmanager
-def _server() -> Iterator[int]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVER], stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    try:
-        assert process.stdout is not None
-        yield int(process.stdout.readline())
-    finally:
-        process.terminate()
-        process.wait(5)
-
-
 def run(h: Harness) -> None:
     import aiosmtplib
 
     from shadowguard.integrations import aiosmtplib as sink
 
     original = vars(aiosmtplib.SMTP)["sendmail"]
-    saved = h.sample_seconds, h.samples
-    h.sample_seconds, h.samples = max(h.sample_seconds, 0.05), max(h.samples, 15)
-    with _server() as port:
+    with child_server(_SERVER) as port, h.longer_samples():
         sink.install()
         loop = asyncio.new_event_loop()
         try:
@@ -96,4 +78,3 @@ def run(h: Harness) -> None:
         finally:
             loop.close()
             sink.uninstall()
-            h.sample_seconds, h.samples = saved

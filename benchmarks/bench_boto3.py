@@ -10,57 +10,27 @@ traffic costs instead.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 import types
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from benchmarks._harness import Harness
+from benchmarks._loopback import child_server, http_server
 from shadowguard import shadow
 
-_SERVER = textwrap.dedent(
+_SERVER = http_server(
     """
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    def _answer(self):
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(200)
+        self.send_header("ETag", '"9dd4e461268c8034f5c8564e155c67a6"')
+        self.send_header("Content-Length", "0")
+        self.end_headers()
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):
-            pass
-
-        def _answer(self):
-            length = int(self.headers.get("content-length") or 0)
-            if length:
-                self.rfile.read(length)
-            self.send_response(200)
-            self.send_header("ETag", '"9dd4e461268c8034f5c8564e155c67a6"')
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        do_HEAD = do_PUT = _answer
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
+    do_HEAD = do_PUT = _answer
     """
 )
-
-
-@contextmanager
-def _server() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVER], stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    try:
-        assert process.stdout is not None
-        yield f"http://127.0.0.1:{int(process.stdout.readline())}"
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 def _client(url: str) -> Any:
@@ -94,10 +64,8 @@ def run(h: Harness) -> None:
 
     originals = {name: vars(BaseClient)[name] for name in ("_make_api_call", "_make_request")}
     send = vars(Endpoint)["_send"]
-    saved = h.sample_seconds, h.samples
-    # Network round trips are noisier than the core's microbenchmarks: sample longer.
-    h.sample_seconds, h.samples = max(h.sample_seconds, 0.05), max(h.samples, 15)
-    with _server() as url:
+    with child_server(_SERVER, stop_timeout=10) as port, h.longer_samples():
+        url = f"http://127.0.0.1:{port}"
         plain = _unguarded(_client(url), originals, send)
         sink.install()
         guarded = _client(url)
@@ -128,7 +96,6 @@ def run(h: Harness) -> None:
                 suppressed_put,
             )
         finally:
-            h.sample_seconds, h.samples = saved
             sink.uninstall()
             plain.close()
             guarded.close()

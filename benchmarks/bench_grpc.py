@@ -10,14 +10,11 @@ one channel in the same run.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from benchmarks._harness import Harness
+from benchmarks._loopback import child_server
 from shadowguard import shadow
 
 _METHOD = "/bench.Echo/Get"
@@ -40,30 +37,6 @@ _SERVER = textwrap.dedent(
     server.wait_for_termination()
     """
 )
-
-
-@contextmanager
-def _server() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVER], stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    try:
-        assert process.stdout is not None
-        yield f"127.0.0.1:{int(process.stdout.readline())}"
-    finally:
-        process.terminate()
-        process.wait(5)
-
-
-@contextmanager
-def _more_samples(h: Harness) -> Iterator[None]:
-    # Network round trips are noisier than the core's microbenchmarks: sample longer.
-    saved = h.sample_seconds, h.samples
-    h.sample_seconds, h.samples = max(h.sample_seconds, 0.05), max(h.samples, 15)
-    try:
-        yield
-    finally:
-        h.sample_seconds, h.samples = saved
 
 
 def _bench_sync(h: Harness, target: str) -> None:
@@ -152,6 +125,7 @@ def _bench_aio(h: Harness, target: str) -> None:
 
 def run(h: Harness) -> None:
     _bench_seam(h)
-    with _server() as target, _more_samples(h):
+    with child_server(_SERVER) as port, h.longer_samples():
+        target = f"127.0.0.1:{port}"
         _bench_sync(h, target)
         _bench_aio(h, target)

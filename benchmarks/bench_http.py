@@ -10,68 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import http.client
-import subprocess
-import sys
-import textwrap
 import time
 import types
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from benchmarks._harness import Harness
+from benchmarks._loopback import child_server, http_server
 from shadowguard import shadow
 
-_SERVER = textwrap.dedent(
+_SERVER = http_server(
     """
-    import sys
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, *args):
-            pass
-
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", "12")
-            self.end_headers()
-            self.wfile.write(b'{"ok": true}')
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    print(server.server_address[1], flush=True)
-    server.serve_forever()
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", "12")
+        self.end_headers()
+        self.wfile.write(b'{"ok": true}')
     """
 )
-
-
-@contextmanager
-def _server() -> Iterator[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-c", _SERVER], stdout=subprocess.PIPE, text=True, bufsize=1
-    )
-    try:
-        assert process.stdout is not None
-        port = int(process.stdout.readline())
-        yield f"http://127.0.0.1:{port}/item"
-    finally:
-        process.terminate()
-        process.wait(5)
-
-
-@contextmanager
-def _more_samples(h: Harness) -> Iterator[None]:
-    # Network round trips are noisier than the core's microbenchmarks: sample longer.
-    saved = h.sample_seconds, h.samples
-    h.sample_seconds, h.samples = max(h.sample_seconds, 0.05), max(h.samples, 15)
-    try:
-        yield
-    finally:
-        h.sample_seconds, h.samples = saved
 
 
 def _bench_httpx(h: Harness, url: str) -> None:
@@ -242,7 +199,8 @@ def _bench_aiohttp(h: Harness, url: str) -> None:
 
 
 def run(h: Harness) -> None:
-    with _server() as url, _more_samples(h):
+    with child_server(_SERVER) as port, h.longer_samples():
+        url = f"http://127.0.0.1:{port}/item"
         time.sleep(0.05)
         _bench_httpx(h, url)
         _bench_requests(h, url)

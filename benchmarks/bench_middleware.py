@@ -283,21 +283,30 @@ def _memory(h: Harness) -> None:
             call()
         if h.between_samples is not None:
             h.between_samples()
-        gc.collect()
-        tracemalloc.start()
-        before = tracemalloc.take_snapshot()
-        for _ in range(n):
-            call()
-        if h.between_samples is not None:
-            # Queued measurements are handed over at collection, as many as fit in half
-            # its timeout: under tracemalloc that takes several.
-            for _ in range(4):
-                h.between_samples()
-        gc.collect()
-        after = tracemalloc.take_snapshot()
-        tracemalloc.stop()
-        grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
+
+        def shadow_requests(call: Callable[[], None] = call) -> None:
+            for _ in range(n):
+                call()
+            if h.between_samples is not None:
+                # Queued measurements are handed over at collection, as many as fit in half
+                # its timeout: under tracemalloc that takes several.
+                for _ in range(4):
+                    h.between_samples()
+
+        grown = _growth(shadow_requests)
         h.note(f"{name} middleware: {n:,} shadow requests, memory grew by {grown:,} bytes")
+
+
+def _growth(work: Callable[[], None]) -> int:
+    """Bytes the traced heap grew by over ``work()``, garbage collected before and after."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    work()
+    gc.collect()
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    return sum(stat.size_diff for stat in after.compare_to(before, "filename"))
 
 
 def _capture_memory(h: Harness) -> None:
@@ -315,18 +324,15 @@ def _capture_memory(h: Harness) -> None:
             call()
         capture.flush(30)
         warm = sum(1 for _ in capture.read_records(url))
-        gc.collect()
-        tracemalloc.start()
-        before = tracemalloc.take_snapshot()
-        for _ in range(n):
-            call()
-        capture.flush(60)
-        gc.collect()
-        after = tracemalloc.take_snapshot()
-        tracemalloc.stop()
+
+        def captured_requests() -> None:
+            for _ in range(n):
+                call()
+            capture.flush(60)
+
+        grown = _growth(captured_requests)
         written = sum(1 for _ in capture.read_records(url))
         capture.close(30)
-    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename"))
     h.note(
         f"ASGI capture to SQLite: {n:,} primary requests, memory grew by {grown:,} bytes; "
         f"{written - warm:,} written, the rest dropped (queue of "

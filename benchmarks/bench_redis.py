@@ -43,35 +43,32 @@ def run(h: Harness) -> None:
         return
     sink.install()
     guarded = redis.Redis(host=HOST, port=PORT, db=DB)
-    saved = h.sample_seconds, h.samples
-    # Network round trips are noisier than the core's microbenchmarks: sample longer.
-    h.sample_seconds, h.samples = max(h.sample_seconds, 0.05), max(h.samples, 15)
     try:
-        guarded.get(KEY)
-        h.compare(
-            "redis GET loopback, primary: guarded vs unguarded",
-            lambda: plain.get(KEY),
-            lambda: guarded.get(KEY),
-            target_ratio=1.03,
-        )
-        h.compare(
-            "redis SET loopback, primary: guarded vs unguarded",
-            lambda: plain.set(KEY, "v"),
-            lambda: guarded.set(KEY, "v"),
-            target_ratio=1.03,
-        )
+        with h.longer_samples():
+            guarded.get(KEY)
+            h.compare(
+                "redis GET loopback, primary: guarded vs unguarded",
+                lambda: plain.get(KEY),
+                lambda: guarded.get(KEY),
+                target_ratio=1.03,
+            )
+            h.compare(
+                "redis SET loopback, primary: guarded vs unguarded",
+                lambda: plain.set(KEY, "v"),
+                lambda: guarded.set(KEY, "v"),
+                target_ratio=1.03,
+            )
 
-        def suppressed_set() -> Any:
-            with shadow("bench"):
-                return guarded.set(KEY, "shadow")
+            def suppressed_set() -> Any:
+                with shadow("bench"):
+                    return guarded.set(KEY, "shadow")
 
-        h.compare(
-            "redis: shadow suppressed SET vs real primary SET",
-            lambda: plain.set(KEY, "v"),
-            suppressed_set,
-        )
+            h.compare(
+                "redis: shadow suppressed SET vs real primary SET",
+                lambda: plain.set(KEY, "v"),
+                suppressed_set,
+            )
     finally:
-        h.sample_seconds, h.samples = saved
         sink.uninstall()
         plain.delete(KEY)
         plain.close()

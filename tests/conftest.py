@@ -25,6 +25,7 @@ pytest_plugins = [
     "tests.peers.rabbitmq",
     "tests.peers.redis",
     "tests.peers.smtp",
+    "tests.peers.werkzeug",
     "tests.peers.celery_brokers",  # after tests.peers.redis, which it imports
 ]
 

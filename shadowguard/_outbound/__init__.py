@@ -9,6 +9,8 @@ own response objects; matching, redaction and recording live here, once:
 - ``urls``: URLs and hosts normalized (and validated) for matching, redacted for recording;
 - ``grpc_rules``: the same for gRPC calls (:class:`GrpcAllow`, :class:`GrpcStub`), whose
   methods are named exactly and refused unless a rule names them;
+- ``ruleset``: what both rule sets share (their arguments checked, a stub's answer recorded);
+- ``installed``: :class:`InstalledRules`, the rules ``install()`` gave a client integration;
 - ``passdown``: a request one guard let out, handed down to a guarded library below it;
 - ``stubs``: the stub header and :func:`is_stub`, which tells a stub response from Python;
 - ``headers``: request headers as text, whatever the client built them from.
@@ -19,6 +21,7 @@ from __future__ import annotations
 from shadowguard._outbound import grpc_rules, rules
 from shadowguard._outbound.grpc_rules import *  # noqa: F403 (its __all__ is re-exported below)
 from shadowguard._outbound.headers import text_headers
+from shadowguard._outbound.installed import InstalledRules
 from shadowguard._outbound.passdown import judged_above, passing_down
 from shadowguard._outbound.rules import *  # noqa: F403 (its __all__ is re-exported below)
 from shadowguard._outbound.stubs import is_stub, mark_stub
@@ -27,6 +30,7 @@ from shadowguard._outbound.urls import REDACTED, canonical_url, normalize_url, r
 __all__ = [
     *rules.__all__,
     "REDACTED",
+    "InstalledRules",
     *grpc_rules.__all__,
     "canonical_url",
     "is_stub",

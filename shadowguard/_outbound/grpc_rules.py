@@ -20,9 +20,10 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from shadowguard._outbound.rules import OTLP_ENDPOINT_VARS, exporting_telemetry, marker
+from shadowguard._outbound.ruleset import rule_lists, stub_answer, telemetry_flag
 from shadowguard._outbound.stubs import STUB_HEADER
 from shadowguard._outbound.urls import glob
-from shadowguard.contract import Action, Kind, record, refuse
+from shadowguard.contract import Kind, refuse
 from shadowguard.errors import ConfigError
 
 __all__ = [
@@ -211,19 +212,8 @@ class GrpcRules:
         *,
         telemetry_exports: bool = True,
     ) -> None:
-        if not isinstance(telemetry_exports, bool):
-            raise ConfigError(
-                f"telemetry_exports={telemetry_exports!r} is not valid: accepted values are "
-                "True or False"
-            )
-        self.telemetry_exports = telemetry_exports
-        if isinstance(allow, (str, GrpcAllow)) or isinstance(stubs, GrpcStub):
-            raise ConfigError("allow= and stubs= take lists of rules")
-        self.allow = tuple(_as_allow(rule) for rule in allow)
-        self.stubs = tuple(stubs)
-        for stub in self.stubs:
-            if not isinstance(stub, GrpcStub):
-                raise ConfigError(f"stubs= takes shadowguard GrpcStub rules, got {stub!r}")
+        self.telemetry_exports = telemetry_flag(telemetry_exports)
+        self.allow, self.stubs = rule_lists(allow, stubs, GrpcAllow, GrpcStub, _as_allow)
 
     def decide(self, target: str, method: str) -> GrpcDecision:
         """Should this shadow call go out, or which stub answers it?"""
@@ -261,14 +251,14 @@ class GrpcRules:
                 detail=detail,
             )
         detail["rule"] = stub.method
-        try:
-            reply = stub.reply(request)
-        except Exception as exc:
-            record(Kind.GRPC_CALL, where, _OPERATION, detail, error=exc, action=Action.STUBBED)
-            raise
-        detail["code"] = reply.code
-        record(Kind.GRPC_CALL, where, _OPERATION, detail, action=Action.STUBBED)
-        return reply
+        return stub_answer(
+            Kind.GRPC_CALL,
+            where,
+            _OPERATION,
+            detail,
+            lambda: stub.reply(request),
+            lambda reply: ("code", reply.code),
+        )
 
 
 def _at_otlp_endpoint(target: str) -> bool:

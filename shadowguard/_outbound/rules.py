@@ -18,6 +18,7 @@ from typing import Any, Final, Literal
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
+from shadowguard._outbound.ruleset import rule_lists, stub_answer, telemetry_flag
 from shadowguard._outbound.stubs import STUB_HEADER
 from shadowguard._outbound.urls import (
     UrlMatcher,
@@ -28,7 +29,7 @@ from shadowguard._outbound.urls import (
     redact_url,
     url_pattern,
 )
-from shadowguard.contract import Action, Kind, record, refuse, settings_or_defaults
+from shadowguard.contract import Kind, refuse, settings_or_defaults
 from shadowguard.errors import ConfigError
 
 __all__ = [
@@ -274,19 +275,8 @@ class Rules:
         *,
         telemetry_exports: bool = True,
     ) -> None:
-        if not isinstance(telemetry_exports, bool):
-            raise ConfigError(
-                f"telemetry_exports={telemetry_exports!r} is not valid: accepted values are "
-                "True or False"
-            )
-        self.telemetry_exports = telemetry_exports
-        if isinstance(allow, (str, Allow)) or isinstance(stubs, Stub):
-            raise ConfigError("allow= and stubs= take lists of rules")
-        self.allow = tuple(_as_allow(rule) for rule in allow)
-        self.stubs = tuple(stubs)
-        for stub in self.stubs:
-            if not isinstance(stub, Stub):
-                raise ConfigError(f"stubs= takes shadowguard Stub rules, got {stub!r}")
+        self.telemetry_exports = telemetry_flag(telemetry_exports)
+        self.allow, self.stubs = rule_lists(allow, stubs, Allow, Stub, _as_allow)
         if isinstance(default, Reply):
             default = Stub(
                 status=default.status,
@@ -334,14 +324,14 @@ class Rules:
                 detail=detail,
             )
         detail["rule"] = "default" if stub is self.default else stub.describe()
-        try:
-            reply = stub.reply(request)
-        except Exception as exc:
-            record(Kind.HTTP_REQUEST, target, _OPERATION, detail, error=exc, action=Action.STUBBED)
-            raise
-        detail["status"] = reply.status
-        record(Kind.HTTP_REQUEST, target, _OPERATION, detail, action=Action.STUBBED)
-        return reply
+        return stub_answer(
+            Kind.HTTP_REQUEST,
+            target,
+            _OPERATION,
+            detail,
+            lambda: stub.reply(request),
+            lambda reply: ("status", reply.status),
+        )
 
 
 def guard_rules(

@@ -19,10 +19,10 @@ from types import ModuleType
 from typing import Any, TypeVar
 
 from shadowguard._outbound import (
-    DEFAULT_STUB,
     Allow,
     Decision,
     Default,
+    InstalledRules,
     OutboundRequest,
     Rules,
     Stub,
@@ -45,13 +45,14 @@ __all__ = ["LIBRARIES", "GuardedTransport", "Library", "guard"]
 C = TypeVar("C")
 
 
-class Library:
-    """One library (``httpx`` or ``httpx2``): its patch registry and its install rules."""
+class Library(InstalledRules):
+    """One library (``httpx`` or ``httpx2``): its patch registry and its install rules;
+    installing guards every ``Client`` and ``AsyncClient`` of it."""
 
     def __init__(self, name: str) -> None:
+        super().__init__()
         self.name = name
         self.patches = Patches(name)
-        self.rules = Rules()
 
     def module(self) -> ModuleType:
         try:
@@ -59,17 +60,11 @@ class Library:
         except ImportError:
             raise missing_extra_error(self.name, self.name) from None
 
-    def apply(
-        self,
-        *,
-        allow: Iterable[Allow | str] = (),
-        stubs: Iterable[Stub] = (),
-        default: Default = DEFAULT_STUB,
-        telemetry_exports: bool = True,
-    ) -> None:
-        """Guard every ``Client`` and ``AsyncClient`` of the library (``install()``'s body)."""
+    def ready(self) -> None:
+        self.module()
+
+    def patch(self) -> None:
         module = self.module()
-        self.rules = Rules(allow, stubs, default, telemetry_exports=telemetry_exports)
         for cls in (module.Client, module.AsyncClient):
             current = vars(cls).get("_transport_for_url")
             if current is None or is_wrapped(current):
@@ -77,10 +72,6 @@ class Library:
                 continue
             hook = _class_hook(current, lambda: self.rules, module, self.name)
             self.patches.setattr(cls, "_transport_for_url", hook)
-
-    def forget(self) -> None:
-        """Back to the default rules (after uninstall)."""
-        self.rules = Rules()
 
 
 LIBRARIES = {name: Library(name) for name in ("httpx", "httpx2")}

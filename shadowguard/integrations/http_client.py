@@ -32,11 +32,10 @@ from typing import Any
 
 from shadowguard._outbound import (
     BLOCK,
-    DEFAULT_STUB,
     STUB_HEADER,
     Allow,
     Decision,
-    Default,
+    InstalledRules,
     OutboundRequest,
     Reply,
     Rules,
@@ -53,7 +52,6 @@ __all__ = ["BLOCK", "STUB_HEADER", "Allow", "Reply", "Stub", "install", "uninsta
 
 _CLIENT = "http.client"
 _patches = Patches("http_client")
-_rules = Rules()
 # The connection's own request state (name-mangled in http.client): only read and reset.
 _STATE = "_HTTPConnection__state"
 _IDLE = getattr(http.client, "_CS_IDLE", "Idle")
@@ -160,7 +158,7 @@ def _judge(conn: Any) -> None:
     """Judge the buffered request; raise if it is refused (nothing sent, connection idle)."""
     method, target, headers = _buffered(conn)
     url = _url(conn, target)
-    rules = _rules
+    rules = _installed.rules
     if judged_above(method, url):
         decision = Decision(True)
     else:
@@ -292,27 +290,23 @@ def _getresponse_hook(original: Callable[[Any], Any]) -> Callable[[Any], Any]:
     return mark_wrapped(getresponse, original)
 
 
-def _apply(
-    *,
-    allow: Iterable[Allow | str] = (),
-    stubs: Iterable[Stub] = (),
-    default: Default = DEFAULT_STUB,
-    telemetry_exports: bool = True,
-) -> None:
-    global _rules
-    _rules = Rules(allow, stubs, default, telemetry_exports=telemetry_exports)
-    cls = http.client.HTTPConnection
-    methods = vars(cls)
-    _patches.setattr(cls, "endheaders", _endheaders_hook(methods["endheaders"]))
-    _patches.setattr(cls, "send", _send_hook(methods["send"]))
-    _patches.setattr(cls, "getresponse", _getresponse_hook(methods["getresponse"]))
-    try:
-        from urllib3.connection import HTTPConnection
-    except ImportError:
-        return
-    # It reads the socket before it asks http.client for the response.
-    original = vars(HTTPConnection)["getresponse"]
-    _patches.setattr(HTTPConnection, "getresponse", _getresponse_hook(original))
+class _Installed(InstalledRules):
+    def patch(self) -> None:
+        cls = http.client.HTTPConnection
+        methods = vars(cls)
+        _patches.setattr(cls, "endheaders", _endheaders_hook(methods["endheaders"]))
+        _patches.setattr(cls, "send", _send_hook(methods["send"]))
+        _patches.setattr(cls, "getresponse", _getresponse_hook(methods["getresponse"]))
+        try:
+            from urllib3.connection import HTTPConnection
+        except ImportError:
+            return
+        # It reads the socket before it asks http.client for the response.
+        original = vars(HTTPConnection)["getresponse"]
+        _patches.setattr(HTTPConnection, "getresponse", _getresponse_hook(original))
+
+
+_installed = _Installed()
 
 
 def install(**options: Any) -> None:
@@ -325,14 +319,9 @@ def install(**options: Any) -> None:
     Connections made before ``install()`` are covered too (the patch is on the class), so
     there is no per-object ``guard()``.
     """
-    _patches.install(_apply, options)
-
-
-def _forget_rules() -> None:
-    global _rules
-    _rules = Rules()
+    _patches.install(_installed.apply, options)
 
 
 def uninstall() -> None:
     """Restore ``http.client`` (and urllib3's connection) as they were before :func:`install`."""
-    _patches.uninstall(after=_forget_rules)
+    _patches.uninstall(after=_installed.forget)

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 
 from shadowguard._outbound import (
     BLOCK,
-    DEFAULT_STUB,
     STUB_HEADER,
     Allow,
     Decision,
     Default,
+    InstalledRules,
     OutboundRequest,
     Reply,
     Rules,
@@ -64,7 +64,6 @@ __all__ = ["BLOCK", "STUB_HEADER", "Allow", "Reply", "Stub", "guard", "install",
 S = TypeVar("S")
 
 _patches = Patches("requests")
-_rules = Rules()
 
 
 def _body(body: object) -> bytes | None:
@@ -162,7 +161,7 @@ def _urlopen_hook(original: Any) -> Any:
         headers = HTTPHeaderDict(
             self.headers if arguments["headers"] is None else arguments["headers"]
         )
-        decision = _rules.decide(method, full_url, headers)
+        decision = _installed.rules.decide(method, full_url, headers)
         if decision.allowed:
             add_marker(headers, decision.forward_secret)
             arguments["headers"] = headers
@@ -185,7 +184,7 @@ def _urllib3_stub(
     outbound = OutboundRequest(
         method, url, text_headers(headers), _body(arguments["body"]), "urllib3"
     )
-    reply = _rules.answer(decision, outbound)
+    reply = _installed.rules.answer(decision, outbound)
     return _urllib3_response(
         reply,
         method,
@@ -214,7 +213,7 @@ def guard(
     own = guard_rules(allow, stubs, default)
 
     def rules() -> Rules:
-        return _rules if own is None else own
+        return _installed.rules if own is None else own
 
     # The class's own method, even when install() has patched the class.
     original = unwrapped(type(session).get_adapter)
@@ -224,27 +223,23 @@ def guard(
     return session
 
 
-def _apply(
-    *,
-    allow: Iterable[Allow | str] = (),
-    stubs: Iterable[Stub] = (),
-    default: Default = DEFAULT_STUB,
-    telemetry_exports: bool = True,
-) -> None:
-    global _rules
-    _rules = Rules(allow, stubs, default, telemetry_exports=telemetry_exports)
-    _patches.setattr(
-        HTTPConnectionPool, "urlopen", _urlopen_hook(vars(HTTPConnectionPool)["urlopen"])
-    )
-    try:
-        import requests
-    except ImportError:
-        return
-    _patches.setattr(
-        requests.Session,
-        "get_adapter",
-        _get_adapter_hook(vars(requests.Session)["get_adapter"], lambda: _rules),
-    )
+class _Installed(InstalledRules):
+    def patch(self) -> None:
+        _patches.setattr(
+            HTTPConnectionPool, "urlopen", _urlopen_hook(vars(HTTPConnectionPool)["urlopen"])
+        )
+        try:
+            import requests
+        except ImportError:
+            return
+        _patches.setattr(
+            requests.Session,
+            "get_adapter",
+            _get_adapter_hook(vars(requests.Session)["get_adapter"], lambda: self.rules),
+        )
+
+
+_installed = _Installed()
 
 
 def install(**options: Any) -> None:
@@ -255,14 +250,9 @@ def install(**options: Any) -> None:
     no rule names (200, ``{}``) or ``BLOCK``, ``telemetry_exports`` to let the OpenTelemetry
     SDK's own export requests to the configured OTLP endpoints through (default True).
     """
-    _patches.install(_apply, options)
-
-
-def _forget_rules() -> None:
-    global _rules
-    _rules = Rules()
+    _patches.install(_installed.apply, options)
 
 
 def uninstall() -> None:
     """Restore requests and urllib3 as they were before :func:`install`."""
-    _patches.uninstall(after=_forget_rules)
+    _patches.uninstall(after=_installed.forget)

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from werkzeug.serving import make_server
 
 from shadowguard.capture import REDACTED
 from shadowguard.middleware.wsgi import ROUTE_KEY, ShadowGuardMiddleware
 from tests.capture._apps import build_flask
 from tests.capture._support import records, records_when
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[Any] = []
-
-    def start(app: Any) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 def fetch(url: str, **headers: str) -> tuple[int, bytes]:
@@ -42,8 +24,8 @@ def fetch(url: str, **headers: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def test_flask_under_werkzeug(serve: Any, sqlite_url: str) -> None:
-    base = serve(build_flask(capture=sqlite_url))
+def test_flask_under_werkzeug(wsgi_server: Callable[[Any], str], sqlite_url: str) -> None:
+    base = wsgi_server(build_flask(capture=sqlite_url))
     assert fetch(f"{base}/orders/3", **{"x-request-id": "f-1"})[0] == 200
     assert fetch(f"{base}/orders/3", **{"x-request-id": "f-1", "x-shadow-request": "1"})[0] == 200
     assert fetch(f"{base}/stream", **{"x-request-id": "f-2"}) == (200, b'{"parts": [1, 2]}')

@@ -86,10 +86,16 @@ def compare_within(
     max_pairs: int,
     tolerance: float,
     settle: float = 0.0,
+    warm_up: bool = False,
 ) -> Comparison:
     """At least ``pairs`` and at most ``max_pairs`` pairs of blocks in ABBA order, until the
     comparison is within ``tolerance``; ``run_block(condition)`` returns the latencies of
-    one block, and ``settle`` seconds pass after each block of the candidate."""
+    one block, and ``settle`` seconds pass after each block of the candidate. With
+    ``warm_up``, a block of each condition runs first, not compared (connections, pools,
+    caches)."""
+    if warm_up:
+        for condition in (baseline, candidate):
+            run_block(condition)
     comparison = Comparison(baseline, candidate)
     for i in range(max(pairs, max_pairs)):
         if i >= pairs and comparison.within(tolerance):

@@ -126,6 +126,11 @@ class Orders:
                 latencies += pool.map(lambda _: self.order(condition), range(size))
         return latencies
 
+    def assert_stored_once(self, database: str, table: str) -> None:
+        """Every order stored once, with the id the primary answered; nothing else."""
+        expected = {sku: [i] for sku, i in self.ids.items()}
+        assert stored(database, table, self.prefix) == expected
+
     def close(self) -> None:
         self.client.close()
 

@@ -27,7 +27,6 @@ from tests.e2e._orders import (
     metrics,
     routes_config,
     settled,
-    stored,
     until,
 )
 from tests.e2e._pg_locks import LockSampler
@@ -66,8 +65,6 @@ def _compare(
 ) -> Comparison:
     """Primary latency with the faulty mirror and without (``_latency.py``); within
     ``tolerance`` unless None (then a fixed number of pairs, for the figures)."""
-    for condition in orders.hosts:  # warm-up, not compared
-        run(condition)
     comparison = compare_within(
         run,
         "no mirror",
@@ -76,6 +73,7 @@ def _compare(
         max_pairs=PAIRS if tolerance is None else MAX_PAIRS,
         tolerance=TOLERANCE if tolerance is None else tolerance,
         settle=settle,
+        warm_up=True,
     )
     figures(str(comparison))
     if tolerance is not None:
@@ -83,9 +81,13 @@ def _compare(
     return comparison
 
 
-def _stored_once(database: str, table: str, orders: Orders) -> None:
-    expected = {sku: [i] for sku, i in orders.ids.items()}
-    assert stored(database, table, orders.prefix) == expected
+def _copies_ended(shadow: UvicornService, proxy: Envoy, timeout: float, what: str) -> None:
+    """Wait until the shadow's counts settle with no copy running."""
+    until(
+        lambda: settled(shadow, proxy, "shadow_1") and metrics(shadow)["running"] == 0,
+        timeout=timeout,
+        what=what,
+    )
 
 
 def test_a_shadow_handler_that_hangs_forever(
@@ -104,11 +106,7 @@ def test_a_shadow_handler_that_hangs_forever(
         _compare(orders, lambda condition: orders.block(condition, BLOCK), 0.6, figures)
     finally:
         orders.close()
-    until(
-        lambda: settled(shadow, proxy, "shadow_1") and metrics(shadow)["running"] == 0,
-        timeout=10,
-        what="every hung copy cancelled",
-    )
+    _copies_ended(shadow, proxy, timeout=10, what="every hung copy cancelled")
     counts = metrics(shadow)
     figures(f"{orders.sent['faulty mirror']} copies; the shadow's counts {counts}")
     assert copies_sent(proxy, "shadow_1") == orders.sent["faulty mirror"]
@@ -116,7 +114,7 @@ def test_a_shadow_handler_that_hangs_forever(
     assert admitted >= 1
     assert counts["shed"]["disconnected"] == admitted  # none ran on after its mirror left
     assert counts["shed"]["limit"] >= 1
-    _stored_once(postgres_database, orders_table, orders)
+    orders.assert_stored_once(postgres_database, orders_table)
 
 
 def test_a_shadow_that_sleeps_inside_its_transaction(
@@ -159,7 +157,7 @@ def test_a_shadow_that_sleeps_inside_its_transaction(
     assert comparison.p99("faulty mirror") < 0.5, str(comparison)
     # Never more shadow transactions open than requests admitted.
     assert locks.idle_in_transaction.get(SHADOW, 0) <= LIMIT, locks.idle_in_transaction
-    _stored_once(postgres_database, orders_table, orders)
+    orders.assert_stored_once(postgres_database, orders_table)
 
 
 def test_a_burst_of_ten_times_the_admission_limit(
@@ -181,14 +179,10 @@ def test_a_burst_of_ten_times_the_admission_limit(
     burst = 10 * LIMIT
     try:
         orders.bursts("faulty mirror", bursts=1, size=burst)
-        until(
-            lambda: settled(shadow, proxy, "shadow_1") and metrics(shadow)["running"] == 0,
-            timeout=15,
-            what="the burst's copies answered",
-        )
+        _copies_ended(shadow, proxy, timeout=15, what="the burst's copies answered")
         counts: dict[str, Any] = metrics(shadow)
         assert counts["shed"] == {"limit": burst - LIMIT, "disconnected": LIMIT}, counts
         _compare(orders, lambda c: orders.bursts(c, bursts=3, size=burst), 1.1, figures)
     finally:
         orders.close()
-    _stored_once(postgres_database, orders_table, orders)
+    orders.assert_stored_once(postgres_database, orders_table)

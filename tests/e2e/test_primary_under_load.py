@@ -33,7 +33,6 @@ from tests.e2e._orders import (
     routes_config,
     rss_mib,
     settled,
-    stored,
     until,
 )
 from tests.e2e._pg_locks import LockSampler
@@ -101,8 +100,6 @@ def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(
     rss = RssPeak(shadow.process.pid)
     started = time.monotonic()
     try:
-        for condition in orders.hosts:  # warm-up: connections, pools, caches; not compared
-            orders.block(condition, BLOCK)
         comparison = compare_within(
             lambda condition: orders.block(condition, BLOCK),
             "no mirror",
@@ -111,6 +108,7 @@ def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(
             max_pairs=MAX_PAIRS,
             tolerance=TOLERANCE,
             settle=DELAY + 0.1,  # the copies admitted in a mirrored block have ended
+            warm_up=True,
         )
         loaded = time.monotonic() - started
         # The shadow answers at once after the load: no backlog of copies nobody waits for.
@@ -154,9 +152,7 @@ def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(
     waits = locks.waits_of(PRIMARY, SHADOW)
     assert all(wait < WAIT_BOUND for wait in waits), waits
     # Every order once, with the id the primary answered; nothing of the shadow's.
-    assert stored(postgres_database, orders_table, orders.prefix) == {
-        sku: [i] for sku, i in orders.ids.items()
-    }
+    orders.assert_stored_once(postgres_database, orders_table)
     assert metrics(primary)["suppressed"] == {}
     assert metrics(primary)["shed"] == {}  # the primary is never shed
 
@@ -194,7 +190,5 @@ def test_primary_lock_waits_on_shadow_transactions_are_counted_and_short(
     )
     assert all(wait < WAIT_BOUND for wait in waits), waits
     assert len(waits) <= total * 0.15, waits  # rare: the shadow seldom gets there first
-    assert stored(postgres_database, orders_table, orders.prefix) == {
-        sku: [i] for sku, i in orders.ids.items()
-    }
+    orders.assert_stored_once(postgres_database, orders_table)
     assert metrics(primary)["suppressed"] == {}

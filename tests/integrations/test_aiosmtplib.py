@@ -4,7 +4,6 @@ all of it as primary."""
 from __future__ import annotations
 
 import asyncio
-from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
@@ -13,20 +12,11 @@ import pytest
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.integrations import aiosmtplib as sink
+from tests.integrations._mail import assert_one_delivered_two_suppressed, order_message
 from tests.integrations._support import installing
 from tests.peers.smtp import SmtpServer
 
 SINK = "aiosmtplib"
-
-
-def _message(to: str = "alice@example.test, bob@example.test") -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "shop@example.test"
-    message["To"] = to
-    message["Bcc"] = "audit@example.test"
-    message["Subject"] = "Your order"
-    message.set_content("Thanks!")
-    return message
 
 
 def _client(server: SmtpServer) -> aiosmtplib.SMTP:
@@ -39,7 +29,7 @@ async def test_send_message_and_sendmail_deliver_nothing_in_shadow(smtp_server: 
     async with client:
         with installing(sink):
             with shadowguard.shadow() as scope:
-                errors, reply = await client.send_message(_message())
+                errors, reply = await client.send_message(order_message())
                 assert errors == {}
                 assert "suppressed" in reply
                 raw = b"Subject: x\r\n\r\nhi"
@@ -47,20 +37,8 @@ async def test_send_message_and_sendmail_deliver_nothing_in_shadow(smtp_server: 
                     0
                 ] == {}
             assert smtp_server.messages == []
-            await client.send_message(_message())
-    (envelope,) = smtp_server.messages
-    assert envelope.rcpt_tos == ["alice@example.test", "bob@example.test", "audit@example.test"]
-    assert b"Bcc" not in envelope.original_content
-    assert scope.counts["mail.send"] == 2
-    first = scope.suppressed[0]
-    assert first.target == f"smtp://{smtp_server.host}"
-    assert first.detail["recipients"] == (
-        "alice@example.test",
-        "bob@example.test",
-        "audit@example.test",
-    )
-    assert first.detail["operation"] == "sendmail"
-    assert first.detail["bytes"] > 0
+            await client.send_message(order_message())
+    assert_one_delivered_two_suppressed(smtp_server, scope)
 
 
 @pytest.mark.asyncio
@@ -72,7 +50,7 @@ async def test_the_module_level_send_delivers_nothing_in_shadow(smtp_server: Smt
         "start_tls": False,
     }
     with shadowguard.shadow() as scope:
-        errors, _ = await aiosmtplib.send(_message(), **where)
+        errors, _ = await aiosmtplib.send(order_message(), **where)
         await aiosmtplib.send(
             "Subject: raw\r\n\r\nhi",
             sender="shop@example.test",
@@ -82,7 +60,7 @@ async def test_the_module_level_send_delivers_nothing_in_shadow(smtp_server: Smt
     assert errors == {}
     assert smtp_server.messages == []
     assert scope.counts["mail.send"] == 2
-    await aiosmtplib.send(_message("erin@example.test"), **where)
+    await aiosmtplib.send(order_message("erin@example.test"), **where)
     assert [m.rcpt_tos for m in smtp_server.messages] == [
         ["erin@example.test", "audit@example.test"]
     ]
@@ -92,9 +70,9 @@ def test_the_sync_helpers_deliver_nothing_in_shadow(smtp_server: SmtpServer) -> 
     """``send_message_sync`` runs its own event loop, which starts in the caller's context."""
     with installing(sink):
         with shadowguard.shadow() as scope:
-            _client(smtp_server).send_message_sync(_message())
+            _client(smtp_server).send_message_sync(order_message())
         assert smtp_server.messages == []
-        _client(smtp_server).send_message_sync(_message())
+        _client(smtp_server).send_message_sync(order_message())
     assert len(smtp_server.messages) == 1
     assert scope.counts["mail.send"] == 1
 
@@ -178,7 +156,7 @@ async def test_login_works_in_shadow_and_its_exchange_opens_nothing_else(
             with shadowguard.shadow():
                 await client.ehlo()
                 assert (await getattr(client, method)("user", "secret")).code == 235
-                await client.send_message(_message())
+                await client.send_message(order_message())
                 with pytest.raises(ShadowSideEffectBlocked):
                     await client.execute_command(b"DATA")
     assert smtp_auth_server.messages == []
@@ -192,10 +170,10 @@ async def test_concurrent_tasks_keep_their_own_shadow_or_primary(smtp_server: Sm
             if shadow:
                 with shadowguard.shadow():
                     await asyncio.sleep(0)
-                    await client.send_message(_message(f"s{i}@example.test"))
+                    await client.send_message(order_message(f"s{i}@example.test"))
             else:
                 await asyncio.sleep(0)
-                await client.send_message(_message(f"p{i}@example.test"))
+                await client.send_message(order_message(f"p{i}@example.test"))
 
     await asyncio.gather(*(send(i, i % 2 == 0) for i in range(8)))
     delivered = sorted(m.rcpt_tos[0] for m in smtp_server.messages)
@@ -230,9 +208,9 @@ async def test_one_client_shared_by_concurrent_shadow_and_primary_tasks(
             to = f"{'s' if shadow else 'p'}{i}@example.test"
             if shadow:
                 with shadowguard.shadow():
-                    await client.send_message(_message(to))
+                    await client.send_message(order_message(to))
             else:
-                await client.send_message(_message(to))
+                await client.send_message(order_message(to))
 
         await asyncio.gather(*(send(i, i % 2 == 1) for i in range(10)))
     delivered = sorted(m.rcpt_tos[0] for m in smtp_server.messages)
@@ -252,8 +230,8 @@ async def test_send_with_a_login_delivers_nothing_in_shadow(smtp_auth_server: Sm
         "password": "secret",
     }
     with shadowguard.shadow() as scope:
-        await aiosmtplib.send(_message(), **where)
+        await aiosmtplib.send(order_message(), **where)
     assert smtp_auth_server.messages == []
     assert scope.counts["mail.send"] == 1
-    await aiosmtplib.send(_message(), **where)
+    await aiosmtplib.send(order_message(), **where)
     assert len(smtp_auth_server.messages) == 1

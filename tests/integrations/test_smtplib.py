@@ -4,26 +4,16 @@ from __future__ import annotations
 
 import smtplib
 import threading
-from email.message import EmailMessage
 
 import pytest
 
 import shadowguard
 from shadowguard import ShadowSideEffectBlocked
 from shadowguard.integrations import smtplib as sink
+from tests.integrations._mail import assert_one_delivered_two_suppressed, order_message
 from tests.peers.smtp import SmtpServer
 
 SINK = "smtplib"
-
-
-def _message() -> EmailMessage:
-    message = EmailMessage()
-    message["From"] = "shop@example.test"
-    message["To"] = "alice@example.test, bob@example.test"
-    message["Bcc"] = "audit@example.test"
-    message["Subject"] = "Your order"
-    message.set_content("Thanks!")
-    return message
 
 
 def _connect(server: SmtpServer) -> smtplib.SMTP:
@@ -34,27 +24,14 @@ def _connect(server: SmtpServer) -> smtplib.SMTP:
 def test_send_message_delivers_nothing_in_shadow(smtp_server: SmtpServer) -> None:
     with _connect(smtp_server) as smtp:
         with shadowguard.shadow() as scope:
-            assert smtp.send_message(_message()) == {}
+            assert smtp.send_message(order_message()) == {}
             assert (
                 smtp.sendmail("shop@example.test", "carol@example.test", b"Subject: x\r\n\r\nhi")
                 == {}
             )
         assert smtp_server.messages == []
-        smtp.send_message(_message())
-    (envelope,) = smtp_server.messages
-    assert envelope.rcpt_tos == ["alice@example.test", "bob@example.test", "audit@example.test"]
-    assert b"Bcc" not in envelope.original_content
-    assert scope.counts["mail.send"] == 2
-    first = scope.suppressed[0]
-    assert first.kind == "mail.send"
-    assert first.target == f"smtp://{smtp_server.host}"
-    assert first.detail["recipients"] == (
-        "alice@example.test",
-        "bob@example.test",
-        "audit@example.test",
-    )
-    assert first.detail["operation"] == "sendmail"
-    assert first.detail["bytes"] > 0
+        smtp.send_message(order_message())
+    assert_one_delivered_two_suppressed(smtp_server, scope)
 
 
 @pytest.mark.usefixtures("installed")
@@ -98,7 +75,7 @@ def test_a_hand_rolled_transaction_is_stopped_at_data(smtp_server: SmtpServer) -
 def test_threads_keep_shadow_only_with_propagate(smtp_server: SmtpServer) -> None:
     def send() -> None:
         with _connect(smtp_server) as smtp:
-            smtp.send_message(_message())
+            smtp.send_message(order_message())
 
     with shadowguard.shadow():
         worker = threading.Thread(target=shadowguard.propagate(send))
@@ -127,7 +104,7 @@ def test_primary_is_unchanged_and_uninstall_restores(smtp_server: SmtpServer) ->
     assert (vars(smtplib.SMTP)["sendmail"], vars(smtplib.SMTP)["data"]) == originals
     assert len(smtp_server.messages) == 1
     with _connect(smtp_server) as smtp, shadowguard.shadow():
-        smtp.send_message(_message())
+        smtp.send_message(order_message())
     assert len(smtp_server.messages) == 2
 
 
@@ -136,7 +113,7 @@ def test_install_by_name_is_always_available(smtp_server: SmtpServer) -> None:
     assert "smtplib" in shadowguard.install("smtplib")
     try:
         with _connect(smtp_server) as smtp, shadowguard.shadow():
-            smtp.send_message(_message())
+            smtp.send_message(order_message())
     finally:
         shadowguard.uninstall()
     assert smtp_server.messages == []
@@ -281,7 +258,7 @@ def test_a_fault_inside_the_guard_fails_closed_and_leaves_primary_as_it_is(
             monkeypatch.setattr(sink, internal, broken)
         with _connect(smtp_server) as smtp, shadowguard.shadow():
             with pytest.raises(RuntimeError, match="fault"):
-                smtp.send_message(_message())
+                smtp.send_message(order_message())
             with pytest.raises(RuntimeError, match="fault"):
                 smtp.docmd("DATA")
         assert len(smtp_server.messages) == 1

@@ -12,11 +12,10 @@ import pytest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shadowguard.middleware import _admission
-from shadowguard.middleware.asgi import ShadowGuardMiddleware
+from tests.middleware._backend import GuardedBackend
 from tests.middleware._shed import fresh_gate, new_sheds, shed_counts
 from tests.peers.envoy import Envoy, envoy_binary, mirror_config
 from tests.peers.services import service_missing
-from tests.peers.uvicorn import InThread
 
 # The example route with a 0.5 s timeout (it applies to the mirror copy too) and a start stamp.
 _ROUTE = """                          route:
@@ -37,27 +36,21 @@ def _gate(monkeypatch: pytest.MonkeyPatch) -> None:
     fresh_gate(monkeypatch)
 
 
-class Backend:
-    """uvicorn in a thread: the app reads the body, notes its headers, sleeps, notes the end."""
+class Backend(GuardedBackend):
+    """The app reads the body, notes its headers, sleeps, notes the end."""
 
     def __init__(self, delay: float) -> None:
         self.started: list[dict[str, str]] = []
         self.finished = 0
 
-        async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def handle(scope: Any, receive: Any) -> None:
             while (await receive()).get("more_body"):
                 pass
             self.started.append({k.decode(): v.decode() for k, v in scope["headers"]})
             await asyncio.sleep(delay)
             self.finished += 1
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
 
-        self.served = InThread(ShadowGuardMiddleware(app))
-        self.port = self.served.port
-
-    def stop(self) -> None:
-        self.served.stop()
+        super().__init__(handle)
 
 
 def test_mirror_timeout_cancels_the_shadow_request(

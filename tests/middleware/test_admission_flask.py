@@ -6,14 +6,13 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
 from flask import Flask, Response, stream_with_context
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
-from werkzeug.serving import make_server
 
 from shadowguard.middleware import _admission
 from shadowguard.middleware.flask import ShadowGuard
@@ -73,22 +72,6 @@ def build(probe: Probe, **options: Any) -> Flask:
     return app
 
 
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[Any] = []
-
-    def start(app: Flask) -> str:
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_port}"
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
 def get(url: str, shadow: bool, headers: dict[str, str] | None = None) -> tuple[int, str | None]:
     request = urllib.request.Request(url, headers=dict(headers or {}))
     if shadow:
@@ -108,11 +91,11 @@ def until(condition: Any, timeout: float = 30.0) -> None:
 
 
 def test_burst_of_ten_times_the_limit_on_threads(
-    serve: Any, metric_reader: InMemoryMetricReader
+    wsgi_server: Callable[[Any], str], metric_reader: InMemoryMetricReader
 ) -> None:
     """30 slow shadow requests at limit 3: 3 run, 27 get 503 at once; primaries all served."""
     probe = Probe()
-    base = serve(build(probe, max_concurrent_shadow=3))
+    base = wsgi_server(build(probe, max_concurrent_shadow=3))
     before = shed_counts(metric_reader)
     with ThreadPoolExecutor(max_workers=40) as pool:
         shadows = [pool.submit(get, f"{base}/slow", True) for _ in range(30)]
@@ -131,9 +114,11 @@ def test_burst_of_ten_times_the_limit_on_threads(
     assert new_sheds(metric_reader, before) == {"limit": 27}
 
 
-def test_limit_one_primary_and_shadow_on_the_same_slow_route(serve: Any) -> None:
+def test_limit_one_primary_and_shadow_on_the_same_slow_route(
+    wsgi_server: Callable[[Any], str],
+) -> None:
     probe = Probe()
-    base = serve(build(probe, max_concurrent_shadow=1))
+    base = wsgi_server(build(probe, max_concurrent_shadow=1))
     with ThreadPoolExecutor(max_workers=4) as pool:
         shadow = pool.submit(get, f"{base}/slow", True)
         primary = pool.submit(get, f"{base}/slow", False)
@@ -145,9 +130,9 @@ def test_limit_one_primary_and_shadow_on_the_same_slow_route(serve: Any) -> None
         assert primary.result() == (200, None)
 
 
-def test_old_shadow_requests_are_refused(serve: Any) -> None:
+def test_old_shadow_requests_are_refused(wsgi_server: Callable[[Any], str]) -> None:
     probe = Probe()
-    base = serve(build(probe, shadow_budget_seconds=2))
+    base = wsgi_server(build(probe, shadow_budget_seconds=2))
     old = {"x-request-start": f"t={time.time() - 3:.3f}"}
     assert get(f"{base}/slow", True, old) == (503, "budget")
     assert probe.started == 0

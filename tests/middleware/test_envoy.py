@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shadowguard import is_shadow
-from shadowguard.middleware.asgi import ShadowGuardMiddleware
+from tests.middleware._backend import GuardedBackend
 from tests.peers.envoy import (
     EXAMPLE_CONFIGS,
     EXAMPLES,
@@ -21,7 +21,6 @@ from tests.peers.envoy import (
     validate,
 )
 from tests.peers.services import service_missing
-from tests.peers.uvicorn import InThread
 
 
 @pytest.fixture
@@ -38,13 +37,13 @@ def test_example_config_passes_envoy_validate(name: str) -> None:
     assert f"configuration '{EXAMPLES / name}' OK" in result.stdout + result.stderr
 
 
-class Backend:
-    """A uvicorn server in a thread, running a tiny app behind ShadowGuardMiddleware."""
+class Backend(GuardedBackend):
+    """A tiny app that notes each request's host, id, marker and whether it ran as shadow."""
 
     def __init__(self, delay: float = 0.0) -> None:
         self.hits: list[dict[str, Any]] = []
 
-        async def app(scope: Any, receive: Any, send: Any) -> None:
+        async def handle(scope: Any, receive: Any) -> None:
             if delay:
                 await asyncio.sleep(delay)
             headers = {k.decode(): v.decode() for k, v in scope["headers"]}
@@ -56,14 +55,8 @@ class Backend:
                     "shadow": is_shadow(),
                 }
             )
-            await send({"type": "http.response.start", "status": 200, "headers": []})
-            await send({"type": "http.response.body", "body": b"ok"})
 
-        self.served = InThread(ShadowGuardMiddleware(app))
-        self.port = self.served.port
-
-    def stop(self) -> None:
-        self.served.stop()
+        super().__init__(handle)
 
 
 @pytest.fixture

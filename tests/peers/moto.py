@@ -44,25 +44,21 @@ class MotoPeer:
         """A boto3 client of ``service`` pointed at the server (dummy credentials)."""
         import boto3
 
-        return boto3.client(
-            service,
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            **config,
-        )
+        return boto3.client(service, **self._at_server(), **config)
 
     def resource(self, service: str) -> Any:
         import boto3
 
-        return boto3.resource(
-            service,
-            endpoint_url=self.url,
-            region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-        )
+        return boto3.resource(service, **self._at_server())
+
+    def _at_server(self) -> dict[str, str]:
+        """Where boto3 finds the server, and the dummy credentials it accepts."""
+        return {
+            "endpoint_url": self.url,
+            "region_name": REGION,
+            "aws_access_key_id": "testing",
+            "aws_secret_access_key": "testing",
+        }
 
     def reset(self) -> None:
         """Forget every resource on the server (``POST /moto-api/reset``)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,20 +74,16 @@ class RabbitPeer:
         return int(self.oracle.queue_declare(queue, passive=True).method.message_count)
 
     def exists(self, queue: str) -> bool:
-        conn = self.connect()
-        try:
-            conn.channel().queue_declare(queue, passive=True)
-        except Exception:
-            return False
-        finally:
-            if conn.is_open:
-                conn.close()
-        return True
+        return self._declared(lambda channel: channel.queue_declare(queue, passive=True))
 
     def exchange_exists(self, exchange: str) -> bool:
+        return self._declared(lambda channel: channel.exchange_declare(exchange, passive=True))
+
+    def _declared(self, declare: Callable[[Any], object]) -> bool:
+        """Does the passive ``declare`` succeed, on a connection of its own?"""
         conn = self.connect()
         try:
-            conn.channel().exchange_declare(exchange, passive=True)
+            declare(conn.channel())
         except Exception:
             return False
         finally:
