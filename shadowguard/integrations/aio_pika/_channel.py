@@ -29,23 +29,26 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
 from shadowguard._amqp import (
+    BINDINGS,
     ChannelLedger,
+    Hook,
     MirrorRule,
+    binding_of,
     consume_refusal,
     consumer_reason,
+    in_shadow_async,
     record_ack,
     record_admin,
     record_publish,
+    wrap_hook,
 )
-from shadowguard.contract import PROCESS, mark_wrapped, scope_now, shadow
+from shadowguard.contract import PROCESS, scope_now
 
 __all__ = ["LEDGER", "hooks", "target_of", "wrap"]
 
 CLIENT = "aiormq"
 LEDGER = ChannelLedger()
 _ROUTING_KEY_MAX = 255
-
-Hook = Callable[[Callable[..., Any], MirrorRule], Callable[..., Any]]
 
 
 def target_of(channel: Any) -> str:
@@ -125,17 +128,6 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
     return basic_publish
 
 
-def _in_shadow(callback: Any, reason: str) -> Any:
-    async def handle(message: Any) -> Any:
-        with shadow(reason):
-            result = callback(message)
-            if inspect.isawaitable(result):
-                return await result
-            return result
-
-    return handle
-
-
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_consume(
         self: Any, queue: str, consumer_callback: Any, *args: Any, **kwargs: Any
@@ -151,7 +143,7 @@ def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
         LEDGER.consumed(self, tag)
         # aiormq runs the callback in its reader's context, not this one: without the
         # wrapper a consumer started in a shadow scope would handle its messages as primary.
-        handle = _in_shadow(consumer_callback, consumer_reason(queue))
+        handle = in_shadow_async(consumer_callback, consumer_reason(queue))
         return await original(self, queue, handle, *args, **kwargs)
 
     return basic_consume
@@ -265,19 +257,19 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     return exchange_delete
 
 
-#: Bindings: the argument naming what they change, and the reply they answer.
-_BINDINGS = {
-    "queue_bind": ("queue", spec.Queue.BindOk),
-    "queue_unbind": ("queue", spec.Queue.UnbindOk),
-    "exchange_bind": ("destination", spec.Exchange.BindOk),
-    "exchange_unbind": ("destination", spec.Exchange.UnbindOk),
+#: The reply each (un)binding answers.
+_BINDING_OK = {
+    "queue_bind": spec.Queue.BindOk,
+    "queue_unbind": spec.Queue.UnbindOk,
+    "exchange_bind": spec.Exchange.BindOk,
+    "exchange_unbind": spec.Exchange.UnbindOk,
 }
 
 
 def _binding(name: str) -> Hook:
     """A (un)binding of what is not the shadow's own would change which messages reach the
     primary's queues: a passive declare is sent instead, and answered as the binding."""
-    what, ok = _BINDINGS[name]
+    ok = _BINDING_OK[name]
 
     def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
         signature = inspect.signature(original)
@@ -285,21 +277,18 @@ def _binding(name: str) -> Hook:
         async def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
             if scope_now() is None and not PROCESS.shadow:
                 return await original(self, *args, **kwargs)
-            bound = signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            target = bound.arguments[what]
-            if rule.owns(target):
+            call = binding_of(signature, name, (self, *args), kwargs)
+            if rule.owns(call.target):
                 return await original(self, *args, **kwargs)
             _raise_if_closed(self)
-            key = "queue" if what == "queue" else "exchange"
-            record_admin(CLIENT, target_of(self), name, key, target)
-            if bound.arguments.get("nowait"):
+            record_admin(CLIENT, target_of(self), name, call.key, call.target)
+            if call.arguments.get("nowait"):
                 return None
-            timeout = bound.arguments.get("timeout")
-            if key == "queue":
-                await self.queue_declare(target, passive=True, timeout=timeout)
+            timeout = call.arguments.get("timeout")
+            if call.key == "queue":
+                await self.queue_declare(call.target, passive=True, timeout=timeout)
             else:
-                await self.exchange_declare(target, passive=True, timeout=timeout)
+                await self.exchange_declare(call.target, passive=True, timeout=timeout)
             return ok()
 
         return binding
@@ -319,12 +308,9 @@ def hooks() -> dict[str, Hook]:
         "queue_purge": _purge,
         "queue_delete": _queue_delete,
         "exchange_delete": _exchange_delete,
-        **{name: _binding(name) for name in _BINDINGS},
+        **{name: _binding(name) for name in BINDINGS},
     }
 
 
 def wrap(name: str, original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    hook = hooks()[name](original, rule)
-    hook.__name__ = hook.__qualname__ = name
-    hook.__doc__ = original.__doc__
-    return mark_wrapped(hook, original)
+    return wrap_hook(hooks()[name], name, original, rule)

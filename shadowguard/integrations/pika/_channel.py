@@ -26,18 +26,22 @@ from pika import exceptions, frame, spec
 from pika.compat import as_bytes
 
 from shadowguard._amqp import (
+    BINDINGS,
     ChannelLedger,
+    Hook,
     MirrorRule,
+    binding_of,
     consume_refusal,
     consumer_reason,
     in_shadow,
     record_ack,
     record_admin,
     record_publish,
+    wrap_hook,
 )
-from shadowguard.contract import PROCESS, Kind, mark_wrapped, refuse, scope_now
+from shadowguard.contract import PROCESS, Kind, refuse, scope_now
 
-__all__ = ["LEDGER", "check_publish", "hooks", "target_of"]
+__all__ = ["LEDGER", "basic_publish_hook", "check_publish", "hooks", "target_of"]
 
 CLIENT = "pika"
 LEDGER = ChannelLedger()
@@ -47,8 +51,6 @@ _CONFIRM_REMEDY = (
     "pika.BlockingConnection channel (its confirms are answered in shadow) or aio-pika, or "
     "keep the shadow's publishes on a channel without confirm_delivery()"
 )
-
-Hook = Callable[[Callable[..., Any], MirrorRule], Callable[..., Any]]
 
 
 def target_of(channel: Any) -> str:
@@ -85,7 +87,12 @@ def check_publish(
     return len(body)
 
 
-def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+def basic_publish_hook(
+    original: Callable[..., Any], in_shadow: Callable[..., None]
+) -> Callable[..., Any]:
+    """``basic_publish`` (of a ``Channel`` or a ``BlockingChannel``): the channel's own for a
+    primary caller; in shadow, ``in_shadow`` called with the same arguments."""
+
     def basic_publish(
         self: Any,
         exchange: str,
@@ -96,28 +103,37 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
     ) -> None:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, exchange, routing_key, body, properties, mandatory)  # type: ignore[no-any-return]
-        size = check_publish(self, exchange, routing_key, body, properties, mandatory)
-        if self.callbacks.pending(self.channel_number, spec.Basic.Ack):
-            raise refuse(
-                Kind.AMQP_PUBLISH,
-                target_of(self),
-                "basic_publish",
-                f"basic_publish to exchange {exchange!r} on a pika channel in confirm mode",
-                remedy=_CONFIRM_REMEDY,
-                detail={"exchange": exchange, "routing_key": routing_key, "client": CLIENT},
-            )
-        record_publish(
-            CLIENT,
-            target_of(self),
-            exchange,
-            routing_key,
-            size,
-            mandatory=mandatory,
-            confirm=False,
-        )
+        in_shadow(self, exchange, routing_key, body, properties, mandatory)
         return None
 
     return basic_publish
+
+
+def _shadow_publish(
+    channel: Any,
+    exchange: str,
+    routing_key: str,
+    body: Any,
+    properties: spec.BasicProperties | None,
+    mandatory: bool,
+) -> None:
+    size = check_publish(channel, exchange, routing_key, body, properties, mandatory)
+    if channel.callbacks.pending(channel.channel_number, spec.Basic.Ack):
+        raise refuse(
+            Kind.AMQP_PUBLISH,
+            target_of(channel),
+            "basic_publish",
+            f"basic_publish to exchange {exchange!r} on a pika channel in confirm mode",
+            remedy=_CONFIRM_REMEDY,
+            detail={"exchange": exchange, "routing_key": routing_key, "client": CLIENT},
+        )
+    record_publish(
+        CLIENT, target_of(channel), exchange, routing_key, size, mandatory=mandatory, confirm=False
+    )
+
+
+def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    return basic_publish_hook(original, _shadow_publish)
 
 
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
@@ -268,12 +284,12 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     return exchange_delete
 
 
-#: Bindings: the argument naming what they change, and the reply they answer.
-_BINDINGS = {
-    "queue_bind": ("queue", spec.Queue.BindOk),
-    "queue_unbind": ("queue", spec.Queue.UnbindOk),
-    "exchange_bind": ("destination", spec.Exchange.BindOk),
-    "exchange_unbind": ("destination", spec.Exchange.UnbindOk),
+#: The reply each (un)binding answers.
+_BINDING_OK = {
+    "queue_bind": spec.Queue.BindOk,
+    "queue_unbind": spec.Queue.UnbindOk,
+    "exchange_bind": spec.Exchange.BindOk,
+    "exchange_unbind": spec.Exchange.UnbindOk,
 }
 
 
@@ -281,7 +297,7 @@ def _binding(name: str) -> Hook:
     """A (un)binding of what is not the shadow's own would change which messages reach the
     primary's queues: a passive declare of the queue (or destination exchange) is sent
     instead, and its reply answered as the binding's."""
-    what, ok = _BINDINGS[name]
+    ok = _BINDING_OK[name]
 
     def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
         signature = inspect.signature(original)
@@ -289,19 +305,16 @@ def _binding(name: str) -> Hook:
         def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
             if scope_now() is None and not PROCESS.shadow:
                 return original(self, *args, **kwargs)
-            bound = signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            target = bound.arguments[what]
-            if rule.owns(target):
+            call = binding_of(signature, name, (self, *args), kwargs)
+            if rule.owns(call.target):
                 return original(self, *args, **kwargs)
             self._raise_if_not_open()
-            key = "queue" if what == "queue" else "exchange"
-            record_admin(CLIENT, target_of(self), name, key, target)
-            if key == "queue":
-                declare: Any = spec.Queue.Declare(queue=target, passive=True)
+            record_admin(CLIENT, target_of(self), name, call.key, call.target)
+            if call.key == "queue":
+                declare: Any = spec.Queue.Declare(queue=call.target, passive=True)
             else:
-                declare = spec.Exchange.Declare(exchange=target, passive=True)
-            _declare_instead(self, declare, lambda _declared: ok(), bound.arguments["callback"])
+                declare = spec.Exchange.Declare(exchange=call.target, passive=True)
+            _declare_instead(self, declare, lambda _declared: ok(), call.arguments["callback"])
             return None
 
         return binding
@@ -321,12 +334,9 @@ def hooks() -> dict[str, Hook]:
         "queue_purge": _purge,
         "queue_delete": _queue_delete,
         "exchange_delete": _exchange_delete,
-        **{name: _binding(name) for name in _BINDINGS},
+        **{name: _binding(name) for name in BINDINGS},
     }
 
 
 def wrap(name: str, original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    hook = hooks()[name](original, rule)
-    hook.__name__ = hook.__qualname__ = name
-    hook.__doc__ = original.__doc__
-    return mark_wrapped(hook, original)
+    return wrap_hook(hooks()[name], name, original, rule)
