@@ -206,18 +206,50 @@ def _reject(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any
     return basic_reject
 
 
+async def _declared_instead(
+    channel: Any,
+    operation: str,
+    key: str,
+    name: Any,
+    reply: Callable[[Any], Any],
+    nowait: Any,
+    timeout: Any,
+) -> Any:
+    """Record ``operation`` on the queue or exchange ``name`` (``key``) and send a passive
+    declare of it in its place; its reply, turned by ``reply`` into the one the caller awaits
+    (``None`` for ``nowait``)."""
+    _raise_if_closed(channel)
+    record_admin(CLIENT, target_of(channel), operation, key, name)
+    if nowait:
+        return None
+    if key == "queue":
+        declared = await channel.queue_declare(name, passive=True, timeout=timeout)
+    else:
+        declared = await channel.exchange_declare(name, passive=True, timeout=timeout)
+    return reply(declared)
+
+
+def _purge_ok(declared: Any) -> spec.Queue.PurgeOk:
+    return spec.Queue.PurgeOk(message_count=declared.message_count)
+
+
+def _delete_ok(declared: Any) -> spec.Queue.DeleteOk:
+    return spec.Queue.DeleteOk(message_count=declared.message_count)
+
+
+def _exchange_delete_ok(declared: Any) -> spec.Exchange.DeleteOk:
+    return spec.Exchange.DeleteOk()
+
+
 def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def queue_purge(
         self: Any, queue: str = "", nowait: bool = False, timeout: Any = None
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return await original(self, queue, nowait, timeout)
-        _raise_if_closed(self)
-        record_admin(CLIENT, target_of(self), "queue_purge", "queue", queue)
-        if nowait:
-            return None
-        ok = await self.queue_declare(queue, passive=True, timeout=timeout)
-        return spec.Queue.PurgeOk(message_count=ok.message_count)
+        return await _declared_instead(
+            self, "queue_purge", "queue", queue, _purge_ok, nowait, timeout
+        )
 
     return queue_purge
 
@@ -233,12 +265,9 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return await original(self, queue, if_unused, if_empty, nowait, timeout)
-        _raise_if_closed(self)
-        record_admin(CLIENT, target_of(self), "queue_delete", "queue", queue)
-        if nowait:
-            return None
-        ok = await self.queue_declare(queue, passive=True, timeout=timeout)
-        return spec.Queue.DeleteOk(message_count=ok.message_count)
+        return await _declared_instead(
+            self, "queue_delete", "queue", queue, _delete_ok, nowait, timeout
+        )
 
     return queue_delete
 
@@ -247,12 +276,10 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     async def exchange_delete(self: Any, exchange: str = "", **options: Any) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
             return await original(self, exchange, **options)
-        _raise_if_closed(self)
-        record_admin(CLIENT, target_of(self), "exchange_delete", "exchange", exchange)
-        if options.get("nowait"):
-            return None
-        await self.exchange_declare(exchange, passive=True, timeout=options.get("timeout"))
-        return spec.Exchange.DeleteOk()
+        nowait, timeout = options.get("nowait"), options.get("timeout")
+        return await _declared_instead(
+            self, "exchange_delete", "exchange", exchange, _exchange_delete_ok, nowait, timeout
+        )
 
     return exchange_delete
 
@@ -280,16 +307,10 @@ def _binding(name: str) -> Hook:
             call = binding_of(signature, name, (self, *args), kwargs)
             if rule.owns(call.target):
                 return await original(self, *args, **kwargs)
-            _raise_if_closed(self)
-            record_admin(CLIENT, target_of(self), name, call.key, call.target)
-            if call.arguments.get("nowait"):
-                return None
-            timeout = call.arguments.get("timeout")
-            if call.key == "queue":
-                await self.queue_declare(call.target, passive=True, timeout=timeout)
-            else:
-                await self.exchange_declare(call.target, passive=True, timeout=timeout)
-            return ok()
+            nowait, timeout = call.arguments.get("nowait"), call.arguments.get("timeout")
+            return await _declared_instead(
+                self, name, call.key, call.target, lambda _declared: ok(), nowait, timeout
+            )
 
         return binding
 

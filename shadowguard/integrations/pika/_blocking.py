@@ -12,16 +12,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pika import spec
-
-from shadowguard._amqp import consumer_reason, in_shadow, record_publish
+from shadowguard._amqp import consumer_reason, in_shadow
 from shadowguard.contract import PROCESS, mark_wrapped, scope_now
-from shadowguard.integrations.pika._channel import (
-    CLIENT,
-    basic_publish_hook,
-    check_publish,
-    target_of,
-)
+from shadowguard.integrations.pika._channel import basic_publish_hook
 
 __all__ = ["consume_hook", "publish_hook"]
 
@@ -29,25 +22,13 @@ __all__ = ["consume_hook", "publish_hook"]
 def publish_hook(original: Callable[..., Any]) -> Callable[..., Any]:
     """``BlockingChannel.basic_publish``: in shadow, framed on the channel's ``_impl`` and
     answered as a confirmed publish."""
-    basic_publish = basic_publish_hook(original, _confirmed)
+    basic_publish = basic_publish_hook(
+        original,
+        lambda blocking: blocking._impl,
+        lambda blocking, _exchange, _routing_key: bool(blocking._delivery_confirmation),
+    )
     basic_publish.__doc__ = original.__doc__
     return mark_wrapped(basic_publish, original)
-
-
-def _confirmed(
-    channel: Any,
-    exchange: str,
-    routing_key: str,
-    body: Any,
-    properties: spec.BasicProperties | None,
-    mandatory: bool,
-) -> None:
-    impl = channel._impl
-    size = check_publish(impl, exchange, routing_key, body, properties, mandatory)
-    confirm = bool(channel._delivery_confirmation)
-    record_publish(
-        CLIENT, target_of(impl), exchange, routing_key, size, mandatory=mandatory, confirm=confirm
-    )
 
 
 def consume_hook(original: Callable[..., Any]) -> Callable[..., Any]:

@@ -88,10 +88,14 @@ def check_publish(
 
 
 def basic_publish_hook(
-    original: Callable[..., Any], in_shadow: Callable[..., None]
+    original: Callable[..., Any],
+    channel_of: Callable[[Any], Any],
+    confirm: Callable[[Any, str, str], bool],
 ) -> Callable[..., Any]:
     """``basic_publish`` (of a ``Channel`` or a ``BlockingChannel``): the channel's own for a
-    primary caller; in shadow, ``in_shadow`` called with the same arguments."""
+    primary caller. In shadow the message is framed on ``channel_of(self)`` (raising what pika
+    raises) and recorded, with ``confirm(self, exchange, routing_key)``: will the caller see a
+    confirm (raising if the shadow cannot answer as the broker would)? Nothing is sent."""
 
     def basic_publish(
         self: Any,
@@ -103,21 +107,24 @@ def basic_publish_hook(
     ) -> None:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, exchange, routing_key, body, properties, mandatory)  # type: ignore[no-any-return]
-        in_shadow(self, exchange, routing_key, body, properties, mandatory)
+        channel = channel_of(self)
+        size = check_publish(channel, exchange, routing_key, body, properties, mandatory)
+        confirmed = confirm(self, exchange, routing_key)
+        record_publish(
+            CLIENT,
+            target_of(channel),
+            exchange,
+            routing_key,
+            size,
+            mandatory=mandatory,
+            confirm=confirmed,
+        )
         return None
 
     return basic_publish
 
 
-def _shadow_publish(
-    channel: Any,
-    exchange: str,
-    routing_key: str,
-    body: Any,
-    properties: spec.BasicProperties | None,
-    mandatory: bool,
-) -> None:
-    size = check_publish(channel, exchange, routing_key, body, properties, mandatory)
+def _no_confirm_mode(channel: Any, exchange: str, routing_key: str) -> bool:
     if channel.callbacks.pending(channel.channel_number, spec.Basic.Ack):
         raise refuse(
             Kind.AMQP_PUBLISH,
@@ -127,13 +134,11 @@ def _shadow_publish(
             remedy=_CONFIRM_REMEDY,
             detail={"exchange": exchange, "routing_key": routing_key, "client": CLIENT},
         )
-    record_publish(
-        CLIENT, target_of(channel), exchange, routing_key, size, mandatory=mandatory, confirm=False
-    )
+    return False
 
 
 def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    return basic_publish_hook(original, _shadow_publish)
+    return basic_publish_hook(original, lambda channel: channel, _no_confirm_mode)
 
 
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
@@ -210,12 +215,23 @@ def _reject(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any
 
 def _declare_instead(
     channel: Any,
-    declare: Any,
+    operation: str,
+    key: str,
+    name: Any,
     reply: Callable[[Any], Any],
     callback: Callable[..., Any] | None,
 ) -> None:
-    """Send the passive ``declare`` in the place of a delete or purge; its reply, turned into
-    the one the caller waits for by ``reply``, goes to ``callback``."""
+    """Record ``operation`` on the queue or exchange ``name`` (``key``) and send a passive
+    declare of it in its place; the declare's reply, turned into the one the caller waits for
+    by ``reply``, goes to ``callback``."""
+    channel._raise_if_not_open()
+    record_admin(CLIENT, target_of(channel), operation, key, name)
+    if key == "queue":
+        declare: Any = spec.Queue.Declare(queue=name, passive=True)
+        ok: Any = spec.Queue.DeclareOk
+    else:
+        declare = spec.Exchange.Declare(exchange=name, passive=True)
+        ok = spec.Exchange.DeclareOk
     if callback is None:
         return  # nowait: the caller expects no reply
     if not callable(callback):
@@ -224,22 +240,26 @@ def _declare_instead(
     def answered(method_frame: Any) -> None:
         callback(frame.Method(method_frame.channel_number, reply(method_frame.method)))
 
-    ok = (
-        spec.Queue.DeclareOk if isinstance(declare, spec.Queue.Declare) else spec.Exchange.DeclareOk
-    )
     channel._rpc(declare, answered, [ok])
+
+
+def _purge_ok(declared: Any) -> spec.Queue.PurgeOk:
+    return spec.Queue.PurgeOk(message_count=declared.message_count)
+
+
+def _delete_ok(declared: Any) -> spec.Queue.DeleteOk:
+    return spec.Queue.DeleteOk(message_count=declared.message_count)
+
+
+def _exchange_delete_ok(declared: Any) -> spec.Exchange.DeleteOk:
+    return spec.Exchange.DeleteOk()
 
 
 def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def queue_purge(self: Any, queue: str, callback: Callable[..., Any] | None = None) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return original(self, queue, callback)  # type: ignore[no-any-return]
-        self._raise_if_not_open()
-        record_admin(CLIENT, target_of(self), "queue_purge", "queue", queue)
-        declare = spec.Queue.Declare(queue=queue, passive=True)
-        _declare_instead(
-            self, declare, lambda ok: spec.Queue.PurgeOk(message_count=ok.message_count), callback
-        )
+        _declare_instead(self, "queue_purge", "queue", queue, _purge_ok, callback)
         return None
 
     return queue_purge
@@ -255,12 +275,7 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
     ) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return original(self, queue, if_unused, if_empty, callback)  # type: ignore[no-any-return]
-        self._raise_if_not_open()
-        record_admin(CLIENT, target_of(self), "queue_delete", "queue", queue)
-        declare = spec.Queue.Declare(queue=queue, passive=True)
-        _declare_instead(
-            self, declare, lambda ok: spec.Queue.DeleteOk(message_count=ok.message_count), callback
-        )
+        _declare_instead(self, "queue_delete", "queue", queue, _delete_ok, callback)
         return None
 
     return queue_delete
@@ -275,10 +290,14 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     ) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
             return original(self, exchange, if_unused, callback)  # type: ignore[no-any-return]
-        self._raise_if_not_open()
-        record_admin(CLIENT, target_of(self), "exchange_delete", "exchange", exchange)
-        declare = spec.Exchange.Declare(exchange=exchange, passive=True)
-        _declare_instead(self, declare, lambda ok: spec.Exchange.DeleteOk(), callback)
+        _declare_instead(
+            self,
+            "exchange_delete",
+            "exchange",
+            exchange,
+            lambda _: spec.Exchange.DeleteOk(),
+            callback,
+        )
         return None
 
     return exchange_delete
@@ -308,13 +327,8 @@ def _binding(name: str) -> Hook:
             call = binding_of(signature, name, (self, *args), kwargs)
             if rule.owns(call.target):
                 return original(self, *args, **kwargs)
-            self._raise_if_not_open()
-            record_admin(CLIENT, target_of(self), name, call.key, call.target)
-            if call.key == "queue":
-                declare: Any = spec.Queue.Declare(queue=call.target, passive=True)
-            else:
-                declare = spec.Exchange.Declare(exchange=call.target, passive=True)
-            _declare_instead(self, declare, lambda _declared: ok(), call.arguments["callback"])
+            callback = call.arguments["callback"]
+            _declare_instead(self, name, call.key, call.target, lambda _declared: ok(), callback)
             return None
 
         return binding
