@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowguard.contract import Kind, mark_wrapped, record, refuse, shadow
+from shadowguard.contract import Kind, Patches, mark_wrapped, record, refuse, shadow
 from shadowguard.errors import ConfigError
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "binding_of",
     "consume_refusal",
     "consumer_reason",
+    "hook_channel",
     "in_shadow",
     "in_shadow_async",
     "mirror_rule",
@@ -101,6 +102,18 @@ def wrap_hook(
     wrapped.__name__ = wrapped.__qualname__ = name
     wrapped.__doc__ = original.__doc__
     return mark_wrapped(wrapped, original)
+
+
+def hook_channel(
+    patches: Patches,
+    channel: type,
+    hooks: Mapping[str, Hook],
+    original_of: Callable[[type, str], Callable[..., Any]],
+    rule: MirrorRule,
+) -> None:
+    """Patch each method of ``channel`` named in ``hooks`` with its hook, in ``patches``."""
+    for name, hook in hooks.items():
+        patches.setattr(channel, name, wrap_hook(hook, name, original_of(channel, name), rule))
 
 
 @dataclass
