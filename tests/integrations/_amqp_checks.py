@@ -19,3 +19,18 @@ def check_bindings_unchanged(
     rabbit.oracle.basic_publish(other_fan, "", b"via no binding")
     assert rabbit.bodies(queue) == [b"via the primary's binding"]
     assert rabbit.bodies(mirror) == [b"via the primary's binding"]
+
+
+def check_purges_and_deletes_unchanged(
+    rabbit: RabbitPeer, scope: Scope, queue: str, mirror: str, exchange: str
+) -> None:
+    """The shadow's purge and delete of the primary's ``queue`` (holding one message) and its
+    delete of ``exchange`` were recorded and changed nothing; the purge of ``mirror`` ran."""
+    assert [s.detail["operation"] for s in scope.suppressed] == [
+        "queue_purge",
+        "queue_delete",
+        "exchange_delete",
+    ]
+    assert rabbit.depth(queue) == 1
+    assert rabbit.depth(mirror) == 0
+    assert rabbit.exchange_exists(exchange)
