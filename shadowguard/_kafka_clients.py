@@ -10,6 +10,7 @@ consumer class; the rest is the same for both.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from shadowguard.contract import (
@@ -24,6 +25,7 @@ from shadowguard.contract import (
 
 __all__ = [
     "TRANSACTION_METHODS",
+    "ConsumerBackstop",
     "GroupOf",
     "class_method",
     "consume_refusal",
@@ -33,8 +35,6 @@ __all__ = [
     "produce_detail",
     "record_offsets",
     "record_transaction",
-    "refusing_async_hook",
-    "refusing_hook",
 ]
 
 #: The producer methods that take part in a transaction (kafka-python, confluent-kafka).
@@ -63,7 +63,14 @@ def class_method(cls: type, name: str, integration: str, requirement: str) -> An
 
 def group_init_hook(original: Callable[..., Any]) -> Callable[..., Any]:
     """A consumer's ``__init__(*topics, **configs)``: created in shadow, the consumer joins the
-    shadow group (``group_id`` and ``group_instance_id`` plus the shadow group suffix)."""
+    shadow group.
+
+    Created in shadow (a ``SHADOW_MODE`` worker, or inside a shadow scope), a consumer gets
+    ``group_id`` and ``group_instance_id`` with the shadow group suffix (``-shadow`` by
+    default, ``SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX``, the setting confluent-kafka consumers
+    use): it reads every message in a group of its own and commits only that group's
+    offsets. A consumer without ``group_id`` belongs to no group and is built as given.
+    """
 
     def __init__(self: Any, *topics: Any, **configs: Any) -> None:
         if scope_now() is None and not PROCESS.shadow:
@@ -88,34 +95,45 @@ def in_shadow_group(consumer: Any, group_of: GroupOf) -> bool:
     return getattr(consumer, _MARK, False) is True or group_of(consumer) is None
 
 
-def refusing_hook(
-    name: str, original: Callable[..., Any], group_of: GroupOf, client: str
-) -> Callable[..., Any]:
-    """The method ``name``: refused in shadow on a consumer of a primary group."""
+@dataclass(frozen=True)
+class ConsumerBackstop:
+    """The backstop on a consumer class's methods: from shadow, a consumer of a primary group
+    neither joins, reads nor commits. ``client`` names the class in the refusal."""
 
-    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if (scope_now() is None and not PROCESS.shadow) or in_shadow_group(self, group_of):
-            return original(self, *args, **kwargs)
-        raise consume_refusal(self, name, group_of, client)
+    client: str
+    group_of: GroupOf
 
-    method.__name__ = method.__qualname__ = name
-    mark_wrapped(method, original)
-    return method
+    def in_shadow_group(self, consumer: Any) -> bool:
+        """May ``consumer`` read and commit in shadow: no group, or the shadow's own?"""
+        return in_shadow_group(consumer, self.group_of)
 
+    def refusing_hook(self, name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        """The method ``name``: refused in shadow on a consumer of a primary group."""
+        reads = self.in_shadow_group
 
-def refusing_async_hook(
-    name: str, original: Callable[..., Any], group_of: GroupOf, client: str
-) -> Callable[..., Coroutine[Any, Any, Any]]:
-    """The coroutine method ``name``: refused in shadow on a consumer of a primary group."""
+        def method(this: Any, *args: Any, **kwargs: Any) -> Any:
+            if (scope_now() is None and not PROCESS.shadow) or reads(this):
+                return original(this, *args, **kwargs)
+            raise consume_refusal(this, name, self.group_of, self.client)
 
-    async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
-        if (scope_now() is None and not PROCESS.shadow) or in_shadow_group(self, group_of):
-            return await original(self, *args, **kwargs)
-        raise consume_refusal(self, name, group_of, client)
+        method.__name__ = method.__qualname__ = name
+        mark_wrapped(method, original)
+        return method
 
-    method.__name__ = method.__qualname__ = name
-    mark_wrapped(method, original)
-    return method
+    def refusing_async_hook(
+        self, name: str, original: Callable[..., Any]
+    ) -> Callable[..., Coroutine[Any, Any, Any]]:
+        """The coroutine method ``name``: refused in shadow on a consumer of a primary group."""
+        reads = self.in_shadow_group
+
+        async def method(this: Any, *args: Any, **kwargs: Any) -> Any:
+            if (scope_now() is None and not PROCESS.shadow) or reads(this):
+                return await original(this, *args, **kwargs)
+            raise consume_refusal(this, name, self.group_of, self.client)
+
+        method.__name__ = method.__qualname__ = name
+        mark_wrapped(method, original)
+        return method
 
 
 def consume_refusal(consumer: Any, name: str, group_of: GroupOf, client: str) -> Exception:

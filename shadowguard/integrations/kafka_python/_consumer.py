@@ -1,10 +1,7 @@
 """``KafkaConsumer`` in shadow: the shadow group rule, and a backstop for primary groups.
 
-Created in shadow (a ``SHADOW_MODE`` worker, or inside a shadow scope), a consumer gets
-``group_id`` and ``group_instance_id`` with the shadow group suffix (``-shadow`` by
-default, ``SHADOWGUARD_KAFKA_SHADOW_GROUP_SUFFIX``, the setting confluent-kafka consumers
-use): it reads every message in a group of its own and commits only that group's offsets.
-A consumer without ``group_id`` belongs to no group and is built as given.
+Created in shadow, a consumer joins the shadow's own group (the rule and the backstop's
+refusals are shared with the other Kafka client guards: ``shadowguard._kafka_clients``).
 
 From shadow, a consumer of a primary group (created as primary, or before ``install()``)
 neither reads nor commits: reading would take messages from the primary (and, with
@@ -40,26 +37,12 @@ REFUSED = (
     "close",
 )
 COMMITS = ("commit", "commit_async")
-_CLIENT = "KafkaConsumer"
+_BACKSTOP = _kafka_clients.ConsumerBackstop("KafkaConsumer", lambda c: c.config.get("group_id"))
 
-
-def _group_of(consumer: Any) -> Any:
-    return consumer.config.get("group_id")
-
-
-def init_hook(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``KafkaConsumer.__init__``: created in shadow, the consumer joins the shadow group."""
-    return _kafka_clients.group_init_hook(original)
-
-
-def in_shadow_group(consumer: Any) -> bool:
-    """May ``consumer`` read and commit in shadow: no group, or the shadow's own?"""
-    return _kafka_clients.in_shadow_group(consumer, _group_of)
-
-
-def refusing_hook(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-    """The method ``name``: refused in shadow on a consumer of a primary group."""
-    return _kafka_clients.refusing_hook(name, original, _group_of, _CLIENT)
+#: ``KafkaConsumer.__init__``: created in shadow, the consumer joins the shadow group.
+init_hook = _kafka_clients.group_init_hook
+in_shadow_group = _BACKSTOP.in_shadow_group
+refusing_hook = _BACKSTOP.refusing_hook
 
 
 def commit_hook(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
