@@ -8,25 +8,33 @@ exchange (a fanout exchange delivers a copy to each queue bound to it).
 
 from __future__ import annotations
 
+import inspect
 import weakref
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowguard.contract import Kind, record, refuse, shadow
+from shadowguard.contract import Kind, Patches, mark_wrapped, record, refuse, shadow
 from shadowguard.errors import ConfigError
 
 __all__ = [
+    "BINDINGS",
     "SERVER_NAMED_PREFIX",
+    "Binding",
     "ChannelLedger",
+    "Hook",
     "MirrorRule",
+    "binding_of",
     "consume_refusal",
     "consumer_reason",
+    "hook_channel",
     "in_shadow",
+    "in_shadow_async",
     "mirror_rule",
     "record_ack",
     "record_admin",
     "record_publish",
+    "wrap_hook",
 ]
 
 #: RabbitMQ's prefix for the names it generates (``queue_declare("")``): only the channel
@@ -82,6 +90,32 @@ def mirror_rule(integration: str, shadow_suffix: object, shadow_queues: object) 
     return MirrorRule(shadow_suffix, frozenset(queues))
 
 
+#: A hook factory: the channel method's original and the mirror rule, to the hook.
+Hook = Callable[[Callable[..., Any], MirrorRule], Callable[..., Any]]
+
+
+def wrap_hook(
+    hook: Hook, name: str, original: Callable[..., Any], rule: MirrorRule
+) -> Callable[..., Any]:
+    """The hook ``hook`` makes for the channel method ``name``, named and documented as it."""
+    wrapped = hook(original, rule)
+    wrapped.__name__ = wrapped.__qualname__ = name
+    wrapped.__doc__ = original.__doc__
+    return mark_wrapped(wrapped, original)
+
+
+def hook_channel(
+    patches: Patches,
+    channel: type,
+    hooks: Mapping[str, Hook],
+    original_of: Callable[[type, str], Callable[..., Any]],
+    rule: MirrorRule,
+) -> None:
+    """Patch each method of ``channel`` named in ``hooks`` with its hook, in ``patches``."""
+    for name, hook in hooks.items():
+        patches.setattr(channel, name, wrap_hook(hook, name, original_of(channel, name), rule))
+
+
 @dataclass
 class _Took:
     consumer_tags: set[str] = field(default_factory=set)
@@ -127,6 +161,20 @@ def in_shadow(callback: Any, reason: str) -> Any:
     def handle(*args: Any, **kwargs: Any) -> Any:
         with shadow(reason):
             return callback(*args, **kwargs)
+
+    return handle
+
+
+def in_shadow_async(callback: Any, reason: str) -> Any:
+    """:func:`in_shadow` for a client that awaits its consumer callback (which may return an
+    awaitable or not): the scope spans the awaited result too."""
+
+    async def handle(message: Any) -> Any:
+        with shadow(reason):
+            result = callback(message)
+            if inspect.isawaitable(result):
+                return await result
+            return result
 
     return handle
 
@@ -197,3 +245,34 @@ def record_ack(
 
 def record_admin(client: str, target: str, operation: str, what: str, name: object) -> None:
     record(Kind.AMQP_ADMIN, target, operation, {what: name, "client": client})
+
+
+#: The (un)bindings: the argument naming what each changes (a queue, or the destination
+#: exchange). Of what is not the shadow's own, it would change which messages reach the
+#: primary's queues.
+BINDINGS = {
+    "queue_bind": "queue",
+    "queue_unbind": "queue",
+    "exchange_bind": "destination",
+    "exchange_unbind": "destination",
+}
+
+
+@dataclass(frozen=True)
+class Binding:
+    """An (un)binding call: its arguments (defaults applied), what it changes and its name."""
+
+    arguments: dict[str, Any]
+    key: str  # "queue" or "exchange", as record_admin names it
+    target: Any
+
+
+def binding_of(
+    signature: inspect.Signature, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Binding:
+    """The (un)binding ``name`` called with ``args`` (the channel first) and ``kwargs``."""
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    what = BINDINGS[name]
+    key = "queue" if what == "queue" else "exchange"
+    return Binding(bound.arguments, key, bound.arguments[what])

@@ -22,6 +22,10 @@ from shadowguard import Kind, ShadowSideEffectBlocked
 from shadowguard import _config as config
 from shadowguard.contract import is_wrapped
 from shadowguard.integrations import aio_pika as sink
+from tests.integrations._amqp_checks import (
+    check_bindings_unchanged,
+    check_purges_and_deletes_unchanged,
+)
 from tests.integrations._support import installing
 from tests.peers.rabbitmq import RabbitPeer
 
@@ -201,14 +205,7 @@ async def test_purges_and_deletes_of_the_primary_are_answered_from_a_passive_dec
         assert (await queue.delete(if_empty=False)).message_count == 1
         await exchange.delete()
         assert (await mirror.purge()).message_count == 1  # the shadow's own: runs
-    assert [s.detail["operation"] for s in scope.suppressed] == [
-        "queue_purge",
-        "queue_delete",
-        "exchange_delete",
-    ]
-    assert rabbit.depth(name) == 1
-    assert rabbit.depth(mirror_name) == 0
-    assert rabbit.exchange_exists(fan)
+    check_purges_and_deletes_unchanged(rabbit, scope, name, mirror_name, fan)
     plain = await connection.channel()
     with shadowguard.shadow(), pytest.raises(aiormq.exceptions.ChannelNotFoundEntity):
         await plain.queue_delete(rabbit.name("missing"))  # fails as the primary's would
@@ -305,13 +302,4 @@ async def test_bindings_of_the_primary_are_answered_and_the_mirrors_run(
         await bound.bind(other)
         await bound.unbind(other)
         await mirror.bind(bound)  # the shadow's own queue: runs
-    assert [s.detail["operation"] for s in scope.suppressed] == [
-        "queue_unbind",
-        "queue_bind",
-        "exchange_bind",
-        "exchange_unbind",
-    ]
-    rabbit.oracle.basic_publish(bound_fan, "", b"via the primary's binding")
-    rabbit.oracle.basic_publish(other_fan, "", b"via no binding")
-    assert rabbit.bodies(name) == [b"via the primary's binding"]
-    assert rabbit.bodies(mirror_name) == [b"via the primary's binding"]
+    check_bindings_unchanged(rabbit, scope, bound_fan, other_fan, name, mirror_name)

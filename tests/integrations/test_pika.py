@@ -26,6 +26,10 @@ from shadowguard import Kind, ShadowSideEffectBlocked
 from shadowguard import _config as config
 from shadowguard.contract import is_wrapped
 from shadowguard.integrations import pika as sink
+from tests.integrations._amqp_checks import (
+    check_bindings_unchanged,
+    check_purges_and_deletes_unchanged,
+)
 from tests.integrations._support import installing
 from tests.peers.rabbitmq import RabbitPeer
 
@@ -232,14 +236,7 @@ def test_purges_and_deletes_of_the_primary_are_answered_from_a_passive_declare(
         assert channel.queue_delete(queue).method.message_count == 1
         channel.exchange_delete(exchange)
         assert channel.queue_purge(mirror).method.message_count == 1  # the shadow's own: runs
-    assert [s.detail["operation"] for s in scope.suppressed] == [
-        "queue_purge",
-        "queue_delete",
-        "exchange_delete",
-    ]
-    assert rabbit.depth(queue) == 1
-    assert rabbit.depth(mirror) == 0
-    assert rabbit.exchange_exists(exchange)
+    check_purges_and_deletes_unchanged(rabbit, scope, queue, mirror, exchange)
     with shadowguard.shadow(), pytest.raises(ChannelClosedByBroker) as missing:
         channel.queue_purge(rabbit.name("missing"))  # fails as the primary's purge would
     assert missing.value.reply_code == 404
@@ -446,16 +443,7 @@ def test_bindings_of_the_primary_are_answered_and_the_mirrors_run(
         channel.exchange_bind(bound_fan, other_fan)
         channel.exchange_unbind(bound_fan, other_fan)
         channel.queue_bind(mirror, bound_fan)  # the shadow's own queue: runs
-    assert [s.detail["operation"] for s in scope.suppressed] == [
-        "queue_unbind",
-        "queue_bind",
-        "exchange_bind",
-        "exchange_unbind",
-    ]
-    rabbit.oracle.basic_publish(bound_fan, "", b"via the primary's binding")
-    rabbit.oracle.basic_publish(other_fan, "", b"via no binding")
-    assert rabbit.bodies(queue) == [b"via the primary's binding"]
-    assert rabbit.bodies(mirror) == [b"via the primary's binding"]
+    check_bindings_unchanged(rabbit, scope, bound_fan, other_fan, queue, mirror)
     with shadowguard.shadow(), pytest.raises(ChannelClosedByBroker) as missing:
         channel.queue_bind(rabbit.name("missing"), bound_fan)  # fails as the primary's would
     assert missing.value.reply_code == 404

@@ -34,8 +34,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("aio_pika", "aio-pika") from exc
 
-from shadowguard._amqp import DEFAULT_SUFFIX, mirror_rule
-from shadowguard.integrations.aio_pika._channel import LEDGER, hooks, wrap
+from shadowguard._amqp import DEFAULT_SUFFIX, hook_channel, mirror_rule
+from shadowguard.integrations.aio_pika._channel import LEDGER, hooks
 
 __all__ = ["install", "uninstall"]
 
@@ -54,9 +54,7 @@ def _original(cls: type, name: str) -> Any:
 
 def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
     rule = mirror_rule("aio_pika", shadow_suffix, shadow_queues)
-    channel = aiormq.channel.Channel
-    for name in hooks():
-        _patches.setattr(channel, name, wrap(name, _original(channel, name), rule))
+    hook_channel(_patches, aiormq.channel.Channel, hooks(), _original, rule)
 
 
 def install(**options: Any) -> None:

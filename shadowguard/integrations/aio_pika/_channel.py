@@ -29,23 +29,26 @@ from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
 from shadowguard._amqp import (
+    BINDINGS,
     ChannelLedger,
+    Hook,
     MirrorRule,
+    binding_of,
     consume_refusal,
     consumer_reason,
+    in_shadow_async,
     record_ack,
     record_admin,
     record_publish,
+    wrap_hook,
 )
-from shadowguard.contract import PROCESS, mark_wrapped, scope_now, shadow
+from shadowguard.contract import PROCESS, scope_now
 
 __all__ = ["LEDGER", "hooks", "target_of", "wrap"]
 
 CLIENT = "aiormq"
 LEDGER = ChannelLedger()
 _ROUTING_KEY_MAX = 255
-
-Hook = Callable[[Callable[..., Any], MirrorRule], Callable[..., Any]]
 
 
 def target_of(channel: Any) -> str:
@@ -125,17 +128,6 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
     return basic_publish
 
 
-def _in_shadow(callback: Any, reason: str) -> Any:
-    async def handle(message: Any) -> Any:
-        with shadow(reason):
-            result = callback(message)
-            if inspect.isawaitable(result):
-                return await result
-            return result
-
-    return handle
-
-
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_consume(
         self: Any, queue: str, consumer_callback: Any, *args: Any, **kwargs: Any
@@ -151,7 +143,7 @@ def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
         LEDGER.consumed(self, tag)
         # aiormq runs the callback in its reader's context, not this one: without the
         # wrapper a consumer started in a shadow scope would handle its messages as primary.
-        handle = _in_shadow(consumer_callback, consumer_reason(queue))
+        handle = in_shadow_async(consumer_callback, consumer_reason(queue))
         return await original(self, queue, handle, *args, **kwargs)
 
     return basic_consume
@@ -214,18 +206,50 @@ def _reject(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any
     return basic_reject
 
 
+async def _declared_instead(
+    channel: Any,
+    operation: str,
+    key: str,
+    name: Any,
+    reply: Callable[[Any], Any],
+    nowait: Any,
+    timeout: Any,
+) -> Any:
+    """Record ``operation`` on the queue or exchange ``name`` (``key``) and send a passive
+    declare of it in its place; its reply, turned by ``reply`` into the one the caller awaits
+    (``None`` for ``nowait``)."""
+    _raise_if_closed(channel)
+    record_admin(CLIENT, target_of(channel), operation, key, name)
+    if nowait:
+        return None
+    if key == "queue":
+        declared = await channel.queue_declare(name, passive=True, timeout=timeout)
+    else:
+        declared = await channel.exchange_declare(name, passive=True, timeout=timeout)
+    return reply(declared)
+
+
+def _purge_ok(declared: Any) -> spec.Queue.PurgeOk:
+    return spec.Queue.PurgeOk(message_count=declared.message_count)
+
+
+def _delete_ok(declared: Any) -> spec.Queue.DeleteOk:
+    return spec.Queue.DeleteOk(message_count=declared.message_count)
+
+
+def _exchange_delete_ok(declared: Any) -> spec.Exchange.DeleteOk:
+    return spec.Exchange.DeleteOk()
+
+
 def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def queue_purge(
         self: Any, queue: str = "", nowait: bool = False, timeout: Any = None
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return await original(self, queue, nowait, timeout)
-        _raise_if_closed(self)
-        record_admin(CLIENT, target_of(self), "queue_purge", "queue", queue)
-        if nowait:
-            return None
-        ok = await self.queue_declare(queue, passive=True, timeout=timeout)
-        return spec.Queue.PurgeOk(message_count=ok.message_count)
+        return await _declared_instead(
+            self, "queue_purge", "queue", queue, _purge_ok, nowait, timeout
+        )
 
     return queue_purge
 
@@ -241,12 +265,9 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return await original(self, queue, if_unused, if_empty, nowait, timeout)
-        _raise_if_closed(self)
-        record_admin(CLIENT, target_of(self), "queue_delete", "queue", queue)
-        if nowait:
-            return None
-        ok = await self.queue_declare(queue, passive=True, timeout=timeout)
-        return spec.Queue.DeleteOk(message_count=ok.message_count)
+        return await _declared_instead(
+            self, "queue_delete", "queue", queue, _delete_ok, nowait, timeout
+        )
 
     return queue_delete
 
@@ -255,29 +276,27 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     async def exchange_delete(self: Any, exchange: str = "", **options: Any) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
             return await original(self, exchange, **options)
-        _raise_if_closed(self)
-        record_admin(CLIENT, target_of(self), "exchange_delete", "exchange", exchange)
-        if options.get("nowait"):
-            return None
-        await self.exchange_declare(exchange, passive=True, timeout=options.get("timeout"))
-        return spec.Exchange.DeleteOk()
+        nowait, timeout = options.get("nowait"), options.get("timeout")
+        return await _declared_instead(
+            self, "exchange_delete", "exchange", exchange, _exchange_delete_ok, nowait, timeout
+        )
 
     return exchange_delete
 
 
-#: Bindings: the argument naming what they change, and the reply they answer.
-_BINDINGS = {
-    "queue_bind": ("queue", spec.Queue.BindOk),
-    "queue_unbind": ("queue", spec.Queue.UnbindOk),
-    "exchange_bind": ("destination", spec.Exchange.BindOk),
-    "exchange_unbind": ("destination", spec.Exchange.UnbindOk),
+#: The reply each (un)binding answers.
+_BINDING_OK = {
+    "queue_bind": spec.Queue.BindOk,
+    "queue_unbind": spec.Queue.UnbindOk,
+    "exchange_bind": spec.Exchange.BindOk,
+    "exchange_unbind": spec.Exchange.UnbindOk,
 }
 
 
 def _binding(name: str) -> Hook:
     """A (un)binding of what is not the shadow's own would change which messages reach the
     primary's queues: a passive declare is sent instead, and answered as the binding."""
-    what, ok = _BINDINGS[name]
+    ok = _BINDING_OK[name]
 
     def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
         signature = inspect.signature(original)
@@ -285,22 +304,13 @@ def _binding(name: str) -> Hook:
         async def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
             if scope_now() is None and not PROCESS.shadow:
                 return await original(self, *args, **kwargs)
-            bound = signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            target = bound.arguments[what]
-            if rule.owns(target):
+            call = binding_of(signature, name, (self, *args), kwargs)
+            if rule.owns(call.target):
                 return await original(self, *args, **kwargs)
-            _raise_if_closed(self)
-            key = "queue" if what == "queue" else "exchange"
-            record_admin(CLIENT, target_of(self), name, key, target)
-            if bound.arguments.get("nowait"):
-                return None
-            timeout = bound.arguments.get("timeout")
-            if key == "queue":
-                await self.queue_declare(target, passive=True, timeout=timeout)
-            else:
-                await self.exchange_declare(target, passive=True, timeout=timeout)
-            return ok()
+            nowait, timeout = call.arguments.get("nowait"), call.arguments.get("timeout")
+            return await _declared_instead(
+                self, name, call.key, call.target, lambda _declared: ok(), nowait, timeout
+            )
 
         return binding
 
@@ -319,12 +329,9 @@ def hooks() -> dict[str, Hook]:
         "queue_purge": _purge,
         "queue_delete": _queue_delete,
         "exchange_delete": _exchange_delete,
-        **{name: _binding(name) for name in _BINDINGS},
+        **{name: _binding(name) for name in BINDINGS},
     }
 
 
 def wrap(name: str, original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    hook = hooks()[name](original, rule)
-    hook.__name__ = hook.__qualname__ = name
-    hook.__doc__ = original.__doc__
-    return mark_wrapped(hook, original)
+    return wrap_hook(hooks()[name], name, original, rule)

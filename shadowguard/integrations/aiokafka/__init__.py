@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shadowguard._kafka_clients import class_method
 from shadowguard.contract import Patches, get_settings, missing_extra_error
 
 try:
@@ -54,13 +55,7 @@ _patches = Patches("aiokafka")
 
 
 def _own(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's aiokafka integration needs aiokafka>=0.11: "
-            f"{cls.__qualname__}.{name} is missing"
-        ) from None
+    return class_method(cls, name, "aiokafka", "aiokafka>=0.11")
 
 
 def _apply() -> None:

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from aiokafka.producer.producer import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata, TopicPartition
 
+from shadowguard._kafka_clients import produce_detail
 from shadowguard.contract import PROCESS, Kind, mark_wrapped, record, scope_now
 
 __all__ = ["coroutine_function", "send_batch_hook", "send_hook"]
@@ -113,13 +114,7 @@ def shadow_send(
         record(Kind.KAFKA_PRODUCE, _target(topic), "send", error=exc)
         raise
     stamp = timestamp_ms if timestamp_ms is not None else int(time.time() * 1000)
-    detail = {
-        "partition": partition,
-        "key": _text(key_bytes),
-        "key_bytes": len(key_bytes or b""),
-        "value_bytes": len(value_bytes or b""),
-    }
-    record(Kind.KAFKA_PRODUCE, topic, "send", detail)
+    record(Kind.KAFKA_PRODUCE, topic, "send", produce_detail(partition, key_bytes, value_bytes))
     return _resolved(topic, partition, stamp)
 
 
@@ -169,7 +164,3 @@ def _resolved(topic: str, partition: int, stamp: int) -> asyncio.Future[Any]:
 
 def _target(topic: Any) -> str:
     return topic if isinstance(topic, str) else "?"
-
-
-def _text(key: Any) -> str | None:
-    return None if key is None else bytes(key).decode("utf-8", "backslashreplace")

@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from shadowguard.contract import PROCESS, Kind, mark_wrapped, record, scope_now
+from shadowguard._kafka_clients import record_transaction
+from shadowguard.contract import PROCESS, mark_wrapped, scope_now
 
 __all__ = ["TRANSACTION_METHODS", "transaction_hook"]
 
@@ -37,14 +38,9 @@ def transaction_hook(
         try:
             self._ensure_transactional()
         except Exception as exc:
-            record(Kind.KAFKA_TRANSACTION, "?", name, {"transactional_id": None}, error=exc)
+            record_transaction(name, None, error=exc)
             raise
-        record(
-            Kind.KAFKA_TRANSACTION,
-            str(transactional_id),
-            name,
-            {"transactional_id": transactional_id},
-        )
+        record_transaction(name, transactional_id)
         return None
 
     method.__name__ = method.__qualname__ = name

@@ -25,6 +25,7 @@ from typing import Any
 
 from confluent_kafka import cimpl
 
+from shadowguard._kafka_clients import TRANSACTION_METHODS
 from shadowguard.contract import (
     PROCESS,
     Kind,
@@ -34,7 +35,6 @@ from shadowguard.contract import (
     refuse,
     scope_now,
 )
-from shadowguard.integrations.confluent_kafka._transactions import TRANSACTION_METHODS
 
 __all__ = ["REFUSED", "guard_class_in_place", "guard_client_type", "set_type_method"]
 

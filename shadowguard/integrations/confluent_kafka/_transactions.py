@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from shadowguard._kafka_clients import TRANSACTION_METHODS
 from shadowguard.contract import PROCESS, Kind, record, scope_now
 from shadowguard.integrations.confluent_kafka._outbox import Outbox
 
@@ -29,14 +30,6 @@ __all__ = [
 ]
 
 T = TypeVar("T", bound=type)
-#: The producer methods that take part in a transaction.
-TRANSACTION_METHODS = (
-    "init_transactions",
-    "begin_transaction",
-    "send_offsets_to_transaction",
-    "commit_transaction",
-    "abort_transaction",
-)
 
 #: Where a guard finds the producer's own methods: the client class after the guard in the
 #: MRO (for a swapped-in class) or the wrapped producer (for a ``guard()`` proxy).

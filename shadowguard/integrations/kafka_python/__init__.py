@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from shadowguard._kafka_clients import class_method
 from shadowguard.contract import Patches, get_settings, missing_extra_error
 
 try:
@@ -51,13 +52,7 @@ _patches = Patches("kafka_python")
 
 
 def _own(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's kafka-python integration needs kafka-python>=2.3: "
-            f"{cls.__qualname__}.{name} is missing"
-        ) from None
+    return class_method(cls, name, "kafka-python", "kafka-python>=2.3")
 
 
 def _apply() -> None:

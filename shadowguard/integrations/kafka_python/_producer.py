@@ -29,6 +29,7 @@ from kafka.producer.kafka import KafkaProducer
 from kafka.structs import TopicPartition
 from kafka.util import ensure_valid_topic_name
 
+from shadowguard._kafka_clients import key_text, produce_detail
 from shadowguard.contract import PROCESS, Kind, mark_wrapped, record, scope_now
 
 __all__ = ["key_text", "send_hook"]
@@ -89,13 +90,7 @@ def shadow_send(
     # The produce future stays pending (nothing was produced); the record's own future is
     # settled, which is all get() and the callbacks look at.
     future = FutureRecordMetadata(FutureProduceResult(tp), None, stamp, None, *sizes)
-    detail = {
-        "partition": partition,
-        "key": key_text(key_bytes),
-        "key_bytes": len(key_bytes or b""),
-        "value_bytes": len(value_bytes or b""),
-    }
-    record(Kind.KAFKA_PRODUCE, topic, "send", detail)
+    record(Kind.KAFKA_PRODUCE, topic, "send", produce_detail(partition, key_bytes, value_bytes))
     # offset -1: "not assigned by the broker", as with acks=0. By field name: the tuple's
     # fields differ between kafka-python versions.
     values: dict[str, Any] = {
@@ -207,10 +202,3 @@ def _partition(
 
 def _size(data: Any) -> int:
     return len(data) if data is not None else -1
-
-
-def key_text(key: Any) -> str | None:
-    """A serialized key as text for the record (undecodable bytes escaped)."""
-    if key is None:
-        return None
-    return bytes(key).decode("utf-8", "backslashreplace")

@@ -19,17 +19,11 @@ from typing import Any
 
 from kafka.errors import IllegalStateError
 
-from shadowguard.contract import PROCESS, Kind, mark_wrapped, record, scope_now
+from shadowguard._kafka_clients import TRANSACTION_METHODS, record_transaction
+from shadowguard.contract import PROCESS, mark_wrapped, scope_now
 
 __all__ = ["TRANSACTION_METHODS", "transaction_hook"]
 
-TRANSACTION_METHODS = (
-    "init_transactions",
-    "begin_transaction",
-    "send_offsets_to_transaction",
-    "commit_transaction",
-    "abort_transaction",
-)
 _OWED = "_shadowguard_init_owed"
 _init_lock = threading.Lock()
 
@@ -65,10 +59,8 @@ def _skip(producer: Any, name: str) -> None:
     if not transactional:
         # Idempotent producers have a manager too; only a transactional_id makes one transactional.
         exc = IllegalStateError(f"Cannot call {name} without setting a transactional_id.")
-        record(Kind.KAFKA_TRANSACTION, "?", name, {"transactional_id": None}, error=exc)
+        record_transaction(name, None, error=exc)
         raise exc
     if name == "init_transactions" and producer._init_transactions_result is None:
         setattr(producer, _OWED, True)
-    record(
-        Kind.KAFKA_TRANSACTION, str(transactional_id), name, {"transactional_id": transactional_id}
-    )
+    record_transaction(name, transactional_id)

@@ -39,9 +39,9 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("pika", "pika") from exc
 
-from shadowguard._amqp import DEFAULT_SUFFIX, mirror_rule
+from shadowguard._amqp import DEFAULT_SUFFIX, hook_channel, mirror_rule
 from shadowguard.integrations.pika._blocking import consume_hook, publish_hook
-from shadowguard.integrations.pika._channel import LEDGER, hooks, wrap
+from shadowguard.integrations.pika._channel import LEDGER, hooks
 
 __all__ = ["install", "uninstall"]
 
@@ -60,9 +60,7 @@ def _original(cls: type, name: str) -> Any:
 
 def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
     rule = mirror_rule("pika", shadow_suffix, shadow_queues)
-    channel = pika.channel.Channel
-    for name in hooks():
-        _patches.setattr(channel, name, wrap(name, _original(channel, name), rule))
+    hook_channel(_patches, pika.channel.Channel, hooks(), _original, rule)
     publish = _original(BlockingChannel, "basic_publish")
     _patches.setattr(BlockingChannel, "basic_publish", publish_hook(publish))
     consume = _original(BlockingChannel, "basic_consume")

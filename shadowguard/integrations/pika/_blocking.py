@@ -12,39 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from pika import spec
-
-from shadowguard._amqp import consumer_reason, in_shadow, record_publish
+from shadowguard._amqp import consumer_reason, in_shadow
 from shadowguard.contract import PROCESS, mark_wrapped, scope_now
-from shadowguard.integrations.pika._channel import CLIENT, check_publish, target_of
+from shadowguard.integrations.pika._channel import basic_publish_hook
 
 __all__ = ["consume_hook", "publish_hook"]
 
 
 def publish_hook(original: Callable[..., Any]) -> Callable[..., Any]:
-    def basic_publish(
-        self: Any,
-        exchange: str,
-        routing_key: str,
-        body: Any,
-        properties: spec.BasicProperties | None = None,
-        mandatory: bool = False,
-    ) -> None:
-        if scope_now() is None and not PROCESS.shadow:
-            return original(self, exchange, routing_key, body, properties, mandatory)  # type: ignore[no-any-return]
-        impl = self._impl
-        size = check_publish(impl, exchange, routing_key, body, properties, mandatory)
-        record_publish(
-            CLIENT,
-            target_of(impl),
-            exchange,
-            routing_key,
-            size,
-            mandatory=mandatory,
-            confirm=bool(self._delivery_confirmation),
-        )
-        return None
-
+    """``BlockingChannel.basic_publish``: in shadow, framed on the channel's ``_impl`` and
+    answered as a confirmed publish."""
+    basic_publish = basic_publish_hook(
+        original,
+        lambda blocking: blocking._impl,
+        lambda blocking, _exchange, _routing_key: bool(blocking._delivery_confirmation),
+    )
     basic_publish.__doc__ = original.__doc__
     return mark_wrapped(basic_publish, original)
 

@@ -26,18 +26,22 @@ from pika import exceptions, frame, spec
 from pika.compat import as_bytes
 
 from shadowguard._amqp import (
+    BINDINGS,
     ChannelLedger,
+    Hook,
     MirrorRule,
+    binding_of,
     consume_refusal,
     consumer_reason,
     in_shadow,
     record_ack,
     record_admin,
     record_publish,
+    wrap_hook,
 )
-from shadowguard.contract import PROCESS, Kind, mark_wrapped, refuse, scope_now
+from shadowguard.contract import PROCESS, Kind, refuse, scope_now
 
-__all__ = ["LEDGER", "check_publish", "hooks", "target_of"]
+__all__ = ["LEDGER", "basic_publish_hook", "check_publish", "hooks", "target_of"]
 
 CLIENT = "pika"
 LEDGER = ChannelLedger()
@@ -47,8 +51,6 @@ _CONFIRM_REMEDY = (
     "pika.BlockingConnection channel (its confirms are answered in shadow) or aio-pika, or "
     "keep the shadow's publishes on a channel without confirm_delivery()"
 )
-
-Hook = Callable[[Callable[..., Any], MirrorRule], Callable[..., Any]]
 
 
 def target_of(channel: Any) -> str:
@@ -85,7 +87,16 @@ def check_publish(
     return len(body)
 
 
-def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+def basic_publish_hook(
+    original: Callable[..., Any],
+    channel_of: Callable[[Any], Any],
+    confirm: Callable[[Any, str, str], bool],
+) -> Callable[..., Any]:
+    """``basic_publish`` (of a ``Channel`` or a ``BlockingChannel``): the channel's own for a
+    primary caller. In shadow the message is framed on ``channel_of(self)`` (raising what pika
+    raises) and recorded, with ``confirm(self, exchange, routing_key)``: will the caller see a
+    confirm (raising if the shadow cannot answer as the broker would)? Nothing is sent."""
+
     def basic_publish(
         self: Any,
         exchange: str,
@@ -96,28 +107,38 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
     ) -> None:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, exchange, routing_key, body, properties, mandatory)  # type: ignore[no-any-return]
-        size = check_publish(self, exchange, routing_key, body, properties, mandatory)
-        if self.callbacks.pending(self.channel_number, spec.Basic.Ack):
-            raise refuse(
-                Kind.AMQP_PUBLISH,
-                target_of(self),
-                "basic_publish",
-                f"basic_publish to exchange {exchange!r} on a pika channel in confirm mode",
-                remedy=_CONFIRM_REMEDY,
-                detail={"exchange": exchange, "routing_key": routing_key, "client": CLIENT},
-            )
+        channel = channel_of(self)
+        size = check_publish(channel, exchange, routing_key, body, properties, mandatory)
+        confirmed = confirm(self, exchange, routing_key)
         record_publish(
             CLIENT,
-            target_of(self),
+            target_of(channel),
             exchange,
             routing_key,
             size,
             mandatory=mandatory,
-            confirm=False,
+            confirm=confirmed,
         )
         return None
 
     return basic_publish
+
+
+def _no_confirm_mode(channel: Any, exchange: str, routing_key: str) -> bool:
+    if channel.callbacks.pending(channel.channel_number, spec.Basic.Ack):
+        raise refuse(
+            Kind.AMQP_PUBLISH,
+            target_of(channel),
+            "basic_publish",
+            f"basic_publish to exchange {exchange!r} on a pika channel in confirm mode",
+            remedy=_CONFIRM_REMEDY,
+            detail={"exchange": exchange, "routing_key": routing_key, "client": CLIENT},
+        )
+    return False
+
+
+def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
+    return basic_publish_hook(original, lambda channel: channel, _no_confirm_mode)
 
 
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
@@ -194,12 +215,23 @@ def _reject(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any
 
 def _declare_instead(
     channel: Any,
-    declare: Any,
+    operation: str,
+    key: str,
+    name: Any,
     reply: Callable[[Any], Any],
     callback: Callable[..., Any] | None,
 ) -> None:
-    """Send the passive ``declare`` in the place of a delete or purge; its reply, turned into
-    the one the caller waits for by ``reply``, goes to ``callback``."""
+    """Record ``operation`` on the queue or exchange ``name`` (``key``) and send a passive
+    declare of it in its place; the declare's reply, turned into the one the caller waits for
+    by ``reply``, goes to ``callback``."""
+    channel._raise_if_not_open()
+    record_admin(CLIENT, target_of(channel), operation, key, name)
+    if key == "queue":
+        declare: Any = spec.Queue.Declare(queue=name, passive=True)
+        ok: Any = spec.Queue.DeclareOk
+    else:
+        declare = spec.Exchange.Declare(exchange=name, passive=True)
+        ok = spec.Exchange.DeclareOk
     if callback is None:
         return  # nowait: the caller expects no reply
     if not callable(callback):
@@ -208,22 +240,26 @@ def _declare_instead(
     def answered(method_frame: Any) -> None:
         callback(frame.Method(method_frame.channel_number, reply(method_frame.method)))
 
-    ok = (
-        spec.Queue.DeclareOk if isinstance(declare, spec.Queue.Declare) else spec.Exchange.DeclareOk
-    )
     channel._rpc(declare, answered, [ok])
+
+
+def _purge_ok(declared: Any) -> spec.Queue.PurgeOk:
+    return spec.Queue.PurgeOk(message_count=declared.message_count)
+
+
+def _delete_ok(declared: Any) -> spec.Queue.DeleteOk:
+    return spec.Queue.DeleteOk(message_count=declared.message_count)
+
+
+def _exchange_delete_ok(declared: Any) -> spec.Exchange.DeleteOk:
+    return spec.Exchange.DeleteOk()
 
 
 def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def queue_purge(self: Any, queue: str, callback: Callable[..., Any] | None = None) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return original(self, queue, callback)  # type: ignore[no-any-return]
-        self._raise_if_not_open()
-        record_admin(CLIENT, target_of(self), "queue_purge", "queue", queue)
-        declare = spec.Queue.Declare(queue=queue, passive=True)
-        _declare_instead(
-            self, declare, lambda ok: spec.Queue.PurgeOk(message_count=ok.message_count), callback
-        )
+        _declare_instead(self, "queue_purge", "queue", queue, _purge_ok, callback)
         return None
 
     return queue_purge
@@ -239,12 +275,7 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
     ) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return original(self, queue, if_unused, if_empty, callback)  # type: ignore[no-any-return]
-        self._raise_if_not_open()
-        record_admin(CLIENT, target_of(self), "queue_delete", "queue", queue)
-        declare = spec.Queue.Declare(queue=queue, passive=True)
-        _declare_instead(
-            self, declare, lambda ok: spec.Queue.DeleteOk(message_count=ok.message_count), callback
-        )
+        _declare_instead(self, "queue_delete", "queue", queue, _delete_ok, callback)
         return None
 
     return queue_delete
@@ -259,21 +290,25 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     ) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
             return original(self, exchange, if_unused, callback)  # type: ignore[no-any-return]
-        self._raise_if_not_open()
-        record_admin(CLIENT, target_of(self), "exchange_delete", "exchange", exchange)
-        declare = spec.Exchange.Declare(exchange=exchange, passive=True)
-        _declare_instead(self, declare, lambda ok: spec.Exchange.DeleteOk(), callback)
+        _declare_instead(
+            self,
+            "exchange_delete",
+            "exchange",
+            exchange,
+            lambda _: spec.Exchange.DeleteOk(),
+            callback,
+        )
         return None
 
     return exchange_delete
 
 
-#: Bindings: the argument naming what they change, and the reply they answer.
-_BINDINGS = {
-    "queue_bind": ("queue", spec.Queue.BindOk),
-    "queue_unbind": ("queue", spec.Queue.UnbindOk),
-    "exchange_bind": ("destination", spec.Exchange.BindOk),
-    "exchange_unbind": ("destination", spec.Exchange.UnbindOk),
+#: The reply each (un)binding answers.
+_BINDING_OK = {
+    "queue_bind": spec.Queue.BindOk,
+    "queue_unbind": spec.Queue.UnbindOk,
+    "exchange_bind": spec.Exchange.BindOk,
+    "exchange_unbind": spec.Exchange.UnbindOk,
 }
 
 
@@ -281,7 +316,7 @@ def _binding(name: str) -> Hook:
     """A (un)binding of what is not the shadow's own would change which messages reach the
     primary's queues: a passive declare of the queue (or destination exchange) is sent
     instead, and its reply answered as the binding's."""
-    what, ok = _BINDINGS[name]
+    ok = _BINDING_OK[name]
 
     def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
         signature = inspect.signature(original)
@@ -289,19 +324,11 @@ def _binding(name: str) -> Hook:
         def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
             if scope_now() is None and not PROCESS.shadow:
                 return original(self, *args, **kwargs)
-            bound = signature.bind(self, *args, **kwargs)
-            bound.apply_defaults()
-            target = bound.arguments[what]
-            if rule.owns(target):
+            call = binding_of(signature, name, (self, *args), kwargs)
+            if rule.owns(call.target):
                 return original(self, *args, **kwargs)
-            self._raise_if_not_open()
-            key = "queue" if what == "queue" else "exchange"
-            record_admin(CLIENT, target_of(self), name, key, target)
-            if key == "queue":
-                declare: Any = spec.Queue.Declare(queue=target, passive=True)
-            else:
-                declare = spec.Exchange.Declare(exchange=target, passive=True)
-            _declare_instead(self, declare, lambda _declared: ok(), bound.arguments["callback"])
+            callback = call.arguments["callback"]
+            _declare_instead(self, name, call.key, call.target, lambda _declared: ok(), callback)
             return None
 
         return binding
@@ -321,12 +348,9 @@ def hooks() -> dict[str, Hook]:
         "queue_purge": _purge,
         "queue_delete": _queue_delete,
         "exchange_delete": _exchange_delete,
-        **{name: _binding(name) for name in _BINDINGS},
+        **{name: _binding(name) for name in BINDINGS},
     }
 
 
 def wrap(name: str, original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    hook = hooks()[name](original, rule)
-    hook.__name__ = hook.__qualname__ = name
-    hook.__doc__ = original.__doc__
-    return mark_wrapped(hook, original)
+    return wrap_hook(hooks()[name], name, original, rule)
