@@ -107,7 +107,11 @@ def soak(session: nox.Session) -> None:
 #: import), the lowest that can: the compat session pins that one instead, on that Python.
 COMPAT_FLOORS: dict[str, dict[str, str]] = {}
 #: Packages released in lockstep with a pinned one: pinned to the same version.
-COMPAT_LOCKSTEP = {"opentelemetry-api": ("opentelemetry-sdk",)}
+COMPAT_LOCKSTEP = {"opentelemetry-api": ("opentelemetry-sdk",), "celery": ("kombu",)}
+#: A pinned package's dependency whose newest release it cannot run with: the release of its
+#: time. Flask 2.2 imports ``werkzeug.urls.url_quote``, gone in Werkzeug 3 (the moto server
+#: the boto3 tests start is a Flask app).
+COMPAT_COMPANIONS = {"flask": "werkzeug==2.2.3"}
 
 
 def lowest_pins(python: str) -> list[str]:
@@ -138,7 +142,7 @@ def lowest_pins(python: str) -> list[str]:
         for follower in followers:
             if name in lowest:
                 lowest[follower] = lowest[name]
-    pins = []
+    pins = [COMPAT_COMPANIONS[name] for name in sorted(lowest) if name in COMPAT_COMPANIONS]
     for name, version in sorted(lowest.items()):
         wanted = f"[{','.join(sorted(extras.get(name, ())))}]" if extras.get(name) else ""
         pins.append(f"{name}{wanted}=={version}")

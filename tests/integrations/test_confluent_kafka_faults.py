@@ -134,7 +134,9 @@ def flush_all(producers: dict[str, Any], timeout: float) -> dict[str, int]:
 def test_broker_stopped_and_restarted_primary_as_unguarded_shadow_never_stored(
     broker: Broker,
 ) -> None:
-    config = broker.config(**{"message.timeout.ms": 2500})
+    # Long enough to outlast a broker restart on a loaded machine (the "down-back" step),
+    # short enough to expire while it stays down (the "down-lost" step).
+    config = broker.config(**{"message.timeout.ms": 6000})
     producers = {"guarded": confluent_kafka.Producer(config), "control": CLIENT_TYPE(config)}
     reports = Reports()
     topic = broker.topic

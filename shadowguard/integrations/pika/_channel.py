@@ -230,7 +230,8 @@ def _declare_instead(
         declare: Any = spec.Queue.Declare(queue=name, passive=True)
         ok: Any = spec.Queue.DeclareOk
     else:
-        declare = spec.Exchange.Declare(exchange=name, passive=True)
+        # The type as text: pika before 1.3.1 cannot encode its own ExchangeType default.
+        declare = spec.Exchange.Declare(exchange=name, type="direct", passive=True)
         ok = spec.Exchange.DeclareOk
     if callback is None:
         return  # nowait: the caller expects no reply
