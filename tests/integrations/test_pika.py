@@ -104,14 +104,22 @@ def test_a_body_of_the_wrong_type_fails_in_shadow_as_in_primary(
     queue = rabbit.name("typed")
     channel = conn.channel()
     channel.queue_declare(queue, auto_delete=True)
+
+    def outcome() -> tuple[type[BaseException], str] | None:
+        try:
+            channel.basic_publish("", queue, body)
+        except Exception as exc:
+            return type(exc), str(exc)
+        return None
+
     with installing(sink):
-        with shadowguard.shadow(), pytest.raises(AttributeError) as shadow_error:
-            channel.basic_publish("", queue, body)
-        with pytest.raises(AttributeError) as primary_error:
-            channel.basic_publish("", queue, body)
-    assert str(shadow_error.value) == str(primary_error.value)
+        with shadowguard.shadow():
+            in_shadow = outcome()
+        in_primary = outcome()
+    # What the client does with it (pika 1.4 raises AttributeError; older releases differ).
+    assert in_shadow == in_primary
     assert channel.is_open
-    assert rabbit.depth(queue) == 0
+    assert rabbit.depth(queue) == (0 if in_primary is not None else 1)  # the primary's only
     channel.close()
 
 
