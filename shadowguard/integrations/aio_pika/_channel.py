@@ -40,11 +40,10 @@ from shadowguard._amqp import (
     record_ack,
     record_admin,
     record_publish,
-    wrap_hook,
 )
 from shadowguard.contract import PROCESS, scope_now
 
-__all__ = ["LEDGER", "hooks", "target_of", "wrap"]
+__all__ = ["LEDGER", "hooks", "target_of"]
 
 CLIENT = "aiormq"
 LEDGER = ChannelLedger()
@@ -331,7 +330,3 @@ def hooks() -> dict[str, Hook]:
         "exchange_delete": _exchange_delete,
         **{name: _binding(name) for name in BINDINGS},
     }
-
-
-def wrap(name: str, original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    return wrap_hook(hooks()[name], name, original, rule)

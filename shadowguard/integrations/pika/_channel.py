@@ -37,7 +37,6 @@ from shadowguard._amqp import (
     record_ack,
     record_admin,
     record_publish,
-    wrap_hook,
 )
 from shadowguard.contract import PROCESS, Kind, refuse, scope_now
 
@@ -351,7 +350,3 @@ def hooks() -> dict[str, Hook]:
         "exchange_delete": _exchange_delete,
         **{name: _binding(name) for name in BINDINGS},
     }
-
-
-def wrap(name: str, original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
-    return wrap_hook(hooks()[name], name, original, rule)
