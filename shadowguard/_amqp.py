@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowguard.contract import Kind, Patches, mark_wrapped, record, refuse, shadow
+from shadowguard.contract import Kind, Patches, mark_wrapped, names_option, record, refuse, shadow
 from shadowguard.errors import ConfigError
 
 __all__ = [
@@ -76,18 +76,8 @@ def mirror_rule(integration: str, shadow_suffix: object, shadow_queues: object) 
             f"the {integration} integration's shadow_suffix={shadow_suffix!r} is not valid: "
             "give a non-empty string such as '-shadow'"
         )
-    if isinstance(shadow_queues, (str, bytes)) or not isinstance(shadow_queues, Iterable):
-        raise ConfigError(
-            f"the {integration} integration's shadow_queues={shadow_queues!r} is not valid: "
-            "give a list of queue names"
-        )
-    queues = list(shadow_queues)
-    if not all(isinstance(q, str) and q for q in queues):
-        raise ConfigError(
-            f"the {integration} integration's shadow_queues={queues!r} is not valid: "
-            "every queue name must be a non-empty string"
-        )
-    return MirrorRule(shadow_suffix, frozenset(queues))
+    queues = names_option(integration, "shadow_queues", shadow_queues, "queue names")
+    return MirrorRule(shadow_suffix, queues)
 
 
 #: A hook factory: the channel method's original and the mirror rule, to the hook.

@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
+from shadowguard.contract import Patches, class_method, missing_extra_error
 
 try:
     import aio_pika  # noqa: F401  (the extra installs both)
@@ -43,13 +43,7 @@ _patches = Patches("aio_pika")
 
 
 def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's aio_pika integration needs aiormq>=6.8: aiormq.Channel.{name} is "
-            "missing"
-        ) from None
+    return class_method(cls, name, "aio_pika", "aiormq>=6.8")
 
 
 def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shadowguard._kafka_clients import class_method
-from shadowguard.contract import Patches, get_settings, missing_extra_error
+from shadowguard.contract import Patches, class_method, get_settings, missing_extra_error
 
 try:
     from aiokafka.consumer.consumer import AIOKafkaConsumer

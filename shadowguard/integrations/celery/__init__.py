@@ -30,8 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
-from shadowguard.errors import ConfigError
+from shadowguard.contract import Patches, class_method, missing_extra_error, names_option
 
 try:
     import celery
@@ -74,28 +73,11 @@ _BACKENDS = (
 
 
 def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's celery integration needs celery>=5.4: {cls.__module__}."
-            f"{cls.__qualname__}.{name} is missing in celery {celery.__version__}"
-        ) from None
-
-
-def _queues(shadow_queues: Iterable[str]) -> frozenset[str]:
-    if isinstance(shadow_queues, (str, bytes)) or not all(
-        isinstance(q, str) and q for q in shadow_queues
-    ):
-        raise ConfigError(
-            f"the celery integration's shadow_queues={shadow_queues!r} is not valid: "
-            "give a list of queue names (non-empty strings)"
-        )
-    return frozenset(shadow_queues)
+    return class_method(cls, name, "celery", "celery>=5.4")
 
 
 def _apply(*, shadow_queues: Iterable[str] = ()) -> None:
-    set_shadow_queues(_queues(shadow_queues))
+    set_shadow_queues(names_option("celery", "shadow_queues", shadow_queues, "queue names"))
     producer = kombu.messaging.Producer
     _patches.setattr(producer, "publish", publish_hook(_original(producer, "publish")))
     for backend in _BACKENDS:

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
+from shadowguard.contract import Patches, class_method, missing_extra_error
 
 try:
     import pika
@@ -49,13 +49,7 @@ _patches = Patches("pika")
 
 
 def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's pika integration needs pika>=1.3: {cls.__module__}."
-            f"{cls.__qualname__}.{name} is missing in pika {pika.__version__}"
-        ) from None
+    return class_method(cls, name, "pika", "pika>=1.3")
 
 
 def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:

@@ -32,8 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
-from shadowguard.errors import ConfigError
+from shadowguard.contract import Patches, class_method, missing_extra_error, names_option
 
 try:
     import redis
@@ -58,28 +57,12 @@ _SEND = "_send_command_parse_response"
 
 
 def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's redis integration needs redis>=5.0: {cls.__module__}."
-            f"{cls.__qualname__}.{name} is missing in redis {redis.__version__}"
-        ) from None
-
-
-def _groups(shadow_groups: Iterable[str]) -> frozenset[str]:
-    if isinstance(shadow_groups, (str, bytes)) or not all(
-        isinstance(g, str) and g for g in shadow_groups
-    ):
-        raise ConfigError(
-            f"the redis integration's shadow_groups={shadow_groups!r} is not valid: "
-            "give a list of consumer group names (non-empty strings)"
-        )
-    return frozenset(shadow_groups)
+    return class_method(cls, name, "redis", "redis>=5.0")
 
 
 def _apply(*, shadow_groups: Iterable[str] = ()) -> None:
-    set_shadow_groups(_groups(shadow_groups))
+    groups = names_option("redis", "shadow_groups", shadow_groups, "consumer group names")
+    set_shadow_groups(groups)
     for client, hooks in ((redis.client, _sync), (redis.asyncio.client, _asyncio)):
         redis_class, pipeline_class = client.Redis, client.Pipeline
         _patches.setattr(redis_class, _SEND, hooks.send_hook(_original(redis_class, _SEND)))
