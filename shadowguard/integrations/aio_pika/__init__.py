@@ -42,15 +42,6 @@ __all__ = ["install", "uninstall"]
 _patches = Patches("aio_pika")
 
 
-def _original(cls: type, name: str) -> Any:
-    return class_method(cls, name, "aio_pika", "aiormq>=6.8")
-
-
-def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
-    rule = mirror_rule("aio_pika", shadow_suffix, shadow_queues)
-    hook_channel(_patches, aiormq.channel.Channel, hooks(), _original, rule)
-
-
 def install(**options: Any) -> None:
     """Guard every aio-pika (aiormq) channel, those created before ``install()`` too; idempotent.
 
@@ -64,3 +55,12 @@ def install(**options: Any) -> None:
 def uninstall() -> None:
     """Restore ``aiormq.Channel`` and forget which channels consumed in shadow."""
     _patches.uninstall(after=LEDGER.forget)
+
+
+def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
+    rule = mirror_rule("aio_pika", shadow_suffix, shadow_queues)
+    hook_channel(_patches, aiormq.channel.Channel, hooks(), _original, rule)
+
+
+def _original(cls: type, name: str) -> Any:
+    return class_method(cls, name, "aio_pika", "aiormq>=6.8")

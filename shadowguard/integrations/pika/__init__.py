@@ -48,19 +48,6 @@ __all__ = ["install", "uninstall"]
 _patches = Patches("pika")
 
 
-def _original(cls: type, name: str) -> Any:
-    return class_method(cls, name, "pika", "pika>=1.3")
-
-
-def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
-    rule = mirror_rule("pika", shadow_suffix, shadow_queues)
-    hook_channel(_patches, pika.channel.Channel, hooks(), _original, rule)
-    publish = _original(BlockingChannel, "basic_publish")
-    _patches.setattr(BlockingChannel, "basic_publish", publish_hook(publish))
-    consume = _original(BlockingChannel, "basic_consume")
-    _patches.setattr(BlockingChannel, "basic_consume", consume_hook(consume))
-
-
 def install(**options: Any) -> None:
     """Guard every pika channel, those created before ``install()`` too; idempotent.
 
@@ -74,3 +61,16 @@ def install(**options: Any) -> None:
 def uninstall() -> None:
     """Restore pika's channel classes and forget which channels consumed in shadow."""
     _patches.uninstall(after=LEDGER.forget)
+
+
+def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
+    rule = mirror_rule("pika", shadow_suffix, shadow_queues)
+    hook_channel(_patches, pika.channel.Channel, hooks(), _original, rule)
+    publish = _original(BlockingChannel, "basic_publish")
+    _patches.setattr(BlockingChannel, "basic_publish", publish_hook(publish))
+    consume = _original(BlockingChannel, "basic_consume")
+    _patches.setattr(BlockingChannel, "basic_consume", consume_hook(consume))
+
+
+def _original(cls: type, name: str) -> Any:
+    return class_method(cls, name, "pika", "pika>=1.3")
