@@ -21,9 +21,11 @@ __all__ = [
     "BINDINGS",
     "SERVER_NAMED_PREFIX",
     "Binding",
+    "ChannelHooks",
     "ChannelLedger",
     "Hook",
     "MirrorRule",
+    "admin_reply",
     "binding_of",
     "consume_refusal",
     "consumer_reason",
@@ -82,6 +84,19 @@ def mirror_rule(integration: str, shadow_suffix: object, shadow_queues: object) 
 
 #: A hook factory: the channel method's original and the mirror rule, to the hook.
 Hook = Callable[[Callable[..., Any], MirrorRule], Callable[..., Any]]
+
+
+class ChannelHooks(dict[str, Hook]):
+    """A client's hook factory for each channel method it patches, by method name."""
+
+    def hook(self, name: str) -> Callable[[Hook], Hook]:
+        """Register the decorated factory as the one for the channel method ``name``."""
+
+        def register(factory: Hook) -> Hook:
+            self[name] = factory
+            return factory
+
+        return register
 
 
 def wrap_hook(
@@ -246,6 +261,24 @@ BINDINGS = {
     "exchange_bind": "destination",
     "exchange_unbind": "destination",
 }
+
+
+def admin_reply(spec: Any, operation: str, declared: Any) -> Any:
+    """The broker's reply to ``operation``, answered in shadow from ``declared``, the reply to
+    the passive declare sent in its place. ``spec`` is the client's module of AMQP method
+    classes (``pika.spec``, ``pamqp.commands``: both spell them alike)."""
+    if operation == "queue_purge":
+        return spec.Queue.PurgeOk(message_count=declared.message_count)
+    if operation == "queue_delete":
+        return spec.Queue.DeleteOk(message_count=declared.message_count)
+    replies = {
+        "exchange_delete": spec.Exchange.DeleteOk,
+        "queue_bind": spec.Queue.BindOk,
+        "queue_unbind": spec.Queue.UnbindOk,
+        "exchange_bind": spec.Exchange.BindOk,
+        "exchange_unbind": spec.Exchange.UnbindOk,
+    }
+    return replies[operation]()
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise missing_extra_error("aio_pika", "aio-pika") from exc
 
 from shadowguard._amqp import DEFAULT_SUFFIX, hook_channel, mirror_rule
-from shadowguard.integrations.aio_pika._channel import LEDGER, hooks
+from shadowguard.integrations.aio_pika._channel import HOOKS, LEDGER
 
 __all__ = ["install", "uninstall"]
 
@@ -59,7 +59,7 @@ def uninstall() -> None:
 
 def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
     rule = mirror_rule("aio_pika", shadow_suffix, shadow_queues)
-    hook_channel(_patches, aiormq.channel.Channel, hooks(), _original, rule)
+    hook_channel(_patches, aiormq.channel.Channel, HOOKS, _original, rule)
 
 
 def _original(cls: type, name: str) -> Any:

@@ -41,7 +41,7 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from shadowguard._amqp import DEFAULT_SUFFIX, hook_channel, mirror_rule
 from shadowguard.integrations.pika._blocking import consume_hook, publish_hook
-from shadowguard.integrations.pika._channel import LEDGER, hooks
+from shadowguard.integrations.pika._channel import HOOKS, LEDGER
 
 __all__ = ["install", "uninstall"]
 
@@ -65,7 +65,7 @@ def uninstall() -> None:
 
 def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
     rule = mirror_rule("pika", shadow_suffix, shadow_queues)
-    hook_channel(_patches, pika.channel.Channel, hooks(), _original, rule)
+    hook_channel(_patches, pika.channel.Channel, HOOKS, _original, rule)
     publish = _original(BlockingChannel, "basic_publish")
     _patches.setattr(BlockingChannel, "basic_publish", publish_hook(publish))
     consume = _original(BlockingChannel, "basic_consume")
