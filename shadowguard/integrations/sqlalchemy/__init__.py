@@ -51,18 +51,10 @@ from shadowguard.integrations.sqlalchemy._registry import PATCHES as _patches
 from shadowguard.integrations.sqlalchemy._session_state import guard_sessions, touch
 from shadowguard.integrations.sqlalchemy._transaction import guard_root_transactions
 
-__all__ = [
-    "READ",
-    "REFUSE",
-    "SESSION",
-    "TXN",
-    "UNKNOWN",
-    "WRITE",
-    "classify",
-    "install",
-    "rank",
-    "uninstall",
-]
+__all__ = ["install", "uninstall"]
+# The statement classifier, still importable from here, where it was before it moved to
+# the core (``shadowguard._statements``) for every database guard.
+__all__ += ["READ", "REFUSE", "SESSION", "TXN", "UNKNOWN", "WRITE", "classify", "rank"]
 
 
 def install(**options: Any) -> None:
