@@ -44,17 +44,18 @@ _patches = Patches("aiokafka")
 def _apply() -> None:
     get_settings()  # a malformed shadow group suffix fails here, at start-up
     producer, consumer = AIOKafkaProducer, AIOKafkaConsumer
-    for name, hook in (("send", _producer.send_hook), ("send_batch", _producer.send_batch_hook)):
-        _patches.setattr(producer, name, hook(_own(producer, name)))
+    _patches.setattr(producer, "send", _producer.send_hook(_own(producer, "send")))
+    batch = _producer.send_batch_hook(_own(producer, "send_batch"))
+    _patches.setattr(producer, "send_batch", batch)
     for name in _transactions.TRANSACTION_METHODS:
-        hook = _transactions.transaction_hook(name, _own(producer, name))
-        _patches.setattr(producer, name, hook)
+        transaction = _transactions.transaction_hook(name, _own(producer, name))
+        _patches.setattr(producer, name, transaction)
     _patches.setattr(consumer, "__init__", _consumer.init_hook(_own(consumer, "__init__")))
     for name in _consumer.REFUSED:
         _patches.setattr(consumer, name, _consumer.refusing_hook(name, _own(consumer, name)))
     for name in _consumer.REFUSED_ASYNC:
-        hook = _consumer.refusing_async_hook(name, _own(consumer, name))
-        _patches.setattr(consumer, name, hook)
+        refusing = _consumer.refusing_async_hook(name, _own(consumer, name))
+        _patches.setattr(consumer, name, refusing)
     _patches.setattr(consumer, "commit", _consumer.commit_hook(_own(consumer, "commit")))
 
 
