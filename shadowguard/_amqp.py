@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import inspect
 import weakref
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from shadowguard.contract import Kind, Patches, mark_wrapped, record, refuse, shadow
+from shadowguard.contract import Kind, Patches, mark_wrapped, names_option, record, refuse, shadow
 from shadowguard.errors import ConfigError
 
 __all__ = [
     "BINDINGS",
     "SERVER_NAMED_PREFIX",
     "Binding",
+    "ChannelHooks",
     "ChannelLedger",
     "Hook",
     "MirrorRule",
+    "admin_reply",
     "binding_of",
     "consume_refusal",
     "consumer_reason",
@@ -76,22 +78,25 @@ def mirror_rule(integration: str, shadow_suffix: object, shadow_queues: object) 
             f"the {integration} integration's shadow_suffix={shadow_suffix!r} is not valid: "
             "give a non-empty string such as '-shadow'"
         )
-    if isinstance(shadow_queues, (str, bytes)) or not isinstance(shadow_queues, Iterable):
-        raise ConfigError(
-            f"the {integration} integration's shadow_queues={shadow_queues!r} is not valid: "
-            "give a list of queue names"
-        )
-    queues = list(shadow_queues)
-    if not all(isinstance(q, str) and q for q in queues):
-        raise ConfigError(
-            f"the {integration} integration's shadow_queues={queues!r} is not valid: "
-            "every queue name must be a non-empty string"
-        )
-    return MirrorRule(shadow_suffix, frozenset(queues))
+    queues = names_option(integration, "shadow_queues", shadow_queues, "queue names")
+    return MirrorRule(shadow_suffix, queues)
 
 
 #: A hook factory: the channel method's original and the mirror rule, to the hook.
 Hook = Callable[[Callable[..., Any], MirrorRule], Callable[..., Any]]
+
+
+class ChannelHooks(dict[str, Hook]):
+    """A client's hook factory for each channel method it patches, by method name."""
+
+    def hook(self, name: str) -> Callable[[Hook], Hook]:
+        """Register the decorated factory as the one for the channel method ``name``."""
+
+        def register(factory: Hook) -> Hook:
+            self[name] = factory
+            return factory
+
+        return register
 
 
 def wrap_hook(
@@ -256,6 +261,24 @@ BINDINGS = {
     "exchange_bind": "destination",
     "exchange_unbind": "destination",
 }
+
+
+def admin_reply(spec: Any, operation: str, declared: Any) -> Any:
+    """The broker's reply to ``operation``, answered in shadow from ``declared``, the reply to
+    the passive declare sent in its place. ``spec`` is the client's module of AMQP method
+    classes (``pika.spec``, ``pamqp.commands``: both spell them alike)."""
+    if operation == "queue_purge":
+        return spec.Queue.PurgeOk(message_count=declared.message_count)
+    if operation == "queue_delete":
+        return spec.Queue.DeleteOk(message_count=declared.message_count)
+    replies = {
+        "exchange_delete": spec.Exchange.DeleteOk,
+        "queue_bind": spec.Queue.BindOk,
+        "queue_unbind": spec.Queue.UnbindOk,
+        "exchange_bind": spec.Exchange.BindOk,
+        "exchange_unbind": spec.Exchange.UnbindOk,
+    }
+    return replies[operation]()
 
 
 @dataclass(frozen=True)

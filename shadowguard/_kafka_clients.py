@@ -27,7 +27,6 @@ __all__ = [
     "TRANSACTION_METHODS",
     "ConsumerBackstop",
     "GroupOf",
-    "class_method",
     "consume_refusal",
     "group_init_hook",
     "in_shadow_group",
@@ -48,17 +47,6 @@ TRANSACTION_METHODS = (
 #: How a guard reads the group a consumer was created with (``None``: no group).
 GroupOf = Callable[[Any], Any]
 _MARK = "_shadowguard_group"
-
-
-def class_method(cls: type, name: str, integration: str, requirement: str) -> Any:
-    """``cls``'s own attribute ``name``, or an ``ImportError`` naming the version needed."""
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's {integration} integration needs {requirement}: "
-            f"{cls.__qualname__}.{name} is missing"
-        ) from None
 
 
 def group_init_hook(original: Callable[..., Any]) -> Callable[..., Any]:

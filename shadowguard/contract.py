@@ -17,12 +17,16 @@ A source (a web middleware) decides with :func:`detect`, then runs the request i
 
 A sink installs through its :class:`Patches` registry (``patches.install(apply,
 options)``), which validates options, locks, skips a second install and undoes a half-done
-one; each wrapper it puts in place is marked with :func:`mark_wrapped`.
+one; each wrapper it puts in place is marked with :func:`mark_wrapped`. It looks the methods
+it wraps up with :func:`class_method`, and validates an option that lists names with
+:func:`names_option`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib.metadata
+import re
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from shadowguard import telemetry
@@ -41,7 +45,7 @@ from shadowguard._detect import Detection, detect
 from shadowguard._patching import Patches, is_wrapped, mark_wrapped, unwrapped
 from shadowguard._scopes import RequestScope, as_primary
 from shadowguard._suppression import Action, Kind, Suppression
-from shadowguard.errors import ShadowSideEffectBlocked, missing_extra_error
+from shadowguard.errors import ConfigError, ShadowSideEffectBlocked, missing_extra_error
 
 __all__ = [
     "BURST_GAP_SECONDS",
@@ -57,6 +61,7 @@ __all__ = [
     "ShadowSideEffectBlocked",
     "Suppression",
     "as_primary",
+    "class_method",
     "detect",
     "enter_scope",
     "get_settings",
@@ -65,6 +70,7 @@ __all__ = [
     "leave_scope",
     "mark_wrapped",
     "missing_extra_error",
+    "names_option",
     "record",
     "refuse",
     "scope_now",
@@ -113,3 +119,35 @@ def refuse(
     exc = ShadowSideEffectBlocked(what, remedy=remedy)
     record(kind, target, operation, detail, error=exc, action=Action.BLOCKED)
     return exc
+
+
+def class_method(cls: type, name: str, integration: str, requirement: str) -> Any:
+    """``cls``'s own attribute ``name``, the method a sink wraps; if the installed library
+    lacks it, an ``ImportError`` saying that the ``integration`` needs ``requirement``
+    (``"celery>=5.4"``) and which version is installed."""
+    try:
+        return vars(cls)[name]
+    except KeyError:
+        package = re.split(r"[<>=!~ ]", requirement, maxsplit=1)[0]
+        try:
+            installed = f" in {package} {importlib.metadata.version(package)}"
+        except importlib.metadata.PackageNotFoundError:
+            installed = ""
+        raise ImportError(
+            f"shadowguard's {integration} integration needs {requirement}: "
+            f"{cls.__module__}.{cls.__qualname__}.{name} is missing{installed}"
+        ) from None
+
+
+def names_option(integration: str, option: str, value: object, names: str) -> frozenset[str]:
+    """The ``install()`` option ``option``, a list of ``names`` (non-empty strings), as a set;
+    anything else (a bare string too) is a ``ConfigError`` naming the integration and option."""
+    given = (
+        list(value) if isinstance(value, Iterable) and not isinstance(value, (str, bytes)) else None
+    )
+    if given is None or not all(isinstance(name, str) and name for name in given):
+        raise ConfigError(
+            f"the {integration} integration's {option}={value!r} is not valid: "
+            f"give a list of {names} (non-empty strings)"
+        )
+    return frozenset(given)

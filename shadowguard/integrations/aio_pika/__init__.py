@@ -25,7 +25,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
+from shadowguard.contract import Patches, class_method, missing_extra_error
 
 try:
     import aio_pika  # noqa: F401  (the extra installs both)
@@ -35,26 +35,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
     raise missing_extra_error("aio_pika", "aio-pika") from exc
 
 from shadowguard._amqp import DEFAULT_SUFFIX, hook_channel, mirror_rule
-from shadowguard.integrations.aio_pika._channel import LEDGER, hooks
+from shadowguard.integrations.aio_pika._channel import HOOKS, LEDGER
 
 __all__ = ["install", "uninstall"]
 
 _patches = Patches("aio_pika")
-
-
-def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's aio_pika integration needs aiormq>=6.8: aiormq.Channel.{name} is "
-            "missing"
-        ) from None
-
-
-def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
-    rule = mirror_rule("aio_pika", shadow_suffix, shadow_queues)
-    hook_channel(_patches, aiormq.channel.Channel, hooks(), _original, rule)
 
 
 def install(**options: Any) -> None:
@@ -70,3 +55,12 @@ def install(**options: Any) -> None:
 def uninstall() -> None:
     """Restore ``aiormq.Channel`` and forget which channels consumed in shadow."""
     _patches.uninstall(after=LEDGER.forget)
+
+
+def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
+    rule = mirror_rule("aio_pika", shadow_suffix, shadow_queues)
+    hook_channel(_patches, aiormq.channel.Channel, HOOKS, _original, rule)
+
+
+def _original(cls: type, name: str) -> Any:
+    return class_method(cls, name, "aio_pika", "aiormq>=6.8")

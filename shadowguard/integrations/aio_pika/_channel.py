@@ -28,25 +28,15 @@ from aiormq.exceptions import ChannelInvalidStateError
 from pamqp import commands as spec
 from pamqp.header import ContentHeader
 
-from shadowguard._amqp import (
-    BINDINGS,
-    ChannelLedger,
-    Hook,
-    MirrorRule,
-    binding_of,
-    consume_refusal,
-    consumer_reason,
-    in_shadow_async,
-    record_ack,
-    record_admin,
-    record_publish,
-)
+from shadowguard import _amqp
+from shadowguard._amqp import ChannelHooks, Hook, MirrorRule
 from shadowguard.contract import PROCESS, scope_now
 
-__all__ = ["LEDGER", "hooks", "target_of"]
+__all__ = ["HOOKS", "LEDGER", "target_of"]
 
 CLIENT = "aiormq"
-LEDGER = ChannelLedger()
+LEDGER = _amqp.ChannelLedger()
+HOOKS = ChannelHooks()
 _ROUTING_KEY_MAX = 255
 
 
@@ -88,6 +78,7 @@ def _check_publish(
     return len(body)
 
 
+@HOOKS.hook("basic_publish")
 def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_publish(
         self: Any,
@@ -113,7 +104,7 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
             )
         size = _check_publish(self, body, exchange, routing_key, properties, mandatory, immediate)
         confirm = bool(self.publisher_confirms)
-        record_publish(
+        _amqp.record_publish(
             CLIENT,
             target_of(self),
             exchange,
@@ -127,6 +118,7 @@ def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
     return basic_publish
 
 
+@HOOKS.hook("basic_consume")
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_consume(
         self: Any, queue: str, consumer_callback: Any, *args: Any, **kwargs: Any
@@ -134,7 +126,9 @@ def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
         if scope_now() is None and not PROCESS.shadow:
             return await original(self, queue, consumer_callback, *args, **kwargs)
         if not rule.owns(queue):
-            raise consume_refusal("aio_pika", rule, CLIENT, target_of(self), "basic_consume", queue)
+            raise _amqp.consume_refusal(
+                "aio_pika", rule, CLIENT, target_of(self), "basic_consume", queue
+            )
         # The tag is known before the broker's ConsumeOk: a delivery (and its ack) may be
         # handled before this coroutine resumes.
         tag = kwargs.get("consumer_tag") or f"ctag{self.number}.{uuid.uuid4().hex}"
@@ -142,18 +136,21 @@ def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
         LEDGER.consumed(self, tag)
         # aiormq runs the callback in its reader's context, not this one: without the
         # wrapper a consumer started in a shadow scope would handle its messages as primary.
-        handle = in_shadow_async(consumer_callback, consumer_reason(queue))
+        handle = _amqp.in_shadow_async(consumer_callback, _amqp.consumer_reason(queue))
         return await original(self, queue, handle, *args, **kwargs)
 
     return basic_consume
 
 
+@HOOKS.hook("basic_get")
 def _get(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_get(self: Any, queue: str = "", *args: Any, **kwargs: Any) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return await original(self, queue, *args, **kwargs)
         if not rule.owns(queue):
-            raise consume_refusal("aio_pika", rule, CLIENT, target_of(self), "basic_get", queue)
+            raise _amqp.consume_refusal(
+                "aio_pika", rule, CLIENT, target_of(self), "basic_get", queue
+            )
         LEDGER.got(self)
         return await original(self, queue, *args, **kwargs)
 
@@ -164,42 +161,46 @@ def _acks_run(channel: Any) -> bool:
     return LEDGER.acks_run(channel, channel.consumers.keys())
 
 
+def _ack_instead(channel: Any, operation: str, delivery_tag: Any, **flags: Any) -> None:
+    """Record the acknowledgement ``operation`` in place of sending it (on an open channel)."""
+    _raise_if_closed(channel)
+    _amqp.record_ack(CLIENT, target_of(channel), operation, delivery_tag, **flags)
+
+
+@HOOKS.hook("basic_ack")
 def _ack(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_ack(
         self: Any, delivery_tag: int, multiple: bool = False, **options: Any
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
             return await original(self, delivery_tag, multiple, **options)
-        _raise_if_closed(self)
-        record_ack(CLIENT, target_of(self), "basic_ack", delivery_tag, multiple=multiple)
+        _ack_instead(self, "basic_ack", delivery_tag, multiple=multiple)
         return None
 
     return basic_ack
 
 
+@HOOKS.hook("basic_nack")
 def _nack(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_nack(
         self: Any, delivery_tag: int, multiple: bool = False, requeue: bool = True, **options: Any
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
             return await original(self, delivery_tag, multiple, requeue, **options)
-        _raise_if_closed(self)
-        record_ack(
-            CLIENT, target_of(self), "basic_nack", delivery_tag, multiple=multiple, requeue=requeue
-        )
+        _ack_instead(self, "basic_nack", delivery_tag, multiple=multiple, requeue=requeue)
         return None
 
     return basic_nack
 
 
+@HOOKS.hook("basic_reject")
 def _reject(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def basic_reject(
         self: Any, delivery_tag: int, *, requeue: bool = True, **options: Any
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
             return await original(self, delivery_tag, requeue=requeue, **options)
-        _raise_if_closed(self)
-        record_ack(CLIENT, target_of(self), "basic_reject", delivery_tag, requeue=requeue)
+        _ack_instead(self, "basic_reject", delivery_tag, requeue=requeue)
         return None
 
     return basic_reject
@@ -210,49 +211,36 @@ async def _declared_instead(
     operation: str,
     key: str,
     name: Any,
-    reply: Callable[[Any], Any],
     nowait: Any,
     timeout: Any,
 ) -> Any:
     """Record ``operation`` on the queue or exchange ``name`` (``key``) and send a passive
-    declare of it in its place; its reply, turned by ``reply`` into the one the caller awaits
-    (``None`` for ``nowait``)."""
+    declare of it in its place; its reply, turned into the one the caller awaits (``None``
+    for ``nowait``)."""
     _raise_if_closed(channel)
-    record_admin(CLIENT, target_of(channel), operation, key, name)
+    _amqp.record_admin(CLIENT, target_of(channel), operation, key, name)
     if nowait:
         return None
     if key == "queue":
         declared = await channel.queue_declare(name, passive=True, timeout=timeout)
     else:
         declared = await channel.exchange_declare(name, passive=True, timeout=timeout)
-    return reply(declared)
+    return _amqp.admin_reply(spec, operation, declared)
 
 
-def _purge_ok(declared: Any) -> spec.Queue.PurgeOk:
-    return spec.Queue.PurgeOk(message_count=declared.message_count)
-
-
-def _delete_ok(declared: Any) -> spec.Queue.DeleteOk:
-    return spec.Queue.DeleteOk(message_count=declared.message_count)
-
-
-def _exchange_delete_ok(declared: Any) -> spec.Exchange.DeleteOk:
-    return spec.Exchange.DeleteOk()
-
-
+@HOOKS.hook("queue_purge")
 def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def queue_purge(
         self: Any, queue: str = "", nowait: bool = False, timeout: Any = None
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return await original(self, queue, nowait, timeout)
-        return await _declared_instead(
-            self, "queue_purge", "queue", queue, _purge_ok, nowait, timeout
-        )
+        return await _declared_instead(self, "queue_purge", "queue", queue, nowait, timeout)
 
     return queue_purge
 
 
+@HOOKS.hook("queue_delete")
 def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def queue_delete(
         self: Any,
@@ -264,38 +252,27 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
     ) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return await original(self, queue, if_unused, if_empty, nowait, timeout)
-        return await _declared_instead(
-            self, "queue_delete", "queue", queue, _delete_ok, nowait, timeout
-        )
+        return await _declared_instead(self, "queue_delete", "queue", queue, nowait, timeout)
 
     return queue_delete
 
 
+@HOOKS.hook("exchange_delete")
 def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     async def exchange_delete(self: Any, exchange: str = "", **options: Any) -> Any:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
             return await original(self, exchange, **options)
         nowait, timeout = options.get("nowait"), options.get("timeout")
         return await _declared_instead(
-            self, "exchange_delete", "exchange", exchange, _exchange_delete_ok, nowait, timeout
+            self, "exchange_delete", "exchange", exchange, nowait, timeout
         )
 
     return exchange_delete
 
 
-#: The reply each (un)binding answers.
-_BINDING_OK = {
-    "queue_bind": spec.Queue.BindOk,
-    "queue_unbind": spec.Queue.UnbindOk,
-    "exchange_bind": spec.Exchange.BindOk,
-    "exchange_unbind": spec.Exchange.UnbindOk,
-}
-
-
 def _binding(name: str) -> Hook:
     """A (un)binding of what is not the shadow's own would change which messages reach the
     primary's queues: a passive declare is sent instead, and answered as the binding."""
-    ok = _BINDING_OK[name]
 
     def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
         signature = inspect.signature(original)
@@ -303,30 +280,15 @@ def _binding(name: str) -> Hook:
         async def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
             if scope_now() is None and not PROCESS.shadow:
                 return await original(self, *args, **kwargs)
-            call = binding_of(signature, name, (self, *args), kwargs)
+            call = _amqp.binding_of(signature, name, (self, *args), kwargs)
             if rule.owns(call.target):
                 return await original(self, *args, **kwargs)
             nowait, timeout = call.arguments.get("nowait"), call.arguments.get("timeout")
-            return await _declared_instead(
-                self, name, call.key, call.target, lambda _declared: ok(), nowait, timeout
-            )
+            return await _declared_instead(self, name, call.key, call.target, nowait, timeout)
 
         return binding
 
     return factory
 
 
-def hooks() -> dict[str, Hook]:
-    """Each hooked method of ``aiormq.Channel`` and the factory of its hook."""
-    return {
-        "basic_publish": _publish,
-        "basic_consume": _consume,
-        "basic_get": _get,
-        "basic_ack": _ack,
-        "basic_nack": _nack,
-        "basic_reject": _reject,
-        "queue_purge": _purge,
-        "queue_delete": _queue_delete,
-        "exchange_delete": _exchange_delete,
-        **{name: _binding(name) for name in BINDINGS},
-    }
+HOOKS.update({name: _binding(name) for name in _amqp.BINDINGS})

@@ -26,8 +26,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shadowguard._kafka_clients import class_method
-from shadowguard.contract import Patches, get_settings, missing_extra_error
+from shadowguard.contract import Patches, class_method, get_settings, missing_extra_error
 
 try:
     from aiokafka.consumer.consumer import AIOKafkaConsumer
@@ -35,42 +34,33 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("aiokafka", "aiokafka") from exc
 
-from shadowguard.integrations.aiokafka._consumer import (
-    REFUSED,
-    REFUSED_ASYNC,
-    commit_hook,
-    init_hook,
-    refusing_async_hook,
-    refusing_hook,
-)
-from shadowguard.integrations.aiokafka._producer import send_batch_hook, send_hook
-from shadowguard.integrations.aiokafka._transactions import (
-    TRANSACTION_METHODS,
-    transaction_hook,
-)
+from shadowguard.integrations.aiokafka import _consumer, _producer, _transactions
 
 __all__ = ["install", "uninstall"]
 
 _patches = Patches("aiokafka")
 
 
-def _own(cls: type, name: str) -> Any:
-    return class_method(cls, name, "aiokafka", "aiokafka>=0.11")
-
-
 def _apply() -> None:
     get_settings()  # a malformed shadow group suffix fails here, at start-up
     producer, consumer = AIOKafkaProducer, AIOKafkaConsumer
-    _patches.setattr(producer, "send", send_hook(_own(producer, "send")))
-    _patches.setattr(producer, "send_batch", send_batch_hook(_own(producer, "send_batch")))
-    for name in TRANSACTION_METHODS:
-        _patches.setattr(producer, name, transaction_hook(name, _own(producer, name)))
-    _patches.setattr(consumer, "__init__", init_hook(_own(consumer, "__init__")))
-    for name in REFUSED:
-        _patches.setattr(consumer, name, refusing_hook(name, _own(consumer, name)))
-    for name in REFUSED_ASYNC:
-        _patches.setattr(consumer, name, refusing_async_hook(name, _own(consumer, name)))
-    _patches.setattr(consumer, "commit", commit_hook(_own(consumer, "commit")))
+    _patches.setattr(producer, "send", _producer.send_hook(_own(producer, "send")))
+    batch = _producer.send_batch_hook(_own(producer, "send_batch"))
+    _patches.setattr(producer, "send_batch", batch)
+    for name in _transactions.TRANSACTION_METHODS:
+        transaction = _transactions.transaction_hook(name, _own(producer, name))
+        _patches.setattr(producer, name, transaction)
+    _patches.setattr(consumer, "__init__", _consumer.init_hook(_own(consumer, "__init__")))
+    for name in _consumer.REFUSED:
+        _patches.setattr(consumer, name, _consumer.refusing_hook(name, _own(consumer, name)))
+    for name in _consumer.REFUSED_ASYNC:
+        refusing = _consumer.refusing_async_hook(name, _own(consumer, name))
+        _patches.setattr(consumer, name, refusing)
+    _patches.setattr(consumer, "commit", _consumer.commit_hook(_own(consumer, "commit")))
+
+
+def _own(cls: type, name: str) -> Any:
+    return class_method(cls, name, "aiokafka", "aiokafka>=0.11")
 
 
 def install(**options: Any) -> None:

@@ -45,12 +45,12 @@ def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
 
     def send(
         self: Any,
-        topic: Any,
+        topic: str,
         value: Any = None,
         key: Any = None,
-        partition: Any = None,
-        timestamp_ms: Any = None,
-        headers: Any = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
     ) -> Coroutine[Any, Any, Any]:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, topic, value, key, partition, timestamp_ms, headers)  # type: ignore[no-any-return]

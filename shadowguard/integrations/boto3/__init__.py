@@ -30,11 +30,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
+from shadowguard.contract import Patches, class_method, missing_extra_error
 from shadowguard.errors import ConfigError
 
 try:
-    import botocore
     from botocore.client import BaseClient
     from botocore.endpoint import Endpoint
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
@@ -49,13 +48,7 @@ _patches = Patches("boto3")
 
 
 def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's boto3 integration needs botocore>=1.31: {cls.__module__}."
-            f"{cls.__qualname__}.{name} is missing in botocore {botocore.__version__}"
-        ) from None
+    return class_method(cls, name, "boto3", "botocore>=1.31")
 
 
 def _operations(value: Iterable[str], option: str) -> list[tuple[str, str]]:

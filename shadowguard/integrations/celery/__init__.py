@@ -30,8 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
-from shadowguard.errors import ConfigError
+from shadowguard.contract import Patches, class_method, missing_extra_error, names_option
 
 try:
     import celery
@@ -46,21 +45,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("celery", "celery") from exc
 
-from shadowguard.integrations.celery import _results
-from shadowguard.integrations.celery._backend import apply_chord_hook, on_task_call_hook
-from shadowguard.integrations.celery._publish import publish_hook
-from shadowguard.integrations.celery._results import (
-    ShadowTaskResultUnavailable,
-    get_hook,
-    join_hook,
-    meta_hook,
-)
-from shadowguard.integrations.celery._worker import (
-    add_queue_hook,
-    purge_hook,
-    set_shadow_queues,
-    start_hook,
-)
+from shadowguard.integrations.celery import _backend, _publish, _results, _worker
+from shadowguard.integrations.celery._results import ShadowTaskResultUnavailable
 
 __all__ = ["ShadowTaskResultUnavailable", "install", "uninstall"]
 
@@ -71,61 +57,6 @@ _BACKENDS = (
     celery.backends.redis.RedisBackend,
     celery.backends.rpc.RPCBackend,
 )
-
-
-def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's celery integration needs celery>=5.4: {cls.__module__}."
-            f"{cls.__qualname__}.{name} is missing in celery {celery.__version__}"
-        ) from None
-
-
-def _queues(shadow_queues: Iterable[str]) -> frozenset[str]:
-    if isinstance(shadow_queues, (str, bytes)) or not all(
-        isinstance(q, str) and q for q in shadow_queues
-    ):
-        raise ConfigError(
-            f"the celery integration's shadow_queues={shadow_queues!r} is not valid: "
-            "give a list of queue names (non-empty strings)"
-        )
-    return frozenset(shadow_queues)
-
-
-def _apply(*, shadow_queues: Iterable[str] = ()) -> None:
-    set_shadow_queues(_queues(shadow_queues))
-    producer = kombu.messaging.Producer
-    _patches.setattr(producer, "publish", publish_hook(_original(producer, "publish")))
-    for backend in _BACKENDS:
-        if "on_task_call" in vars(backend):
-            hook = on_task_call_hook(_original(backend, "on_task_call"))
-            _patches.setattr(backend, "on_task_call", hook)
-        if "apply_chord" in vars(backend):
-            _patches.setattr(
-                backend, "apply_chord", apply_chord_hook(_original(backend, "apply_chord"))
-            )
-    result = celery.result.AsyncResult
-    _patches.setattr(result, "_get_task_meta", meta_hook(_original(result, "_get_task_meta")))
-    for name in ("get", "wait"):
-        _patches.setattr(result, name, get_hook(_original(result, name)))
-    result_set = celery.result.ResultSet
-    for name in ("join", "join_native", "iter_native"):
-        _patches.setattr(result_set, name, join_hook(_original(result_set, name)))
-    worker = celery.worker.worker.WorkController
-    _patches.setattr(worker, "start", start_hook(_original(worker, "start")))
-    consumer = celery.worker.consumer.consumer.Consumer
-    _patches.setattr(
-        consumer, "add_task_queue", add_queue_hook(_original(consumer, "add_task_queue"))
-    )
-    control = celery.app.control.Control
-    _patches.setattr(control, "purge", purge_hook(_original(control, "purge")))
-
-
-def _forget() -> None:
-    _results.forget()
-    set_shadow_queues(frozenset())
 
 
 def install(**options: Any) -> None:
@@ -142,3 +73,39 @@ def install(**options: Any) -> None:
 def uninstall() -> None:
     """Restore Celery's and kombu's classes and forget the suppressed task ids."""
     _patches.uninstall(after=_forget)
+
+
+def _apply(*, shadow_queues: Iterable[str] = ()) -> None:
+    _worker.set_shadow_queues(names_option("celery", "shadow_queues", shadow_queues, "queue names"))
+    producer = kombu.messaging.Producer
+    _patches.setattr(producer, "publish", _publish.publish_hook(_original(producer, "publish")))
+    for backend in _BACKENDS:
+        for name, hook in (
+            ("on_task_call", _backend.on_task_call_hook),
+            ("apply_chord", _backend.apply_chord_hook),
+        ):
+            if name in vars(backend):
+                _patches.setattr(backend, name, hook(_original(backend, name)))
+    result = celery.result.AsyncResult
+    meta = _results.meta_hook(_original(result, "_get_task_meta"))
+    _patches.setattr(result, "_get_task_meta", meta)
+    for name in ("get", "wait"):
+        _patches.setattr(result, name, _results.get_hook(_original(result, name)))
+    result_set = celery.result.ResultSet
+    for name in ("join", "join_native", "iter_native"):
+        _patches.setattr(result_set, name, _results.join_hook(_original(result_set, name)))
+    for cls, name, hook in (
+        (celery.worker.worker.WorkController, "start", _worker.start_hook),
+        (celery.worker.consumer.consumer.Consumer, "add_task_queue", _worker.add_queue_hook),
+        (celery.app.control.Control, "purge", _worker.purge_hook),
+    ):
+        _patches.setattr(cls, name, hook(_original(cls, name)))
+
+
+def _original(cls: type, name: str) -> Any:
+    return class_method(cls, name, "celery", "celery>=5.4")
+
+
+def _forget() -> None:
+    _results.forget()
+    _worker.set_shadow_queues(frozenset())

@@ -51,33 +51,26 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("confluent_kafka", "kafka") from exc
 
+from shadowguard.integrations.confluent_kafka import (
+    _asyncio,
+    _backstop,
+    _consumer_backstop,
+    _swap,
+    _sync,
+)
 from shadowguard.integrations.confluent_kafka._asyncio import (
-    AIOProducer,
-    AIOProducerProxy,
     GuardedAIOProducer,
     GuardedAsyncSerializingProducer,
-    outbox_of,
-)
-from shadowguard.integrations.confluent_kafka._backstop import (
-    guard_class_in_place,
-    guard_client_type,
 )
 from shadowguard.integrations.confluent_kafka._consumer import (
     GuardedConsumer,
     GuardedDeserializingConsumer,
 )
-from shadowguard.integrations.confluent_kafka._consumer_backstop import (
-    guard_aio_consumer,
-    guard_consumer_type,
-)
 from shadowguard.integrations.confluent_kafka._outbox import Outbox
 from shadowguard.integrations.confluent_kafka._schema_registry import guard_schema_registration
-from shadowguard.integrations.confluent_kafka._swap import is_guarded, unguarded_subclasses
 from shadowguard.integrations.confluent_kafka._sync import (
     GuardedProducer,
     GuardedSerializingProducer,
-    GuardProxy,
-    ProducerProxy,
 )
 
 __all__ = [
@@ -95,7 +88,9 @@ __all__ = [
 logger = logging.getLogger("shadowguard")
 _patches = Patches("confluent_kafka")
 #: The client classes an application may subclass; install() swaps in guarded ones.
-_CLIENT_CLASSES: tuple[type, ...] = (cimpl.Producer,) + ((AIOProducer,) if AIOProducer else ())
+_CLIENT_CLASSES: tuple[type, ...] = (cimpl.Producer,) + (
+    (_asyncio.AIOProducer,) if _asyncio.AIOProducer else ()
+)
 #: The same for consumers: only a SHADOW_MODE process creates them differently.
 _CONSUMER_CLASSES: tuple[type, ...] = (cimpl.Consumer,)
 
@@ -126,8 +121,8 @@ def _apply() -> None:
         if GuardedAsyncSerializingProducer is not None:
             _patches.setattr(aio, "AsyncSerializingProducer", GuardedAsyncSerializingProducer)
         _patches.setattr(aio.producer, "AIOProducer", GuardedAIOProducer)
-        guard_class_in_place(_patches, AIOProducer)
-    guard_client_type(_patches)
+        _backstop.guard_class_in_place(_patches, _asyncio.AIOProducer)
+    _backstop.guard_client_type(_patches)
     _apply_consumers()
     guard_schema_registration(_patches)
     _warn_unguarded_subclasses()
@@ -138,17 +133,17 @@ def _apply_consumers() -> None:
     _patches.setattr(cimpl, "Consumer", GuardedConsumer)
     # Not the deserializing_consumer module's global: its methods call super() through it.
     _patches.setattr(confluent_kafka, "DeserializingConsumer", GuardedDeserializingConsumer)
-    guard_consumer_type(_patches)
+    _consumer_backstop.guard_consumer_type(_patches)
     try:
         from confluent_kafka.aio import AIOConsumer
     except ImportError:  # pragma: no cover - confluent-kafka before the asyncio consumer
         return
-    guard_aio_consumer(_patches, AIOConsumer)
+    _consumer_backstop.guard_aio_consumer(_patches, AIOConsumer)
 
 
 def _warn_unguarded_subclasses() -> None:
     roots = _CLIENT_CLASSES + (_CONSUMER_CLASSES if PROCESS.shadow else ())
-    classes = unguarded_subclasses(roots)
+    classes = _swap.unguarded_subclasses(roots)
     names = sorted(f"{cls.__module__}.{cls.__qualname__}" for cls in classes)
     if names:
         # Changing the bases of a class that already has instances is not safe to do
@@ -180,12 +175,14 @@ def guard(producer: Any, *, config: Mapping[str, Any] | None = None) -> Any:
     expose them); without it the client defaults apply. A producer that is already
     guarded is returned unchanged.
     """
-    if is_guarded(producer) or isinstance(producer, GuardProxy):
+    if _swap.is_guarded(producer) or isinstance(producer, _sync.GuardProxy):
         return producer
     if isinstance(producer, cimpl.Producer):
-        return ProducerProxy(producer, Outbox(config))
-    if AIOProducer is not None and isinstance(producer, AIOProducer):
-        return AIOProducerProxy(producer, Outbox(config) if config else outbox_of(producer))
+        return _sync.ProducerProxy(producer, Outbox(config))
+    if _asyncio.AIOProducer is not None and isinstance(producer, _asyncio.AIOProducer):
+        return _asyncio.AIOProducerProxy(
+            producer, Outbox(config) if config else _asyncio.outbox_of(producer)
+        )
     raise TypeError(
         f"guard() takes a confluent_kafka producer (Producer, SerializingProducer, "
         f"AIOProducer, AsyncSerializingProducer), not {type(producer).__name__}"

@@ -34,12 +34,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without Django installed
     raise missing_extra_error("django", "django") from exc
 
-from shadowguard.integrations.django._execute import (
-    DEPTH_ATTR,
-    add_guard,
-    is_write,
-    remove_guard,
-)
+from shadowguard.integrations.django import _execute
+from shadowguard.integrations.django._execute import is_write
 from shadowguard.integrations.django._registry import PATCHES as _patches
 from shadowguard.integrations.django._transactions import ShadowTransactions
 
@@ -47,7 +43,7 @@ __all__ = ["ShadowTransactions", "install", "is_write", "uninstall"]
 
 
 def _on_connection_created(sender: Any, connection: Any, **kwargs: Any) -> None:
-    add_guard(connection)
+    _execute.add_guard(connection)
 
 
 def _apply() -> None:
@@ -58,10 +54,10 @@ def _apply() -> None:
     if settings.configured:
         # Connections opened before install() get the guard too.
         for connection in connections.all(initialized_only=True):
-            if add_guard(connection):
+            if _execute.add_guard(connection):
                 _patches.add(
                     f"execute_wrappers of Django database {connection.alias!r}",
-                    functools.partial(remove_guard, connection),
+                    functools.partial(_execute.remove_guard, connection),
                 )
 
 
@@ -82,8 +78,8 @@ def _remove_idle_guards() -> None:
 
     if settings.configured:
         for connection in connections.all(initialized_only=True):
-            if getattr(connection, DEPTH_ATTR, None) is None:
-                remove_guard(connection)
+            if getattr(connection, _execute.DEPTH_ATTR, None) is None:
+                _execute.remove_guard(connection)
 
 
 def uninstall() -> None:

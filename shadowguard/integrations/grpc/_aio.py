@@ -28,7 +28,7 @@ from grpc.aio import _call, _channel, _interceptor
 
 from shadowguard._outbound import STUB_METADATA, GrpcReply, mark_stub, marked_metadata
 from shadowguard.contract import PROCESS, Kind, Patches, mark_wrapped, refuse, scope_now
-from shadowguard.integrations.grpc._common import answer, judge, text
+from shadowguard.integrations.grpc._common import Finished, answer, judge, text
 
 __all__ = ["AioStubCall", "patch"]
 
@@ -53,7 +53,7 @@ _SEAMS = (
 )
 
 
-class AioStubCall:
+class AioStubCall(Finished):
     """A ``grpc.aio`` call answered by a stub: awaitable (unary responses), async-iterable
     and readable (streamed responses), writable (streamed requests, which it drops).
 
@@ -122,18 +122,6 @@ class AioStubCall:
         return f"shadowguard stub answered with {self._reply.code}"
 
     async def wait_for_connection(self) -> None:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def cancelled(self) -> bool:
-        return False
-
-    def done(self) -> bool:
-        return True
-
-    def time_remaining(self) -> float | None:
         return None
 
     def add_done_callback(self, callback: Callable[[Any], None]) -> None:

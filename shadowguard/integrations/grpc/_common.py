@@ -6,7 +6,7 @@ from typing import Any
 
 from shadowguard._outbound import GrpcDecision, GrpcReply, GrpcRules
 
-__all__ = ["STATE", "Judged", "answer", "judge", "text"]
+__all__ = ["STATE", "Finished", "Judged", "answer", "judge", "text"]
 
 
 class _State:
@@ -19,6 +19,23 @@ STATE = _State()
 
 #: A shadow call's verdict: ``(target, method, decision)``.
 Judged = tuple[str, str, GrpcDecision]
+
+
+class Finished:
+    """What a call a stub answered says of its course, sync or asyncio: done, never
+    cancelled, no time left."""
+
+    def cancel(self) -> bool:
+        return False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def done(self) -> bool:
+        return True
+
+    def time_remaining(self) -> float | None:
+        return None
 
 
 def text(value: bytes | str) -> str:

@@ -17,7 +17,7 @@ from grpc import _channel
 
 from shadowguard._outbound import STUB_METADATA, GrpcReply, mark_stub, marked_metadata
 from shadowguard.contract import PROCESS, Patches, mark_wrapped, scope_now
-from shadowguard.integrations.grpc._common import answer, judge
+from shadowguard.integrations.grpc._common import Finished, answer, judge
 
 __all__ = ["StubCall", "StubStream", "patch"]
 
@@ -44,7 +44,7 @@ _SEAMS: tuple[tuple[str, str, tuple[tuple[str, str], ...]], ...] = (
 _OPTIONAL = "_SingleThreadedUnaryStreamMultiCallable"
 
 
-class StubCall(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
+class StubCall(Finished, grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
     """A finished call answered by a stub: a ``grpc.Call`` and a done ``grpc.Future``.
 
     Like grpc's own call objects it is also the ``RpcError`` raised when the stub's status
@@ -76,20 +76,8 @@ class StubCall(grpc.RpcError, grpc.Call, grpc.Future):  # type: ignore[misc]
     def is_active(self) -> bool:
         return False
 
-    def time_remaining(self) -> float | None:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def cancelled(self) -> bool:
-        return False
-
     def running(self) -> bool:
         return False
-
-    def done(self) -> bool:
-        return True
 
     def add_callback(self, callback: Callable[[], None]) -> bool:
         return False  # already terminated: grpc then never calls it

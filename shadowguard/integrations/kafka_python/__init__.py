@@ -24,8 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shadowguard._kafka_clients import class_method
-from shadowguard.contract import Patches, get_settings, missing_extra_error
+from shadowguard.contract import Patches, class_method, get_settings, missing_extra_error
 
 try:
     from kafka.consumer.group import KafkaConsumer
@@ -33,40 +32,31 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("kafka", "kafka-python") from exc
 
-from shadowguard.integrations.kafka_python._consumer import (
-    COMMITS,
-    REFUSED,
-    commit_hook,
-    init_hook,
-    refusing_hook,
-)
+from shadowguard.integrations.kafka_python import _consumer, _transactions
 from shadowguard.integrations.kafka_python._producer import send_hook
-from shadowguard.integrations.kafka_python._transactions import (
-    TRANSACTION_METHODS,
-    transaction_hook,
-)
 
 __all__ = ["install", "uninstall"]
 
 _patches = Patches("kafka_python")
 
 
-def _own(cls: type, name: str) -> Any:
-    return class_method(cls, name, "kafka-python", "kafka-python>=2.3")
-
-
 def _apply() -> None:
     get_settings()  # a malformed shadow group suffix fails here, at start-up
     _patches.setattr(KafkaProducer, "send", send_hook(_own(KafkaProducer, "send")))
     init = _own(KafkaProducer, "init_transactions")
-    for name in TRANSACTION_METHODS:
-        hook = transaction_hook(name, _own(KafkaProducer, name), init)
+    for name in _transactions.TRANSACTION_METHODS:
+        hook = _transactions.transaction_hook(name, _own(KafkaProducer, name), init)
         _patches.setattr(KafkaProducer, name, hook)
-    _patches.setattr(KafkaConsumer, "__init__", init_hook(_own(KafkaConsumer, "__init__")))
-    for name in REFUSED:
-        _patches.setattr(KafkaConsumer, name, refusing_hook(name, _own(KafkaConsumer, name)))
-    for name in COMMITS:
-        _patches.setattr(KafkaConsumer, name, commit_hook(name, _own(KafkaConsumer, name)))
+    consumer = KafkaConsumer
+    _patches.setattr(consumer, "__init__", _consumer.init_hook(_own(consumer, "__init__")))
+    for name in _consumer.REFUSED:
+        _patches.setattr(consumer, name, _consumer.refusing_hook(name, _own(consumer, name)))
+    for name in _consumer.COMMITS:
+        _patches.setattr(consumer, name, _consumer.commit_hook(name, _own(consumer, name)))
+
+
+def _own(cls: type, name: str) -> Any:
+    return class_method(cls, name, "kafka-python", "kafka-python>=2.3")
 
 
 def install(**options: Any) -> None:

@@ -41,16 +41,20 @@ _KAFKA_PYTHON_3 = "headers" in inspect.signature(KafkaProducer._serialize).param
 
 
 def send_hook(original: Callable[..., Any]) -> Callable[..., Any]:
-    """``KafkaProducer.send``: the client's own for a primary caller, :func:`shadow_send` in shadow."""
+    """``KafkaProducer.send``: the client's own for a primary caller, :func:`shadow_send` in shadow.
+
+    The client's six parameters are spelled out: passing ``*args``/``**kwargs`` on would
+    re-pack every primary call.
+    """
 
     def send(
         self: Any,
-        topic: Any,
+        topic: str,
         value: Any = None,
         key: Any = None,
-        headers: Any = None,
-        partition: Any = None,
-        timestamp_ms: Any = None,
+        headers: list[tuple[str, bytes]] | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, topic, value, key, headers, partition, timestamp_ms)

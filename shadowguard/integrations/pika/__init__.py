@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
+from shadowguard.contract import Patches, class_method, missing_extra_error
 
 try:
     import pika
@@ -41,30 +41,11 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra ins
 
 from shadowguard._amqp import DEFAULT_SUFFIX, hook_channel, mirror_rule
 from shadowguard.integrations.pika._blocking import consume_hook, publish_hook
-from shadowguard.integrations.pika._channel import LEDGER, hooks
+from shadowguard.integrations.pika._channel import HOOKS, LEDGER
 
 __all__ = ["install", "uninstall"]
 
 _patches = Patches("pika")
-
-
-def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's pika integration needs pika>=1.3: {cls.__module__}."
-            f"{cls.__qualname__}.{name} is missing in pika {pika.__version__}"
-        ) from None
-
-
-def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
-    rule = mirror_rule("pika", shadow_suffix, shadow_queues)
-    hook_channel(_patches, pika.channel.Channel, hooks(), _original, rule)
-    publish = _original(BlockingChannel, "basic_publish")
-    _patches.setattr(BlockingChannel, "basic_publish", publish_hook(publish))
-    consume = _original(BlockingChannel, "basic_consume")
-    _patches.setattr(BlockingChannel, "basic_consume", consume_hook(consume))
 
 
 def install(**options: Any) -> None:
@@ -80,3 +61,16 @@ def install(**options: Any) -> None:
 def uninstall() -> None:
     """Restore pika's channel classes and forget which channels consumed in shadow."""
     _patches.uninstall(after=LEDGER.forget)
+
+
+def _apply(*, shadow_suffix: str = DEFAULT_SUFFIX, shadow_queues: Iterable[str] = ()) -> None:
+    rule = mirror_rule("pika", shadow_suffix, shadow_queues)
+    hook_channel(_patches, pika.channel.Channel, HOOKS, _original, rule)
+    publish = _original(BlockingChannel, "basic_publish")
+    _patches.setattr(BlockingChannel, "basic_publish", publish_hook(publish))
+    consume = _original(BlockingChannel, "basic_consume")
+    _patches.setattr(BlockingChannel, "basic_consume", consume_hook(consume))
+
+
+def _original(cls: type, name: str) -> Any:
+    return class_method(cls, name, "pika", "pika>=1.3")

@@ -25,25 +25,15 @@ from typing import Any
 from pika import exceptions, frame, spec
 from pika.compat import as_bytes
 
-from shadowguard._amqp import (
-    BINDINGS,
-    ChannelLedger,
-    Hook,
-    MirrorRule,
-    binding_of,
-    consume_refusal,
-    consumer_reason,
-    in_shadow,
-    record_ack,
-    record_admin,
-    record_publish,
-)
+from shadowguard import _amqp
+from shadowguard._amqp import ChannelHooks, Hook, MirrorRule
 from shadowguard.contract import PROCESS, Kind, refuse, scope_now
 
-__all__ = ["LEDGER", "basic_publish_hook", "check_publish", "hooks", "target_of"]
+__all__ = ["HOOKS", "LEDGER", "basic_publish_hook", "check_publish", "target_of"]
 
 CLIENT = "pika"
-LEDGER = ChannelLedger()
+LEDGER = _amqp.ChannelLedger()
+HOOKS = ChannelHooks()
 _CONFIRM_REMEDY = (
     "A publish in shadow never reaches the broker, so the delivery tags of the channel's "
     "later confirms would no longer match what the application counted. Publish through a "
@@ -109,7 +99,7 @@ def basic_publish_hook(
         channel = channel_of(self)
         size = check_publish(channel, exchange, routing_key, body, properties, mandatory)
         confirmed = confirm(self, exchange, routing_key)
-        record_publish(
+        _amqp.record_publish(
             CLIENT,
             target_of(channel),
             exchange,
@@ -136,10 +126,12 @@ def _no_confirm_mode(channel: Any, exchange: str, routing_key: str) -> bool:
     return False
 
 
+@HOOKS.hook("basic_publish")
 def _publish(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     return basic_publish_hook(original, lambda channel: channel, _no_confirm_mode)
 
 
+@HOOKS.hook("basic_consume")
 def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def basic_consume(
         self: Any, queue: str, on_message_callback: Any, *args: Any, **kwargs: Any
@@ -147,9 +139,11 @@ def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
         if scope_now() is None and not PROCESS.shadow:
             return original(self, queue, on_message_callback, *args, **kwargs)
         if not rule.owns(queue):
-            raise consume_refusal("pika", rule, CLIENT, target_of(self), "basic_consume", queue)
+            raise _amqp.consume_refusal(
+                "pika", rule, CLIENT, target_of(self), "basic_consume", queue
+            )
         if callable(on_message_callback):  # else pika raises its own error
-            on_message_callback = in_shadow(on_message_callback, consumer_reason(queue))
+            on_message_callback = _amqp.in_shadow(on_message_callback, _amqp.consumer_reason(queue))
         tag = original(self, queue, on_message_callback, *args, **kwargs)
         LEDGER.consumed(self, tag)
         return tag
@@ -157,12 +151,13 @@ def _consume(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., An
     return basic_consume
 
 
+@HOOKS.hook("basic_get")
 def _get(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def basic_get(self: Any, queue: str, *args: Any, **kwargs: Any) -> Any:
         if scope_now() is None and not PROCESS.shadow:
             return original(self, queue, *args, **kwargs)
         if not rule.owns(queue):
-            raise consume_refusal("pika", rule, CLIENT, target_of(self), "basic_get", queue)
+            raise _amqp.consume_refusal("pika", rule, CLIENT, target_of(self), "basic_get", queue)
         LEDGER.got(self)
         return original(self, queue, *args, **kwargs)
 
@@ -173,32 +168,37 @@ def _acks_run(channel: Any) -> bool:
     return LEDGER.acks_run(channel, channel.consumer_tags)
 
 
+def _ack_instead(channel: Any, operation: str, delivery_tag: Any, **flags: Any) -> None:
+    """Record the acknowledgement ``operation`` in place of sending it (on an open channel)."""
+    channel._raise_if_not_open()
+    _amqp.record_ack(CLIENT, target_of(channel), operation, delivery_tag, **flags)
+
+
+@HOOKS.hook("basic_ack")
 def _ack(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def basic_ack(self: Any, delivery_tag: int = 0, multiple: bool = False) -> None:
         if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
             return original(self, delivery_tag, multiple)  # type: ignore[no-any-return]
-        self._raise_if_not_open()
-        record_ack(CLIENT, target_of(self), "basic_ack", delivery_tag, multiple=multiple)
+        _ack_instead(self, "basic_ack", delivery_tag, multiple=multiple)
         return None
 
     return basic_ack
 
 
+@HOOKS.hook("basic_nack")
 def _nack(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def basic_nack(
         self: Any, delivery_tag: int = 0, multiple: bool = False, requeue: bool = True
     ) -> None:
         if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
             return original(self, delivery_tag, multiple, requeue)  # type: ignore[no-any-return]
-        self._raise_if_not_open()
-        record_ack(
-            CLIENT, target_of(self), "basic_nack", delivery_tag, multiple=multiple, requeue=requeue
-        )
+        _ack_instead(self, "basic_nack", delivery_tag, multiple=multiple, requeue=requeue)
         return None
 
     return basic_nack
 
 
+@HOOKS.hook("basic_reject")
 def _reject(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def basic_reject(self: Any, delivery_tag: int = 0, requeue: bool = True) -> None:
         if (scope_now() is None and not PROCESS.shadow) or _acks_run(self):
@@ -206,7 +206,7 @@ def _reject(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any
         self._raise_if_not_open()
         if not isinstance(delivery_tag, int):
             raise TypeError("delivery_tag must be an integer")
-        record_ack(CLIENT, target_of(self), "basic_reject", delivery_tag, requeue=requeue)
+        _ack_instead(self, "basic_reject", delivery_tag, requeue=requeue)
         return None
 
     return basic_reject
@@ -217,14 +217,13 @@ def _declare_instead(
     operation: str,
     key: str,
     name: Any,
-    reply: Callable[[Any], Any],
     callback: Callable[..., Any] | None,
 ) -> None:
     """Record ``operation`` on the queue or exchange ``name`` (``key``) and send a passive
-    declare of it in its place; the declare's reply, turned into the one the caller waits for
-    by ``reply``, goes to ``callback``."""
+    declare of it in its place; the declare's reply, turned into the one the caller waits for,
+    goes to ``callback``."""
     channel._raise_if_not_open()
-    record_admin(CLIENT, target_of(channel), operation, key, name)
+    _amqp.record_admin(CLIENT, target_of(channel), operation, key, name)
     if key == "queue":
         declare: Any = spec.Queue.Declare(queue=name, passive=True)
         ok: Any = spec.Queue.DeclareOk
@@ -238,33 +237,24 @@ def _declare_instead(
         raise TypeError("callback should be None or a callable")
 
     def answered(method_frame: Any) -> None:
-        callback(frame.Method(method_frame.channel_number, reply(method_frame.method)))
+        reply = _amqp.admin_reply(spec, operation, method_frame.method)
+        callback(frame.Method(method_frame.channel_number, reply))
 
     channel._rpc(declare, answered, [ok])
 
 
-def _purge_ok(declared: Any) -> spec.Queue.PurgeOk:
-    return spec.Queue.PurgeOk(message_count=declared.message_count)
-
-
-def _delete_ok(declared: Any) -> spec.Queue.DeleteOk:
-    return spec.Queue.DeleteOk(message_count=declared.message_count)
-
-
-def _exchange_delete_ok(declared: Any) -> spec.Exchange.DeleteOk:
-    return spec.Exchange.DeleteOk()
-
-
+@HOOKS.hook("queue_purge")
 def _purge(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def queue_purge(self: Any, queue: str, callback: Callable[..., Any] | None = None) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return original(self, queue, callback)  # type: ignore[no-any-return]
-        _declare_instead(self, "queue_purge", "queue", queue, _purge_ok, callback)
+        _declare_instead(self, "queue_purge", "queue", queue, callback)
         return None
 
     return queue_purge
 
 
+@HOOKS.hook("queue_delete")
 def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def queue_delete(
         self: Any,
@@ -275,12 +265,13 @@ def _queue_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..
     ) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(queue):
             return original(self, queue, if_unused, if_empty, callback)  # type: ignore[no-any-return]
-        _declare_instead(self, "queue_delete", "queue", queue, _delete_ok, callback)
+        _declare_instead(self, "queue_delete", "queue", queue, callback)
         return None
 
     return queue_delete
 
 
+@HOOKS.hook("exchange_delete")
 def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
     def exchange_delete(
         self: Any,
@@ -290,33 +281,16 @@ def _exchange_delete(original: Callable[..., Any], rule: MirrorRule) -> Callable
     ) -> None:
         if (scope_now() is None and not PROCESS.shadow) or rule.owns(exchange):
             return original(self, exchange, if_unused, callback)  # type: ignore[no-any-return]
-        _declare_instead(
-            self,
-            "exchange_delete",
-            "exchange",
-            exchange,
-            lambda _: spec.Exchange.DeleteOk(),
-            callback,
-        )
+        _declare_instead(self, "exchange_delete", "exchange", exchange, callback)
         return None
 
     return exchange_delete
-
-
-#: The reply each (un)binding answers.
-_BINDING_OK = {
-    "queue_bind": spec.Queue.BindOk,
-    "queue_unbind": spec.Queue.UnbindOk,
-    "exchange_bind": spec.Exchange.BindOk,
-    "exchange_unbind": spec.Exchange.UnbindOk,
-}
 
 
 def _binding(name: str) -> Hook:
     """A (un)binding of what is not the shadow's own would change which messages reach the
     primary's queues: a passive declare of the queue (or destination exchange) is sent
     instead, and its reply answered as the binding's."""
-    ok = _BINDING_OK[name]
 
     def factory(original: Callable[..., Any], rule: MirrorRule) -> Callable[..., Any]:
         signature = inspect.signature(original)
@@ -324,11 +298,11 @@ def _binding(name: str) -> Hook:
         def binding(self: Any, *args: Any, **kwargs: Any) -> Any:
             if scope_now() is None and not PROCESS.shadow:
                 return original(self, *args, **kwargs)
-            call = binding_of(signature, name, (self, *args), kwargs)
+            call = _amqp.binding_of(signature, name, (self, *args), kwargs)
             if rule.owns(call.target):
                 return original(self, *args, **kwargs)
             callback = call.arguments["callback"]
-            _declare_instead(self, name, call.key, call.target, lambda _declared: ok(), callback)
+            _declare_instead(self, name, call.key, call.target, callback)
             return None
 
         return binding
@@ -336,17 +310,4 @@ def _binding(name: str) -> Hook:
     return factory
 
 
-def hooks() -> dict[str, Hook]:
-    """Each hooked method of ``pika.channel.Channel`` and the factory of its hook."""
-    return {
-        "basic_publish": _publish,
-        "basic_consume": _consume,
-        "basic_get": _get,
-        "basic_ack": _ack,
-        "basic_nack": _nack,
-        "basic_reject": _reject,
-        "queue_purge": _purge,
-        "queue_delete": _queue_delete,
-        "exchange_delete": _exchange_delete,
-        **{name: _binding(name) for name in BINDINGS},
-    }
+HOOKS.update({name: _binding(name) for name in _amqp.BINDINGS})

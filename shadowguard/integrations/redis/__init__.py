@@ -32,8 +32,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from shadowguard.contract import Patches, missing_extra_error
-from shadowguard.errors import ConfigError
+from shadowguard.contract import Patches, class_method, missing_extra_error, names_option
 
 try:
     import redis
@@ -44,63 +43,12 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("redis", "redis") from exc
 
-from shadowguard.integrations.redis import _asyncio, _sync, _table
-from shadowguard.integrations.redis._shadow import (
-    forget_lock_scripts,
-    know_lock_scripts,
-    set_shadow_groups,
-)
+from shadowguard.integrations.redis import _asyncio, _shadow, _sync, _table
 
 __all__ = ["install", "uninstall"]
 
 _patches = Patches("redis")
 _SEND = "_send_command_parse_response"
-
-
-def _original(cls: type, name: str) -> Any:
-    try:
-        return vars(cls)[name]
-    except KeyError:
-        raise ImportError(
-            f"shadowguard's redis integration needs redis>=5.0: {cls.__module__}."
-            f"{cls.__qualname__}.{name} is missing in redis {redis.__version__}"
-        ) from None
-
-
-def _groups(shadow_groups: Iterable[str]) -> frozenset[str]:
-    if isinstance(shadow_groups, (str, bytes)) or not all(
-        isinstance(g, str) and g for g in shadow_groups
-    ):
-        raise ConfigError(
-            f"the redis integration's shadow_groups={shadow_groups!r} is not valid: "
-            "give a list of consumer group names (non-empty strings)"
-        )
-    return frozenset(shadow_groups)
-
-
-def _apply(*, shadow_groups: Iterable[str] = ()) -> None:
-    set_shadow_groups(_groups(shadow_groups))
-    for client, hooks in ((redis.client, _sync), (redis.asyncio.client, _asyncio)):
-        redis_class, pipeline_class = client.Redis, client.Pipeline
-        _patches.setattr(redis_class, _SEND, hooks.send_hook(_original(redis_class, _SEND)))
-        for name, transaction in (("_execute_transaction", True), ("_execute_pipeline", False)):
-            hook = hooks.pipeline_hook(_original(pipeline_class, name), transaction)
-            _patches.setattr(pipeline_class, name, hook)
-    lock_classes = (redis.lock.Lock, redis.asyncio.lock.Lock)
-    know_lock_scripts(
-        [
-            getattr(cls, name)
-            for cls in lock_classes
-            for name in ("LUA_RELEASE_SCRIPT", "LUA_EXTEND_SCRIPT", "LUA_REACQUIRE_SCRIPT")
-            if isinstance(getattr(cls, name, None), str)
-        ]
-    )
-
-
-def _forget() -> None:
-    _table.forget()
-    forget_lock_scripts()
-    set_shadow_groups(frozenset())
 
 
 def install(**options: Any) -> None:
@@ -118,3 +66,33 @@ def install(**options: Any) -> None:
 def uninstall() -> None:
     """Restore redis-py's classes and forget every command table fetched."""
     _patches.uninstall(after=_forget)
+
+
+def _apply(*, shadow_groups: Iterable[str] = ()) -> None:
+    groups = names_option("redis", "shadow_groups", shadow_groups, "consumer group names")
+    _shadow.set_shadow_groups(groups)
+    for client, hooks in ((redis.client, _sync), (redis.asyncio.client, _asyncio)):
+        redis_class, pipeline_class = client.Redis, client.Pipeline
+        _patches.setattr(redis_class, _SEND, hooks.send_hook(_original(redis_class, _SEND)))
+        for name, transaction in (("_execute_transaction", True), ("_execute_pipeline", False)):
+            hook = hooks.pipeline_hook(_original(pipeline_class, name), transaction)
+            _patches.setattr(pipeline_class, name, hook)
+    lock_classes = (redis.lock.Lock, redis.asyncio.lock.Lock)
+    _shadow.know_lock_scripts(
+        [
+            getattr(cls, name)
+            for cls in lock_classes
+            for name in ("LUA_RELEASE_SCRIPT", "LUA_EXTEND_SCRIPT", "LUA_REACQUIRE_SCRIPT")
+            if isinstance(getattr(cls, name, None), str)
+        ]
+    )
+
+
+def _original(cls: type, name: str) -> Any:
+    return class_method(cls, name, "redis", "redis>=5.0")
+
+
+def _forget() -> None:
+    _table.forget()
+    _shadow.forget_lock_scripts()
+    _shadow.set_shadow_groups(frozenset())

@@ -12,7 +12,7 @@ from typing import Any
 
 from shadowguard.contract import PROCESS, mark_wrapped, scope_now
 from shadowguard.integrations.redis._shadow import answer, callback_value, read_options, target_of
-from shadowguard.integrations.redis._sync import Command, plan
+from shadowguard.integrations.redis._sync import Command, plan, splice, suppressed
 from shadowguard.integrations.redis._table import table_for_async
 
 __all__ = ["pipeline_hook", "send_hook"]
@@ -61,14 +61,11 @@ def pipeline_hook(original: Callable[..., Any], transaction: bool) -> Callable[.
         results = (
             await original(self, connection, sent, raise_on_error) if sent or transaction else []
         )
-        sent_results = iter(results)
-        merged: list[Any] = []
-        for (args, options), instead in zip(commands, answers, strict=True):
-            if instead is None or instead.read is not None:
-                merged.append(next(sent_results))
-            else:
-                merged.append(await _value(self, connection, args[0], instead.raw, options))
-        return merged
+        replies = [
+            await _value(self, connection, name, raw, options)
+            for name, raw, options in suppressed(commands, answers)
+        ]
+        return splice(answers, results, replies)
 
     def execute(self: Any, connection: Any, commands: Any, raise_on_error: Any) -> Any:
         if scope_now() is None and not PROCESS.shadow:

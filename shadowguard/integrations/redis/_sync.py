@@ -23,7 +23,7 @@ from shadowguard.integrations.redis._shadow import (
 )
 from shadowguard.integrations.redis._table import table_for
 
-__all__ = ["pipeline_hook", "plan", "send_hook", "splice"]
+__all__ = ["pipeline_hook", "plan", "send_hook", "splice", "suppressed"]
 
 Command = tuple[Sequence[Any], dict[str, Any]]
 
@@ -70,22 +70,27 @@ def plan(
     return sent, answers
 
 
+def suppressed(
+    commands: Sequence[Command], answers: Sequence[Answer | None]
+) -> list[tuple[Any, Any, dict[str, Any]]]:
+    """``(command name, raw reply, options)`` of each command answered in place of sent."""
+    return [
+        (args[0], instead.raw, options)
+        for (args, options), instead in zip(commands, answers, strict=True)
+        if instead is not None and instead.read is None
+    ]
+
+
 def splice(
-    client: Any,
-    connection: Any,
-    commands: Sequence[Command],
-    answers: Sequence[Answer | None],
-    results: Sequence[Any],
+    answers: Sequence[Answer | None], results: Sequence[Any], replies: Sequence[Any]
 ) -> list[Any]:
-    """The sent commands' results with the suppressed commands' replies at their positions."""
-    sent = iter(results)
-    merged: list[Any] = []
-    for (args, options), instead in zip(commands, answers, strict=True):
-        if instead is None or instead.read is not None:
-            merged.append(next(sent))
-        else:
-            merged.append(callback_value(client, connection, args[0], instead.raw, options))
-    return merged
+    """The sent commands' ``results`` with the :func:`suppressed` commands' ``replies`` at
+    their positions."""
+    sent, replied = iter(results), iter(replies)
+    return [
+        next(sent) if instead is None or instead.read is not None else next(replied)
+        for instead in answers
+    ]
 
 
 def pipeline_hook(original: Callable[..., Any], transaction: bool) -> Callable[..., Any]:
@@ -101,7 +106,11 @@ def pipeline_hook(original: Callable[..., Any], transaction: bool) -> Callable[.
         sent, answers = plan(verdicts, commands, target_of(connection), via)
         # A transaction still runs (maybe empty): EXEC is what checks the WATCHed keys.
         results = original(self, connection, sent, raise_on_error) if sent or transaction else []
-        return splice(self, connection, commands, answers, results)
+        replies = [
+            callback_value(self, connection, name, raw, options)
+            for name, raw, options in suppressed(commands, answers)
+        ]
+        return splice(answers, results, replies)
 
     mark_wrapped(execute, original)
     return execute

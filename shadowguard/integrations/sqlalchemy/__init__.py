@@ -43,31 +43,18 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     raise missing_extra_error("sqlalchemy", "sqlalchemy") from exc
 
 from shadowguard._statements import READ, REFUSE, SESSION, TXN, UNKNOWN, WRITE, classify, rank
+from shadowguard.integrations.sqlalchemy import _session
 from shadowguard.integrations.sqlalchemy._dialect import refuse_twophase, wrap_dialect_classes
 from shadowguard.integrations.sqlalchemy._pool import make_fairy_reset
 from shadowguard.integrations.sqlalchemy._raw import guard_raw_connections
 from shadowguard.integrations.sqlalchemy._registry import PATCHES as _patches
-from shadowguard.integrations.sqlalchemy._session import (
-    make_close_impl,
-    make_connection_for_bind,
-    make_session_commit,
-    unpin_all,
-)
 from shadowguard.integrations.sqlalchemy._session_state import guard_sessions, touch
 from shadowguard.integrations.sqlalchemy._transaction import guard_root_transactions
 
-__all__ = [
-    "READ",
-    "REFUSE",
-    "SESSION",
-    "TXN",
-    "UNKNOWN",
-    "WRITE",
-    "classify",
-    "install",
-    "rank",
-    "uninstall",
-]
+__all__ = ["install", "uninstall"]
+# The statement classifier, still importable from here, where it was before it moved to
+# the core (``shadowguard._statements``) for every database guard.
+__all__ += ["READ", "REFUSE", "SESSION", "TXN", "UNKNOWN", "WRITE", "classify", "rank"]
 
 
 def install(**options: Any) -> None:
@@ -85,12 +72,12 @@ def _apply() -> None:
     _patches.setattr(
         SessionTransaction,
         "_connection_for_bind",
-        make_connection_for_bind(SessionTransaction._connection_for_bind, touch),
+        _session.make_connection_for_bind(SessionTransaction._connection_for_bind, touch),
     )
     _patches.setattr(
-        SessionTransaction, "commit", make_session_commit(SessionTransaction.commit, touch)
+        SessionTransaction, "commit", _session.make_session_commit(SessionTransaction.commit, touch)
     )
-    _patches.setattr(Session, "_close_impl", make_close_impl(Session._close_impl, touch))
+    _patches.setattr(Session, "_close_impl", _session.make_close_impl(Session._close_impl, touch))
     guard_sessions()
     _patches.setattr(
         pool_base._ConnectionFairy, "_reset", make_fairy_reset(pool_base._ConnectionFairy._reset)
@@ -104,5 +91,5 @@ def uninstall() -> None:
     Connections that Sessions still hold for shadow work are rolled back and released
     first, through the guarded pool reset, so they too leave nothing behind.
     """
-    unpin_all()
+    _session.unpin_all()
     _patches.uninstall()
