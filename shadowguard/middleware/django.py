@@ -19,7 +19,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpResponse
 
-from shadowguard.capture import Capture, Take, capture_from
+from shadowguard.capture import Take
 from shadowguard.contract import (
     PROCESS,
     Detection,
@@ -29,18 +29,8 @@ from shadowguard.contract import (
 )
 from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware import _django_capture as capturing
-from shadowguard.middleware._admission import (
-    SHED_BODY,
-    admit,
-    environ_timing,
-    shed_headers,
-)
-from shadowguard.middleware._common import (
-    Precheck,
-    detect_shadow,
-    environ_headers,
-    settings_from_options,
-)
+from shadowguard.middleware._admission import SHED_BODY, admit, environ_timing, shed_headers
+from shadowguard.middleware._common import Precheck, detect_shadow, environ_headers, start_up
 from shadowguard.middleware._django_shadow import ShadowRequest, route_of
 
 __all__ = ["ShadowGuardMiddleware"]
@@ -71,15 +61,14 @@ class ShadowGuardMiddleware:
 
         self.get_response = get_response
         options = dict(getattr(settings, "SHADOWGUARD", None) or {})
-        self._capture: Capture | None = capture_from(options.pop("capture", None))
+        capture = options.pop("capture", None)
+        self._settings, self._precheck, self._capture = start_up(options, capture)
         if self._capture is not None:
             from django.core.signals import got_request_exception
 
             got_request_exception.connect(capturing.note_exception, dispatch_uid="shadowguard")
-        self._settings = settings_from_options(options)
         databases = getattr(settings, "SHADOWGUARD_DATABASES", None)
         self._databases = list(databases) if databases is not None else None
-        self._precheck = Precheck(self._settings or settings_or_defaults())
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
