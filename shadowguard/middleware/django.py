@@ -27,7 +27,6 @@ from shadowguard.contract import (
     settings_or_defaults,
     telemetry,
 )
-from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware import _django_capture as capturing
 from shadowguard.middleware._admission import SHED_BODY, admit, environ_timing, shed_headers
 from shadowguard.middleware._common import Precheck, detect_shadow, environ_headers, start_up
@@ -80,33 +79,31 @@ class ShadowGuardMiddleware:
         if detection is None and not telemetry.collecting and self._capture is None:
             return self.get_response(request)  # nothing would keep the duration
         start = perf_counter()
-        if detection is None:
-            take = self._take(request)
-            try:
-                response = self.get_response(request)
-            except BaseException as exc:
-                self._served(request, start, take, None, exc)
-                raise
-            self._served(request, start, take, response, None)
-            return response
-
-        shadow = self._admitted(request, detection, start)
-        if isinstance(shadow, HttpResponse):
-            return shadow
+        if detection is not None:
+            return self._shadow(request, detection, start)
+        take = self._take(request)
         try:
-            with shadow.scope.inside():
-                transactions = ShadowTransactions(self._databases)
-                transactions.begin()
-                shadow.scope.scope.on_exit(transactions.end)
-                shadow.response = response = self.get_response(request)
+            response = self.get_response(request)
         except BaseException as exc:
-            shadow.error = exc
-            shadow.finish()
+            self._served(request, start, take, None, exc)
             raise
-        if response.streaming:
-            shadow.stream(sync_to_async(shadow.finish))
-        else:
-            shadow.finish()
+        self._served(request, start, take, response, None)
+        return response
+
+    async def __acall__(self, request: Any) -> Any:
+        detection = self._detect(request.META)
+        if detection is None and not telemetry.collecting and self._capture is None:
+            return await self.get_response(request)  # nothing would keep the duration
+        start = perf_counter()
+        if detection is not None:
+            return await self._ashadow(request, detection, start)
+        take = self._take(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException as exc:
+            self._served(request, start, take, None, exc)
+            raise
+        self._served(request, start, take, response, None)
         return response
 
     def _take(self, request: Any) -> Take | None:
@@ -123,30 +120,32 @@ class ShadowGuardMiddleware:
         if take is not None:
             capturing.served(take, request, response, route, error)
 
-    async def __acall__(self, request: Any) -> Any:
-        detection = self._detect(request.META)
-        if detection is None and not telemetry.collecting and self._capture is None:
-            return await self.get_response(request)  # nothing would keep the duration
-        start = perf_counter()
-        if detection is None:
-            take = self._take(request)
-            try:
-                response = await self.get_response(request)
-            except BaseException as exc:
-                self._served(request, start, take, None, exc)
-                raise
-            self._served(request, start, take, response, None)
-            return response
-
+    def _shadow(self, request: Any, detection: Detection, start: float) -> Any:
         shadow = self._admitted(request, detection, start)
         if isinstance(shadow, HttpResponse):
             return shadow
         try:
             with shadow.scope.inside():
-                transactions = ShadowTransactions(self._databases)
+                shadow.begin(self._databases)
+                shadow.response = response = self.get_response(request)
+        except BaseException as exc:
+            shadow.error = exc
+            shadow.finish()
+            raise
+        if response.streaming:
+            shadow.stream(sync_to_async(shadow.finish))
+        else:
+            shadow.finish()
+        return response
+
+    async def _ashadow(self, request: Any, detection: Detection, start: float) -> Any:
+        shadow = self._admitted(request, detection, start)
+        if isinstance(shadow, HttpResponse):
+            return shadow
+        try:
+            with shadow.scope.inside():
                 # Django runs one request's ORM calls on one thread: thread-sensitive.
-                await sync_to_async(transactions.begin, thread_sensitive=True)()
-                shadow.scope.scope.on_exit(transactions.end)
+                await sync_to_async(shadow.begin, thread_sensitive=True)(self._databases)
                 shadow.response = response = await self.get_response(request)
         except BaseException as exc:
             shadow.error = exc
