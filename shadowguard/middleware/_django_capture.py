@@ -58,7 +58,11 @@ def served(take: Take, request: Any, response: Any, route: str | None, error: An
     response._resource_closers.append(done)
 
 
-def copy_stream(take: Take, response: Any, done: Callable[[], None] | None = None) -> None:
+def _nothing() -> None:
+    """A shadow request's body ends with the request itself (see ``_django_shadow``)."""
+
+
+def copy_stream(take: Take, response: Any, done: Callable[[], None] = _nothing) -> None:
     """Copy a streaming body into ``take`` as the server reads it; ``done`` at its end."""
     if response.is_async:
         response.streaming_content = _acopy(response.streaming_content, take, done)
@@ -66,19 +70,18 @@ def copy_stream(take: Take, response: Any, done: Callable[[], None] | None = Non
         response.streaming_content = _copy(response.streaming_content, take, done)
 
 
-def _copy(content: Iterable[bytes], take: Take, done: Callable[[], None] | None) -> Iterator[bytes]:
+def _copy(content: Iterable[bytes], take: Take, done: Callable[[], None]) -> Iterator[bytes]:
     try:
         for chunk in content:
             take.body(chunk)
             yield chunk
         take.body_done()
     finally:
-        if done is not None:
-            done()
+        done()
 
 
 async def _acopy(
-    content: AsyncIterator[bytes], take: Take, done: Callable[[], None] | None
+    content: AsyncIterator[bytes], take: Take, done: Callable[[], None]
 ) -> AsyncIterator[bytes]:
     try:
         async for chunk in content:
@@ -86,5 +89,4 @@ async def _acopy(
             yield chunk
         take.body_done()
     finally:
-        if done is not None:
-            done()
+        done()
