@@ -20,7 +20,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from shadowguard._outbound.rules import OTLP_ENDPOINT_VARS, exporting_telemetry, marker
-from shadowguard._outbound.ruleset import rule_lists, stub_answer, telemetry_flag
+from shadowguard._outbound.ruleset import rule_lists, stub_answer, stub_reply, telemetry_flag
 from shadowguard._outbound.stubs import STUB_HEADER
 from shadowguard._outbound.urls import glob
 from shadowguard.contract import Kind, refuse
@@ -176,13 +176,8 @@ class GrpcStub:
         object.__setattr__(self, "_reply", reply)
 
     def reply(self, request: Any) -> GrpcReply:
-        if self._reply is not None:
-            return self._reply
-        assert self.respond is not None
-        reply = self.respond(request)
-        if not isinstance(reply, GrpcReply):
-            raise TypeError(f"a gRPC stub's respond() must return GrpcReply, got {reply!r}")
-        return reply
+        must = "a gRPC stub's respond() must return GrpcReply"
+        return stub_reply(self._reply, self.respond, request, GrpcReply, must)
 
 
 @dataclass(frozen=True)

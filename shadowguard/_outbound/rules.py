@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
-from shadowguard._outbound.ruleset import rule_lists, stub_answer, telemetry_flag
+from shadowguard._outbound.ruleset import rule_lists, stub_answer, stub_reply, telemetry_flag
 from shadowguard._outbound.stubs import STUB_HEADER
 from shadowguard._outbound.urls import (
     UrlMatcher,
@@ -224,13 +224,8 @@ class Stub:
         return canonical is not None and canonical != url and self._url_re(canonical, query)
 
     def reply(self, request: OutboundRequest) -> Reply:
-        if self._reply is not None:
-            return self._reply
-        assert self.respond is not None
-        reply = self.respond(request)
-        if not isinstance(reply, Reply):
-            raise TypeError(f"a stub's respond() must return shadowguard Reply, got {reply!r}")
-        return reply
+        must = "a stub's respond() must return shadowguard Reply"
+        return stub_reply(self._reply, self.respond, request, Reply, must)
 
     def describe(self) -> str:
         methods = "*" if self._methods is None else ",".join(sorted(self._methods))

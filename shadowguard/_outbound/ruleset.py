@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from shadowguard.contract import Action, record
 from shadowguard.errors import ConfigError
 
-__all__ = ["rule_lists", "stub_answer", "telemetry_flag"]
+__all__ = ["rule_lists", "stub_answer", "stub_reply", "telemetry_flag"]
 
 A = TypeVar("A")
 S = TypeVar("S")
@@ -60,4 +60,22 @@ def stub_answer(
     key, value = outcome(reply)
     detail[key] = value
     record(kind, target, operation, detail, action=Action.STUBBED)
+    return reply
+
+
+def stub_reply(
+    fixed: R | None,
+    respond: Callable[[Any], object] | None,
+    request: Any,
+    reply_type: type[R],
+    must: str,
+) -> R:
+    """A stub's ``fixed`` reply, or the one its ``respond(request)`` builds, checked to be a
+    ``reply_type`` (``must`` begins the TypeError otherwise)."""
+    if fixed is not None:
+        return fixed
+    assert respond is not None
+    reply = respond(request)
+    if not isinstance(reply, reply_type):
+        raise TypeError(f"{must}, got {reply!r}")
     return reply
