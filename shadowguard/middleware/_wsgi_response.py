@@ -246,12 +246,12 @@ class CapturedResponse(Response):
         return chunk
 
     def close(self) -> None:
-        close = getattr(self._inner, "close", None)
+        pending = self.start is not None
         try:
-            if close is not None:
-                close()
+            Response.close(self)  # closes the body, records the duration
         finally:
-            self.done()
+            if pending:
+                _finish(self.take, self, None, None)
 
     def done(self, error: BaseException | None = None) -> None:
         start = self.start
