@@ -208,7 +208,9 @@ class GrpcRules:
         telemetry_exports: bool = True,
     ) -> None:
         self.telemetry_exports = telemetry_flag(telemetry_exports)
-        self.allow, self.stubs = rule_lists(allow, stubs, GrpcAllow, GrpcStub, _as_allow)
+        self.allow, self.stubs = rule_lists(
+            allow, stubs, GrpcAllow, GrpcStub, GrpcAllow, "GrpcAllow rules or full method names"
+        )
 
     def decide(self, target: str, method: str) -> GrpcDecision:
         """Should this shadow call go out, or which stub answers it?"""
@@ -266,14 +268,6 @@ def _at_otlp_endpoint(target: str) -> bool:
         if netloc and target.lower() == netloc.lower():
             return True
     return False
-
-
-def _as_allow(rule: GrpcAllow | str) -> GrpcAllow:
-    if isinstance(rule, GrpcAllow):
-        return rule
-    if isinstance(rule, str):
-        return GrpcAllow(rule)
-    raise ConfigError(f"allow= takes GrpcAllow rules or full method names, got {rule!r}")
 
 
 def marked_metadata(

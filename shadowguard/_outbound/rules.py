@@ -271,7 +271,9 @@ class Rules:
         telemetry_exports: bool = True,
     ) -> None:
         self.telemetry_exports = telemetry_flag(telemetry_exports)
-        self.allow, self.stubs = rule_lists(allow, stubs, Allow, Stub, _as_allow)
+        self.allow, self.stubs = rule_lists(
+            allow, stubs, Allow, Stub, _allow_from_text, "Allow rules or host/URL patterns"
+        )
         if isinstance(default, Reply):
             default = Stub(
                 status=default.status,
@@ -364,12 +366,8 @@ def _at_otlp_endpoint(base: str) -> bool:
     return False
 
 
-def _as_allow(rule: Allow | str) -> Allow:
-    if isinstance(rule, Allow):
-        return rule
-    if isinstance(rule, str):
-        return Allow(url=rule) if "://" in rule else Allow(host=rule)
-    raise ConfigError(f"allow= takes Allow rules or host/URL patterns, got {rule!r}")
+def _allow_from_text(rule: str) -> Allow:
+    return Allow(url=rule) if "://" in rule else Allow(host=rule)
 
 
 def marker(forward_secret: bool = False) -> tuple[str, str] | None:
