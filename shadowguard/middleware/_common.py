@@ -1,4 +1,4 @@
-"""What every middleware shares: the settings in force, which requests are shadow, the log line."""
+"""What every middleware shares: its start-up, which requests are shadow, the log line."""
 
 from __future__ import annotations
 
