@@ -58,11 +58,7 @@ def served(take: Take, request: Any, response: Any, route: str | None, error: An
     response._resource_closers.append(done)
 
 
-def _nothing() -> None:
-    """A shadow request's body ends with the request itself (see ``_django_shadow``)."""
-
-
-def copy_stream(take: Take, response: Any, done: Callable[[], None] = _nothing) -> None:
+def copy_stream(take: Take, response: Any, done: Callable[[], None] | None = None) -> None:
     """Copy a streaming body into ``take`` as the server reads it; ``done`` at its end."""
     if response.is_async:
         response.streaming_content = _acopy(response.streaming_content, take, done)
@@ -70,18 +66,19 @@ def copy_stream(take: Take, response: Any, done: Callable[[], None] = _nothing) 
         response.streaming_content = _copy(response.streaming_content, take, done)
 
 
-def _copy(content: Iterable[bytes], take: Take, done: Callable[[], None]) -> Iterator[bytes]:
+def _copy(content: Iterable[bytes], take: Take, done: Callable[[], None] | None) -> Iterator[bytes]:
     try:
         for chunk in content:
             take.body(chunk)
             yield chunk
         take.body_done()
     finally:
-        done()
+        if done is not None:
+            done()
 
 
 async def _acopy(
-    content: AsyncIterator[bytes], take: Take, done: Callable[[], None]
+    content: AsyncIterator[bytes], take: Take, done: Callable[[], None] | None
 ) -> AsyncIterator[bytes]:
     try:
         async for chunk in content:
@@ -89,4 +86,5 @@ async def _acopy(
             yield chunk
         take.body_done()
     finally:
-        done()
+        if done is not None:
+            done()
