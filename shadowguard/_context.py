@@ -13,7 +13,7 @@ import threading
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from contextvars import ContextVar, Token
-from types import MappingProxyType, TracebackType
+from types import MappingProxyType
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from shadowguard import _config, telemetry
@@ -226,12 +226,7 @@ class shadow:
         telemetry.mark_span_shadow()
         return scope
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         current = _current.get()
         with self._lock:
             for index in range(len(self._entered) - 1, -1, -1):
@@ -248,13 +243,8 @@ class shadow:
     async def __aenter__(self) -> Scope:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, tb)
+    async def __aexit__(self, *exc: object) -> None:
+        self.__exit__(*exc)
 
     def __call__(self, fn: Callable[P, R]) -> Callable[P, R]:
         if inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn):

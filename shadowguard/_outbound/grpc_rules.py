@@ -20,7 +20,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from shadowguard._outbound.rules import OTLP_ENDPOINT_VARS, exporting_telemetry, marker
-from shadowguard._outbound.ruleset import rule_lists, stub_answer, telemetry_flag
+from shadowguard._outbound.ruleset import rule_lists, stub_answer, stub_reply, telemetry_flag
 from shadowguard._outbound.stubs import STUB_HEADER
 from shadowguard._outbound.urls import glob
 from shadowguard.contract import Kind, refuse
@@ -176,13 +176,8 @@ class GrpcStub:
         object.__setattr__(self, "_reply", reply)
 
     def reply(self, request: Any) -> GrpcReply:
-        if self._reply is not None:
-            return self._reply
-        assert self.respond is not None
-        reply = self.respond(request)
-        if not isinstance(reply, GrpcReply):
-            raise TypeError(f"a gRPC stub's respond() must return GrpcReply, got {reply!r}")
-        return reply
+        must = "a gRPC stub's respond() must return GrpcReply"
+        return stub_reply(self._reply, self.respond, request, GrpcReply, must)
 
 
 @dataclass(frozen=True)
@@ -213,7 +208,9 @@ class GrpcRules:
         telemetry_exports: bool = True,
     ) -> None:
         self.telemetry_exports = telemetry_flag(telemetry_exports)
-        self.allow, self.stubs = rule_lists(allow, stubs, GrpcAllow, GrpcStub, _as_allow)
+        self.allow, self.stubs = rule_lists(
+            allow, stubs, GrpcAllow, GrpcStub, GrpcAllow, "GrpcAllow rules or full method names"
+        )
 
     def decide(self, target: str, method: str) -> GrpcDecision:
         """Should this shadow call go out, or which stub answers it?"""
@@ -271,14 +268,6 @@ def _at_otlp_endpoint(target: str) -> bool:
         if netloc and target.lower() == netloc.lower():
             return True
     return False
-
-
-def _as_allow(rule: GrpcAllow | str) -> GrpcAllow:
-    if isinstance(rule, GrpcAllow):
-        return rule
-    if isinstance(rule, str):
-        return GrpcAllow(rule)
-    raise ConfigError(f"allow= takes GrpcAllow rules or full method names, got {rule!r}")
 
 
 def marked_metadata(

@@ -18,7 +18,7 @@ from typing import Any, Final, Literal
 from opentelemetry import context as otel_context
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
 
-from shadowguard._outbound.ruleset import rule_lists, stub_answer, telemetry_flag
+from shadowguard._outbound.ruleset import rule_lists, stub_answer, stub_reply, telemetry_flag
 from shadowguard._outbound.stubs import STUB_HEADER
 from shadowguard._outbound.urls import (
     UrlMatcher,
@@ -224,13 +224,8 @@ class Stub:
         return canonical is not None and canonical != url and self._url_re(canonical, query)
 
     def reply(self, request: OutboundRequest) -> Reply:
-        if self._reply is not None:
-            return self._reply
-        assert self.respond is not None
-        reply = self.respond(request)
-        if not isinstance(reply, Reply):
-            raise TypeError(f"a stub's respond() must return shadowguard Reply, got {reply!r}")
-        return reply
+        must = "a stub's respond() must return shadowguard Reply"
+        return stub_reply(self._reply, self.respond, request, Reply, must)
 
     def describe(self) -> str:
         methods = "*" if self._methods is None else ",".join(sorted(self._methods))
@@ -276,7 +271,9 @@ class Rules:
         telemetry_exports: bool = True,
     ) -> None:
         self.telemetry_exports = telemetry_flag(telemetry_exports)
-        self.allow, self.stubs = rule_lists(allow, stubs, Allow, Stub, _as_allow)
+        self.allow, self.stubs = rule_lists(
+            allow, stubs, Allow, Stub, _allow_from_text, "Allow rules or host/URL patterns"
+        )
         if isinstance(default, Reply):
             default = Stub(
                 status=default.status,
@@ -369,12 +366,8 @@ def _at_otlp_endpoint(base: str) -> bool:
     return False
 
 
-def _as_allow(rule: Allow | str) -> Allow:
-    if isinstance(rule, Allow):
-        return rule
-    if isinstance(rule, str):
-        return Allow(url=rule) if "://" in rule else Allow(host=rule)
-    raise ConfigError(f"allow= takes Allow rules or host/URL patterns, got {rule!r}")
+def _allow_from_text(rule: str) -> Allow:
+    return Allow(url=rule) if "://" in rule else Allow(host=rule)
 
 
 def marker(forward_secret: bool = False) -> tuple[str, str] | None:

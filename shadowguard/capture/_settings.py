@@ -16,21 +16,6 @@ from typing import Any
 from shadowguard._overrides import with_overrides
 from shadowguard.errors import ConfigError
 
-__all__ = [
-    "DEFAULT_HEADERS",
-    "DEFAULT_MAX_BODY_BYTES",
-    "DEFAULT_QUEUE_SIZE",
-    "DEFAULT_REDACT",
-    "ENV_CAPTURE",
-    "ENV_CAPTURE_HEADERS",
-    "ENV_CAPTURE_LABEL",
-    "ENV_CAPTURE_MAX_BODY",
-    "ENV_CAPTURE_QUEUE",
-    "ENV_CAPTURE_REDACT",
-    "CaptureSettings",
-    "parse_url",
-]
-
 #: Where records go: ``sqlite:///ABSOLUTE/FILE.db`` or ``jsonl:///ABSOLUTE/DIR``; unset: off.
 ENV_CAPTURE = "SHADOWGUARD_CAPTURE"
 #: The label of this process's records; unset: ``primary`` or ``shadow`` per request.

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 import threading
+from dataclasses import dataclass, field
 from queue import Empty, SimpleQueue
 from typing import TYPE_CHECKING
 
@@ -41,14 +42,12 @@ EXIT_TIMEOUT_SECONDS = 5.0
 BATCH_SIZE = 500
 
 
+@dataclass(slots=True, eq=False)
 class _Marker:
     """A flush (or, with ``stop``, a close) request, queued behind the records before it."""
 
-    __slots__ = ("done", "stop")
-
-    def __init__(self, stop: bool) -> None:
-        self.stop = stop
-        self.done = threading.Event()
+    stop: bool
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class _State:

@@ -28,19 +28,27 @@ def _name(route: dict[str, Any]) -> str:
     return f"{route['method']} {route['route']}"
 
 
+def _over(
+    routes: list[dict[str, Any]], key: str, limit: float | None
+) -> list[tuple[dict[str, Any], float]]:
+    """The routes whose ``key`` is over ``limit``, with that value (none without a limit)."""
+    if limit is None:
+        return []
+    return [
+        (route, route[key]) for route in routes if route[key] is not None and route[key] > limit
+    ]
+
+
 def check_gates(report: dict[str, Any], labels: Labels, options: Options) -> dict[str, Any]:
     """The ``gates`` member of the report: the thresholds given, what broke them, the verdict."""
     gates = options.fail_on
     failures: list[str] = []
     routes: list[dict[str, Any]] = report["routes"]
-    if gates.diff_rate is not None:
-        for route in routes:
-            rate = route["diff_rate"]
-            if rate is not None and rate > gates.diff_rate:
-                failures.append(
-                    f"diff-rate: {_name(route)} differs in {rate:.2%} of pairs "
-                    f"(limit {gates.diff_rate:.2%})"
-                )
+    for route, rate in _over(routes, "diff_rate", gates.diff_rate):
+        failures.append(
+            f"diff-rate: {_name(route)} differs in {rate:.2%} of pairs "
+            f"(limit {gates.diff_rate:.2%})"
+        )
     if gates.p99_ratio is not None:
         for route in routes:
             if p99_exceeds(route, labels, gates.p99_ratio, options.min_count):
@@ -49,14 +57,11 @@ def check_gates(report: dict[str, Any], labels: Labels, options: Options) -> dic
                     f"p99-ratio: {_name(route)} candidate P99 is x{ratio:.2f} the baseline's "
                     f"(limit x{gates.p99_ratio:g})"
                 )
-    if gates.error_rate is not None:
-        for route in routes:
-            change = route["error_rate_change"]
-            if change is not None and change > gates.error_rate:
-                failures.append(
-                    f"error-rate: {_name(route)} candidate errors up by {change:.2%} "
-                    f"(limit {gates.error_rate:.2%})"
-                )
+    for route, change in _over(routes, "error_rate_change", gates.error_rate):
+        failures.append(
+            f"error-rate: {_name(route)} candidate errors up by {change:.2%} "
+            f"(limit {gates.error_rate:.2%})"
+        )
     if gates.unpaired is not None:
         unpaired = report["unpaired"]["baseline"] + report["unpaired"]["candidate"]
         by_label = report["read"]["by_label"]

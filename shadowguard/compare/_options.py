@@ -131,24 +131,29 @@ def _names(value: object) -> tuple[str, ...]:
     return tuple(items)
 
 
-_SCALARS: dict[str, tuple[Callable[[object], Any], str]] = {
-    "baseline": (_label, "a label"),
-    "candidate": (_label, "a label"),
+_Parser = tuple[Callable[[object], Any], str]
+_LABEL: _Parser = (_label, "a label")
+_FRACTION: _Parser = (_fraction, "a fraction from 0 to 1")
+_RATIO: _Parser = (_ratio, "a ratio > 0")
+_COUNT: _Parser = (_count, "a whole number >= 1")
+_SCALARS: dict[str, _Parser] = {
+    "baseline": _LABEL,
+    "candidate": _LABEL,
     "noise": (_label, "a label, or none"),
     "window": (_window, "seconds (>= 0) or off"),
-    "noise_relative": (_fraction, "a fraction from 0 to 1"),
-    "noise_absolute": (_fraction, "a fraction from 0 to 1"),
-    "p99_ratio": (_ratio, "a ratio > 0"),
-    "min_count": (_count, "a whole number >= 1"),
-    "examples": (_count, "a whole number >= 1"),
+    "noise_relative": _FRACTION,
+    "noise_absolute": _FRACTION,
+    "p99_ratio": _RATIO,
+    "min_count": _COUNT,
+    "examples": _COUNT,
     "max_record_bytes": (_count, "a whole number of bytes >= 1"),
 }
 _LISTS = ("ignore", "header")
-_GATES: dict[str, tuple[Callable[[object], float], str]] = {
-    "diff_rate": (_fraction, "a fraction from 0 to 1"),
-    "p99_ratio": (_ratio, "a ratio > 0"),
-    "error_rate": (_fraction, "a fraction from 0 to 1"),
-    "unpaired": (_fraction, "a fraction from 0 to 1"),
+_GATES: dict[str, _Parser] = {
+    "diff_rate": _FRACTION,
+    "p99_ratio": _RATIO,
+    "error_rate": _FRACTION,
+    "unpaired": _FRACTION,
 }
 
 

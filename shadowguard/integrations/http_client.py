@@ -28,6 +28,7 @@ from __future__ import annotations
 import http.client
 import io
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from shadowguard._outbound import (
@@ -66,21 +67,17 @@ _SEND_REMEDY = (
 )
 
 
+@dataclass(slots=True, eq=False)
 class _Exchange:
     """One shadow request on a connection: how it was judged, and a stub's kept bytes."""
 
-    __slots__ = ("body", "decision", "head_kept", "headers", "method", "rules", "url")
-
-    def __init__(
-        self, rules: Rules, decision: Decision, method: str, url: str, headers: dict[str, str]
-    ) -> None:
-        self.rules = rules
-        self.decision = decision
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.head_kept = False
-        self.body: list[bytes] = []
+    rules: Rules
+    decision: Decision
+    method: str
+    url: str
+    headers: dict[str, str]
+    head_kept: bool = field(init=False, default=False)
+    body: list[bytes] = field(init=False, default_factory=list)
 
     def keep(self, data: Any, blocksize: int) -> None:
         """Take what ``send()`` was given, as it would have been written, and write nothing."""
@@ -312,12 +309,9 @@ _installed = _Installed()
 def install(**options: Any) -> None:
     """Guard every ``http.client`` connection (urllib, urllib3's connections); idempotent.
 
-    Options as for ``shadowguard.integrations.httpx.install``: ``allow`` rules for shadow
-    reads that may go out (marked), ``stubs`` answering the rest, ``default`` for requests
-    no rule names (200, ``{}``) or ``BLOCK``, ``telemetry_exports`` to let the OpenTelemetry
-    SDK's own export requests to the configured OTLP endpoints through (default True).
-    Connections made before ``install()`` are covered too (the patch is on the class), so
-    there is no per-object ``guard()``.
+    ``allow``, ``stubs``, ``default`` and ``telemetry_exports`` as for
+    ``shadowguard.integrations.httpx.install``. Connections made before ``install()`` are
+    covered too (the patch is on the class), so there is no per-object ``guard()``.
     """
     _patches.install(_installed.apply, options)
 

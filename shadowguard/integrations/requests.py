@@ -245,10 +245,8 @@ _installed = _Installed()
 def install(**options: Any) -> None:
     """Guard every ``requests`` session and every urllib3 connection pool; idempotent.
 
-    Options as for ``shadowguard.integrations.httpx.install``: ``allow`` rules for shadow
-    reads that may go out (marked), ``stubs`` answering the rest, ``default`` for requests
-    no rule names (200, ``{}``) or ``BLOCK``, ``telemetry_exports`` to let the OpenTelemetry
-    SDK's own export requests to the configured OTLP endpoints through (default True).
+    ``allow``, ``stubs``, ``default`` and ``telemetry_exports`` as for
+    ``shadowguard.integrations.httpx.install``.
     """
     _patches.install(_installed.apply, options)
 

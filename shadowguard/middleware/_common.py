@@ -1,4 +1,4 @@
-"""What every middleware shares: the settings in force, which requests are shadow, the log line."""
+"""What every middleware shares: its start-up, which requests are shadow, the log line."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from shadowguard.capture import Capture, capture_from
 from shadowguard.contract import (
     Detection,
     Scope,
     Settings,
     detect,
     get_settings,
+    settings_or_defaults,
 )
 
 __all__ = [
@@ -19,23 +21,10 @@ __all__ = [
     "detect_shadow",
     "environ_headers",
     "log_summary",
-    "settings_from_options",
+    "start_up",
 ]
 
 logger = logging.getLogger("shadowguard.middleware")
-
-
-def settings_from_options(options: Mapping[str, Any]) -> Settings | None:
-    """Validate middleware options at start-up; None means "follow the process settings".
-
-    Options are :class:`~shadowguard.Settings` fields and override the environment.
-    Without options the environment is still validated here, so a malformed
-    ``SHADOWGUARD_*`` variable stops the application from starting.
-    """
-    if options:
-        return Settings.from_env(**options)
-    get_settings()
-    return None
 
 
 def environ_headers(environ: Mapping[str, Any], settings: Settings) -> list[tuple[str, str]]:
@@ -132,6 +121,25 @@ class Precheck:
         if self.environ_marker is not None and self.environ_marker in environ:
             return True
         return self.baggage and "shadow" in str(environ.get("HTTP_BAGGAGE", "")).lower()
+
+
+def start_up(
+    options: Mapping[str, Any], capture: Any
+) -> tuple[Settings | None, Precheck, Capture | None]:
+    """Validate a middleware's options and ``capture`` at start-up.
+
+    Options are :class:`~shadowguard.Settings` fields and override the environment; the
+    settings returned are None without options ("follow the process settings"), but the
+    environment is still validated here, so a malformed ``SHADOWGUARD_*`` variable stops the
+    application from starting. Also returned: the first precheck, and the capture (see
+    :func:`shadowguard.capture.capture_from`).
+    """
+    settings = None
+    if options:
+        settings = Settings.from_env(**options)
+    else:
+        get_settings()
+    return settings, Precheck(settings or settings_or_defaults()), capture_from(capture)
 
 
 def detect_shadow(headers: Iterable[tuple[Any, Any]], settings: Settings) -> Detection | None:

@@ -1,4 +1,4 @@
-"""One admitted Django shadow request: its scope, capture and slot, ended exactly once.
+"""One admitted Django shadow request: its scope, transactions, capture and slot, ended once.
 
 The request ends when its response is complete: at once for a plain response, after the
 last chunk (or when Django closes the response) for a streaming one. Ending rolls back the
@@ -17,6 +17,7 @@ from asgiref.sync import sync_to_async
 
 from shadowguard.capture import Take
 from shadowguard.contract import RequestScope, telemetry
+from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware import _django_capture as capturing
 from shadowguard.middleware._admission import Slot
 from shadowguard.middleware._common import log_summary
@@ -44,6 +45,12 @@ class ShadowRequest:
     slot: Slot
     response: Any = None
     error: BaseException | None = None
+
+    def begin(self, databases: list[str] | None) -> None:
+        """Open the request's rolled-back transactions (every alias, or ``databases``)."""
+        transactions = ShadowTransactions(databases)
+        transactions.begin()
+        self.scope.scope.on_exit(transactions.end)
 
     def finish(self) -> None:
         """End the request once, on the calling thread, and record it."""

@@ -136,16 +136,15 @@ class ShadowResponse(Response):
         take: Take | None,
         slot: Slot,
     ) -> None:
-        self._slot = slot
         self.environ = environ
         self.route_of = route_of
         self.server_start_response = start_response
-        self.status = None
-        self.route = None
+        self.status = self.route = None
         self.start = perf_counter()
-        self._request_scope = request_scope
         self._iterator: Iterator[bytes] | None = None
+        self._request_scope = request_scope
         self.take = take
+        self._slot = slot
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None, /
@@ -247,12 +246,12 @@ class CapturedResponse(Response):
         return chunk
 
     def close(self) -> None:
-        close = getattr(self._inner, "close", None)
+        pending = self.start is not None
         try:
-            if close is not None:
-                close()
+            Response.close(self)  # closes the body, records the duration
         finally:
-            self.done()
+            if pending:
+                _finish(self.take, self, None, None)
 
     def done(self, error: BaseException | None = None) -> None:
         start = self.start

@@ -11,22 +11,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from time import perf_counter
 from typing import Any
 
-from shadowguard.capture import Capture, Take, capture_from
+from shadowguard.capture import Capture, Take
 from shadowguard.capture import flush as flush_capture
 from shadowguard.contract import PROCESS, Settings, settings_or_defaults, shadow, telemetry
-from shadowguard.middleware._admission import (
-    SHED_BODY,
-    SHED_HEADER,
-    admit,
-    asgi_timing,
-    shed,
-)
-from shadowguard.middleware._common import (
-    Precheck,
-    detect_shadow,
-    log_summary,
-    settings_from_options,
-)
+from shadowguard.middleware._admission import SHED_BODY, SHED_HEADER, admit, asgi_timing, shed
+from shadowguard.middleware._common import Precheck, detect_shadow, log_summary, start_up
 from shadowguard.middleware._disconnect import DisconnectWatch, has_no_body
 
 __all__ = ["ShadowGuardMiddleware"]
@@ -62,9 +51,7 @@ class ShadowGuardMiddleware:
 
     def __init__(self, app: ASGIApp, capture: Any = None, **options: Any) -> None:
         self.app = app
-        self._settings = settings_from_options(options)
-        self._precheck = Precheck(self._settings or settings_or_defaults())
-        self._capture: Capture | None = capture_from(capture)
+        self._settings, self._precheck, self._capture = start_up(options, capture)
 
     async def __call__(self, scope: ASGIScope, receive: Receive, send: Send) -> None:
         kind = scope["type"]

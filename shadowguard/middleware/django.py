@@ -19,7 +19,7 @@ from typing import Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.http import HttpResponse
 
-from shadowguard.capture import Capture, Take, capture_from
+from shadowguard.capture import Take
 from shadowguard.contract import (
     PROCESS,
     Detection,
@@ -27,20 +27,9 @@ from shadowguard.contract import (
     settings_or_defaults,
     telemetry,
 )
-from shadowguard.integrations.django import ShadowTransactions
 from shadowguard.middleware import _django_capture as capturing
-from shadowguard.middleware._admission import (
-    SHED_BODY,
-    admit,
-    environ_timing,
-    shed_headers,
-)
-from shadowguard.middleware._common import (
-    Precheck,
-    detect_shadow,
-    environ_headers,
-    settings_from_options,
-)
+from shadowguard.middleware._admission import SHED_BODY, admit, environ_timing, shed_headers
+from shadowguard.middleware._common import Precheck, detect_shadow, environ_headers, start_up
 from shadowguard.middleware._django_shadow import ShadowRequest, route_of
 
 __all__ = ["ShadowGuardMiddleware"]
@@ -71,15 +60,14 @@ class ShadowGuardMiddleware:
 
         self.get_response = get_response
         options = dict(getattr(settings, "SHADOWGUARD", None) or {})
-        self._capture: Capture | None = capture_from(options.pop("capture", None))
+        capture = options.pop("capture", None)
+        self._settings, self._precheck, self._capture = start_up(options, capture)
         if self._capture is not None:
             from django.core.signals import got_request_exception
 
             got_request_exception.connect(capturing.note_exception, dispatch_uid="shadowguard")
-        self._settings = settings_from_options(options)
         databases = getattr(settings, "SHADOWGUARD_DATABASES", None)
         self._databases = list(databases) if databases is not None else None
-        self._precheck = Precheck(self._settings or settings_or_defaults())
         self._async = iscoroutinefunction(get_response)
         if self._async:
             markcoroutinefunction(self)
@@ -91,33 +79,31 @@ class ShadowGuardMiddleware:
         if detection is None and not telemetry.collecting and self._capture is None:
             return self.get_response(request)  # nothing would keep the duration
         start = perf_counter()
-        if detection is None:
-            take = self._take(request)
-            try:
-                response = self.get_response(request)
-            except BaseException as exc:
-                self._served(request, start, take, None, exc)
-                raise
-            self._served(request, start, take, response, None)
-            return response
-
-        shadow = self._admitted(request, detection, start)
-        if isinstance(shadow, HttpResponse):
-            return shadow
+        if detection is not None:
+            return self._shadow(request, detection, start)
+        take = self._take(request)
         try:
-            with shadow.scope.inside():
-                transactions = ShadowTransactions(self._databases)
-                transactions.begin()
-                shadow.scope.scope.on_exit(transactions.end)
-                shadow.response = response = self.get_response(request)
+            response = self.get_response(request)
         except BaseException as exc:
-            shadow.error = exc
-            shadow.finish()
+            self._served(request, start, take, None, exc)
             raise
-        if response.streaming:
-            shadow.stream(sync_to_async(shadow.finish))
-        else:
-            shadow.finish()
+        self._served(request, start, take, response, None)
+        return response
+
+    async def __acall__(self, request: Any) -> Any:
+        detection = self._detect(request.META)
+        if detection is None and not telemetry.collecting and self._capture is None:
+            return await self.get_response(request)  # nothing would keep the duration
+        start = perf_counter()
+        if detection is not None:
+            return await self._ashadow(request, detection, start)
+        take = self._take(request)
+        try:
+            response = await self.get_response(request)
+        except BaseException as exc:
+            self._served(request, start, take, None, exc)
+            raise
+        self._served(request, start, take, response, None)
         return response
 
     def _take(self, request: Any) -> Take | None:
@@ -134,30 +120,32 @@ class ShadowGuardMiddleware:
         if take is not None:
             capturing.served(take, request, response, route, error)
 
-    async def __acall__(self, request: Any) -> Any:
-        detection = self._detect(request.META)
-        if detection is None and not telemetry.collecting and self._capture is None:
-            return await self.get_response(request)  # nothing would keep the duration
-        start = perf_counter()
-        if detection is None:
-            take = self._take(request)
-            try:
-                response = await self.get_response(request)
-            except BaseException as exc:
-                self._served(request, start, take, None, exc)
-                raise
-            self._served(request, start, take, response, None)
-            return response
-
+    def _shadow(self, request: Any, detection: Detection, start: float) -> Any:
         shadow = self._admitted(request, detection, start)
         if isinstance(shadow, HttpResponse):
             return shadow
         try:
             with shadow.scope.inside():
-                transactions = ShadowTransactions(self._databases)
+                shadow.begin(self._databases)
+                shadow.response = response = self.get_response(request)
+        except BaseException as exc:
+            shadow.error = exc
+            shadow.finish()
+            raise
+        if response.streaming:
+            shadow.stream(sync_to_async(shadow.finish))
+        else:
+            shadow.finish()
+        return response
+
+    async def _ashadow(self, request: Any, detection: Detection, start: float) -> Any:
+        shadow = self._admitted(request, detection, start)
+        if isinstance(shadow, HttpResponse):
+            return shadow
+        try:
+            with shadow.scope.inside():
                 # Django runs one request's ORM calls on one thread: thread-sensitive.
-                await sync_to_async(transactions.begin, thread_sensitive=True)()
-                shadow.scope.scope.on_exit(transactions.end)
+                await sync_to_async(shadow.begin, thread_sensitive=True)(self._databases)
                 shadow.response = response = await self.get_response(request)
         except BaseException as exc:
             shadow.error = exc

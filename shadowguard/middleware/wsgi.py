@@ -6,20 +6,10 @@ from collections.abc import Callable, Iterable
 from time import perf_counter
 from typing import Any
 
-from shadowguard.capture import Capture, capture_from
+from shadowguard.capture import Capture
 from shadowguard.contract import PROCESS, RequestScope, Settings, settings_or_defaults, telemetry
-from shadowguard.middleware._admission import (
-    SHED_BODY,
-    admit,
-    environ_timing,
-    shed_headers,
-)
-from shadowguard.middleware._common import (
-    Precheck,
-    detect_shadow,
-    environ_headers,
-    settings_from_options,
-)
+from shadowguard.middleware._admission import SHED_BODY, admit, environ_timing, shed_headers
+from shadowguard.middleware._common import Precheck, detect_shadow, environ_headers, start_up
 from shadowguard.middleware._wsgi_response import (
     EXCEPTION_KEY,
     CapturedResponse,
@@ -58,9 +48,7 @@ class ShadowGuardMiddleware:
 
     def __init__(self, wsgi_app: WSGIApp, capture: Any = None, **options: Any) -> None:
         self.wsgi_app = wsgi_app
-        self._settings = settings_from_options(options)
-        self._precheck = Precheck(self._settings or settings_or_defaults())
-        self.capture: Capture | None = capture_from(capture)
+        self._settings, self._precheck, self.capture = start_up(options, capture)
         #: Called at ``start_response``: the matched route template, when a framework knows it.
         self.route_of: Callable[[dict[str, Any]], str | None] = _environ_route
 
