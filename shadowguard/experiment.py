@@ -21,7 +21,7 @@ from opentelemetry import metrics
 
 from shadowguard._fieldpaths import IgnoreRules, collapsed, concrete, walk
 from shadowguard.capture import Capture, capture_from, record_run
-from shadowguard.contract import Scope, Suppression, shadow
+from shadowguard.contract import Scope, Suppression, shadow, telemetry
 from shadowguard.errors import ConfigError
 
 __all__ = ["ENV_EXPERIMENTS", "Difference", "Experiment", "Observation", "Result"]
@@ -40,10 +40,10 @@ _runs = _meter.create_counter(
     unit="{run}",
     description="Experiment runs by outcome: matched, mismatched",
 )
-_durations = _meter.create_histogram(
+_durations = telemetry.seconds_histogram(
+    _meter,
     "shadowguard.experiment.duration",
-    unit="s",
-    description="Duration of each side of an experiment run (control, candidate)",
+    "Duration of each side of an experiment run (control, candidate)",
 )
 
 

@@ -118,22 +118,23 @@ _capture_dropped_counter = _meter.create_counter(
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
 
 
-def _duration_histogram() -> Any:
-    options: dict[str, Any] = {
-        "unit": "s",
-        "description": "Duration of requests served, primary and shadow",
-    }
+def seconds_histogram(meter: Any, name: str, description: str) -> Any:
+    """A histogram of durations in seconds on ``meter``, advising :data:`DURATION_BUCKETS`
+    as its bucket boundaries."""
     try:
-        return _meter.create_histogram(
-            "shadowguard.request.duration",
+        return meter.create_histogram(
+            name,
+            unit="s",
+            description=description,
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
-            **options,
         )
     except TypeError:  # opentelemetry-api before 1.23 has no advisory boundaries
-        return _meter.create_histogram("shadowguard.request.duration", **options)
+        return meter.create_histogram(name, unit="s", description=description)
 
 
-_request_duration = _duration_histogram()
+_request_duration = seconds_histogram(
+    _meter, "shadowguard.request.duration", "Duration of requests served, primary and shadow"
+)
 
 #: True once an SDK created our collection hook (at set_meter_provider, or at import when
 #: one was set before): from then on it calls the hook at every collection, which hands the

@@ -244,6 +244,19 @@ def test_runs_and_durations_are_counted_by_outcome_and_side(
     assert sides() == {"control": 5, "candidate": 5}
 
 
+def test_durations_are_bucketed_in_seconds(metric_reader: InMemoryMetricReader) -> None:
+    """A 30 ms side lands in the 25-50 ms bucket (the SDK's defaults start at 0, 5, 10)."""
+    Experiment("bucketed").run(lambda: time.sleep(0.03), lambda: None)
+    (point,) = [
+        p
+        for p in points(metric_reader, "shadowguard.experiment.duration")
+        if dict(p.attributes or {}) == {"experiment": "bucketed", "side": "control"}
+    ]
+    assert isinstance(point, HistogramDataPoint)
+    assert tuple(point.explicit_bounds) == shadowguard.telemetry.DURATION_BUCKETS
+    assert point.bucket_counts[3] == 1  # (0.025, 0.05]
+
+
 @pytest.mark.asyncio
 async def test_arun_concurrent_with_a_timeout_cancels_a_slow_candidate() -> None:
     published = Published()
