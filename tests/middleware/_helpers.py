@@ -6,7 +6,11 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import HistogramDataPoint, InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import (
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    NumberDataPoint,
+)
 
 
 def points(reader: InMemoryMetricReader, name: str) -> Iterator[Any]:
@@ -19,6 +23,15 @@ def points(reader: InMemoryMetricReader, name: str) -> Iterator[Any]:
             for metric in scope.metrics:
                 if metric.name == name:
                     yield from metric.data.data_points
+
+
+def reason_counts(reader: InMemoryMetricReader, name: str) -> Counter[str]:
+    """Counter ``name`` per ``reason`` (cumulative)."""
+    counts: Counter[str] = Counter()
+    for point in points(reader, name):
+        assert isinstance(point, NumberDataPoint)
+        counts[str((point.attributes or {})["reason"])] += int(point.value)
+    return counts
 
 
 def durations(reader: InMemoryMetricReader) -> Counter[tuple[tuple[str, object], ...]]:
