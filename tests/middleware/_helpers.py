@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
     InMemoryMetricReader,
     NumberDataPoint,
 )
+
+from shadowguard import side_effect
+
+if TYPE_CHECKING:
+    from tests.middleware.conftest import PgTable
 
 
 def points(reader: InMemoryMetricReader, name: str) -> Iterator[Any]:
@@ -47,3 +52,23 @@ def new_durations(
     before: Counter[tuple[tuple[str, object], ...]], after: Counter[tuple[tuple[str, object], ...]]
 ) -> dict[tuple[tuple[str, object], ...], int]:
     return {k: after[k] - before[k] for k in after if after[k] != before[k]}
+
+
+def save_into(table: PgTable | None) -> Callable[[str], None]:
+    """A test app's write: a ``@side_effect`` inserting a ref into ``table``."""
+
+    @side_effect
+    def save(ref: str) -> None:
+        assert table is not None
+        table.insert(ref)
+
+    return save
+
+
+def closing_body(cleanup: Callable[[], None], *chunks: str) -> Iterator[str]:
+    """A streamed body of ``chunks`` whose ``cleanup`` runs when the server closes it, even
+    read only in part."""
+    try:
+        yield from chunks
+    finally:
+        cleanup()
