@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shadowguard import capture
 from shadowguard.capture import Encoded
 from shadowguard.capture_format import CaptureRecord
-from tests.middleware._helpers import points
+from tests.middleware._helpers import reason_counts
 
 
 def records(url: str | Path) -> list[CaptureRecord]:
@@ -45,11 +45,7 @@ def only(url: str | Path) -> CaptureRecord:
 
 def dropped_counts(reader: InMemoryMetricReader) -> Counter[str]:
     """``shadowguard.capture_dropped`` per ``reason`` (cumulative)."""
-    counts: Counter[str] = Counter()
-    for point in points(reader, "shadowguard.capture_dropped"):
-        assert isinstance(point, NumberDataPoint)
-        counts[str((point.attributes or {})["reason"])] += int(point.value)
-    return counts
+    return reason_counts(reader, "shadowguard.capture_dropped")
 
 
 class ListSink:

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
+from django.test import AsyncClient, Client, override_settings
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.middleware.django_settings")
+from tests.capture._support import records
 
-import django
-
-django.setup()
-
-from django.test import AsyncClient, Client, override_settings  # noqa: E402
-
-from tests.capture._support import records  # noqa: E402
-from tests.middleware.djangoapp import databases  # noqa: E402
-from tests.middleware.djangoapp.databases import Rows  # noqa: E402
+# Importing the test app's databases sets Django up with its settings.
+from tests.middleware.djangoapp import databases
+from tests.middleware.djangoapp.databases import Rows
 
 django_databases = databases.django_databases
 rows = databases.rows

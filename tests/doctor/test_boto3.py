@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests._cli import json_report
-from tests.doctor._run import doctor, subjects, write
+from tests.doctor._run import check_guarded, check_unguarded
 
 APP = """\
 import boto3
@@ -25,20 +24,8 @@ app = ShadowGuardMiddleware(inner)
 
 
 def test_a_boto3_client_without_its_integration_is_unguarded(tmp_path: Path) -> None:
-    write(tmp_path, "svc.py", APP.format(install=""))
-    result = doctor(tmp_path, "svc:app", "--json")
-    data = json_report(result)
-    assert result.returncode == 1
-    assert sorted(subjects(data)) == ["boto3", "botocore client"]
-    client = next(f for f in data["unguarded"] if f["subject"] == "botocore client")
-    assert "svc.queue" in client["problem"]
-    assert "shadowguard.install('boto3')" in client["remedy"]
+    check_unguarded(tmp_path, APP, "boto3", "botocore client", "svc.queue")
 
 
 def test_a_boto3_client_created_before_install_is_guarded(tmp_path: Path) -> None:
-    write(tmp_path, "svc.py", APP.format(install="shadowguard.install('boto3')"))
-    result = doctor(tmp_path, "svc:app", "--json")
-    data = json_report(result)
-    assert result.returncode == 0, data["unguarded"]
-    assert data["guarded"] == {"boto3": "by the boto3 integration"}
-    assert [(c["name"], c["guarded"]) for c in data["live_clients"]] == [("svc.queue", True)]
+    check_guarded(tmp_path, APP, "boto3", "svc.queue")

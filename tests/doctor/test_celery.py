@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests._cli import json_report
-from tests.doctor._run import doctor, subjects, write
+from tests.doctor._run import doctor_app, finding, subjects
 
 APP = """\
 from celery import Celery
@@ -23,20 +22,16 @@ app = ShadowGuardMiddleware(inner)
 
 
 def test_a_celery_app_without_its_integration_is_unguarded(tmp_path: Path) -> None:
-    write(tmp_path, "svc.py", APP.format(install=""))
-    result = doctor(tmp_path, "svc:app", "--json")
-    data = json_report(result)
-    assert result.returncode == 1
+    code, data = doctor_app(tmp_path, APP)
+    assert code == 1
     assert {"celery", "Celery app"} <= set(subjects(data))
-    found = next(f for f in data["unguarded"] if f["subject"] == "Celery app")
+    found = finding(data, "Celery app")
     assert "svc.tasks" in found["problem"]
     assert "shadowguard.install('celery')" in found["remedy"]
 
 
 def test_a_celery_app_created_before_install_is_guarded(tmp_path: Path) -> None:
-    write(tmp_path, "svc.py", APP.format(install="shadowguard.install('celery')"))
-    result = doctor(tmp_path, "svc:app", "--json")
-    data = json_report(result)
-    assert result.returncode == 0, data["unguarded"]
+    code, data = doctor_app(tmp_path, APP, "shadowguard.install('celery')")
+    assert code == 0, data["unguarded"]
     assert data["guarded"]["celery"] == "by the celery integration"
     assert ("svc.tasks", True) in [(c["name"], c["guarded"]) for c in data["live_clients"]]

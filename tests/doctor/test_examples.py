@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests._cli import json_report
-from tests.doctor._run import ROOT, doctor, subjects
+from tests.doctor._run import ROOT, doctor, subjects, write
 
 EXAMPLES = ROOT / "examples"
 
@@ -77,10 +77,13 @@ def test_django_example(tmp_path: Path, entry: str) -> None:
 
 
 def test_django_example_without_its_middleware(tmp_path: Path) -> None:
-    settings = tmp_path / "bare_settings.py"
-    settings.write_text(
-        "from orders_service.settings import *  # noqa: F403\n"
-        "MIDDLEWARE = ['django.middleware.common.CommonMiddleware']\n"
+    write(
+        tmp_path,
+        "bare_settings.py",
+        """\
+        from orders_service.settings import *  # noqa: F403
+        MIDDLEWARE = ['django.middleware.common.CommonMiddleware']
+        """,
     )
     result = doctor(
         EXAMPLES / "django_orders",

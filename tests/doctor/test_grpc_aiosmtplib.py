@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._cli import json_report
-from tests.doctor._run import doctor, subjects, write
+from tests.doctor._run import check_guarded, check_unguarded
 
 GRPC_APP = """\
 import grpc
@@ -49,16 +48,5 @@ app = ShadowGuardMiddleware(inner)
 def test_a_client_without_its_integration_is_unguarded_and_with_it_guarded(
     tmp_path: Path, app: str, library: str, kind: str, name: str
 ) -> None:
-    write(tmp_path, "svc.py", app.format(install=""))
-    data = json_report(doctor(tmp_path, "svc:app", "--json"))
-    assert sorted(subjects(data)) == sorted([library, kind])
-    client = next(f for f in data["unguarded"] if f["subject"] == kind)
-    assert name in client["problem"]
-    assert f"shadowguard.install('{library}')" in client["remedy"]
-
-    write(tmp_path, "svc.py", app.format(install=f"shadowguard.install({library!r})"))
-    result = doctor(tmp_path, "svc:app", "--json")
-    data = json_report(result)
-    assert result.returncode == 0, data["unguarded"]
-    assert data["guarded"] == {library: f"by the {library} integration"}
-    assert [(c["name"], c["guarded"]) for c in data["live_clients"]] == [(name, True)]
+    check_unguarded(tmp_path, app, library, kind, name)
+    check_guarded(tmp_path, app, library, name)

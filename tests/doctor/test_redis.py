@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests._cli import json_report
-from tests.doctor._run import doctor, subjects, write
+from tests.doctor._run import check_guarded, check_unguarded, doctor, subjects, write
 
 APP = """\
 import redis
@@ -23,23 +23,11 @@ app = ShadowGuardMiddleware(inner)
 
 
 def test_a_redis_client_without_its_integration_is_unguarded(tmp_path: Path) -> None:
-    write(tmp_path, "svc.py", APP.format(install=""))
-    result = doctor(tmp_path, "svc:app", "--json")
-    data = json_report(result)
-    assert result.returncode == 1
-    assert sorted(subjects(data)) == ["redis", "redis client"]
-    client = next(f for f in data["unguarded"] if f["subject"] == "redis client")
-    assert "svc.cache" in client["problem"]
-    assert "shadowguard.install('redis')" in client["remedy"]
+    check_unguarded(tmp_path, APP, "redis", "redis client", "svc.cache")
 
 
 def test_a_redis_client_created_before_install_is_guarded(tmp_path: Path) -> None:
-    write(tmp_path, "svc.py", APP.format(install="shadowguard.install('redis')"))
-    result = doctor(tmp_path, "svc:app", "--json")
-    data = json_report(result)
-    assert result.returncode == 0, data["unguarded"]
-    assert data["guarded"] == {"redis": "by the redis integration"}
-    assert [(c["name"], c["guarded"]) for c in data["live_clients"]] == [("svc.cache", True)]
+    check_guarded(tmp_path, APP, "redis", "svc.cache")
 
 
 def test_a_redis_cluster_client_is_unguarded_even_with_the_integration(tmp_path: Path) -> None:

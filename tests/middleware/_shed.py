@@ -5,19 +5,15 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shadowguard.middleware import _admission
-from tests.middleware._helpers import points
+from tests.middleware._helpers import reason_counts
 
 
 def shed_counts(reader: InMemoryMetricReader) -> Counter[str]:
     """``shadowguard.shadow_shed`` per ``reason`` (cumulative)."""
-    counts: Counter[str] = Counter()
-    for point in points(reader, "shadowguard.shadow_shed"):
-        assert isinstance(point, NumberDataPoint)
-        counts[str((point.attributes or {})["reason"])] += int(point.value)
-    return counts
+    return reason_counts(reader, "shadowguard.shadow_shed")
 
 
 def new_sheds(reader: InMemoryMetricReader, before: Counter[str]) -> dict[str, int]:

@@ -3,29 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
+from django.db import connections
+from django.test import AsyncClient, Client, override_settings
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.middleware.django_settings")
+from shadowguard import ConfigError
+from shadowguard.middleware import _admission
+from shadowguard.middleware.django import ShadowGuardMiddleware
+from tests.middleware._shed import fresh_gate, new_sheds, shed_counts
 
-import django
-
-django.setup()
-
-from django.db import connections  # noqa: E402
-from django.test import AsyncClient, Client, override_settings  # noqa: E402
-
-from shadowguard import ConfigError  # noqa: E402
-from shadowguard.middleware import _admission  # noqa: E402
-from shadowguard.middleware.django import ShadowGuardMiddleware  # noqa: E402
-from tests.middleware._shed import fresh_gate, new_sheds, shed_counts  # noqa: E402
-from tests.middleware.djangoapp import databases, views  # noqa: E402
-from tests.middleware.djangoapp.databases import Rows  # noqa: E402
+# Importing the test app's databases sets Django up with its settings.
+from tests.middleware.djangoapp import databases, views
+from tests.middleware.djangoapp.databases import Rows
 
 django_databases = databases.django_databases
 rows = databases.rows

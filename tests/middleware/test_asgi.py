@@ -16,9 +16,9 @@ from starlette.testclient import TestClient
 from starlette.websockets import WebSocket
 
 import shadowguard
-from shadowguard import ConfigError, current_scope, is_shadow, side_effect
+from shadowguard import ConfigError, current_scope, is_shadow
 from shadowguard.middleware.asgi import ShadowGuardMiddleware
-from tests.middleware._helpers import durations, new_durations
+from tests.middleware._helpers import durations, new_durations, save_into
 from tests.middleware.conftest import PgTable
 
 SHADOW_HOST = {"host": "orders-shadow:8080"}
@@ -27,11 +27,7 @@ SHADOW_HOST = {"host": "orders-shadow:8080"}
 def build_app(table: PgTable | None = None, **options: Any) -> tuple[Any, list[Any]]:
     """A Starlette app whose endpoints note what they saw in ``seen``."""
     seen: list[Any] = []
-
-    @side_effect
-    def save(ref: str) -> None:
-        assert table is not None
-        table.insert(ref)
+    save = save_into(table)
 
     async def order(request: Request) -> JSONResponse:
         seen.append(("view", is_shadow(), current_scope()))

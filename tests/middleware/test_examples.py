@@ -9,6 +9,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 from types import ModuleType
 
@@ -34,11 +35,8 @@ def _load_flask_example() -> ModuleType:
 
 
 def _flask_rows(path: Path) -> list[str]:
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         return [r[0] for r in conn.execute("SELECT sku FROM flask_orders ORDER BY id")]
-    finally:
-        conn.close()
 
 
 def test_flask_orders_primary_writes_and_shadow_skips_side_effects(

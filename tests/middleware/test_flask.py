@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from flask import Flask, Response, stream_with_context
 
-from shadowguard import ConfigError, current_scope, is_shadow, propagate, side_effect
+from shadowguard import ConfigError, current_scope, is_shadow, propagate
 from shadowguard._context import Scope
 from shadowguard.middleware.flask import ShadowGuard
 from shadowguard.middleware.wsgi import ShadowGuardMiddleware
-from tests.middleware._helpers import durations, new_durations
+from tests.middleware._helpers import closing_body, durations, new_durations, save_into
 from tests.middleware.conftest import PgTable
 
 SHADOW_HOST = {"Host": "orders-shadow:8080"}
@@ -20,11 +20,7 @@ SHADOW_HOST = {"Host": "orders-shadow:8080"}
 
 def build_app(table: PgTable | None = None, **options: Any) -> tuple[Flask, list[Any]]:
     seen: list[Any] = []
-
-    @side_effect
-    def save(ref: str) -> None:
-        assert table is not None
-        table.insert(ref)
+    save = save_into(table)
 
     app = Flask(__name__)
 
@@ -53,15 +49,11 @@ def build_app(table: PgTable | None = None, **options: Any) -> tuple[Flask, list
 
     @app.get("/stream-cleanup")
     def stream_cleanup() -> Any:
-        def body() -> Iterator[str]:
-            try:
-                yield "first"
-                yield "second"
-            finally:
-                seen.append(("cleanup", is_shadow(), current_scope()))
-                save("cleanup")
+        def cleanup() -> None:
+            seen.append(("cleanup", is_shadow(), current_scope()))
+            save("cleanup")
 
-        return Response(body())
+        return Response(closing_body(cleanup, "first", "second"))
 
     @app.post("/thread/<ref>")
     def thread(ref: str) -> Any:

@@ -7,20 +7,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.peers.moto import MotoPeer
+from tests.pytest_plugin._audit import guards_conftest, run_audit
 
 pytest_plugins = ["pytester"]
-
-CONFTEST = """
-import pytest
-import shadowguard
-
-
-@pytest.fixture(scope="session", autouse=True)
-def guards():
-    shadowguard.install("boto3")
-    yield
-    shadowguard.uninstall("boto3")
-"""
 
 TESTS = """
 import os
@@ -58,19 +47,12 @@ def test_audit_counts_aws_suppressions_and_aws_keeps_nothing(
     monkeypatch.setenv("SG_MOTO_URL", moto.url)
     monkeypatch.setenv("SG_BUCKET", bucket)
     monkeypatch.setenv("SG_QUEUE", queue)
-    pytester.makeconftest(CONFTEST)
-    pytester.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-        f"shadowguard_allow_hosts = {urlsplit(moto.url).netloc}\n"
-    )
-    pytester.makepyfile(test_inner=TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--shadowguard-audit", "-v")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "1 test(s) ran as shadow traffic, 0 leaked (audit: *)",
-            "suppressed by guards in test_inner.py::test_places_an_order: aws.call=2",
-        ]
+    run_audit(
+        pytester,
+        TESTS,
+        guards_conftest("boto3"),
+        allow_hosts=urlsplit(moto.url).netloc,
+        suppressed={"test_places_an_order": "aws.call=2"},
     )
     assert s3.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]

@@ -5,20 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.peers.celery_brokers import Broker
+from tests.pytest_plugin._audit import guards_conftest, run_audit
 
 pytest_plugins = ["pytester"]
-
-CONFTEST = """
-import pytest
-import shadowguard
-
-
-@pytest.fixture(scope="session", autouse=True)
-def guards():
-    shadowguard.install("celery")
-    yield
-    shadowguard.uninstall("celery")
-"""
 
 TESTS = """
 import os
@@ -46,15 +35,10 @@ def test_audit_counts_celery_suppressions_and_the_queue_stays_empty(
     queue = rabbitmq_broker.queue("audit")
     monkeypatch.setenv("SG_BROKER_URL", rabbitmq_broker.url)
     monkeypatch.setenv("SG_QUEUE", queue)
-    pytester.makeconftest(CONFTEST)
-    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
-    pytester.makepyfile(test_inner=TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--shadowguard-audit", "-v")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "1 test(s) ran as shadow traffic, 0 leaked (audit: *)",
-            "suppressed by guards in test_inner.py::test_places_an_order: celery.task=2",
-        ]
+    run_audit(
+        pytester,
+        TESTS,
+        guards_conftest("celery"),
+        suppressed={"test_places_an_order": "celery.task=2"},
     )
     assert rabbitmq_broker.depth(queue) == 0

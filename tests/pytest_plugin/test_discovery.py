@@ -11,6 +11,7 @@ from __future__ import annotations
 import sqlite3
 import textwrap
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -35,11 +36,8 @@ def _sqlite_file(path: Path) -> Path:
 
 
 def _rows(path: Path) -> list[int]:
-    conn = sqlite3.connect(path)
-    try:
+    with closing(sqlite3.connect(path)) as conn:
         return [row[0] for row in conn.execute("SELECT id FROM t ORDER BY id")]
-    finally:
-        conn.close()
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ import pytest
 
 from tests.peers.grpc_server import GrpcServer
 from tests.peers.smtp import SmtpServer
+from tests.pytest_plugin._audit import run_audit
 
 pytest_plugins = ["pytester"]
 
@@ -64,21 +65,14 @@ def test_audit_counts_grpc_and_mail_suppressions_and_the_peers_saw_only_the_read
 ) -> None:
     monkeypatch.setenv("SG_GRPC_TARGET", grpc_server.target)
     monkeypatch.setenv("SG_SMTP", f"{smtp_server.host}:{smtp_server.port}")
-    pytester.makeconftest(CONFTEST)
-    pytester.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-        f"shadowguard_allow_hosts = {grpc_server.target} "
-        f"{smtp_server.host}:{smtp_server.port}\n"
-    )
-    pytester.makepyfile(test_inner=TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--shadowguard-audit", "-v")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "1 test(s) ran as shadow traffic, 0 leaked (audit: *)",
-            "suppressed by guards in test_inner.py::test_cancels_an_order_and_mails_the_customer:"
-            " grpc.call=1, mail.send=1",
-        ]
+    run_audit(
+        pytester,
+        TESTS,
+        CONFTEST,
+        allow_hosts=f"{grpc_server.target} {smtp_server.host}:{smtp_server.port}",
+        suppressed={
+            "test_cancels_an_order_and_mails_the_customer": "grpc.call=1, mail.send=1",
+        },
     )
     assert grpc_server.methods() == ["Get"]
     assert grpc_server.hits[0].metadata["x-shadow-request"] == "1"

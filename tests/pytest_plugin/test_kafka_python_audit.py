@@ -5,20 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.peers.kafka import KafkaBroker
+from tests.pytest_plugin._audit import guards_conftest, run_audit
 
 pytest_plugins = ["pytester"]
-
-CONFTEST = """
-import pytest
-import shadowguard
-
-
-@pytest.fixture(scope="session", autouse=True)
-def guards():
-    shadowguard.install("kafka_python", "aiokafka")
-    yield
-    shadowguard.uninstall("kafka_python", "aiokafka")
-"""
 
 TESTS = """
 import os
@@ -52,19 +41,15 @@ def test_audit_counts_kafka_suppressions_and_the_broker_keeps_nothing(
     topic = kafka_broker.create_topic()
     monkeypatch.setenv("SG_KAFKA", kafka_broker.bootstrap)
     monkeypatch.setenv("SG_TOPIC", topic)
-    pytester.makeconftest(CONFTEST)
-    pytester.makeini(
-        "[pytest]\nasyncio_mode = strict\nasyncio_default_fixture_loop_scope = function\n"
-        f"shadowguard_allow_hosts = {kafka_broker.bootstrap}\n"
-    )
-    pytester.makepyfile(test_inner=TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--shadowguard-audit", "-v")
-    result.assert_outcomes(passed=2)
-    result.stdout.fnmatch_lines(
-        [
-            "2 test(s) ran as shadow traffic, 0 leaked (audit: *)",
-            "suppressed by guards in test_inner.py::test_places_an_order: kafka.produce=2",
-            "suppressed by guards in test_inner.py::test_places_an_order_async: kafka.produce=1",
-        ]
+    run_audit(
+        pytester,
+        TESTS,
+        guards_conftest("kafka_python", "aiokafka"),
+        ini="asyncio_mode = strict\n",
+        allow_hosts=kafka_broker.bootstrap,
+        suppressed={
+            "test_places_an_order": "kafka.produce=2",
+            "test_places_an_order_async": "kafka.produce=1",
+        },
     )
     assert kafka_broker.values(topic) == []

@@ -5,20 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.peers.rabbitmq import RabbitPeer
+from tests.pytest_plugin._audit import guards_conftest, run_audit
 
 pytest_plugins = ["pytester"]
-
-CONFTEST = """
-import pytest
-import shadowguard
-
-
-@pytest.fixture(scope="session", autouse=True)
-def guards():
-    shadowguard.install("pika")
-    yield
-    shadowguard.uninstall("pika")
-"""
 
 TESTS = """
 import os
@@ -43,20 +32,13 @@ def test_audit_counts_amqp_publishes_and_the_queue_stays_empty(
     monkeypatch.setenv("SG_RABBIT_HOST", rabbit.host)
     monkeypatch.setenv("SG_RABBIT_PORT", str(rabbit.port))
     monkeypatch.setenv("SG_RABBIT_QUEUE", queue)
-    pytester.makeconftest(CONFTEST)
     # pika's I/O loop makes its wake-up socket pair by connecting to a port of its own on
     # 127.0.0.1, so the whole loopback host is allowed, not only the broker's port.
-    pytester.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-        f"shadowguard_allow_hosts = {rabbit.host}\n"
-    )
-    pytester.makepyfile(test_inner=TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--shadowguard-audit", "-v")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "1 test(s) ran as shadow traffic, 0 leaked (audit: *)",
-            "suppressed by guards in test_inner.py::test_places_an_order: amqp.publish=1",
-        ]
+    run_audit(
+        pytester,
+        TESTS,
+        guards_conftest("pika"),
+        allow_hosts=rabbit.host,
+        suppressed={"test_places_an_order": "amqp.publish=1"},
     )
     assert rabbit.depth(queue) == 0

@@ -5,20 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.peers.redis import RedisPeer
+from tests.pytest_plugin._audit import guards_conftest, run_audit
 
 pytest_plugins = ["pytester"]
-
-CONFTEST = """
-import pytest
-import shadowguard
-
-
-@pytest.fixture(scope="session", autouse=True)
-def guards():
-    shadowguard.install("redis")
-    yield
-    shadowguard.uninstall("redis")
-"""
 
 TESTS = """
 import os
@@ -39,18 +28,11 @@ def test_audit_counts_redis_suppressions_and_redis_keeps_nothing(
 ) -> None:
     monkeypatch.setenv("SG_REDIS_URL", redis_peer.url)
     monkeypatch.setenv("SG_REDIS_PREFIX", redis_peer.prefix)
-    pytester.makeconftest(CONFTEST)
-    pytester.makeini(
-        "[pytest]\nasyncio_default_fixture_loop_scope = function\n"
-        f"shadowguard_allow_hosts = {redis_peer.host}:{redis_peer.port}\n"
-    )
-    pytester.makepyfile(test_inner=TESTS)
-    result = pytester.runpytest("-p", "no:cacheprovider", "--shadowguard-audit", "-v")
-    result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(
-        [
-            "1 test(s) ran as shadow traffic, 0 leaked (audit: *)",
-            "suppressed by guards in test_inner.py::test_places_an_order: redis.command=2",
-        ]
+    run_audit(
+        pytester,
+        TESTS,
+        guards_conftest("redis"),
+        allow_hosts=f"{redis_peer.host}:{redis_peer.port}",
+        suppressed={"test_places_an_order": "redis.command=2"},
     )
     assert redis_peer.keys() == set()

@@ -10,6 +10,7 @@ from django.db import IntegrityError, connections, transaction
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 
 from shadowguard import ShadowSideEffectBlocked, current_scope, is_shadow, propagate
+from tests.middleware._helpers import closing_body
 from tests.middleware.djangoapp.models import Order
 
 SEEN: list[Any] = []
@@ -65,15 +66,11 @@ def stream(request: HttpRequest, ref: str) -> StreamingHttpResponse:
 def stream_cleanup(request: HttpRequest, ref: str) -> StreamingHttpResponse:
     """A generator whose clean-up runs when Django closes a body read only in part."""
 
-    def body() -> Iterator[str]:
-        try:
-            yield "first,"
-            yield "second,"
-        finally:
-            SEEN.append(("cleanup", is_shadow(), current_scope()))
-            Order.objects.create(ref=f"{ref}-cleanup")
+    def cleanup() -> None:
+        SEEN.append(("cleanup", is_shadow(), current_scope()))
+        Order.objects.create(ref=f"{ref}-cleanup")
 
-    return StreamingHttpResponse(body())
+    return StreamingHttpResponse(closing_body(cleanup, "first,", "second,"))
 
 
 async def async_order(request: HttpRequest, ref: str) -> JsonResponse:
