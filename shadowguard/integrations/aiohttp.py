@@ -42,15 +42,8 @@ from shadowguard._outbound import (
     redact_url,
     url_of,
 )
-from shadowguard.contract import (
-    PROCESS,
-    Kind,
-    Patches,
-    mark_wrapped,
-    missing_extra_error,
-    refuse,
-    scope_now,
-)
+from shadowguard.contract import PROCESS, Kind, Patches, mark_wrapped, refuse, scope_now
+from shadowguard.errors import missing_extra_error
 
 try:
     import aiohttp

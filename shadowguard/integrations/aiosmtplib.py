@@ -23,16 +23,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from shadowguard._mail import ADDRESS_REFUSED, SEND_REMEDY, address_error, command_problem
-from shadowguard.contract import (
-    PROCESS,
-    Kind,
-    Patches,
-    mark_wrapped,
-    missing_extra_error,
-    record,
-    refuse,
-    scope_now,
-)
+from shadowguard.contract import PROCESS, Kind, Patches, mark_wrapped, record, refuse, scope_now
+from shadowguard.errors import missing_extra_error
 
 try:
     import aiosmtplib

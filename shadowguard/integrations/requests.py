@@ -43,14 +43,8 @@ from shadowguard._outbound import (
     passing_down,
     text_headers,
 )
-from shadowguard.contract import (
-    PROCESS,
-    Patches,
-    mark_wrapped,
-    missing_extra_error,
-    scope_now,
-    unwrapped,
-)
+from shadowguard.contract import PROCESS, Patches, mark_wrapped, scope_now, unwrapped
+from shadowguard.errors import missing_extra_error
 
 try:
     import urllib3
