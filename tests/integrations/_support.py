@@ -44,3 +44,14 @@ def shadow_refusal_seconds(engine: Any, statement: str, match: str) -> float:
     with shadowguard.shadow(), pytest.raises(DBAPIError, match=match), engine.begin() as c:
         c.execute(text(statement))
     return time.monotonic() - started
+
+
+def refusal_seconds_behind(primary: Any, engine: Any, statement: str, match: str) -> float:
+    """``shadow_refusal_seconds`` while the DB-API connection ``primary`` holds a lock; the
+    primary commits after it, and is closed whatever happens."""
+    try:
+        waited = shadow_refusal_seconds(engine, statement, match)
+        primary.commit()
+    finally:
+        primary.close()
+    return waited
