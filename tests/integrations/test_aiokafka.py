@@ -24,7 +24,7 @@ from shadowguard import Kind, ShadowSideEffectBlocked
 from shadowguard import _config as config
 from shadowguard.integrations import aiokafka as sink
 from tests.integrations._consumers import NONE, group, topic
-from tests.integrations._support import installing
+from tests.integrations._support import installing, raising
 from tests.peers.kafka import KafkaBroker
 
 __all__ = ["group", "topic"]  # fixtures
@@ -306,13 +306,9 @@ async def test_a_fault_inside_the_guard_fails_closed_and_primary_is_untouched(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topic = kafka_broker.create_topic()
-
-    def broken(*args: Any) -> Any:
-        raise RuntimeError("serialize broke")
-
     with installing(sink):
         await producer.send_and_wait(topic, "primary-1")
-        monkeypatch.setattr(producer, "_serialize", broken)
+        monkeypatch.setattr(producer, "_serialize", raising("serialize broke"))
         with shadowguard.shadow() as scope, pytest.raises(RuntimeError, match="broke"):
             await producer.send(topic, "shadow")
         monkeypatch.undo()
