@@ -20,6 +20,7 @@ call by a few percent, the way ``pyperf`` sees it, so one process is one sample.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import platform
@@ -201,6 +202,16 @@ class Harness:
     def note(self, text: str) -> None:
         self.notes.append(text)
         print(f"  note: {text}", flush=True)
+
+    def imports(self, *modules: str, missing: str) -> bool:
+        """Whether ``modules`` import; if one does not, note ``missing`` (the way to get it)."""
+        try:
+            for name in modules:
+                importlib.import_module(name)
+        except ImportError:
+            self.note(missing)
+            return False
+        return True
 
     def save(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

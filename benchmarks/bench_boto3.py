@@ -54,12 +54,13 @@ def _unguarded(client: Any, originals: dict[str, Any], send: Any) -> Any:
 
 
 def run(h: Harness) -> None:
-    try:
-        from botocore.client import BaseClient
-        from botocore.endpoint import Endpoint
-    except ImportError:
-        h.note("boto3 is not installed: pip install 'shadowguard[boto3]'")
+    if not h.imports(
+        "botocore", missing="boto3 is not installed: pip install 'shadowguard[boto3]'"
+    ):
         return
+    from botocore.client import BaseClient
+    from botocore.endpoint import Endpoint
+
     from shadowguard.integrations import boto3 as sink
 
     originals = {name: vars(BaseClient)[name] for name in ("_make_api_call", "_make_request")}

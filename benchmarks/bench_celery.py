@@ -17,12 +17,13 @@ from shadowguard import shadow
 
 
 def run(h: Harness) -> None:
-    try:
-        from celery import Celery
-        from kombu.transport.memory import Channel
-    except ImportError:
-        h.note("celery is not installed: pip install 'shadowguard[celery]'")
+    if not h.imports(
+        "celery", "kombu", missing="celery is not installed: pip install 'shadowguard[celery]'"
+    ):
         return
+    from celery import Celery
+    from kombu.transport.memory import Channel
+
     from shadowguard.integrations import celery as sink
 
     queue = "shadowguard-bench"

@@ -52,11 +52,13 @@ def _to_json(obj: Any, ctx: Any) -> bytes:
 
 
 def run(h: Harness) -> None:
-    try:
-        import confluent_kafka
-    except ImportError:
-        h.note("confluent-kafka is not installed: pip install 'shadowguard[kafka]'")
+    if not h.imports(
+        "confluent_kafka",
+        missing="confluent-kafka is not installed: pip install 'shadowguard[kafka]'",
+    ):
         return
+    import confluent_kafka
+
     from shadowguard.integrations import confluent_kafka as guard
 
     raw = confluent_kafka.cimpl.Producer(_config())

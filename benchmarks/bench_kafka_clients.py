@@ -149,15 +149,12 @@ def run(h: Harness) -> None:
     with _broker(h) as bootstrap:
         if bootstrap is None:
             return
-        try:
-            import kafka  # noqa: F401
-        except ImportError:
-            h.note("kafka-python is not installed: pip install 'shadowguard[kafka-python]'")
-        else:
+        if h.imports(
+            "kafka",
+            missing="kafka-python is not installed: pip install 'shadowguard[kafka-python]'",
+        ):
             _kafka_python(h, bootstrap)
-        try:
-            import aiokafka  # noqa: F401
-        except ImportError:
-            h.note("aiokafka is not installed: pip install 'shadowguard[aiokafka]'")
-        else:
+        if h.imports(
+            "aiokafka", missing="aiokafka is not installed: pip install 'shadowguard[aiokafka]'"
+        ):
             _aiokafka(h, bootstrap)

@@ -164,57 +164,55 @@ def in_span(call: Callable[[], None]) -> Callable[[], None]:
     return spanned
 
 
-def _asgi(h: Harness) -> None:
-    primary = [(b"host", b"orders")]
-    shadow = [(b"host", b"orders-shadow")]
+def _middleware(
+    h: Harness,
+    protocol: str,
+    caller: Callable[[Any, Any], Callable[[], None]],
+    middleware: Callable[..., Any],
+    apps: tuple[Any, Any],
+    primary: Any,
+    shadow: Any,
+) -> None:
+    """The three comparisons of a middleware: ``apps`` is the plain app and the notifying one,
+    ``primary``/``shadow`` the request's headers as ``caller`` takes them."""
+    app, app_notifying = apps
     h.compare(
-        "ASGI: primary request vs bare app",
-        asgi_caller(asgi_app, primary),
-        asgi_caller(ASGIMiddleware(asgi_app), primary),
+        f"{protocol}: primary request vs bare app",
+        caller(app, primary),
+        caller(middleware(app), primary),
         **ASGI_WSGI,
     )
     h.compare(
-        "ASGI: primary request, capture on (request path) vs bare app",
-        asgi_caller(asgi_app, primary),
-        asgi_caller(ASGIMiddleware(asgi_app, capture=RequestPathCapture()), primary),
+        f"{protocol}: primary request, capture on (request path) vs bare app",
+        caller(app, primary),
+        caller(middleware(app, capture=RequestPathCapture()), primary),
         **CAPTURE,
     )
     h.compare(
-        "ASGI: shadow request, 2 suppressed, in a span (info)",
-        in_span(asgi_caller(asgi_app_notifying, shadow)),
-        in_span(asgi_caller(ASGIMiddleware(asgi_app_notifying), shadow)),
+        f"{protocol}: shadow request, 2 suppressed, in a span (info)",
+        in_span(caller(app_notifying, shadow)),
+        in_span(caller(middleware(app_notifying), shadow)),
         fastest=True,
+    )
+
+
+def _asgi(h: Harness) -> None:
+    primary, shadow = [(b"host", b"orders")], [(b"host", b"orders-shadow")]
+    _middleware(
+        h, "ASGI", asgi_caller, ASGIMiddleware, (asgi_app, asgi_app_notifying), primary, shadow
     )
 
 
 def _wsgi(h: Harness) -> None:
-    h.compare(
-        "WSGI: primary request vs bare app",
-        wsgi_caller(wsgi_app, {}),
-        wsgi_caller(WSGIMiddleware(wsgi_app), {}),
-        **ASGI_WSGI,
-    )
-    h.compare(
-        "WSGI: primary request, capture on (request path) vs bare app",
-        wsgi_caller(wsgi_app, {}),
-        wsgi_caller(WSGIMiddleware(wsgi_app, capture=RequestPathCapture()), {}),
-        **CAPTURE,
-    )
     shadow = {"HTTP_HOST": "orders-shadow"}
-    h.compare(
-        "WSGI: shadow request, 2 suppressed, in a span (info)",
-        in_span(wsgi_caller(wsgi_app_notifying, shadow)),
-        in_span(wsgi_caller(WSGIMiddleware(wsgi_app_notifying), shadow)),
-        fastest=True,
-    )
+    _middleware(h, "WSGI", wsgi_caller, WSGIMiddleware, (wsgi_app, wsgi_app_notifying), {}, shadow)
 
 
 def _flask(h: Harness) -> None:
-    try:
-        from flask import Flask
-    except ImportError:
-        h.note("flask not installed: Flask benchmark skipped")
+    if not h.imports("flask", missing="flask not installed: Flask benchmark skipped"):
         return
+    from flask import Flask
+
     from shadowguard.middleware.flask import ShadowGuard
 
     def build(guarded: bool) -> Any:
@@ -240,12 +238,11 @@ def _flask(h: Harness) -> None:
 
 
 def _django(h: Harness) -> None:
-    try:
-        import django
-        from django.conf import settings
-    except ImportError:
-        h.note("django not installed: Django benchmark skipped")
+    if not h.imports("django", missing="django not installed: Django benchmark skipped"):
         return
+    import django
+    from django.conf import settings
+
     if not settings.configured:
         settings.configure(
             DEBUG=False, ALLOWED_HOSTS=["*"], DATABASES={}, USE_TZ=True, SECRET_KEY="bench"

@@ -46,13 +46,12 @@ class _Toggle:
 
 
 def _pika(h: Harness, queue: str) -> None:
-    try:
-        import pika
-        import pika.channel
-        from pika.adapters.blocking_connection import BlockingChannel
-    except ImportError:
-        h.note("pika is not installed: pip install 'shadowguard[pika]'")
+    if not h.imports("pika", missing="pika is not installed: pip install 'shadowguard[pika]'"):
         return
+    import pika
+    import pika.channel
+    from pika.adapters.blocking_connection import BlockingChannel
+
     from shadowguard.integrations import pika as sink
 
     parameters = pika.ConnectionParameters(HOST, PORT)
@@ -97,12 +96,14 @@ def _pika(h: Harness, queue: str) -> None:
 
 
 def _aio_pika(h: Harness, queue: str) -> None:
-    try:
-        import aio_pika
-        import aiormq.channel
-    except ImportError:
-        h.note("aio-pika is not installed: pip install 'shadowguard[aio-pika]'")
+    if not h.imports(
+        "aio_pika",
+        missing="aio-pika is not installed: pip install 'shadowguard[aio-pika]'",
+    ):
         return
+    import aio_pika
+    import aiormq.channel
+
     from shadowguard.integrations import aio_pika as sink
 
     url = f"amqp://guest:guest@{HOST}:{PORT}/"

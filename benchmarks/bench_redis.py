@@ -27,11 +27,10 @@ def _unguarded(client: Any, original: Any) -> Any:
 
 
 def run(h: Harness) -> None:
-    try:
-        import redis
-    except ImportError:
-        h.note("redis is not installed: pip install 'shadowguard[redis]'")
+    if not h.imports("redis", missing="redis is not installed: pip install 'shadowguard[redis]'"):
         return
+    import redis
+
     from shadowguard.integrations import redis as sink
 
     original = vars(redis.Redis)["_send_command_parse_response"]

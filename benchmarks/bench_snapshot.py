@@ -71,12 +71,13 @@ def _sqlite(h: Harness) -> None:
 
 
 def _postgresql(h: Harness) -> None:
-    try:
-        import psycopg
-        import sqlalchemy as sa
-    except ImportError:
-        h.note("PostgreSQL snapshot skipped: psycopg is not installed")
+    if not h.imports(
+        "psycopg", "sqlalchemy", missing="PostgreSQL snapshot skipped: psycopg is not installed"
+    ):
         return
+    import psycopg
+    import sqlalchemy as sa
+
     from shadowguard.testing import snapshot
 
     host = os.environ.get("SHADOWGUARD_TEST_PG_HOST", "127.0.0.1")

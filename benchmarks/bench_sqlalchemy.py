@@ -84,11 +84,12 @@ def _compare(h: Harness, workloads: list[tuple[str, Callable[[], object]]]) -> N
 
 
 def run(h: Harness) -> None:
-    try:
-        from sqlalchemy import create_engine
-    except ImportError:
-        h.note("sqlalchemy is not installed: pip install 'shadowguard[sqlalchemy]'")
+    if not h.imports(
+        "sqlalchemy", missing="sqlalchemy is not installed: pip install 'shadowguard[sqlalchemy]'"
+    ):
         return
+    from sqlalchemy import create_engine
+
     try:
         sqlite = create_engine("sqlite://")
         _compare(h, _workloads(sqlite, "SQLite (memory)"))

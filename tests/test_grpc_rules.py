@@ -54,10 +54,9 @@ def test_a_target_restricted_rule_matches_only_its_targets(target: str) -> None:
     ],
 )
 def test_names_that_are_not_exact_method_names_are_config_errors(name: str) -> None:
-    with pytest.raises(ConfigError, match="full gRPC method name"):
-        GrpcAllow(name)
-    with pytest.raises(ConfigError, match="full gRPC method name"):
-        GrpcStub(name)
+    for rule in (GrpcAllow, GrpcStub):
+        with pytest.raises(ConfigError, match="full gRPC method name"):
+            rule(name)
 
 
 def test_the_marker_replaces_an_entry_of_its_key_and_keeps_the_rest() -> None:

@@ -27,6 +27,7 @@ from shadowguard._outbound import (
     redact_url,
     url_of,
 )
+from tests.integrations._http import suppress_instrumentation
 
 _label = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789", min_size=1, max_size=12)
 _hosts = st.lists(_label, min_size=1, max_size=4).map(".".join)
@@ -40,6 +41,14 @@ _segments = st.lists(
 _paths = _segments.map(lambda parts: "/" + "/".join(parts))
 _query_names = st.text(alphabet="abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=10)
 _query_values = st.text(min_size=1, max_size=20).map(lambda v: "SECRET" + v)
+
+
+def _only_otlp_endpoints(monkeypatch: pytest.MonkeyPatch, **endpoints: str) -> None:
+    """Set these OTLP endpoint variables and unset the others."""
+    for name in OTLP_ENDPOINT_VARS:
+        monkeypatch.delenv(name, raising=False)
+    for name, url in endpoints.items():
+        monkeypatch.setenv(name, url)
 
 
 @given(
@@ -185,16 +194,13 @@ def test_exporter_exemption_covers_only_the_configured_otlp_endpoints(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """Under suppress-instrumentation, only OTLP endpoint URLs skip the rules."""
-    from opentelemetry import context as otel_context
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-
-    for name in OTLP_ENDPOINT_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://Collector.test:4318")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "https://logs.test/ingest/logs")
+    _only_otlp_endpoints(
+        monkeypatch,
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://Collector.test:4318",
+        OTEL_EXPORTER_OTLP_LOGS_ENDPOINT="https://logs.test/ingest/logs",
+    )
     rules = Rules()
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
+    with suppress_instrumentation():
         assert rules.decide("POST", "http://collector.test:4318/v1/traces").allowed
         assert rules.decide("POST", "https://logs.test/ingest/logs").allowed
         assert rules.decide("POST", "https://logs.test/ingest/logs/x").allowed
@@ -205,8 +211,6 @@ def test_exporter_exemption_covers_only_the_configured_otlp_endpoints(
         assert (
             not Rules(telemetry_exports=False).decide("POST", "http://collector.test:4318/").allowed
         )
-    finally:
-        otel_context.detach(token)
     assert not rules.decide("POST", "http://collector.test:4318/v1/traces").allowed
 
 
@@ -288,10 +292,10 @@ def test_host_rules_match_as_urls_are_normalized(host: str, url: str) -> None:
     ],
 )
 def test_a_url_pattern_that_could_never_match_is_refused(url: str) -> None:
-    with pytest.raises(ConfigError, match="is not valid"):
-        Allow(url=url)
-    with pytest.raises(ConfigError, match="is not valid"):
-        Stub(url=url)
+    """A query, fragment, userinfo, dot segment, bad port or space can never match a URL."""
+    for rule in (Allow, Stub):
+        with pytest.raises(ConfigError, match="is not valid"):
+            rule(url=url)
 
 
 def test_url_patterns_are_normalized_as_urls_are() -> None:
@@ -334,15 +338,9 @@ def test_an_allow_rule_holds_for_the_path_as_sent_and_as_resolved() -> None:
 def test_the_otlp_exemption_needs_a_path_without_dot_segments(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from opentelemetry import context as otel_context
-    from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY
-
-    for name in OTLP_ENDPOINT_VARS:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector.test:4318")
+    _only_otlp_endpoints(monkeypatch, OTEL_EXPORTER_OTLP_ENDPOINT="http://collector.test:4318")
     rules = Rules()
-    token = otel_context.attach(otel_context.set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-    try:
+    with suppress_instrumentation():
         assert rules.decide("POST", "http://collector.test:4318/v1/traces").allowed
         for path in (
             "/v1/traces/../../admin",
@@ -353,8 +351,6 @@ def test_the_otlp_exemption_needs_a_path_without_dot_segments(
             "/v1/./traces",
         ):
             assert not rules.decide("POST", f"http://collector.test:4318{path}").allowed, path
-    finally:
-        otel_context.detach(token)
 
 
 def _as_resolved(host: str) -> str | None:

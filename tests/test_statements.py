@@ -33,30 +33,43 @@ def test_classifier_refuses_transaction_control(prefix, case, sql) -> None:
     assert stm.classify(f"{prefix}{case(sql)}")[0] == stm.REFUSE
 
 
-@pytest.mark.parametrize(
-    ("sql", "kind"),
-    [
-        ("SELECT 1", stm.READ),
-        ("select * into new_t from t", stm.REFUSE),
-        ("WITH x AS (SELECT 1) SELECT * FROM x", stm.READ),
-        ("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", stm.WRITE),
-        ("EXPLAIN SELECT 1", stm.READ),
-        ("EXPLAIN ANALYZE DELETE FROM t", stm.WRITE),
-        ("INSERT INTO t VALUES (1)", stm.WRITE),
-        ("SET statement_timeout = 1", stm.SESSION),
-        ("SET CONSTRAINTS ALL IMMEDIATE", stm.TXN),
-        ("SAVEPOINT sa_1", stm.TXN),
-        ("PRAGMA table_info(t)", stm.READ),
-        ("PRAGMA journal_mode = WAL", stm.REFUSE),
-        ("CREATE TEMP TABLE x (i int)", stm.SESSION),
-        ("DISCARD ALL", stm.REFUSE),
-        ("DEALLOCATE ALL", stm.REFUSE),
-        ("DO $$ BEGIN END $$", stm.UNKNOWN),
-        ("", stm.UNKNOWN),
-    ],
-)
-def test_classifier_table(sql: str, kind: str) -> None:
-    assert stm.classify(sql, "postgresql")[0] == kind
+#: One statement each, read as PostgreSQL.
+_ONE_STATEMENT = [
+    ("SELECT 1", stm.READ),
+    ("select * into new_t from t", stm.REFUSE),
+    ("WITH x AS (SELECT 1) SELECT * FROM x", stm.READ),
+    ("WITH x AS (DELETE FROM t RETURNING *) SELECT * FROM x", stm.WRITE),
+    ("EXPLAIN SELECT 1", stm.READ),
+    ("EXPLAIN ANALYZE DELETE FROM t", stm.WRITE),
+    ("INSERT INTO t VALUES (1)", stm.WRITE),
+    ("SET statement_timeout = 1", stm.SESSION),
+    ("SET CONSTRAINTS ALL IMMEDIATE", stm.TXN),
+    ("SAVEPOINT sa_1", stm.TXN),
+    ("PRAGMA table_info(t)", stm.READ),
+    ("PRAGMA journal_mode = WAL", stm.REFUSE),
+    ("CREATE TEMP TABLE x (i int)", stm.SESSION),
+    ("DISCARD ALL", stm.REFUSE),
+    ("DEALLOCATE ALL", stm.REFUSE),
+    ("DO $$ BEGIN END $$", stm.UNKNOWN),
+    ("", stm.UNKNOWN),
+    # Functions no rollback undoes.
+    ("SELECT setval('s', 1)", stm.REFUSE),
+    ("SELECT \"setval\"('s', 1)", stm.REFUSE),
+    ("SELECT setval /* */ ('s', 1)", stm.REFUSE),
+    ("SELECT pg_terminate_backend(1)", stm.REFUSE),
+    ("SELECT pg_cancel_backend(1)", stm.REFUSE),
+    ("SELECT dblink_exec('c', 'INSERT INTO t VALUES (1)')", stm.REFUSE),
+    ("SELECT * FROM dblink('c', 'SELECT 1') AS t(i int)", stm.REFUSE),
+    ("SELECT lo_import('/etc/passwd')", stm.REFUSE),
+    ("SELECT lo_export(1, '/tmp/x')", stm.REFUSE),
+    ("SELECT pg_create_logical_replication_slot('s', 'pgoutput')", stm.REFUSE),
+    ("DO $$ BEGIN PERFORM setval('s', 1); END $$", stm.REFUSE),
+    ("SELECT lo_unlink(1)", stm.WRITE),
+    ("SELECT lo_create(0)", stm.WRITE),
+    ("SELECT pg_notify('c', 'x')", stm.WRITE),
+    ("SELECT nextval('s')", stm.READ),
+    ("SELECT 'setval' AS name", stm.READ),
+]
 
 
 def test_temporary_tables_are_ddl_outside_postgresql() -> None:
@@ -101,53 +114,29 @@ def test_reads_hidden_words_are_reads(parts: list[str], seps: list[str]) -> None
     assert stm.classify(join(parts, seps), "postgresql")[0] == stm.READ
 
 
+#: Several statements in one string, per dialect.
+_SEVERAL = [
+    ("SELECT 1; COMMIT", "sqlite", stm.REFUSE),
+    ("SELECT [a;b] FROM t; SELECT 2", "sqlite", stm.READ),
+    ("SELECT 'a\\'; COMMIT; --'", "postgresql", stm.REFUSE),  # standard strings
+    ("SELECT E'a\\'; COMMIT; --'", "postgresql", stm.READ),
+    ("SELECT 'a\\''; COMMIT; --'", "postgresql", stm.REFUSE),  # escape strings on
+    ("SELECT 'a\\''; COMMIT; --'", "mysql", stm.REFUSE),
+    ("SELECT 1 /*!50000 ; COMMIT */", "mysql", stm.REFUSE),
+    ("SELECT 1 # ; COMMIT", "mysql", stm.READ),
+    ("SELECT `a;COMMIT` FROM t", "mysql", stm.READ),
+    ("SELECT 1 /* /* */ ; COMMIT /* */", "", stm.REFUSE),
+    ("SAVEPOINT a; ROLLBACK TO SAVEPOINT a", "postgresql", stm.TXN),
+    ("BEGIN; INSERT INTO t VALUES (1)", "postgresql", stm.REFUSE),
+]
+
+
 @pytest.mark.parametrize(
     ("sql", "dialect", "kind"),
-    [
-        ("SELECT 1; COMMIT", "sqlite", stm.REFUSE),
-        ("SELECT [a;b] FROM t; SELECT 2", "sqlite", stm.READ),
-        ("SELECT 'a\\'; COMMIT; --'", "postgresql", stm.REFUSE),  # standard strings
-        ("SELECT E'a\\'; COMMIT; --'", "postgresql", stm.READ),
-        ("SELECT 'a\\''; COMMIT; --'", "postgresql", stm.REFUSE),  # escape strings on
-        ("SELECT 'a\\''; COMMIT; --'", "mysql", stm.REFUSE),
-        ("SELECT 1 /*!50000 ; COMMIT */", "mysql", stm.REFUSE),
-        ("SELECT 1 # ; COMMIT", "mysql", stm.READ),
-        ("SELECT `a;COMMIT` FROM t", "mysql", stm.READ),
-        ("SELECT 1 /* /* */ ; COMMIT /* */", "", stm.REFUSE),
-        ("SAVEPOINT a; ROLLBACK TO SAVEPOINT a", "postgresql", stm.TXN),
-        ("BEGIN; INSERT INTO t VALUES (1)", "postgresql", stm.REFUSE),
-    ],
+    [*((sql, "postgresql", kind) for sql, kind in _ONE_STATEMENT), *_SEVERAL],
 )
-def test_splitter_table(sql: str, dialect: str, kind: str) -> None:
+def test_classifier_table(sql: str, dialect: str, kind: str) -> None:
     assert stm.classify(sql, dialect)[0] == kind
-
-
-# -- functions no rollback undoes ------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("sql", "kind"),
-    [
-        ("SELECT setval('s', 1)", stm.REFUSE),
-        ("SELECT \"setval\"('s', 1)", stm.REFUSE),
-        ("SELECT setval /* */ ('s', 1)", stm.REFUSE),
-        ("SELECT pg_terminate_backend(1)", stm.REFUSE),
-        ("SELECT pg_cancel_backend(1)", stm.REFUSE),
-        ("SELECT dblink_exec('c', 'INSERT INTO t VALUES (1)')", stm.REFUSE),
-        ("SELECT * FROM dblink('c', 'SELECT 1') AS t(i int)", stm.REFUSE),
-        ("SELECT lo_import('/etc/passwd')", stm.REFUSE),
-        ("SELECT lo_export(1, '/tmp/x')", stm.REFUSE),
-        ("SELECT pg_create_logical_replication_slot('s', 'pgoutput')", stm.REFUSE),
-        ("DO $$ BEGIN PERFORM setval('s', 1); END $$", stm.REFUSE),
-        ("SELECT lo_unlink(1)", stm.WRITE),
-        ("SELECT lo_create(0)", stm.WRITE),
-        ("SELECT pg_notify('c', 'x')", stm.WRITE),
-        ("SELECT nextval('s')", stm.READ),
-        ("SELECT 'setval' AS name", stm.READ),
-    ],
-)
-def test_function_table(sql: str, kind: str) -> None:
-    assert stm.classify(sql, "postgresql")[0] == kind
 
 
 # -- MySQL and MariaDB commit before some statements -----------------------------------

@@ -14,8 +14,9 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -237,3 +238,18 @@ def until(condition: Any, timeout: float, what: str) -> float:
         assert time.monotonic() - start < timeout, f"{what}: not within {timeout} s"
         time.sleep(0.05)
     return time.monotonic() - start
+
+
+@dataclass(frozen=True)
+class Stack:
+    """What a load or fault test runs on: the orders table in the session database, the
+    services on it, Envoy, and the figures it notes."""
+
+    database: str
+    table: str
+    service: Callable[..., UvicornService]
+    envoy: Callable[[str], Envoy]
+    figures: Callable[[str], None]
+
+    def assert_stored_once(self, orders: Orders) -> None:
+        orders.assert_stored_once(self.database, self.table)

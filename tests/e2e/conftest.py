@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e._orders import create_orders_table, order_service
-from tests.peers.envoy import envoy_binary
+from tests.e2e._orders import Stack, create_orders_table, order_service
+from tests.peers.envoy import Envoy, envoy_binary
 from tests.peers.services import service_missing
 from tests.peers.uvicorn import UvicornService
 
@@ -48,6 +48,17 @@ _FIGURES: list[str] = []
 def figures(request: pytest.FixtureRequest) -> Callable[[str], None]:
     """``figures(text)`` notes a measured figure for the run's summary."""
     return lambda text: _FIGURES.append(f"{request.node.name}: {text}")
+
+
+@pytest.fixture
+def stack(
+    postgres_database: str,
+    orders_table: str,
+    service: Callable[..., UvicornService],
+    envoy: Callable[[str], Envoy],
+    figures: Callable[[str], None],
+) -> Stack:
+    return Stack(postgres_database, orders_table, service, envoy, figures)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

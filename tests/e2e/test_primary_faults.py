@@ -22,6 +22,7 @@ from tests.e2e._orders import (
     PRIMARY,
     SHADOW,
     Orders,
+    Stack,
     copies_sent,
     lowest_cpu_priority,
     metrics,
@@ -42,9 +43,13 @@ BLOCK, PAIRS, MAX_PAIRS = 100, examples(4), max(examples(4), 10)
 HOSTS = {"no mirror": "plain.local", "faulty mirror": "orders.local"}
 
 
-def _faulty(service: Callable[..., UvicornService], fault: str, **env: str) -> UvicornService:
-    """The faulty shadow, at the lowest CPU priority (see test_primary_under_load.py)."""
-    shadow = service(
+def _behind_the_mirror(
+    stack: Stack, fault: str, prefix: str, timeout: str = "0.5s", **env: str
+) -> tuple[UvicornService, Envoy, Orders]:
+    """The primary, the faulty shadow at the lowest CPU priority (see
+    test_primary_under_load.py), Envoy mirroring ``orders.local`` to it, and the orders."""
+    primary = stack.service(PRIMARY)
+    shadow = stack.service(
         SHADOW,
         app="tests.e2e.fault_app:app",
         cwd=ROOT,
@@ -53,14 +58,15 @@ def _faulty(service: Callable[..., UvicornService], fault: str, **env: str) -> U
         **env,
     )
     lowest_cpu_priority(shadow)
-    return shadow
+    routes = {"plain.local": None, "orders.local": shadow.port}
+    proxy = stack.envoy(routes_config(primary.port, routes, timeout))
+    return shadow, proxy, Orders(proxy.listener_port, f"{prefix}-{uuid.uuid4().hex[:6]}-", HOSTS)
 
 
 def _compare(
-    orders: Orders,
+    stack: Stack,
     run: Callable[[str], list[float]],
     settle: float,
-    figures: Callable[[str], None],
     tolerance: float | None = TOLERANCE,
 ) -> Comparison:
     """Primary latency with the faulty mirror and without (``_latency.py``); within
@@ -75,7 +81,7 @@ def _compare(
         settle=settle,
         warm_up=True,
     )
-    figures(str(comparison))
+    stack.figures(str(comparison))
     if tolerance is not None:
         assert comparison.within(tolerance), str(comparison)
     return comparison
@@ -90,64 +96,45 @@ def _copies_ended(shadow: UvicornService, proxy: Envoy, timeout: float, what: st
     )
 
 
-def test_a_shadow_handler_that_hangs_forever(
-    postgres_database: str,
-    orders_table: str,
-    service: Callable[..., UvicornService],
-    envoy: Callable[[str], Envoy],
-    figures: Callable[[str], None],
-) -> None:
+def test_a_shadow_handler_that_hangs_forever(stack: Stack) -> None:
     """Each admitted copy hangs until the mirror's 0.5 s timeout, then is cancelled."""
-    primary = service(PRIMARY)
-    shadow = _faulty(service, "hang")
-    proxy = envoy(routes_config(primary.port, {"plain.local": None, "orders.local": shadow.port}))
-    orders = Orders(proxy.listener_port, f"hang-{uuid.uuid4().hex[:6]}-", HOSTS)
+    shadow, proxy, orders = _behind_the_mirror(stack, "hang", "hang")
     try:
-        _compare(orders, lambda condition: orders.block(condition, BLOCK), 0.6, figures)
+        _compare(stack, lambda condition: orders.block(condition, BLOCK), 0.6)
     finally:
         orders.close()
     _copies_ended(shadow, proxy, timeout=10, what="every hung copy cancelled")
     counts = metrics(shadow)
-    figures(f"{orders.sent['faulty mirror']} copies; the shadow's counts {counts}")
+    stack.figures(f"{orders.sent['faulty mirror']} copies; the shadow's counts {counts}")
     assert copies_sent(proxy, "shadow_1") == orders.sent["faulty mirror"]
     admitted = counts["requests"]["shadow"]
     assert admitted >= 1
     assert counts["shed"]["disconnected"] == admitted  # none ran on after its mirror left
     assert counts["shed"]["limit"] >= 1
-    orders.assert_stored_once(postgres_database, orders_table)
+    stack.assert_stored_once(orders)
 
 
-def test_a_shadow_that_sleeps_inside_its_transaction(
-    postgres_database: str,
-    orders_table: str,
-    service: Callable[..., UvicornService],
-    envoy: Callable[[str], Envoy],
-    figures: Callable[[str], None],
-) -> None:
+def test_a_shadow_that_sleeps_inside_its_transaction(stack: Stack) -> None:
     """Each admitted copy inserts its order (the primary's sku) and sleeps 1 s in the
     transaction. Where the copy's insert came first, the primary waits for it, until
     PostgreSQL ends the shadow's session after its 250 ms idle-in-transaction bound; where
     the primary's came first, the copy fails at once on the UNIQUE key."""
-    primary = service(PRIMARY)
-    shadow = _faulty(
-        service,
+    _, _, orders = _behind_the_mirror(
+        stack,
         "txn-sleep",
+        "txn",
         FAULT_SECONDS="1",
         SHADOWGUARD_DB_STATEMENT_TIMEOUT="250ms",
         SHADOWGUARD_DB_IDLE_TIMEOUT="250ms",
     )
-    proxy = envoy(routes_config(primary.port, {"plain.local": None, "orders.local": shadow.port}))
-    orders = Orders(proxy.listener_port, f"txn-{uuid.uuid4().hex[:6]}-", HOSTS)
-    locks = LockSampler(postgres_database, interval=0.005)
+    locks = LockSampler(stack.database, interval=0.005)
     try:
-        comparison = _compare(
-            orders, lambda condition: orders.block(condition, BLOCK), 1.1, figures, None
-        )
+        comparison = _compare(stack, lambda condition: orders.block(condition, BLOCK), 1.1, None)
     finally:
         orders.close()
         locks.stop()
     waits = locks.waits_of(PRIMARY, SHADOW)
-    figures(
+    stack.figures(
         f"primary waits on the shadow (s): {[round(w, 3) for w in waits]}; most sessions idle "
         f"in a transaction at once: {locks.idle_in_transaction}"
     )
@@ -157,32 +144,20 @@ def test_a_shadow_that_sleeps_inside_its_transaction(
     assert comparison.p99("faulty mirror") < 0.5, str(comparison)
     # Never more shadow transactions open than requests admitted.
     assert locks.idle_in_transaction.get(SHADOW, 0) <= LIMIT, locks.idle_in_transaction
-    orders.assert_stored_once(postgres_database, orders_table)
+    stack.assert_stored_once(orders)
 
 
-def test_a_burst_of_ten_times_the_admission_limit(
-    postgres_database: str,
-    orders_table: str,
-    service: Callable[..., UvicornService],
-    envoy: Callable[[str], Envoy],
-    figures: Callable[[str], None],
-) -> None:
+def test_a_burst_of_ten_times_the_admission_limit(stack: Stack) -> None:
     """40 orders at once, limit 4: exactly 4 copies run (hanging until the mirror's 1 s
     timeout), 36 are shed; then bursts with and without the mirror compared."""
-    primary = service(PRIMARY)
-    shadow = _faulty(service, "hang")
-    config = routes_config(
-        primary.port, {"plain.local": None, "orders.local": shadow.port}, timeout="1s"
-    )
-    proxy = envoy(config)
-    orders = Orders(proxy.listener_port, f"burst-{uuid.uuid4().hex[:6]}-", HOSTS)
+    shadow, proxy, orders = _behind_the_mirror(stack, "hang", "burst", timeout="1s")
     burst = 10 * LIMIT
     try:
         orders.bursts("faulty mirror", bursts=1, size=burst)
         _copies_ended(shadow, proxy, timeout=15, what="the burst's copies answered")
         counts: dict[str, Any] = metrics(shadow)
         assert counts["shed"] == {"limit": burst - LIMIT, "disconnected": LIMIT}, counts
-        _compare(orders, lambda c: orders.bursts(c, bursts=3, size=burst), 1.1, figures)
+        _compare(stack, lambda c: orders.bursts(c, bursts=3, size=burst), 1.1)
     finally:
         orders.close()
-    orders.assert_stored_once(postgres_database, orders_table)
+    stack.assert_stored_once(orders)

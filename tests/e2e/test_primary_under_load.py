@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 
 import pytest
 
@@ -28,6 +27,7 @@ from tests.e2e._orders import (
     SHADOW,
     Orders,
     RssPeak,
+    Stack,
     copies_sent,
     lowest_cpu_priority,
     metrics,
@@ -38,7 +38,6 @@ from tests.e2e._orders import (
 )
 from tests.e2e._pg_locks import LockSampler
 from tests.peers.envoy import Envoy
-from tests.peers.uvicorn import UvicornService
 
 pytestmark = pytest.mark.postgres
 
@@ -69,18 +68,12 @@ def _answers(proxy: Envoy, cluster: str) -> dict[str, int]:
     }
 
 
-def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(
-    postgres_database: str,
-    orders_table: str,
-    service: Callable[..., UvicornService],
-    envoy: Callable[[str], Envoy],
-    figures: Callable[[str], None],
-) -> None:
+def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(stack: Stack) -> None:
     """The primary's P50/P99 with a slow mirrored shadow against no mirror, within
     ``TOLERANCE`` (25 % in the suite; issue 19's 10 % in ``nox -s soak``, which this 2-core
     machine does not meet yet); the shadow's memory bounded; sheds and cancellations counted."""
-    primary = service(PRIMARY)
-    shadow = service(
+    primary = stack.service(PRIMARY)
+    shadow = stack.service(
         SHADOW,
         ORDERS_DELAY=str(DELAY),
         SHADOWGUARD_MAX_CONCURRENT_SHADOW=str(LIMIT),
@@ -90,14 +83,14 @@ def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(
     config = routes_config(
         primary.port, {"plain.local": None, "orders.local": shadow.port}, f"{MIRROR_TIMEOUT}s"
     )
-    proxy = envoy(config)
+    proxy = stack.envoy(config)
     orders = Orders(
         proxy.listener_port,
         f"load-{uuid.uuid4().hex[:6]}-",
         {"no mirror": "plain.local", "slow mirror": "orders.local"},
     )
     base_rss = rss_mib(shadow.process.pid)
-    locks = LockSampler(postgres_database, interval=0.02)
+    locks = LockSampler(stack.database, interval=0.02)
     rss = RssPeak(shadow.process.pid)
     started = time.monotonic()
     try:
@@ -132,8 +125,8 @@ def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(
     final = metrics(shadow)
     admitted = final["requests"]["shadow"]
     after_rss = rss_mib(shadow.process.pid)
-    figures(str(comparison))
-    figures(
+    stack.figures(str(comparison))
+    stack.figures(
         f"shadow RSS {base_rss:.1f} MiB before, {peak_rss:.1f} at peak, {after_rss:.1f} after; "
         f"{mirrored} copies in {loaded:.1f} s, {admitted} admitted, shed {final['shed']}; "
         f"/metrics answered {answered_in:.3f} s after the load"
@@ -153,28 +146,22 @@ def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(
     waits = locks.waits_of(PRIMARY, SHADOW)
     assert all(wait < WAIT_BOUND for wait in waits), waits
     # Every order once, with the id the primary answered; nothing of the shadow's.
-    orders.assert_stored_once(postgres_database, orders_table)
+    stack.assert_stored_once(orders)
     assert metrics(primary)["suppressed"] == {}
     assert metrics(primary)["shed"] == {}  # the primary is never shed
 
 
-def test_primary_lock_waits_on_shadow_transactions_are_counted_and_short(
-    postgres_database: str,
-    orders_table: str,
-    service: Callable[..., UvicornService],
-    envoy: Callable[[str], Envoy],
-    figures: Callable[[str], None],
-) -> None:
+def test_primary_lock_waits_on_shadow_transactions_are_counted_and_short(stack: Stack) -> None:
     """A fast shadow inserts the same sku at the same time as the primary: whichever comes
     second waits for the other's transaction on the UNIQUE index."""
-    primary = service(PRIMARY)
-    shadow = service(SHADOW, **SHADOW_BOUNDS)
+    primary = stack.service(PRIMARY)
+    shadow = stack.service(SHADOW, **SHADOW_BOUNDS)
     # A mirror timeout no copy reaches: this test is about locks, not cancellation.
-    proxy = envoy(routes_config(primary.port, {"orders.local": shadow.port}, "5s"))
+    proxy = stack.envoy(routes_config(primary.port, {"orders.local": shadow.port}, "5s"))
     orders = Orders(
         proxy.listener_port, f"locks-{uuid.uuid4().hex[:6]}-", {"mirror": "orders.local"}
     )
-    locks = LockSampler(postgres_database, interval=0.005)
+    locks = LockSampler(stack.database, interval=0.005)
     try:
         orders.bursts("mirror", bursts=examples(100), size=4)
     finally:
@@ -183,7 +170,7 @@ def test_primary_lock_waits_on_shadow_transactions_are_counted_and_short(
     total = orders.sent["mirror"]
     until(lambda: copies_sent(proxy, "shadow_0") == total, timeout=30, what="every copy sent")
     waits = locks.waits_of(PRIMARY, SHADOW)
-    figures(
+    stack.figures(
         f"{total} orders, {locks.samples} lock samples: the primary waited on shadow "
         f"transactions {len(waits)} times, longest {max(waits, default=0) * 1000:.1f} ms; the "
         f"shadow on the primary {len(locks.waits_of(SHADOW, PRIMARY))} times; the shadow's "
@@ -191,5 +178,5 @@ def test_primary_lock_waits_on_shadow_transactions_are_counted_and_short(
     )
     assert all(wait < WAIT_BOUND for wait in waits), waits
     assert len(waits) <= total * 0.15, waits  # rare: the shadow seldom gets there first
-    orders.assert_stored_once(postgres_database, orders_table)
+    stack.assert_stored_once(orders)
     assert metrics(primary)["suppressed"] == {}

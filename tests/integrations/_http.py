@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 import shadowguard
 from shadowguard import Scope, configure, is_stub
 from shadowguard._config import reset
@@ -33,6 +35,17 @@ def suppress_instrumentation() -> Iterator[None]:
         yield
     finally:
         otel_context.detach(token)
+
+
+@contextlib.contextmanager
+def exporting_in_shadow(
+    monkeypatch: pytest.MonkeyPatch, endpoint: str, variable: str = "OTEL_EXPORTER_OTLP_ENDPOINT"
+) -> Iterator[Scope]:
+    """A shadow scope under OpenTelemetry's suppress key, the OTLP ``endpoint`` named by
+    the environment ``variable``."""
+    monkeypatch.setenv(variable, endpoint)
+    with shadowguard.shadow() as scope, suppress_instrumentation():
+        yield scope
 
 
 def check_threads_keep_shadow_only_with_propagate(

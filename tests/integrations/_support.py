@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from types import ModuleType
-from typing import Any
+from typing import Any, NoReturn
 
 
 @contextlib.contextmanager
@@ -44,3 +45,51 @@ def shadow_refusal_seconds(engine: Any, statement: str, match: str) -> float:
     with shadowguard.shadow(), pytest.raises(DBAPIError, match=match), engine.begin() as c:
         c.execute(text(statement))
     return time.monotonic() - started
+
+
+def refusal_seconds_behind(primary: Any, engine: Any, statement: str, match: str) -> float:
+    """``shadow_refusal_seconds`` while the DB-API connection ``primary`` holds a lock; the
+    primary commits after it, and is closed whatever happens."""
+    try:
+        waited = shadow_refusal_seconds(engine, statement, match)
+        primary.commit()
+    finally:
+        primary.close()
+    return waited
+
+
+def shadow_and_primary_threads(
+    send: Callable[[bool, int, int], object], threads: int, calls: int
+) -> list[BaseException]:
+    """``threads`` threads at once, the even ones in a shadow scope: thread ``n`` calls
+    ``send(shadow, n, i)`` for each ``i`` below ``calls``. The errors raised in them."""
+    import shadowguard
+
+    errors: list[BaseException] = []
+
+    def work(shadow: bool, n: int) -> None:
+        try:
+            for i in range(calls):
+                if shadow:
+                    with shadowguard.shadow():
+                        send(True, n, i)
+                else:
+                    send(False, n, i)
+        except BaseException as exc:  # pragma: no cover - the caller asserts there are none
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(n % 2 == 0, n)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return errors
+
+
+def raising(message: str) -> Callable[..., NoReturn]:
+    """A stand-in for a guard's internal that breaks with ``RuntimeError(message)``."""
+
+    def broken(*args: Any, **kwargs: Any) -> NoReturn:
+        raise RuntimeError(message)
+
+    return broken

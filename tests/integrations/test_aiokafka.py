@@ -24,12 +24,13 @@ from shadowguard import Kind, ShadowSideEffectBlocked
 from shadowguard import _config as config
 from shadowguard.integrations import aiokafka as sink
 from tests.integrations._consumers import NONE, group, topic
-from tests.integrations._support import installing
+from tests.integrations._support import installing, raising
 from tests.peers.kafka import KafkaBroker
 
 __all__ = ["group", "topic"]  # fixtures
 
 SINK = "aiokafka"
+pytestmark = pytest.mark.asyncio
 
 
 @pytest_asyncio.fixture
@@ -53,7 +54,6 @@ async def _orders(producer: AIOKafkaProducer, topic: str, tag: str) -> list[Any]
     return [await first, second]
 
 
-@pytest.mark.asyncio
 async def test_shadow_sends_store_nothing_and_primary_sends_are_stored(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker
 ) -> None:
@@ -80,7 +80,6 @@ async def test_shadow_sends_store_nothing_and_primary_sends_are_stored(
     ]
 
 
-@pytest.mark.asyncio
 async def test_shadow_batches_store_nothing(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker
 ) -> None:
@@ -100,7 +99,6 @@ async def test_shadow_batches_store_nothing(
     assert scope.suppressed[0].detail["records"] == 3
 
 
-@pytest.mark.asyncio
 async def test_shadow_raises_what_the_client_raises(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker
 ) -> None:
@@ -122,7 +120,6 @@ async def test_shadow_raises_what_the_client_raises(
     assert kafka_broker.values(topic) == [b'{"warm": 1}']
 
 
-@pytest.mark.asyncio
 async def test_shadow_transactions_reach_nothing(kafka_broker: KafkaBroker) -> None:
     """Shadow transaction calls and sends are recorded, and the broker stores nothing.
 
@@ -153,7 +150,6 @@ async def test_shadow_transactions_reach_nothing(kafka_broker: KafkaBroker) -> N
     assert scope.suppressed[0].target == f"tx-{topic}"
 
 
-@pytest.mark.asyncio
 async def test_shadow_transaction_on_a_plain_producer_raises_as_the_client(
     producer: AIOKafkaProducer,
 ) -> None:
@@ -161,7 +157,6 @@ async def test_shadow_transaction_on_a_plain_producer_raises_as_the_client(
         await producer.begin_transaction()
 
 
-@pytest.mark.asyncio
 async def test_concurrent_tasks_keep_shadow_and_primary_apart(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker
 ) -> None:
@@ -202,7 +197,6 @@ async def _read(consumer: AIOKafkaConsumer, topic: str, count: int) -> list[byte
     return found
 
 
-@pytest.mark.asyncio
 async def test_a_shadow_worker_reads_and_commits_in_its_own_group(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
@@ -223,7 +217,6 @@ async def test_a_shadow_worker_reads_and_commits_in_its_own_group(
     assert kafka_broker.committed(group, topic) == {0: NONE}
 
 
-@pytest.mark.asyncio
 async def test_a_consumer_that_kept_the_primary_group_neither_reads_nor_commits(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
@@ -248,7 +241,6 @@ async def test_a_consumer_that_kept_the_primary_group_neither_reads_nor_commits(
     assert kafka_broker.committed(group, topic) == {0: 5}
 
 
-@pytest.mark.asyncio
 async def test_a_consumer_without_a_group_reads_in_shadow(
     kafka_broker: KafkaBroker, topic: str
 ) -> None:
@@ -261,7 +253,6 @@ async def test_a_consumer_without_a_group_reads_in_shadow(
             await consumer.stop()
 
 
-@pytest.mark.asyncio
 async def test_guarded_send_is_still_a_coroutine_function_that_raises_when_awaited(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker
 ) -> None:
@@ -282,7 +273,6 @@ async def test_guarded_send_is_still_a_coroutine_function_that_raises_when_await
     assert vars(AIOKafkaProducer)["send"].__name__ == "send"
 
 
-@pytest.mark.asyncio
 async def test_a_send_started_in_shadow_stays_shadow_when_awaited_later(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker
 ) -> None:
@@ -299,7 +289,6 @@ async def test_a_send_started_in_shadow_stays_shadow_when_awaited_later(
     assert kafka_broker.values(topic) == [b'"primary"']
 
 
-@pytest.mark.asyncio
 async def test_a_cancelled_shadow_send_sends_nothing(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker
 ) -> None:
@@ -313,18 +302,13 @@ async def test_a_cancelled_shadow_send_sends_nothing(
     assert kafka_broker.values(topic) == []
 
 
-@pytest.mark.asyncio
 async def test_a_fault_inside_the_guard_fails_closed_and_primary_is_untouched(
     producer: AIOKafkaProducer, kafka_broker: KafkaBroker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     topic = kafka_broker.create_topic()
-
-    def broken(*args: Any) -> Any:
-        raise RuntimeError("serialize broke")
-
     with installing(sink):
         await producer.send_and_wait(topic, "primary-1")
-        monkeypatch.setattr(producer, "_serialize", broken)
+        monkeypatch.setattr(producer, "_serialize", raising("serialize broke"))
         with shadowguard.shadow() as scope, pytest.raises(RuntimeError, match="broke"):
             await producer.send(topic, "shadow")
         monkeypatch.undo()
@@ -333,7 +317,6 @@ async def test_a_fault_inside_the_guard_fails_closed_and_primary_is_untouched(
     assert isinstance(scope.suppressed[0].error, RuntimeError)
 
 
-@pytest.mark.asyncio
 async def test_the_suffix_setting_names_the_shadow_group(
     kafka_broker: KafkaBroker, group: str
 ) -> None:

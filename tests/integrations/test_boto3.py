@@ -6,7 +6,6 @@ import contextlib
 import hashlib
 import io
 import json
-import threading
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +21,7 @@ from shadowguard._patching import unwrapped
 from shadowguard.errors import ConfigError
 from shadowguard.integrations import boto3 as sink
 from shadowguard.integrations.boto3 import _hooks
-from tests.integrations._support import installing
+from tests.integrations._support import installing, shadow_and_primary_threads
 from tests.peers.moto import MotoPeer
 
 SINK = "boto3"
@@ -426,25 +425,11 @@ def test_bad_options_are_refused_at_install(options: dict[str, Any]) -> None:
 @pytest.mark.usefixtures("installed")
 def test_shadow_and_primary_threads_at_once(moto: MotoPeer) -> None:
     s3, bucket = _bucket(moto)
-    errors: list[BaseException] = []
 
-    def work(shadow: bool, n: int) -> None:
-        try:
-            for i in range(10):
-                if shadow:
-                    with shadowguard.shadow():
-                        s3.put_object(Bucket=bucket, Key=f"shadow-{n}-{i}", Body=b"x")
-                else:
-                    s3.put_object(Bucket=bucket, Key=f"primary-{n}-{i}", Body=b"x")
-        except BaseException as exc:  # reported below
-            errors.append(exc)
+    def put(shadow: bool, n: int, i: int) -> None:
+        s3.put_object(Bucket=bucket, Key=f"{'shadow' if shadow else 'primary'}-{n}-{i}", Body=b"x")
 
-    threads = [threading.Thread(target=work, args=(n % 2 == 0, n)) for n in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert errors == []
+    assert shadow_and_primary_threads(put, threads=4, calls=10) == []
     keys = _keys(s3, bucket)
     assert len(keys) == 20
     assert all(k.startswith("primary-") for k in keys)

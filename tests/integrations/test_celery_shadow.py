@@ -10,7 +10,7 @@ import asyncio
 import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import kombu.messaging
 import pytest
@@ -50,11 +50,27 @@ def _depth(queue: str) -> int:
     return found.qsize() if found is not None else 0
 
 
+class MemoryApp(NamedTuple):
+    """An app on kombu's in-memory broker, and its default queue."""
+
+    app: Celery
+    queue: str
+
+    def depth(self) -> int:
+        return _depth(self.queue)
+
+
 @pytest.fixture
-def memory_app() -> Iterator[tuple[Celery, str]]:
+def memory_app() -> Iterator[MemoryApp]:
     app, queue = _app()
-    yield app, queue
+    yield MemoryApp(app, queue)
     Channel.queues.pop(queue, None)
+
+
+@pytest.fixture
+def echo(memory_app: MemoryApp) -> Any:
+    """The in-memory app's one task."""
+    return memory_app.app.tasks["sg.echo"]
 
 
 def test_an_app_created_before_install_is_guarded(rabbitmq_broker: Broker) -> None:
@@ -87,10 +103,9 @@ def test_shadow_needs_no_broker_and_primary_still_fails_without_one() -> None:
 
 @pytest.mark.usefixtures("installed")
 def test_results_of_suppressed_tasks_are_pending_and_never_waited_for(
-    memory_app: tuple[Celery, str],
+    memory_app: MemoryApp, echo: Any
 ) -> None:
     app, queue = memory_app
-    echo = app.tasks["sg.echo"]
     with shadowguard.shadow():
         result = echo.delay(1)
         grouped = group(echo.si(1), echo.si(2)).apply_async()
@@ -116,10 +131,8 @@ def test_results_of_suppressed_tasks_are_pending_and_never_waited_for(
 
 @pytest.mark.usefixtures("installed")
 def test_an_argument_the_serializer_cannot_encode_fails_in_shadow_as_in_primary(
-    memory_app: tuple[Celery, str],
+    memory_app: MemoryApp, echo: Any
 ) -> None:
-    app, queue = memory_app
-    echo = app.tasks["sg.echo"]
     with shadowguard.shadow() as scope, pytest.raises(EncodeError):
         echo.delay(object())
     with pytest.raises(EncodeError):
@@ -130,20 +143,18 @@ def test_an_argument_the_serializer_cannot_encode_fails_in_shadow_as_in_primary(
     (suppression,) = scope.suppressed
     assert suppression.detail["content_type"] == "application/x-python-serialize"
     assert suppression.detail["bytes"] > 0
-    assert _depth(queue) == 0
+    assert memory_app.depth() == 0
 
 
 @pytest.mark.usefixtures("installed")
 def test_an_invalid_publish_option_fails_in_shadow_as_in_primary(
-    memory_app: tuple[Celery, str],
+    memory_app: MemoryApp, echo: Any
 ) -> None:
-    app, queue = memory_app
-    echo = app.tasks["sg.echo"]
     with shadowguard.shadow(), pytest.raises(KeyError):
         echo.apply_async((1,), delivery_mode="sometimes")
     with pytest.raises(KeyError):
         echo.apply_async((1,), delivery_mode="sometimes")
-    assert _depth(queue) == 0
+    assert memory_app.depth() == 0
 
 
 _VALUES = st.recursive(
@@ -179,7 +190,7 @@ def test_the_suppression_names_the_task_and_redacts_every_argument(
 
 @pytest.mark.usefixtures("installed")
 def test_events_and_remote_control_are_kombu_messages_recorded_not_sent(
-    memory_app: tuple[Celery, str],
+    memory_app: MemoryApp,
 ) -> None:
     app, _ = memory_app
     app.conf.task_send_sent_event = True
@@ -193,7 +204,7 @@ def test_events_and_remote_control_are_kombu_messages_recorded_not_sent(
 
 
 @pytest.mark.usefixtures("installed")
-def test_purge_and_workers_are_refused_in_shadow(memory_app: tuple[Celery, str]) -> None:
+def test_purge_and_workers_are_refused_in_shadow(memory_app: MemoryApp) -> None:
     app, queue = memory_app
     app.tasks["sg.echo"].delay(1)
     worker = WorkController(app=app, pool="solo", queues=[queue], without_heartbeat=True)
@@ -252,9 +263,7 @@ def test_uninstall_restores_kombu_and_celery() -> None:
 
 
 @pytest.mark.usefixtures("installed")
-def test_asyncio_tasks_in_shadow_and_primary_interleave(memory_app: tuple[Celery, str]) -> None:
-    app, queue = memory_app
-    echo = app.tasks["sg.echo"]
+def test_asyncio_tasks_in_shadow_and_primary_interleave(memory_app: MemoryApp, echo: Any) -> None:
 
     async def shadow_sends(n: int) -> int:
         with shadowguard.shadow() as scope:
@@ -274,15 +283,14 @@ def test_asyncio_tasks_in_shadow_and_primary_interleave(memory_app: tuple[Celery
 
     counts = asyncio.run(main())
     assert counts[:10] == [2] * 10
-    assert _depth(queue) == 10
+    assert memory_app.depth() == 10
 
 
 @pytest.mark.usefixtures("installed")
 def test_a_producer_passed_in_by_the_caller_is_guarded_too(
-    memory_app: tuple[Celery, str],
+    memory_app: MemoryApp, echo: Any
 ) -> None:
     app, queue = memory_app
-    echo = app.tasks["sg.echo"]
     with app.producer_or_acquire() as producer:
         with shadowguard.shadow():
             echo.apply_async((1,), producer=producer)

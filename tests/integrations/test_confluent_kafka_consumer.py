@@ -9,6 +9,7 @@ client. Consumers ``assign()`` their partition: a group join takes a second on T
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from typing import Any
 
 import confluent_kafka
@@ -42,8 +43,7 @@ def test_primary_consumer_runs_as_unguarded(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
     """No shadow anywhere: the group as given, commits land in it, nothing is recorded."""
-    consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
-    try:
+    with closing(confluent_kafka.Consumer(consumer_config(kafka_broker, group))) as consumer:
         assert isinstance(consumer, cimpl.Consumer)
         assert [m.value() for m in read(consumer, topic, 3)] == [b"m0", b"m1", b"m2"]
         assert offsets(consumer.commit(asynchronous=False)) == [(topic, 0, 3)]
@@ -54,8 +54,6 @@ def test_primary_consumer_runs_as_unguarded(
         assert consumer.consume(2, 0.2) == []
         with pytest.raises(TypeError):
             consumer.poll(None)  # type: ignore[arg-type]
-    finally:
-        consumer.close()
     assert kafka_broker.committed(group, topic) == {0: 3}
     assert kafka_broker.committed(f"{group}-shadow", topic) == {0: NONE}
 
@@ -65,8 +63,7 @@ def test_shadow_request_cannot_commit_for_the_primary(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
     """commit() and store_offsets() from a shadow request are suppressed: the broker keeps 2."""
-    consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
-    try:
+    with closing(confluent_kafka.Consumer(consumer_config(kafka_broker, group))) as consumer:
         taken = read(consumer, topic, 2)
         consumer.commit(asynchronous=False)
         with shadow() as scope:
@@ -92,8 +89,6 @@ def test_shadow_request_cannot_commit_for_the_primary(
         assert [m.value() for m in read(consumer, topic, 1)] == [b"m2"]
         consumer.commit(asynchronous=False)
         assert kafka_broker.committed(group, topic) == {0: 3}
-    finally:
-        consumer.close()
 
 
 REFUSED_CALLS: dict[str, Any] = {
@@ -116,8 +111,7 @@ def test_shadow_request_cannot_take_messages_from_a_primary_consumer(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
     """Polling, or moving the consumer, from a shadow request is refused; the primary misses nothing."""
-    consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
-    try:
+    with closing(confluent_kafka.Consumer(consumer_config(kafka_broker, group))) as consumer:
         consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
         with shadow() as scope:
             for name, call in REFUSED_CALLS.items():
@@ -130,8 +124,6 @@ def test_shadow_request_cannot_take_messages_from_a_primary_consumer(
         assert scope.counts == {Kind.KAFKA_CONSUME: len(REFUSED_CALLS)}
         assert all(s.blocked for s in scope.suppressed)
         assert [m.value() for m in read(consumer, topic, 5)] == [f"m{i}".encode() for i in range(5)]
-    finally:
-        consumer.close()
 
 
 @pytest.mark.usefixtures("installed")
@@ -139,9 +131,10 @@ def test_shadow_transaction_commits_no_offsets_for_the_primary_group(
     kafka_broker: KafkaBroker, topic: str, group: str
 ) -> None:
     """send_offsets_to_transaction with the primary's group metadata, from shadow: nothing stored."""
-    consumer = confluent_kafka.Consumer(consumer_config(kafka_broker, group))
-    producer = confluent_kafka.Producer(kafka_broker.config(**{"transactional.id": f"{group}-tx"}))
-    try:
+    with closing(confluent_kafka.Consumer(consumer_config(kafka_broker, group))) as consumer:
+        producer = confluent_kafka.Producer(
+            kafka_broker.config(**{"transactional.id": f"{group}-tx"})
+        )
         producer.init_transactions(10)
         read(consumer, topic, 2)
 
@@ -159,8 +152,6 @@ def test_shadow_transaction_commits_no_offsets_for_the_primary_group(
         transform()  # the same from primary commits them: the oracle sees it
         assert kafka_broker.committed(group, topic) == {0: 2}
         assert kafka_broker.values(topic)[5:] == [b"derived"]
-    finally:
-        consumer.close()
 
 
 @pytest.mark.usefixtures("installed")

@@ -12,6 +12,7 @@ exactly the primary's committed messages, each once.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import threading
@@ -92,16 +93,13 @@ class Worker(RuleBasedStateMachine):
         polls=st.booleans(),
     )
     def shadow_block(self, names: list[str], fails: bool, polls: bool) -> None:
-        try:
-            with shadowguard.shadow():
-                for name in names:
-                    self._shadow_produce(name, f"s-{next(self.ids)}".encode())
-                    if polls:
-                        self.producers[name].poll(0)
-                if fails:
-                    raise _Failed
-        except _Failed:
-            pass
+        with contextlib.suppress(_Failed), shadowguard.shadow():
+            for name in names:
+                self._shadow_produce(name, f"s-{next(self.ids)}".encode())
+                if polls:
+                    self.producers[name].poll(0)
+            if fails:
+                raise _Failed
 
     @rule(name=st.sampled_from(PLAIN))
     def shadow_in_a_propagated_thread(self, name: str) -> None:
@@ -205,21 +203,18 @@ class Worker(RuleBasedStateMachine):
     @rule(commit=st.booleans(), fails=st.booleans())
     def shadow_transaction(self, commit: bool, fails: bool) -> None:
         """The same code as the primary's, mirrored: possibly the first to initialise."""
-        try:
-            with shadowguard.shadow():
-                self._init_once()
-                self.transactional.begin_transaction()
-                self.transactional.produce(
-                    self.topic, f"s-{next(self.ids)}".encode(), on_delivery=self.reports
-                )
-                if fails:
-                    raise _Failed
-                if commit:
-                    self.transactional.commit_transaction(10)
-                else:
-                    self.transactional.abort_transaction(10)
-        except _Failed:
-            pass
+        with contextlib.suppress(_Failed), shadowguard.shadow():
+            self._init_once()
+            self.transactional.begin_transaction()
+            self.transactional.produce(
+                self.topic, f"s-{next(self.ids)}".encode(), on_delivery=self.reports
+            )
+            if fails:
+                raise _Failed
+            if commit:
+                self.transactional.commit_transaction(10)
+            else:
+                self.transactional.abort_transaction(10)
 
     @invariant()
     def every_report_ran_on_its_own_side(self) -> None:

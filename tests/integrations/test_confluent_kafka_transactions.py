@@ -53,6 +53,12 @@ def open_transaction(kafka_broker: KafkaBroker, topic: str, transactional_id: st
     return primary
 
 
+def an_open_primary(kafka_broker: KafkaBroker, topic: str) -> tuple[str, dict[str, Any], Any]:
+    """``transactional()``, and a primary producer of that id in the middle of a transaction."""
+    transactional_id, config = transactional(kafka_broker, topic)
+    return transactional_id, config, open_transaction(kafka_broker, topic, transactional_id)
+
+
 def run_transaction_calls(producer: Any, topic: str) -> None:
     offsets = [confluent_kafka.TopicPartition(topic, 0, 1)]
     metadata = confluent_kafka.ConsumerGroupTopicPartitions("sg-group")
@@ -128,8 +134,7 @@ def test_transaction_calls_are_recorded_as_kafka_transaction(
     kafka_broker: KafkaBroker, topic: str, how: str
 ) -> None:
     """Each shadow transaction call: kind kafka.transaction with the transactional_id."""
-    transactional_id, config = transactional(kafka_broker, topic)
-    primary = open_transaction(kafka_broker, topic, transactional_id)
+    transactional_id, config, primary = an_open_primary(kafka_broker, topic)
     producer = guarded_producer(how, config)
     try:
         with shadow() as scope:
@@ -196,8 +201,7 @@ def test_init_transactions_first_called_in_shadow_is_owed_to_primary(
     kafka_broker: KafkaBroker, topic: str, how: str
 ) -> None:
     """The first primary transaction runs the init the shadow skipped; nothing is fenced early."""
-    transactional_id, config = transactional(kafka_broker, topic)
-    other = open_transaction(kafka_broker, topic, transactional_id)
+    _, config, other = an_open_primary(kafka_broker, topic)
     app = LazyTransactions(guarded_producer(how, config))
     try:
         with shadow() as scope:

@@ -248,17 +248,12 @@ def test_shadow_request_with_raw_commit_persists_nothing(rows: Rows) -> None:
     assert rows.postgres() == ["Y-2"]
 
 
-def test_isolation_level_is_restored_on_sqlite(rows: Rows) -> None:
+@pytest.mark.usefixtures("installed", "rows")
+def test_isolation_level_is_restored_on_sqlite() -> None:
     """The sqlite3 proxy is gone after the hold: Django sees the driver's own object."""
-    import shadowguard
-
-    shadowguard.install("django")
-    try:
-        with shadow(), transaction.atomic(using="other"), ShadowTransactions(using=["other"]):
-            assert not isinstance(_raw("other"), sqlite3.Connection)
-        assert isinstance(_raw("other"), sqlite3.Connection)
-    finally:
-        shadowguard.uninstall("django")
+    with shadow(), transaction.atomic(using="other"), ShadowTransactions(using=["other"]):
+        assert not isinstance(_raw("other"), sqlite3.Connection)
+    assert isinstance(_raw("other"), sqlite3.Connection)
 
 
 def _primary_outcomes() -> list[object]:

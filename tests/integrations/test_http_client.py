@@ -30,7 +30,7 @@ from tests.integrations._http import (
     check_shadow_mode_without_a_scope_is_guarded,
     check_stubbed_in_shadow,
     check_threads_keep_shadow_only_with_propagate,
-    suppress_instrumentation,
+    exporting_in_shadow,
 )
 from tests.integrations._support import installing
 from tests.peers.http import HttpServer
@@ -343,8 +343,7 @@ def test_telemetry_exports_go_out_and_nothing_else(
     http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Under OpenTelemetry's suppress key only the configured OTLP endpoint goes out."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"{http_server.url}/otlp")
-    with shadowguard.shadow() as scope, suppress_instrumentation():
+    with exporting_in_shadow(monkeypatch, f"{http_server.url}/otlp") as scope:
         stubbed, _ = _urlopen(f"{http_server.url}/charge")
         exported, _ = _urlopen(f"{http_server.url}/otlp/v1/metrics")
     assert is_stub(stubbed)

@@ -19,6 +19,7 @@ from tests.integrations._http import (
     MARKER,
     check_shadow_mode_without_a_scope_is_guarded,
     check_threads_keep_shadow_only_with_propagate,
+    exporting_in_shadow,
     suppress_instrumentation,
 )
 from tests.peers.http import HttpServer
@@ -240,8 +241,8 @@ def test_suppress_instrumentation_does_not_open_other_urls(
     lib: ModuleType, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """App code under OpenTelemetry's suppress key: a shadow POST is still stubbed."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{http_server.url}/v1/traces")
-    with shadowguard.shadow() as scope, suppress_instrumentation():
+    traces = f"{http_server.url}/v1/traces"
+    with exporting_in_shadow(monkeypatch, traces, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") as scope:
         stubbed = lib.post(f"{http_server.url}/charge", json={"amount": 1})
         exported = lib.post(f"{http_server.url}/v1/traces", content=b"spans")
     assert STUB_HEADER in stubbed.headers

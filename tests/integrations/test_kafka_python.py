@@ -6,8 +6,8 @@ Producers are created before ``install()`` on purpose: the guard is on the class
 
 from __future__ import annotations
 
+import contextlib
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +23,7 @@ import shadowguard
 from shadowguard import Kind
 from shadowguard.contract import is_wrapped
 from shadowguard.integrations import kafka_python as sink
-from tests.integrations._support import installing
+from tests.integrations._support import installing, raising, shadow_and_primary_threads
 from tests.peers.kafka import KafkaBroker
 
 SINK = "kafka_python"
@@ -49,6 +49,17 @@ def _producer(broker: KafkaBroker, **extra: Any) -> KafkaProducer:
         linger_ms=5,
         **extra,
     )
+
+
+@contextlib.contextmanager
+def _transactional(broker: KafkaBroker, name: str) -> Iterator[tuple[str, KafkaProducer]]:
+    """A new topic and a transactional producer (id ``name-<topic>``), closed at the end."""
+    topic = broker.create_topic()
+    producer = _producer(broker, transactional_id=f"{name}-{topic}")
+    try:
+        yield topic, producer
+    finally:
+        producer.close(timeout=5)
 
 
 @pytest.fixture
@@ -191,25 +202,12 @@ def test_threads_sharing_a_producer_keep_shadow_and_primary_apart(
     producer: KafkaProducer, kafka_broker: KafkaBroker
 ) -> None:
     topic = kafka_broker.create_topic()
-    errors: list[BaseException] = []
 
-    def work(shadow: bool, n: int) -> None:
-        try:
-            for i in range(25):
-                if shadow:
-                    with shadowguard.shadow():
-                        producer.send(topic, f"s{n}-{i}")
-                else:
-                    producer.send(topic, f"p{n}-{i}")
-        except BaseException as exc:  # pragma: no cover - reported below
-            errors.append(exc)
+    def send(shadow: bool, n: int, i: int) -> None:
+        producer.send(topic, f"{'s' if shadow else 'p'}{n}-{i}")
 
     with installing(sink):
-        threads = [threading.Thread(target=work, args=(n % 2 == 0, n)) for n in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        errors = shadow_and_primary_threads(send, threads=6, calls=25)
         producer.flush(10)
     assert errors == []
     stored = sorted(json.loads(v or b"") for v in kafka_broker.values(topic))
@@ -219,24 +217,19 @@ def test_threads_sharing_a_producer_keep_shadow_and_primary_apart(
 def test_shadow_transactions_reach_nothing_and_primary_ones_commit(
     kafka_broker: KafkaBroker,
 ) -> None:
-    topic = kafka_broker.create_topic()
-    producer = _producer(kafka_broker, transactional_id=f"tx-{topic}")
-    try:
-        with installing(sink):
-            with shadowguard.shadow() as scope:
-                # A lazy application: the first transaction it sees is a mirrored one.
-                producer.init_transactions()
-                producer.begin_transaction()
-                producer.send(topic, "shadow")
-                producer.commit_transaction()
-                producer.begin_transaction()
-                producer.abort_transaction()
-            # The init the shadow skipped is owed: this runs it first.
+    with _transactional(kafka_broker, "tx") as (topic, producer), installing(sink):
+        with shadowguard.shadow() as scope:
+            # A lazy application: the first transaction it sees is a mirrored one.
+            producer.init_transactions()
             producer.begin_transaction()
-            producer.send(topic, "primary")
+            producer.send(topic, "shadow")
             producer.commit_transaction()
-    finally:
-        producer.close(timeout=5)
+            producer.begin_transaction()
+            producer.abort_transaction()
+        # The init the shadow skipped is owed: this runs it first.
+        producer.begin_transaction()
+        producer.send(topic, "primary")
+        producer.commit_transaction()
     assert kafka_broker.values(topic) == [b'"primary"']
     kinds = [(s.kind, s.detail["operation"]) for s in scope.suppressed]
     assert kinds == [
@@ -346,13 +339,9 @@ def test_a_fault_inside_the_guard_fails_closed_and_primary_is_untouched(
 ) -> None:
     """A shadow send whose checks break raises; nothing is sent; primary sends still go out."""
     topic = kafka_broker.create_topic()
-
-    def broken(*args: Any) -> int:
-        raise RuntimeError("size estimate broke")
-
     with installing(sink):
         producer.send(topic, "primary-1").get(10)
-        monkeypatch.setattr(producer, "_estimate_size_in_bytes", broken)
+        monkeypatch.setattr(producer, "_estimate_size_in_bytes", raising("size estimate broke"))
         with shadowguard.shadow() as scope, pytest.raises(RuntimeError, match="broke"):
             producer.send(topic, "shadow")
         monkeypatch.undo()
@@ -379,19 +368,14 @@ def test_a_shadow_request_cannot_commit_or_abort_the_primarys_open_transaction(
     kafka_broker: KafkaBroker,
 ) -> None:
     """One shared transactional producer: primary opens, shadow commits and aborts, primary goes on."""
-    topic = kafka_broker.create_topic()
-    producer = _producer(kafka_broker, transactional_id=f"shared-{topic}")
-    try:
-        with installing(sink):
-            producer.init_transactions()
-            producer.begin_transaction()
-            producer.send(topic, "primary-1")
-            with shadowguard.shadow():
-                producer.send(topic, "shadow")
-                producer.commit_transaction()
-                producer.abort_transaction()
-            producer.send(topic, "primary-2")
+    with _transactional(kafka_broker, "shared") as (topic, producer), installing(sink):
+        producer.init_transactions()
+        producer.begin_transaction()
+        producer.send(topic, "primary-1")
+        with shadowguard.shadow():
+            producer.send(topic, "shadow")
             producer.commit_transaction()
-    finally:
-        producer.close(timeout=5)
+            producer.abort_transaction()
+        producer.send(topic, "primary-2")
+        producer.commit_transaction()
     assert [json.loads(v or b"") for v in kafka_broker.values(topic)] == ["primary-1", "primary-2"]

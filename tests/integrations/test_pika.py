@@ -48,6 +48,12 @@ def conn(rabbit: RabbitPeer) -> Iterator[Any]:
 
 
 @pytest.fixture
+def channel(conn: Any) -> Any:
+    """A channel of ``conn``, opened when the test starts."""
+    return conn.channel()
+
+
+@pytest.fixture
 def shadow_mode() -> Iterator[None]:
     """The whole process is shadow, as in a worker run with SHADOW_MODE=true."""
     config.configure(mode="shadow")
@@ -123,9 +129,8 @@ def test_a_body_of_the_wrong_type_fails_in_shadow_as_in_primary(
     channel.close()
 
 
-def test_bad_properties_fail_in_shadow_as_in_primary(rabbit: RabbitPeer, conn: Any) -> None:
+def test_bad_properties_fail_in_shadow_as_in_primary(rabbit: RabbitPeer, channel: Any) -> None:
     queue = rabbit.queue("props")
-    channel = conn.channel()
     bad = pika.BasicProperties(headers={"h": object()})
     with installing(sink):
         with shadowguard.shadow(), pytest.raises(UnsupportedAMQPFieldException):
@@ -135,8 +140,7 @@ def test_bad_properties_fail_in_shadow_as_in_primary(rabbit: RabbitPeer, conn: A
     assert rabbit.depth(queue) == 0
 
 
-def test_a_closed_channel_fails_in_shadow_as_in_primary(rabbit: RabbitPeer, conn: Any) -> None:
-    channel = conn.channel()
+def test_a_closed_channel_fails_in_shadow_as_in_primary(rabbit: RabbitPeer, channel: Any) -> None:
     channel.close()
     with installing(sink), shadowguard.shadow(), pytest.raises(ChannelWrongStateError):
         channel.basic_publish("", rabbit.name("q"), b"x")
@@ -144,11 +148,10 @@ def test_a_closed_channel_fails_in_shadow_as_in_primary(rabbit: RabbitPeer, conn
 
 @pytest.mark.usefixtures("installed")
 def test_consuming_a_primary_queue_is_refused_and_its_messages_stay(
-    rabbit: RabbitPeer, conn: Any
+    rabbit: RabbitPeer, channel: Any
 ) -> None:
     queue = rabbit.queue("work")
     rabbit.publish(queue, b"job")
-    channel = conn.channel()
     with shadowguard.shadow() as scope:
         with pytest.raises(ShadowSideEffectBlocked, match="fanout") as refused:
             channel.basic_consume(queue, lambda *a: None)
@@ -232,13 +235,12 @@ def test_a_shadow_ack_of_a_primary_delivery_is_suppressed(rabbit: RabbitPeer, co
 
 @pytest.mark.usefixtures("installed")
 def test_purges_and_deletes_of_the_primary_are_answered_from_a_passive_declare(
-    rabbit: RabbitPeer, conn: Any
+    rabbit: RabbitPeer, channel: Any
 ) -> None:
     queue = rabbit.queue("keep")
     mirror = rabbit.queue("keep-shadow")
     exchange = rabbit.fanout("keep-fan", queue, mirror)
     rabbit.oracle.basic_publish(exchange, "", b"m")
-    channel = conn.channel()
     with shadowguard.shadow() as scope:
         assert channel.queue_purge(queue).method.message_count == 1
         assert channel.queue_delete(queue).method.message_count == 1
@@ -341,11 +343,10 @@ def test_bad_options_are_refused(options: dict[str, Any]) -> None:
 
 
 def test_named_shadow_queues_and_server_named_queues_are_the_shadows_own(
-    rabbit: RabbitPeer, conn: Any
+    rabbit: RabbitPeer, channel: Any
 ) -> None:
     queue = rabbit.queue("mine")
     rabbit.publish(queue, b"m")
-    channel = conn.channel()
     with installing(sink, shadow_queues=[queue]), shadowguard.shadow():
         method, _, body = channel.basic_get(queue)
         channel.basic_ack(method.delivery_tag)  # the channel took only from its own queue
@@ -438,13 +439,12 @@ def test_a_shadow_mode_worker_process_beside_the_primary(rabbit: RabbitPeer) -> 
 
 @pytest.mark.usefixtures("installed")
 def test_bindings_of_the_primary_are_answered_and_the_mirrors_run(
-    rabbit: RabbitPeer, conn: Any
+    rabbit: RabbitPeer, channel: Any
 ) -> None:
     """A shadow (un)binding of a primary queue would change which messages it gets."""
     queue, mirror = rabbit.queue("routed"), rabbit.queue("routed-shadow")
     bound_fan = rabbit.fanout("bound", queue)
     other_fan = rabbit.fanout("other")
-    channel = conn.channel()
     with shadowguard.shadow() as scope:
         channel.queue_unbind(queue, bound_fan, "")
         channel.queue_bind(queue, other_fan)

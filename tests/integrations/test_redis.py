@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -20,54 +21,58 @@ from tests.peers.redis import RedisPeer
 SINK = "redis"
 
 
-@pytest.mark.usefixtures("installed")
+@pytest.fixture
+def client(installed: ModuleType, redis_client: Any) -> Any:
+    """A redis-py client of the test database, with the guard installed."""
+    return redis_client
+
+
 def test_shadow_writes_reach_nothing_and_get_replies_of_their_type(
-    redis_client: Any, redis_peer: RedisPeer
+    client: Any, redis_peer: RedisPeer
 ) -> None:
     k = redis_peer.key
     with shadowguard.shadow() as scope:
-        assert redis_client.set(k("s"), "v") is True
-        assert redis_client.set(k("s"), "v", get=True) is None
-        assert redis_client.incr(k("n")) == 1
-        assert redis_client.incrby(k("n"), 5) == 5
-        assert redis_client.decr(k("n")) == -1
-        assert redis_client.incrbyfloat(k("f"), 1.5) == 1.5
-        assert redis_client.append(k("s"), "abc") == 3
-        assert redis_client.lpush(k("l"), "a", "b") == 2
-        assert redis_client.rpush(k("l"), "c") == 1
-        assert redis_client.hset(k("h"), mapping={"a": 1, "b": 2}) == 2
-        assert redis_client.hincrby(k("h"), "a", 3) == 3
-        assert redis_client.sadd(k("set"), "x", "y") == 2
-        assert redis_client.zadd(k("z"), {"m": 1.0, "n": 2.0}) == 2
-        assert redis_client.expire(k("s"), 10) is True
-        assert redis_client.persist(k("s")) is True
-        assert redis_client.setnx(k("nx"), 1) is True
-        assert redis_client.getset(k("gs"), 1) is None
-        assert redis_client.getdel(k("gs")) is None
-        assert redis_client.lpop(k("l")) is None
-        assert redis_client.delete(k("s"), k("n")) == 2
-        assert redis_client.rename(k("s"), k("t")) is True
-        xid = redis_client.xadd(k("stream"), {"f": "v"})
+        assert client.set(k("s"), "v") is True
+        assert client.set(k("s"), "v", get=True) is None
+        assert client.incr(k("n")) == 1
+        assert client.incrby(k("n"), 5) == 5
+        assert client.decr(k("n")) == -1
+        assert client.incrbyfloat(k("f"), 1.5) == 1.5
+        assert client.append(k("s"), "abc") == 3
+        assert client.lpush(k("l"), "a", "b") == 2
+        assert client.rpush(k("l"), "c") == 1
+        assert client.hset(k("h"), mapping={"a": 1, "b": 2}) == 2
+        assert client.hincrby(k("h"), "a", 3) == 3
+        assert client.sadd(k("set"), "x", "y") == 2
+        assert client.zadd(k("z"), {"m": 1.0, "n": 2.0}) == 2
+        assert client.expire(k("s"), 10) is True
+        assert client.persist(k("s")) is True
+        assert client.setnx(k("nx"), 1) is True
+        assert client.getset(k("gs"), 1) is None
+        assert client.getdel(k("gs")) is None
+        assert client.lpop(k("l")) is None
+        assert client.delete(k("s"), k("n")) == 2
+        assert client.rename(k("s"), k("t")) is True
+        xid = client.xadd(k("stream"), {"f": "v"})
         assert re.fullmatch(rb"\d+-0", xid)
-        assert redis_client.xadd(k("stream"), {"f": "v"}, id="5-1") == b"5-1"
-        assert redis_client.get(k("s")) is None  # reads run: nothing was written
-        assert redis_client.exists(k("l"), k("h"), k("stream")) == 0
+        assert client.xadd(k("stream"), {"f": "v"}, id="5-1") == b"5-1"
+        assert client.get(k("s")) is None  # reads run: nothing was written
+        assert client.exists(k("l"), k("h"), k("stream")) == 0
     assert redis_peer.keys() == set()
     assert scope.counts["redis.command"] == 23
     assert all(s.detail["action"] == "suppressed" for s in scope.suppressed)
 
-    assert redis_client.set(k("s"), "v") is True  # the same client, as primary, writes
-    assert redis_client.incr(k("n")) == 1
-    assert redis_client.xadd(k("stream"), {"f": "v"}) != b""
+    assert client.set(k("s"), "v") is True  # the same client, as primary, writes
+    assert client.incr(k("n")) == 1
+    assert client.xadd(k("stream"), {"f": "v"}) != b""
     assert redis_peer.keys() == {"s", "n", "stream"}
 
 
-@pytest.mark.usefixtures("installed")
 def test_the_suppression_names_the_command_key_and_reply(
-    redis_client: Any, redis_peer: RedisPeer
+    client: Any, redis_peer: RedisPeer
 ) -> None:
     with shadowguard.shadow() as scope:
-        redis_client.set(redis_peer.key("a"), "1")
+        client.set(redis_peer.key("a"), "1")
     (record,) = scope.suppressed
     assert record.kind == shadowguard.Kind.REDIS_COMMAND
     assert record.target == f"redis://{redis_peer.host}:{redis_peer.port}/{redis_peer.db}"
@@ -82,18 +87,17 @@ def test_the_suppression_names_the_command_key_and_reply(
     }
 
 
-@pytest.mark.usefixtures("installed")
 def test_commands_that_return_a_value_and_change_it_are_answered_by_a_read(
-    redis_client: Any, redis_peer: RedisPeer
+    client: Any, redis_peer: RedisPeer
 ) -> None:
     k = redis_peer.key
     redis_peer.oracle.set(k("session"), "alice")
     with shadowguard.shadow() as scope:
-        assert redis_client.getex(k("session"), ex=60) == b"alice"
-        assert redis_client.getset(k("session"), "bob") == b"alice"
-        assert redis_client.set(k("session"), "carol", get=True) == b"alice"
-        assert redis_client.getdel(k("session")) == b"alice"
-        with redis_client.pipeline() as pipe:
+        assert client.getex(k("session"), ex=60) == b"alice"
+        assert client.getset(k("session"), "bob") == b"alice"
+        assert client.set(k("session"), "carol", get=True) == b"alice"
+        assert client.getdel(k("session")) == b"alice"
+        with client.pipeline() as pipe:
             pipe.getdel(k("session")).set(k("session"), "dan", get=True).incr(k("n"))
             assert pipe.execute() == [b"alice", b"alice", 1]
     assert redis_peer.oracle.get(k("session")) == b"alice"
@@ -131,22 +135,19 @@ def test_replies_have_the_types_of_each_protocol(redis_peer: RedisPeer, protocol
     assert redis_peer.keys() == set()
 
 
-@pytest.mark.usefixtures("installed")
-def test_flush_config_and_stream_groups_change_nothing(
-    redis_client: Any, redis_peer: RedisPeer
-) -> None:
+def test_flush_config_and_stream_groups_change_nothing(client: Any, redis_peer: RedisPeer) -> None:
     k = redis_peer.key
     redis_peer.oracle.xadd(k("stream"), {"f": "v"})
     policy = redis_peer.oracle.config_get("maxmemory-policy")
     with shadowguard.shadow():
-        assert redis_client.flushdb() is True
-        assert redis_client.flushall() is True
-        assert redis_client.config_set("maxmemory-policy", "allkeys-lru") is True
-        assert redis_client.xgroup_create(k("stream"), "workers", id="0") is True
-        assert redis_client.xgroup_create(k("new"), "workers", mkstream=True) is True
-        assert redis_client.xack(k("stream"), "workers", "1-0", "2-0") == 2
-        assert redis_client.xtrim(k("stream"), maxlen=0) == 0
-        assert redis_client.xdel(k("stream"), "1-0") == 1
+        assert client.flushdb() is True
+        assert client.flushall() is True
+        assert client.config_set("maxmemory-policy", "allkeys-lru") is True
+        assert client.xgroup_create(k("stream"), "workers", id="0") is True
+        assert client.xgroup_create(k("new"), "workers", mkstream=True) is True
+        assert client.xack(k("stream"), "workers", "1-0", "2-0") == 2
+        assert client.xtrim(k("stream"), maxlen=0) == 0
+        assert client.xdel(k("stream"), "1-0") == 1
     assert redis_peer.oracle.config_get("maxmemory-policy") == policy
     assert redis_peer.keys() == {"stream"}
     assert redis_peer.oracle.xlen(k("stream")) == 1
@@ -163,17 +164,16 @@ def _messages(pubsub: Any, until: bytes, seconds: float = 5.0) -> list[bytes]:
     return received
 
 
-@pytest.mark.usefixtures("installed")
 def test_a_subscriber_receives_the_primarys_publish_and_nothing_from_shadow(
-    redis_client: Any, redis_peer: RedisPeer
+    client: Any, redis_peer: RedisPeer
 ) -> None:
     channel = redis_peer.key("events")
     with redis.Redis.from_url(redis_peer.url) as listener, listener.pubsub() as pubsub:
         pubsub.subscribe(channel)
         assert pubsub.get_message(timeout=5)["type"] == "subscribe"
         with shadowguard.shadow() as scope:
-            assert redis_client.publish(channel, "from shadow") == 0
-        assert redis_client.publish(channel, "from primary") == 1
+            assert client.publish(channel, "from shadow") == 0
+        assert client.publish(channel, "from primary") == 1
         assert _messages(pubsub, b"from primary") == [b"from primary"]
     assert scope.suppressed[0].detail["reason"] == "pubsub"
 
@@ -197,35 +197,31 @@ def read_only_function(redis_peer: RedisPeer) -> Iterator[str]:
         redis_peer.oracle.function_delete(name)
 
 
-@pytest.mark.usefixtures("installed")
 def test_lua_runs_in_shadow_only_in_its_read_only_forms(
-    redis_client: Any, redis_peer: RedisPeer, read_only_function: str
+    client: Any, redis_peer: RedisPeer, read_only_function: str
 ) -> None:
     k = redis_peer.key
     redis_peer.oracle.set(k("ro"), "primary")
     writer = "return redis.call('SET', KEYS[1], 'x')"
     with shadowguard.shadow() as scope:
         with pytest.raises(ShadowSideEffectBlocked, match="EVAL_RO"):
-            redis_client.eval(writer, 1, k("lua"))
+            client.eval(writer, 1, k("lua"))
         with pytest.raises(ShadowSideEffectBlocked, match="EVALSHA runs a script"):
-            redis_client.register_script(writer)(keys=[k("lua")])
+            client.register_script(writer)(keys=[k("lua")])
         with pytest.raises(ShadowSideEffectBlocked, match="FCALL runs a script"):
-            redis_client.fcall(f"{read_only_function}_set", 1, k("lua"), "x")
+            client.fcall(f"{read_only_function}_set", 1, k("lua"), "x")
         reader = "return redis.call('GET', KEYS[1])"
-        assert redis_client.eval_ro(reader, 1, k("ro")) == b"primary"
-        assert redis_client.fcall_ro(f"{read_only_function}_get", 1, k("ro")) == b"primary"
+        assert client.eval_ro(reader, 1, k("ro")) == b"primary"
+        assert client.fcall_ro(f"{read_only_function}_get", 1, k("ro")) == b"primary"
     assert redis_peer.keys() == {"ro"}
     assert [s.detail["operation"] for s in scope.suppressed] == ["EVAL", "EVALSHA", "FCALL"]
     assert all(s.blocked for s in scope.suppressed)
 
 
-@pytest.mark.usefixtures("installed")
-def test_redis_py_locks_work_in_shadow_and_take_nothing(
-    redis_client: Any, redis_peer: RedisPeer
-) -> None:
+def test_redis_py_locks_work_in_shadow_and_take_nothing(client: Any, redis_peer: RedisPeer) -> None:
     with (
         shadowguard.shadow() as scope,
-        redis_client.lock(redis_peer.key("lock"), timeout=5) as lock,
+        client.lock(redis_peer.key("lock"), timeout=5) as lock,
     ):
         assert lock.extend(5) is True
     assert redis_peer.keys() == set()
@@ -233,24 +229,23 @@ def test_redis_py_locks_work_in_shadow_and_take_nothing(
     assert not any(s.blocked for s in scope.suppressed)
 
 
-@pytest.mark.usefixtures("installed")
 def test_consumers_and_commands_without_a_known_reply_are_refused(
-    redis_client: Any, redis_peer: RedisPeer
+    client: Any, redis_peer: RedisPeer
 ) -> None:
     k = redis_peer.key
     redis_peer.oracle.rpush(k("queue"), "job")
     redis_peer.oracle.xgroup_create(k("stream"), "workers", mkstream=True)
     with shadowguard.shadow() as scope:
         with pytest.raises(ShadowSideEffectBlocked, match="consumes"):
-            redis_client.blpop([k("queue")], timeout=1)
+            client.blpop([k("queue")], timeout=1)
         with pytest.raises(ShadowSideEffectBlocked, match="consumes"):
-            redis_client.xreadgroup("workers", "c1", {k("stream"): ">"}, count=1)
+            client.xreadgroup("workers", "c1", {k("stream"): ">"}, count=1)
         with pytest.raises(ShadowSideEffectBlocked, match="MIGRATE changes server state"):
-            redis_client.execute_command("MIGRATE", "127.0.0.1", 1, k("queue"), 0, 100)
+            client.execute_command("MIGRATE", "127.0.0.1", 1, k("queue"), 0, 100)
         with pytest.raises(ShadowSideEffectBlocked, match=r"SG\.NOSUCH"):
-            redis_client.execute_command("SG.NOSUCH", k("queue"))
+            client.execute_command("SG.NOSUCH", k("queue"))
         with pytest.raises(ShadowSideEffectBlocked, match="CLIENT KILL"):
-            redis_client.client_kill_filter(_id="123456789")
+            client.client_kill_filter(_id="123456789")
     assert redis_peer.oracle.lrange(k("queue"), 0, -1) == [b"job"]
     assert [s.detail["reason"] for s in scope.suppressed] == [
         *("blocking", "blocking", "write", "unknown", "admin"),
@@ -322,9 +317,8 @@ def test_a_broken_guard_never_changes_what_the_primary_gets(
     assert redis_peer.keys() == {"a", "n"}
 
 
-@pytest.mark.usefixtures("installed")
 def test_shadow_in_one_thread_leaves_another_threads_primary_alone(
-    redis_client: Any, redis_peer: RedisPeer
+    client: Any, redis_peer: RedisPeer
 ) -> None:
     done = threading.Event()
     started = threading.Event()
@@ -332,7 +326,7 @@ def test_shadow_in_one_thread_leaves_another_threads_primary_alone(
     def primary() -> None:
         started.set()
         for i in range(50):
-            redis_client.set(redis_peer.key(f"p{i}"), i)
+            client.set(redis_peer.key(f"p{i}"), i)
         done.set()
 
     thread = threading.Thread(target=primary)
@@ -340,7 +334,7 @@ def test_shadow_in_one_thread_leaves_another_threads_primary_alone(
         thread.start()
         started.wait(5)
         for i in range(50):
-            redis_client.set(redis_peer.key(f"s{i}"), i)
+            client.set(redis_peer.key(f"s{i}"), i)
     thread.join(10)
     assert done.is_set()
     assert redis_peer.keys() == {f"p{i}" for i in range(50)}

@@ -15,6 +15,7 @@ from shadowguard.integrations import redis as sink
 from tests.peers.redis import RedisPeer
 
 SINK = "redis"
+pytestmark = pytest.mark.asyncio
 
 
 def _client(url: str, **options: Any) -> Any:
@@ -22,7 +23,6 @@ def _client(url: str, **options: Any) -> Any:
     return aioredis.Redis.from_url(url, **options)
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("installed")
 async def test_shadow_writes_reach_nothing_and_reads_run(redis_peer: RedisPeer) -> None:
     k = redis_peer.key
@@ -47,7 +47,6 @@ async def test_shadow_writes_reach_nothing_and_reads_run(redis_peer: RedisPeer) 
     ]
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("installed")
 @pytest.mark.parametrize("transaction", [True, False], ids=["multi-exec", "plain"])
 async def test_pipelines_send_only_their_reads(redis_peer: RedisPeer, transaction: bool) -> None:
@@ -64,7 +63,6 @@ async def test_pipelines_send_only_their_reads(redis_peer: RedisPeer, transactio
     assert redis_peer.keys() == {"a"}
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("installed")
 async def test_watch_still_aborts_a_shadow_transaction(redis_peer: RedisPeer) -> None:
     k = redis_peer.key
@@ -85,7 +83,6 @@ async def test_watch_still_aborts_a_shadow_transaction(redis_peer: RedisPeer) ->
     assert redis_peer.oracle.get(k("w")) == b"2"
 
 
-@pytest.mark.asyncio
 @pytest.mark.usefixtures("installed")
 async def test_a_subscriber_receives_only_the_primarys_publish(redis_peer: RedisPeer) -> None:
     channel = redis_peer.key("events")
@@ -111,7 +108,6 @@ async def test_a_subscriber_receives_only_the_primarys_publish(redis_peer: Redis
     assert received == [b"from primary"]
 
 
-@pytest.mark.asyncio
 async def test_a_client_created_before_install_and_concurrent_tasks(
     redis_peer: RedisPeer,
 ) -> None:
@@ -142,7 +138,6 @@ async def test_a_client_created_before_install_and_concurrent_tasks(
     assert redis_peer.keys() == {"before"} | {f"p{i}" for i in range(10)}
 
 
-@pytest.mark.asyncio
 async def test_a_broken_guard_never_changes_what_the_primary_gets(
     redis_peer: RedisPeer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

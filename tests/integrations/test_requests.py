@@ -22,6 +22,7 @@ from tests.integrations._http import (
     MARKER,
     check_shadow_mode_without_a_scope_is_guarded,
     check_threads_keep_shadow_only_with_propagate,
+    exporting_in_shadow,
     requests_response,
     suppress_instrumentation,
 )
@@ -356,8 +357,7 @@ def test_suppress_instrumentation_does_not_open_other_urls(
     http_server: HttpServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """App code under OpenTelemetry's suppress key: a shadow POST is still stubbed."""
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"{http_server.url}/otlp")
-    with shadowguard.shadow() as scope, suppress_instrumentation():
+    with exporting_in_shadow(monkeypatch, f"{http_server.url}/otlp") as scope:
         stubbed = requests.post(f"{http_server.url}/charge", json={"amount": 1})
         pool = urllib3.PoolManager()
         raw = pool.request("POST", f"{http_server.url}/charge")

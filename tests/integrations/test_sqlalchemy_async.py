@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import pytest_asyncio
 from sqlalchemy import exc as sa_exc
 from sqlalchemy import insert, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -27,6 +28,13 @@ def driver(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest_asyncio.fixture
+async def engine(pg: Backend, driver: str) -> AsyncIterator[AsyncEngine]:
+    """An asyncio engine on ``pg`` through each driver in turn."""
+    async with async_engine(pg, driver) as made:
+        yield made
+
+
 @contextlib.asynccontextmanager
 async def async_engine(pg: Backend, driver: str, **kwargs: Any) -> AsyncIterator[AsyncEngine]:
     """An asyncio engine on ``pg`` through ``driver``, disposed when the block ends."""
@@ -38,58 +46,57 @@ async def async_engine(pg: Backend, driver: str, **kwargs: Any) -> AsyncIterator
 
 
 @pytest.mark.usefixtures("installed")
-async def test_async_session_commit(pg: Backend, driver: str) -> None:
+async def test_async_session_commit(pg: Backend, engine: AsyncEngine) -> None:
     Row = model(pg.table)
-    async with async_engine(pg, driver) as engine:
-        async with shadowguard.shadow() as scope:
-            async with AsyncSession(engine) as s:
-                s.add(Row(id=1))
-                await s.commit()
-                row = await s.get(Row, 1)  # read your own writes
-                assert row is not None
-                assert row.name == "dflt"
-                s.add(Row(id=2))
-                await s.commit()
-                assert (await s.scalar(text(f"SELECT count(*) FROM {pg.table}"))) == 2
-            assert checked_out(engine) == 0
-            assert pg.count() == 0
-        assert scope.counts["db.commit"] == 2
-        assert pg.count() == 0
+    async with shadowguard.shadow() as scope:
         async with AsyncSession(engine) as s:
             s.add(Row(id=1))
             await s.commit()
-        assert pg.count() == 1
-
-
-@pytest.mark.usefixtures("installed")
-async def test_async_connection_commit_and_begin(pg: Backend, driver: str) -> None:
-    async with async_engine(pg, driver) as engine:
-        async with shadowguard.shadow() as scope:
-            async with engine.connect() as c:
-                await c.execute(insert(core(pg.table)).values(id=1))
-                await c.commit()
-            async with engine.begin() as c:
-                await c.execute(insert(core(pg.table)).values(id=2))
-        assert scope.counts["db.commit"] == 2
-        assert pg.count() == 0
-        async with engine.begin() as c:
-            await c.execute(insert(core(pg.table)).values(id=1))
-        assert pg.count() == 1
-
-
-@pytest.mark.usefixtures("installed")
-async def test_async_session_left_open_is_dropped_at_scope_end(pg: Backend, driver: str) -> None:
-    """No IO is possible when the scope ends outside a greenlet: the connection is dropped."""
-    async with async_engine(pg, driver) as engine:
-        s = AsyncSession(engine)
-        async with shadowguard.shadow():
-            s.add(model(pg.table)(id=1))
+            row = await s.get(Row, 1)  # read your own writes
+            assert row is not None
+            assert row.name == "dflt"
+            s.add(Row(id=2))
             await s.commit()
-        assert pg.count() == 0
-        await s.close()
+            assert (await s.scalar(text(f"SELECT count(*) FROM {pg.table}"))) == 2
         assert checked_out(engine) == 0
-        async with engine.connect() as c:  # the pool still serves working connections
-            assert (await c.scalar(select(text("1")))) == 1
+        assert pg.count() == 0
+    assert scope.counts["db.commit"] == 2
+    assert pg.count() == 0
+    async with AsyncSession(engine) as s:
+        s.add(Row(id=1))
+        await s.commit()
+    assert pg.count() == 1
+
+
+@pytest.mark.usefixtures("installed")
+async def test_async_connection_commit_and_begin(pg: Backend, engine: AsyncEngine) -> None:
+    async with shadowguard.shadow() as scope:
+        async with engine.connect() as c:
+            await c.execute(insert(core(pg.table)).values(id=1))
+            await c.commit()
+        async with engine.begin() as c:
+            await c.execute(insert(core(pg.table)).values(id=2))
+    assert scope.counts["db.commit"] == 2
+    assert pg.count() == 0
+    async with engine.begin() as c:
+        await c.execute(insert(core(pg.table)).values(id=1))
+    assert pg.count() == 1
+
+
+@pytest.mark.usefixtures("installed")
+async def test_async_session_left_open_is_dropped_at_scope_end(
+    pg: Backend, engine: AsyncEngine
+) -> None:
+    """No IO is possible when the scope ends outside a greenlet: the connection is dropped."""
+    s = AsyncSession(engine)
+    async with shadowguard.shadow():
+        s.add(model(pg.table)(id=1))
+        await s.commit()
+    assert pg.count() == 0
+    await s.close()
+    assert checked_out(engine) == 0
+    async with engine.connect() as c:  # the pool still serves working connections
+        assert (await c.scalar(select(text("1")))) == 1
 
 
 @pytest.mark.usefixtures("installed")
@@ -153,17 +160,18 @@ async def test_async_objects_created_before_install_are_guarded(pg: Backend) -> 
 
 
 @pytest.mark.usefixtures("installed")
-async def test_a_scope_inside_a_primary_transaction_is_refused(pg: Backend, driver: str) -> None:
+async def test_a_scope_inside_a_primary_transaction_is_refused(
+    pg: Backend, engine: AsyncEngine
+) -> None:
     """No IO at the scope's end: rolling back to a savepoint there is impossible, so refuse."""
-    async with async_engine(pg, driver) as engine:
-        async with engine.connect() as c:
-            await c.execute(insert(core(pg.table)).values(id=1))
-            with pytest.raises(ShadowSideEffectBlocked, match="asyncio"):
-                async with shadowguard.shadow():
-                    await c.execute(text("SELECT 1"))
-            await c.execute(insert(core(pg.table)).values(id=2))
-            await c.commit()
-        assert pg.count() == 2
+    async with engine.connect() as c:
+        await c.execute(insert(core(pg.table)).values(id=1))
+        with pytest.raises(ShadowSideEffectBlocked, match="asyncio"):
+            async with shadowguard.shadow():
+                await c.execute(text("SELECT 1"))
+        await c.execute(insert(core(pg.table)).values(id=2))
+        await c.commit()
+    assert pg.count() == 2
 
 
 @pytest.mark.usefixtures("installed")

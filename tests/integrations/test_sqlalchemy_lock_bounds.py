@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 import shadowguard
 from shadowguard import _config
 from tests.integrations._sa_backends import Backend, model
-from tests.integrations._support import shadow_refusal_seconds
+from tests.integrations._support import refusal_seconds_behind, shadow_refusal_seconds
 
 SINK = "sqlalchemy"
 pytestmark = [pytest.mark.postgres, pytest.mark.usefixtures("installed")]
@@ -70,13 +70,8 @@ def state_of(pg: Backend, pid: int) -> str | None:
 def test_shadow_insert_of_a_key_the_primary_holds_fails_in_milliseconds(pg: Backend) -> None:
     """The primary's uncommitted row holds the key: the shadow's insert times out at once."""
     primary = primary_holding(pg, f"INSERT INTO {pg.table} (id, name) VALUES (1, 'primary')")
-    engine = pg.engine()
-    try:
-        insert = f"INSERT INTO {pg.table} (id, name) VALUES (1, 'shadow')"
-        waited = shadow_refusal_seconds(engine, insert, "lock timeout")
-        primary.commit()
-    finally:
-        primary.close()
+    insert = f"INSERT INTO {pg.table} (id, name) VALUES (1, 'shadow')"
+    waited = refusal_seconds_behind(primary, pg.engine(), insert, "lock timeout")
     assert waited < 0.6, f"the shadow waited {waited:.3f} s for the primary's lock"
     assert pg.oracle(f"SELECT id, name FROM {pg.table}") == [(1, "primary")]
 

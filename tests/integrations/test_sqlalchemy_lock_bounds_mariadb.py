@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
 
 import shadowguard
-from tests.integrations._support import shadow_refusal_seconds
+from tests.integrations._support import refusal_seconds_behind
 from tests.peers.mariadb import mysql_connect
 
 SINK = "sqlalchemy"
@@ -76,14 +76,10 @@ def test_a_shadow_insert_of_a_key_the_primary_holds_fails_within_a_second(
     engine, t, oracle = mariadb_table
     primary = mysql_connect(mariadb_database)
     primary.autocommit(False)
-    try:
-        with primary.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {t} (id, name) VALUES (1, 'primary')")
-        insert = f"INSERT INTO {t} (id, name) VALUES (1, 'shadow')"
-        waited = shadow_refusal_seconds(engine, insert, "Lock wait timeout")
-        primary.commit()
-    finally:
-        primary.close()
+    with primary.cursor() as cursor:
+        cursor.execute(f"INSERT INTO {t} (id, name) VALUES (1, 'primary')")
+    insert = f"INSERT INTO {t} (id, name) VALUES (1, 'shadow')"
+    waited = refusal_seconds_behind(primary, engine, insert, "Lock wait timeout")
     # 100 ms rounds up to MariaDB's whole second, not its default of 50.
     assert waited < 2.0, f"the shadow waited {waited:.3f} s"
     with oracle.cursor() as cursor:

@@ -242,12 +242,18 @@ async def test_cancellation_can_be_turned_off() -> None:
     assert probe.finished == ["sleep"]
 
 
-@pytest.mark.asyncio
-async def test_a_hanging_shadow_does_not_block_primaries_and_frees_its_slot() -> None:
+def _the_one_slot_taken(path: str) -> tuple[Probe, Any, Exchange, asyncio.Task[None]]:
+    """An app admitting one shadow request at a time, and a shadow request to ``path``
+    started in it (call inside the event loop)."""
     probe = Probe()
     app = build(probe, max_concurrent_shadow=1)
-    hung = Exchange(app, "GET", "/hang", SHADOW)
-    task = hung.start()
+    exchange = Exchange(app, "GET", path, SHADOW)
+    return probe, app, exchange, exchange.start()
+
+
+@pytest.mark.asyncio
+async def test_a_hanging_shadow_does_not_block_primaries_and_frees_its_slot() -> None:
+    probe, app, hung, task = _the_one_slot_taken("/hang")
     await until(lambda: probe.started == ["hang"])
     async with client(app) as http:
         primaries = await asyncio.wait_for(
@@ -291,10 +297,7 @@ async def test_slot_released_after_exception_base_exception_and_server_cancellat
 
 @pytest.mark.asyncio
 async def test_streaming_response_holds_its_slot_until_the_body_ends() -> None:
-    probe = Probe()
-    app = build(probe, max_concurrent_shadow=1)
-    streaming = Exchange(app, "GET", "/stream", SHADOW)
-    task = streaming.start()
+    probe, app, streaming, task = _the_one_slot_taken("/stream")
     await until(lambda: streaming.response_body == b"a")
     assert _admission.running() == 1
     shed = Exchange(app, "GET", "/fast", SHADOW)
