@@ -62,6 +62,7 @@ VHOST = """\
                         - match: {{prefix: "/"}}
                           route:
                             cluster: orders_primary
+                            timeout: {timeout}
                             request_mirror_policies:
 {mirrors}"""
 MIRROR = """\
@@ -82,6 +83,11 @@ CLUSTER = """\
                     socket_address: {{address: 127.0.0.1, port_value: {port}}}
 """
 STARTUP_TIMEOUT = 30.0
+#: The route's timeout, which Envoy also gives each mirrored copy. The demo waits for every
+#: copy, and on a loaded machine a shadow's backlog can outlast Envoy's default (15 s):
+#: Envoy then gives the copy up (504) before the shadow reads it, and the pair is lost.
+ROUTE_TIMEOUT = "300s"
+KEEP_ALIVE_SECONDS = 600
 
 
 def envoy_binary() -> str | None:
@@ -131,6 +137,9 @@ def _uvicorn(folder: Path, side: str, env: dict[str, str]) -> Iterator[int]:
     command = [sys.executable, "-m", "uvicorn", "--factory", "shadowguard.demo.app:from_env"]
     command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
     command += ["--no-access-log", "--lifespan", "on"]
+    # Longer than the run: Envoy keeps idle upstream connections for an hour, and a copy it
+    # sends on one the server has just closed (uvicorn's default: after 5 s) is lost (503).
+    command += ["--timeout-keep-alive", str(KEEP_ALIVE_SECONDS)]
     with (folder / f"uvicorn-{side}.log").open("wb") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
@@ -153,8 +162,9 @@ def _wait_ready(port: int, process_log: Path) -> None:
 
 
 @contextmanager
-def _envoy(folder: Path, primary: int, shadows: dict[str, int]) -> Iterator[int]:
-    """Envoy sending to ``primary``, mirroring to every port in ``shadows``; yields its port."""
+def _envoy(folder: Path, primary: int, shadows: dict[str, int]) -> Iterator[tuple[int, str]]:
+    """Envoy sending to ``primary``, mirroring to every port in ``shadows``; yields its port
+    and the URL of its admin API."""
     binary = envoy_binary()
     assert binary is not None
     clusters = CLUSTER.format(name="orders_primary", port=primary)
@@ -163,7 +173,7 @@ def _envoy(folder: Path, primary: int, shadows: dict[str, int]) -> Iterator[int]
         clusters += CLUSTER.format(name=f"orders_{side}", port=port)
         mirrors += MIRROR.format(name=f"orders_{side}")
     config = folder / "envoy.yaml"
-    vhosts = VHOST.format(mirrors=mirrors.rstrip("\n"))
+    vhosts = VHOST.format(mirrors=mirrors.rstrip("\n"), timeout=ROUTE_TIMEOUT)
     config.write_text(CONFIG.format(vhosts=vhosts, clusters=clusters))
     admin_path = folder / "envoy-admin-address"
     log_path = folder / "envoy.log"
@@ -196,7 +206,7 @@ def _envoy(folder: Path, primary: int, shadows: dict[str, int]) -> Iterator[int]
             time.sleep(0.05)
         listeners = json.loads(_get(f"{admin}/listeners?format=json"))
         status = listeners["listener_statuses"][0]
-        yield int(status["local_address"]["socket_address"]["port_value"])
+        yield int(status["local_address"]["socket_address"]["port_value"]), admin
     finally:
         _stop(process)
 
@@ -246,14 +256,29 @@ def run_through_envoy(
     with ExitStack() as stack:
         ports = {side: stack.enter_context(_uvicorn(folder, side, env)) for side in SIDES}
         shadows = {side: ports[side] for side in SHADOWS}
-        listener = stack.enter_context(_envoy(folder, ports["primary"], shadows))
+        listener, admin = stack.enter_context(_envoy(folder, ports["primary"], shadows))
         for side, port in ports.items():
             _wait_ready(port, folder / f"uvicorn-{side}.log")
         for request in requests(n):
             _send(listener, request)
             progress.advance()
         _wait_for_copies(shadows, n)
-        return {side: _stats(port) for side, port in ports.items()}
+        stats = {side: _stats(port) for side, port in ports.items()}
+        for side in shadows:
+            stats[side]["envoy"] = _copies(admin, side)
+        return stats
+
+
+def _copies(admin: str, side: str) -> dict[str, int]:
+    """Envoy's own counts of the copies it mirrored to ``side``'s cluster (``upstream_rq_*``:
+    ``total`` sent, ``cancelled`` before they were, ...), the ones that are not zero."""
+    prefix = f"cluster.orders_{side}.upstream_rq_"
+    data = json.loads(_get(f"{admin}/stats?format=json&filter=^{prefix}"))
+    return {
+        s["name"].removeprefix(prefix): s["value"]
+        for s in data["stats"]
+        if isinstance(s.get("value"), int) and s["value"]
+    }
 
 
 def _wait_for_copies(shadows: dict[str, int], n: int) -> None:

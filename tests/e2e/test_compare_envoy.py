@@ -47,11 +47,16 @@ def test_three_way_comparison_behind_envoy(tmp_path: Path, database: str) -> Non
     stats = proxy.run_through_envoy(
         tmp_path, REQUESTS, guard=True, progress=progress, capture=url, database=pg_url
     )
+    envoy_counts = {side: seen.get("envoy") for side, seen in stats.items()}
+    for side in ("secondary", "candidate"):  # Envoy mirrored each request and gave none up
+        assert stats[side]["envoy"]["total"] == REQUESTS, envoy_counts
+        assert "timeout" not in stats[side]["envoy"], envoy_counts
+        assert "5xx" not in stats[side]["envoy"], envoy_counts
     assert {side: seen["requests"] for side, seen in stats.items()} == {
         "primary": REQUESTS,
         "secondary": REQUESTS,
         "candidate": REQUESTS,
-    }
+    }, envoy_counts
 
     with psycopg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, dbname=database) as db:
         stored = db.execute("SELECT served_by, request_id FROM orders ORDER BY id").fetchall()
