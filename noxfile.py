@@ -98,6 +98,7 @@ def soak(session: nox.Session) -> None:
         "tests/integrations/test_confluent_kafka_stateful.py",
         "tests/e2e/test_primary_under_load.py",
         "tests/e2e/test_primary_faults.py",
+        "tests/e2e/soak_mirror_floor.py",  # only here: not a test_* file
         *session.posargs,
     ]
     session.run("pytest", "-p", "no:cacheprovider", *files, env={"SHADOWGUARD_SOAK": "20"})

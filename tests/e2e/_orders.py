@@ -190,8 +190,8 @@ def settled(service: UvicornService, proxy: Envoy, cluster: str) -> bool:
     return bool(shed + data["requests"].get("shadow", 0) == copies_sent(proxy, cluster))
 
 
-def lowest_cpu_priority(service: UvicornService) -> None:
-    """Run ``service`` at nice 19: on one machine, what its own nodes (or a lower
+def lowest_cpu_priority(service: UvicornService | Envoy) -> None:
+    """Run ``service`` (or an Envoy) at nice 19: on one machine, what its own nodes (or a lower
     PriorityClass) give a shadow in production, the primary first whenever both want a CPU.
     Every thread: Linux keeps a priority per thread; later ones inherit the main thread's."""
     pid = service.process.pid
