@@ -269,15 +269,18 @@ def run_through_envoy(
         return stats
 
 
+def counters(admin: str, prefix: str) -> dict[str, int]:
+    """Envoy's counters whose name starts with ``prefix``, from its admin API at ``admin``."""
+    data = json.loads(_get(f"{admin}/stats?format=json&filter=^{prefix}"))
+    return {s["name"]: s["value"] for s in data["stats"] if isinstance(s.get("value"), int)}
+
+
 def _copies(admin: str, side: str) -> dict[str, int]:
     """Envoy's own counts of the copies it mirrored to ``side``'s cluster (``upstream_rq_*``:
     ``total`` sent, ``cancelled`` before they were, ...), the ones that are not zero."""
     prefix = f"cluster.orders_{side}.upstream_rq_"
-    data = json.loads(_get(f"{admin}/stats?format=json&filter=^{prefix}"))
     return {
-        s["name"].removeprefix(prefix): s["value"]
-        for s in data["stats"]
-        if isinstance(s.get("value"), int) and s["value"]
+        name.removeprefix(prefix): value for name, value in counters(admin, prefix).items() if value
     }
 
 

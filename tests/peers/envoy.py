@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 
+from shadowguard.demo.envoy import counters
 from shadowguard.demo.envoy import envoy_binary as envoy_binary
 from tests.peers.processes import stop_process
 from tests.peers.services import service_missing
@@ -72,10 +73,7 @@ class Envoy:
 
     def stats(self, prefix: str) -> dict[str, int]:
         """Counter values whose name starts with ``prefix`` (from ``/stats?format=json``)."""
-        url = f"http://127.0.0.1:{self.admin_port}/stats?format=json&filter=^{prefix}"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            data = json.load(response)
-        return {s["name"]: s["value"] for s in data["stats"] if isinstance(s.get("value"), int)}
+        return counters(f"http://127.0.0.1:{self.admin_port}", prefix)
 
 
 def _get(url: str) -> str:
