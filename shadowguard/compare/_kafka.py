@@ -12,6 +12,7 @@ with every record counted once however often Kafka delivered it.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ __all__ = [
     "KafkaSource",
     "Segment",
     "choose_chain",
+    "client_config",
     "clients",
     "ensure_topic",
     "is_kafka",
@@ -76,6 +78,17 @@ def results_topic(topic: str, group: str, given: str | None) -> str:
     return name
 
 
+#: The clients' own log lines (librdkafka's): shown when the application configures logging,
+#: never printed by the command line on its own (its one-line errors say what failed).
+CLIENT_LOGGER = logging.getLogger("shadowguard.compare.kafka")
+CLIENT_LOGGER.addHandler(logging.NullHandler())
+
+
+def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """The configuration every client of the compare workers starts from."""
+    return {"bootstrap.servers": bootstrap, "logger": CLIENT_LOGGER, **extra}
+
+
 def clients() -> Any:
     """``confluent_kafka.cimpl`` (the client's own classes, never a guarded one)."""
     try:
@@ -92,7 +105,7 @@ def ensure_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     from confluent_kafka.admin import AdminClient
 
     cimpl = clients()
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     if name in admin.list_topics(timeout=10).topics:
         return
     futures = admin.create_topics([cimpl.NewTopic(name, partitions, 1)], operation_timeout=10)
@@ -190,12 +203,14 @@ def read_segments(
     cimpl = clients()
     wanted = None if partitions is None else set(partitions)
     consumer = cimpl.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "shadowguard-compare-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+        client_config(
+            bootstrap,
+            **{
+                "group.id": "shadowguard-compare-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
+        )
     )
     found = Segments()
     try:

@@ -36,6 +36,7 @@ from shadowguard.compare._kafka import (
     KafkaSource,
     Segment,
     choose_chain,
+    client_config,
     clients,
     ensure_topic,
     read_segments,
@@ -137,7 +138,7 @@ class Worker:
         self._last_at: float | None = None
         cimpl = clients()
         self._cimpl = cimpl
-        common = {"bootstrap.servers": source.bootstrap}
+        common = client_config(source.bootstrap)
         self.consumer = cimpl.Consumer(
             common
             | {
