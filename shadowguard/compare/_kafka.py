@@ -148,7 +148,7 @@ class Segment:
             "end": self.end,
             "settings": self.settings,
             "watermark": self.watermark,
-            "pending": self.pending,
+            "pending": _encode_pending(self.pending),
             "pending_examples": self.pending_examples,
             "partial": self.partial,
             "worker": self.worker,
@@ -172,7 +172,7 @@ class Segment:
                 end=int(data["end"]),
                 settings=dict(data["settings"]),
                 watermark=None if data["watermark"] is None else float(data["watermark"]),
-                pending=[[int(o), int(r), int(f)] for o, r, f in data["pending"]],
+                pending=_decode_pending(data["pending"]),
                 pending_examples={
                     str(k): [str(i) for i in v] for k, v in data["pending_examples"].items()
                 },
@@ -185,6 +185,34 @@ class Segment:
         if segment.end < segment.start:
             raise ValueError("malformed segment: it ends before it starts")
         return segment
+
+
+def _encode_pending(pending: list[list[int]]) -> dict[str, Any]:
+    """Held records, compactly: offset gaps, and one letter per record for side and flags.
+
+    A segment holds every record of its partition's window; this keeps it a few bytes per
+    record, well under a broker's message size limit.
+    """
+    gaps, previous = [], 0
+    for offset, _, _ in pending:
+        gaps.append(offset - previous)
+        previous = offset
+    codes = "".join(chr(97 + role * 4 + flags) for _, role, flags in pending)
+    return {"gaps": gaps, "codes": codes}
+
+
+def _decode_pending(data: Any) -> list[list[int]]:
+    gaps, codes = data["gaps"], data["codes"]
+    if not isinstance(codes, str) or len(gaps) != len(codes):
+        raise ValueError("pending gaps and codes differ in length")
+    pending, offset = [], 0
+    for gap, code in zip(gaps, codes, strict=True):
+        offset += int(gap)
+        value = ord(code) - 97
+        if not 0 <= value < 12:
+            raise ValueError(f"pending code {code!r}")
+        pending.append([offset, value // 4, value % 4])
+    return pending
 
 
 @dataclass
