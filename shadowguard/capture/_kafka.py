@@ -25,7 +25,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from shadowguard.capture._settings import KafkaTarget
+from shadowguard.capture._settings import KAFKA_LINGER_MS, KAFKA_MESSAGE_TIMEOUT_MS, KafkaTarget
 from shadowguard.capture._sinks import Encoded
 from shadowguard.capture._writer import dropped
 from shadowguard.capture_format import SCHEMA_VERSION
@@ -47,8 +47,8 @@ CLOSE_TIMEOUT_SECONDS = 3.0
 PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
-    "message.timeout.ms": 30_000,
-    "linger.ms": 50,
+    "message.timeout.ms": KAFKA_MESSAGE_TIMEOUT_MS,
+    "linger.ms": KAFKA_LINGER_MS,
     "queue.buffering.max.messages": 10_000,
     "queue.buffering.max.kbytes": 32 * 1024,
     "client.id": "shadowguard-capture",

@@ -64,7 +64,8 @@ _URL_ACCEPTED = (
     "of one machine), jsonl:///ABSOLUTE/PATH/DIR (one JSON lines file per process) or "
     "kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?OPTION=VALUE&...] (a Kafka topic of letters, "
     "digits, '.', '_' or '-'; options: compression.type=none|gzip|snappy|lz4|zstd, "
-    "linger.ms=0..60000, message.timeout.ms=100..600000)"
+    "linger.ms=0..60000 (default 50), message.timeout.ms=100..600000 (default 30000, "
+    "above linger.ms))"
 )
 _KAFKA_HOST = re.compile(
     r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})\Z"
@@ -73,6 +74,9 @@ _KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}\Z")
 _KAFKA_COMPRESSION = frozenset({"none", "gzip", "snappy", "lz4", "zstd"})
 #: The producer options a ``kafka://`` URL may set, with their bounds (inclusive).
 _KAFKA_RANGES = {"linger.ms": (0, 60_000), "message.timeout.ms": (100, 600_000)}
+#: The Kafka sink's ``linger.ms`` and ``message.timeout.ms`` unless the URL sets them.
+KAFKA_LINGER_MS = 50
+KAFKA_MESSAGE_TIMEOUT_MS = 30_000
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _LABEL_ACCEPTED = (
     "up to 64 letters, digits, '_', '.' or '-', starting with a letter or digit "
@@ -128,6 +132,10 @@ def parse_kafka(rest: str) -> KafkaTarget | None:
             if not eq or key in options or not _kafka_option_ok(key, value):
                 return None
             options[key] = value
+    # The client refuses a producer that may wait longer to send than to deliver.
+    linger = int(options.get("linger.ms", KAFKA_LINGER_MS))
+    if linger >= int(options.get("message.timeout.ms", KAFKA_MESSAGE_TIMEOUT_MS)):
+        return None
     return KafkaTarget(hosts, topic, tuple(sorted(options.items())))
 
 

@@ -108,6 +108,8 @@ def test_a_broker_that_is_down_costs_requests_nothing_and_drops_are_counted(
     lines = [r.getMessage() for r in caplog.records if "reason=kafka_delivery" in r.getMessage()]
     assert len(lines) == 1, lines  # one line per burst
     assert "nowhere" in lines[0]
+    broker_lines = [r for r in caplog.records if "further broker errors" in r.getMessage()]
+    assert len(broker_lines) <= 1, broker_lines
 
 
 def test_a_full_local_queue_drops_the_rest_and_close_counts_the_unsent(
@@ -237,6 +239,9 @@ def test_a_forked_child_produces_through_its_own_producer(kafka_broker: KafkaBro
         "kafka://host:9092/t?message.timeout.ms=0",
         "kafka://host:9092/t?compression.type=brotli",
         "kafka://host:9092/t?linger.ms=1&linger.ms=2",
+        "kafka://host:9092/t?linger.ms=500&message.timeout.ms=500",
+        "kafka://host:9092/t?message.timeout.ms=50",
+        "kafka://host:9092/t?linger.ms=40000",
         "kafka://host:9092/t#frag",
         "kafka://user@host:9092/t",
         "kafka://host:9092,/t",
