@@ -6,8 +6,9 @@ format's version) and ``shadowguard-label``. The producer is idempotent (no dupl
 its own retries) with ``acks=all``: delivery is at least once.
 
 Writing never waits for the broker: ``produce()`` only queues in librdkafka's bounded local
-queue, and ``poll(0)`` serves delivery reports. What does not fit in the queue is dropped and
-counted (``kafka_queue_full``); what the broker did not take within ``message.timeout.ms``
+queue, and ``poll(0)`` serves delivery reports. When the queue is full a write waits once,
+:data:`FULL_WAIT_SECONDS`, for room; what still does not fit is dropped and counted
+(``kafka_queue_full``); what the broker did not take within ``message.timeout.ms``
 is counted in the delivery report (``kafka_delivery``); at close, what is still unsent after
 :data:`CLOSE_TIMEOUT_SECONDS` is purged and counted (``kafka_unsent_at_close``).
 
@@ -36,21 +37,24 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised without the extra installed
     raise missing_extra_error("confluent_kafka", "kafka") from exc
 
-__all__ = ["CLOSE_TIMEOUT_SECONDS", "PRODUCER_CONFIG", "KafkaSink"]
+__all__ = ["CLOSE_TIMEOUT_SECONDS", "FULL_WAIT_SECONDS", "PRODUCER_CONFIG", "KafkaSink"]
 
 logger = logging.getLogger("shadowguard.capture")
 
 #: How long ``close()`` waits for the broker to take what is queued (the writer's own exit
 #: wait is 5 s); the rest is purged and counted.
 CLOSE_TIMEOUT_SECONDS = 3.0
+#: How long a write waits once for room when the local queue is full (a burst faster than
+#: the broker), before it drops the rest of its batch.
+FULL_WAIT_SECONDS = 0.05
 #: The producer's settings; a URL's options (``?linger.ms=5``) take precedence.
 PRODUCER_CONFIG: dict[str, Any] = {
     "enable.idempotence": True,
     "acks": "all",
     "message.timeout.ms": KAFKA_MESSAGE_TIMEOUT_MS,
     "linger.ms": KAFKA_LINGER_MS,
-    "queue.buffering.max.messages": 10_000,
-    "queue.buffering.max.kbytes": 32 * 1024,
+    "queue.buffering.max.messages": 100_000,
+    "queue.buffering.max.kbytes": 64 * 1024,
     "client.id": "shadowguard-capture",
     # Broker errors reach error_cb (logged once per burst), not librdkafka's own log.
     "log_level": 0,
@@ -104,17 +108,24 @@ class KafkaSink:
         produce, poll = _method(client, "produce"), _method(client, "poll")
         topic = self.target.topic
         poll(producer, 0)
+        waited = False
         for index, encoded in enumerate(batch):
             record = encoded.record
+            message = (
+                topic,
+                encoded.text.encode("utf-8"),
+                record["request_id"].encode("utf-8"),
+            )
+            headers = [_SCHEMA_HEADER, ("shadowguard-label", record["label"].encode())]
             try:
-                produce(
-                    producer,
-                    topic,
-                    encoded.text.encode("utf-8"),
-                    record["request_id"].encode("utf-8"),
-                    on_delivery=self._on_delivery,
-                    headers=[_SCHEMA_HEADER, ("shadowguard-label", record["label"].encode())],
-                )
+                try:
+                    produce(producer, *message, on_delivery=self._on_delivery, headers=headers)
+                except BufferError:
+                    if waited:
+                        raise
+                    waited = True
+                    poll(producer, FULL_WAIT_SECONDS)
+                    produce(producer, *message, on_delivery=self._on_delivery, headers=headers)
             except BufferError:
                 dropped(
                     "kafka_queue_full",
