@@ -187,9 +187,11 @@ def test_shadow_mode_records_arrive_while_the_application_produce_is_suppressed(
             assert capture.close(30)
         finally:
             _config.reset()
-    messages = _stored(kafka_broker, records_topic, 3)
-    found = sorted((decode(m.value())["request_id"], decode(m.value())["label"]) for m in messages)
+    records = [decode(m.value()) for m in _stored(kafka_broker, records_topic, 3)]
+    found = sorted((r["request_id"], r["label"]) for r in records)
     assert found == [(f"shadow-{i}", "shadow") for i in range(3)]
+    # Each request's two produce() calls: the guarded one suppressed, the other refused.
+    assert [r["suppressions"] for r in records] == [{"kafka.produce": 2}] * 3
     assert refused == ["unguarded"] * 3
     assert kafka_broker.messages(app_topic, idle=0.5) == []
 
