@@ -9,7 +9,8 @@ Writing never waits for the broker: ``produce()`` only queues in librdkafka's bo
 queue, and ``poll(0)`` serves delivery reports. When the queue is full a write waits once,
 :data:`FULL_WAIT_SECONDS`, for room; what still does not fit is dropped and counted
 (``kafka_queue_full``); what the broker did not take within ``message.timeout.ms``
-is counted in the delivery report (``kafka_delivery``); at close, what is still unsent after
+is counted in the delivery report (``kafka_delivery``); a producer that hit a fatal error
+is closed and a new one opened at the next write; at close, what is still unsent after
 :data:`CLOSE_TIMEOUT_SECONDS` is purged and counted (``kafka_unsent_at_close``).
 
 This is shadowguard's own channel, never suppressed: it builds the client's own
@@ -82,6 +83,8 @@ class KafkaSink:
     def __init__(self, target: KafkaTarget) -> None:
         self.target = target
         self._producer: Any = None
+        #: Set by a fatal error (the idempotent producer can go on no more): reopen.
+        self._fatal = False
         self._bursts = Bursts()
         self._pid = os.getpid()
 
@@ -101,6 +104,9 @@ class KafkaSink:
         """Queue ``batch`` for the broker; what the local queue cannot hold is dropped."""
         if self._pid != os.getpid():  # pragma: no cover - the writer opens the child's own
             raise RuntimeError("a Kafka capture sink is not usable in a forked child")
+        if self._fatal:
+            self._fatal = False
+            self.close()  # what the dead producer still holds is counted
         producer = self._producer
         if producer is None:
             producer = self._producer = self._open()
@@ -152,6 +158,8 @@ class KafkaSink:
             dropped("kafka_delivery", 1, f"kafka://{self.target.where} did not take it: {error}")
 
     def _on_error(self, error: Any) -> None:
+        if error.fatal():
+            self._fatal = True
         previous = self._bursts.opens("kafka")
         if previous is not None:
             logger.warning(

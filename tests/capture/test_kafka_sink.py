@@ -196,6 +196,28 @@ def test_shadow_mode_records_arrive_while_the_application_produce_is_suppressed(
     assert kafka_broker.messages(app_topic, idle=0.5) == []
 
 
+def test_a_fatal_producer_error_opens_a_new_producer(kafka_broker: KafkaBroker) -> None:
+    from confluent_kafka import KafkaError
+
+    topic = kafka_broker.create_topic("cap-fatal")
+    app = ShadowGuardMiddleware(json_app, capture=f"kafka://{kafka_broker.bootstrap}/{topic}")
+    drive(app, _rid("before"))
+    assert capture.flush(10)
+    (sink,) = _writer._state.sinks.values()
+    assert isinstance(sink, _kafka.KafkaSink)
+    first = sink._producer
+    # As librdkafka reports it through error_cb (no broker makes an idempotent producer
+    # fail fatally on request).
+    sink._on_error(KafkaError(KafkaError._FATAL, "test", fatal=True))
+    drive(app, _rid("after"))
+    assert capture.flush(10)
+    assert sink._producer is not None
+    assert sink._producer is not first
+    assert capture.close(30)
+    ids = sorted(decode(m.value())["request_id"] for m in _stored(kafka_broker, topic, 2))
+    assert ids == ["after", "before"]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_produces_through_its_own_producer(kafka_broker: KafkaBroker) -> None:
     topic = kafka_broker.create_topic("cap-fork")
