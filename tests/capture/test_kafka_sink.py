@@ -300,3 +300,8 @@ def test_a_missing_client_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> No
     )
     with pytest.raises(ImportError, match=r"shadowguard\[kafka\]"):
         Capture(CaptureSettings(url="kafka://127.0.0.1:9092/t"))
+
+
+def test_read_records_says_a_topic_is_read_by_consuming_it() -> None:
+    with pytest.raises(ConfigError, match="consuming its topic"):
+        capture.read_records("kafka://127.0.0.1:9092/t")
