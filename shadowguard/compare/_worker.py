@@ -222,7 +222,13 @@ class Worker:
             if held is not None:
                 record = read_record(value or b"", _Strict(where), where)
                 assert record is not None
-                owned.join.restore(offset, record, held[1])
+                try:
+                    owned.join.restore(offset, record, held[1])
+                except ValueError as exc:
+                    raise CompareError(
+                        f"{where}: the checkpoint does not match the topic ({exc}); was the "
+                        "topic recreated? Compare it under a new --group"
+                    ) from None
             return
         if owned.restore:
             self._gone(owned, where)
