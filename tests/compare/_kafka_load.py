@@ -8,6 +8,7 @@ and ``confluent_kafka`` are imported (lazily), never pytest: the benchmark uses 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -194,8 +195,8 @@ def produce(
     return sent
 
 
-def count(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> int:
-    """Messages stored in ``topic``, read from the beginning of every partition.
+def stored(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> dict[int, int]:
+    """Messages stored in ``topic`` per partition, read from the beginning of each.
 
     Reads until ``expected`` arrived and then 0.5 s more (to see any extra), or until
     ``timeout``: the broker's high watermark can lag behind batched produces (PEERS.md).
@@ -213,19 +214,37 @@ def count(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> i
         metadata = consumer.list_topics(topic, timeout=10)
         partitions = sorted(metadata.topics[topic].partitions)
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-        seen = 0
+        seen = dict.fromkeys(partitions, 0)
         deadline = time.monotonic() + timeout
         quiet_until: float | None = None
         while time.monotonic() < deadline:
             if quiet_until is not None and time.monotonic() > quiet_until:
                 break
-            messages = consumer.consume(10_000, 0.2)
-            seen += sum(1 for m in messages if m.error() is None)
-            if seen >= expected and quiet_until is None:
+            for message in consumer.consume(10_000, 0.2):
+                if message.error() is None:
+                    seen[message.partition()] += 1
+            if sum(seen.values()) >= expected and quiet_until is None:
                 quiet_until = time.monotonic() + 0.5
         return seen
     finally:
         consumer.close()
+
+
+def count(bootstrap: str, topic: str, expected: int, timeout: float = 30.0) -> int:
+    """Messages stored in ``topic`` (see :func:`stored`)."""
+    return sum(stored(bootstrap, topic, expected, timeout).values())
+
+
+def committed(bootstrap: str, group: str, topic: str, partitions: int) -> dict[int, int]:
+    """The offset ``group`` committed per partition of ``topic`` (negative: none yet)."""
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    asked = [TopicPartition(topic, p) for p in range(partitions)]
+    futures = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, asked)])
+    found = futures[group].result(timeout=10).topic_partitions
+    return {tp.partition: tp.offset for tp in found}
 
 
 def create_topic(bootstrap: str, partitions: int, prefix: str = "capture") -> str:
@@ -258,6 +277,18 @@ def _env() -> dict[str, str]:
     return env
 
 
+#: How a worker is started: ``shadowguard compare`` in this interpreter.
+WORKER_COMMAND = [sys.executable, "-m", "shadowguard", "compare"]
+
+
+def worker_available() -> bool:
+    """Does this build's ``compare`` have the Kafka worker (its help mentions ``--group``)?"""
+    result = subprocess.run(
+        [*WORKER_COMMAND, "--help"], capture_output=True, text=True, env=_env(), timeout=60
+    )
+    return "--group" in result.stdout
+
+
 @dataclass
 class Worker:
     """A ``shadowguard compare kafka://...`` worker process, its output in files."""
@@ -266,6 +297,11 @@ class Worker:
     stats_path: Path
     log_path: Path
     started: float = field(default_factory=time.monotonic)
+    #: When it was seen to have exited (``time.monotonic()``), by :func:`wait_all`.
+    ended: float | None = None
+    #: Its peak resident set (VmHWM), sampled by :func:`wait_all` while it ran. Not the
+    #: ``ru_maxrss`` of the process: Linux carries that over from the parent across exec.
+    peak_rss_kb: int = 0
 
     def stats(self) -> dict[str, Any]:
         """What the worker wrote with ``--stats`` on exit."""
@@ -276,7 +312,33 @@ class Worker:
         return self.log_path.read_text(errors="replace")
 
     def wait(self, timeout: float) -> int:
-        return self.process.wait(timeout)
+        return wait_all([self], timeout)[0]
+
+    def sample_rss(self) -> None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    self.peak_rss_kb = max(self.peak_rss_kb, int(line.split()[1]))
+
+
+def wait_all(workers: Sequence[Worker], timeout: float) -> list[int]:
+    """Wait for every worker to exit, sampling their memory; their exit statuses.
+
+    Raises :class:`subprocess.TimeoutExpired` when one still runs after ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        for worker in workers:
+            if worker.ended is None:
+                worker.sample_rss()
+                if worker.process.poll() is not None:
+                    worker.ended = time.monotonic()
+        running = [w for w in workers if w.ended is None]
+        if not running:
+            return [w.process.wait() for w in workers]
+        if time.monotonic() > deadline:
+            raise subprocess.TimeoutExpired(running[0].process.args, timeout)
+        time.sleep(0.05)
 
 
 def start_worker(
@@ -286,10 +348,7 @@ def start_worker(
     folder.mkdir(parents=True, exist_ok=True)
     stats, log = folder / f"{name}.stats.json", folder / f"{name}.log"
     command = [
-        sys.executable,
-        "-m",
-        "shadowguard",
-        "compare",
+        *WORKER_COMMAND,
         f"kafka://{bootstrap}/{topic}",
         "--group",
         group,
@@ -308,10 +367,7 @@ def merged_report(
     """``shadowguard compare report kafka://... --group GROUP --json OPTIONS``."""
     return subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "shadowguard",
-            "compare",
+            *WORKER_COMMAND,
             "report",
             f"kafka://{bootstrap}/{topic}",
             "--group",
