@@ -18,6 +18,7 @@ from typing import TextIO
 
 from shadowguard.compare._compare import compare
 from shadowguard.compare._errors import CompareError
+from shadowguard.compare._kafka_command import kafka_mode, run_report, run_worker
 from shadowguard.compare._options import build_options, load_config
 
 __all__ = ["add_arguments", "run"]
@@ -107,6 +108,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--json", action="store_true", help="print the report as JSON")
     out.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     out.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    kafka = parser.add_argument_group(
+        "Kafka (SOURCE kafka://HOST:PORT/TOPIC: run a worker; 'report kafka://...': merge)"
+    )
+    kafka.add_argument("--group", metavar="NAME", help="the workers' consumer group (required)")
+    kafka.add_argument(
+        "--results",
+        metavar="TOPIC",
+        help="where workers write results (default TOPIC.compare.GROUP)",
+    )
+    kafka.add_argument(
+        "--expire",
+        metavar="SECONDS",
+        help="a record waits this long (in its partition's record time) for its partner "
+        "(default: the window plus 60; 300 with the window off)",
+    )
+    kafka.add_argument(
+        "--idle-exit", metavar="SECONDS", help="stop when no record came for this long"
+    )
+    kafka.add_argument("--stats", metavar="FILE", help="write the worker's figures here (JSON)")
+    kafka.add_argument(
+        "--session-timeout",
+        metavar="SECONDS",
+        help="the consumer group session timeout: a dead worker's partitions move after it "
+        "(default 10)",
+    )
     out.add_argument(
         "--fail-on",
         action="append",
@@ -152,7 +178,13 @@ def run(args: argparse.Namespace) -> int:
         config = load_config(args.config) if args.config else None
         cli = {name: getattr(args, name) for name in _OPTIONS}
         options = build_options(cli | {"fail_on": args.fail_on}, config)
-        result = compare(args.sources, options, None if args.quiet else progress)
+        kafka = kafka_mode(args.sources)
+        if kafka == "worker":
+            return run_worker(args, options)
+        if kafka == "report":
+            result = run_report(args, options)
+        else:
+            result = compare(args.sources, options, None if args.quiet else progress)
         if args.html:
             from shadowguard.compare._html import render_html
 

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from shadowguard._fieldpaths import IgnoreRules
 from shadowguard.compare._diff import Differ
 from shadowguard.compare._gates import check_gates
-from shadowguard.compare._join import Index, join, resolve_labels
+from shadowguard.compare._join import Index, Labels, join, resolve_labels
 from shadowguard.compare._options import Options
-from shadowguard.compare._report import SCHEMA_VERSION, build_route, route_order, summary
+from shadowguard.compare._report import (
+    SCHEMA_VERSION,
+    Totals,
+    build_route,
+    route_order,
+    summary,
+)
 from shadowguard.compare._routes import LabelTally, PairTally, RouteKey, route_of
 from shadowguard.compare._sources import open_source
 
-__all__ = ["Progress", "Result", "compare"]
+__all__ = ["Progress", "Result", "build_report", "compare"]
 
 #: Called as ``progress(stage, done, total)``: stage ``"read"`` (records; total None) or
 #: ``"diff"`` (pairs).
@@ -75,6 +81,37 @@ def compare(
             done += 1
             if progress is not None and done % _EVERY == 0:
                 progress("diff", done, total)
+    skipped = sum(sum(s.stats.skipped.values()) for s in opened)
+    read_section: dict[str, Any] = {
+        "records": read,
+        "skipped": skipped,
+        "by_label": dict(index.labels.most_common()),
+        "sources": [
+            {
+                "source": s.spec,
+                "records": s.stats.records,
+                "skipped": dict(s.stats.skipped.most_common()),
+                "first": dict(s.stats.first),
+            }
+            for s in opened
+        ],
+    }
+    report, durations = build_report(
+        labels, tallies, pairs, Totals.of(joined), options, read_section
+    )
+    return Result(report, durations)
+
+
+def build_report(
+    labels: Labels,
+    tallies: Mapping[RouteKey, Mapping[str, LabelTally]],
+    pairs: Mapping[RouteKey, PairTally],
+    totals: Totals,
+    options: Options,
+    read: dict[str, Any],
+    settings: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[RouteKey, dict[str, list[float]]]]:
+    """The whole report (gates checked), and each route's ascending durations by label."""
     chosen = {label for _, label in labels.roles()}
     keys = {key for key, by_label in tallies.items() if chosen & by_label.keys()}
     routes: list[dict[str, Any]] = []
@@ -85,7 +122,6 @@ def compare(
         )
         routes.append(route)
     routes.sort(key=route_order)
-    skipped = sum(sum(s.stats.skipped.values()) for s in opened)
     report: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "labels": {role: getattr(labels, role) for role in ("baseline", "candidate", "noise")},
@@ -97,23 +133,11 @@ def compare(
             "noise_absolute": options.noise_absolute,
             "p99_ratio": options.p99_ratio,
             "min_count": options.min_count,
+            **(settings or {}),
         },
-        "read": {
-            "records": read,
-            "skipped": skipped,
-            "by_label": dict(index.labels.most_common()),
-            "sources": [
-                {
-                    "source": s.spec,
-                    "records": s.stats.records,
-                    "skipped": dict(s.stats.skipped.most_common()),
-                    "first": dict(s.stats.first),
-                }
-                for s in opened
-            ],
-        },
-        **summary(joined, routes),
+        "read": read,
+        **summary(labels, totals, routes),
         "routes": routes,
     }
     report["gates"] = check_gates(report, labels, options)
-    return Result(report, durations)
+    return report, durations

@@ -10,15 +10,25 @@ without noise pairs reports every differing path. The structure itself is
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from shadowguard.compare._diff import preview
 from shadowguard.compare._join import Joined, Labels
-from shadowguard.compare._latency import summarize
 from shadowguard.compare._options import Options
 from shadowguard.compare._routes import LabelTally, PairTally, PathTally, RouteKey
 
-__all__ = ["SCHEMA_VERSION", "build_route", "is_noise", "p99_exceeds", "route_order", "summary"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Totals",
+    "build_route",
+    "is_noise",
+    "p99_exceeds",
+    "route_order",
+    "summary",
+]
 
 SCHEMA_VERSION = 1
 _STATS = ("p50", "p90", "p99", "max")
@@ -110,7 +120,7 @@ def _diffs(
 def build_route(
     key: RouteKey,
     labels: Labels,
-    tallies: dict[str, LabelTally],
+    tallies: Mapping[str, LabelTally],
     pairs: PairTally,
     options: Options,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
@@ -120,15 +130,15 @@ def build_route(
     latency: dict[str, Any] = {}
     for _, label in labels.roles():
         tally = tallies.get(label) or LabelTally()
-        latency[label] = summarize(tally.durations)  # sorts in place
-        durations[label] = tally.durations
+        latency[label] = tally.latency()
+        durations[label] = tally.ordered()
     diffs, suppressed, kept = _diffs(pairs, options)
     differing = sum(
         n for (status, paths), n in pairs.shapes.items() if status or not paths.isdisjoint(kept)
     )
     base, cand = labels.baseline, labels.candidate
     error_rate = {
-        label: _rate(t.errors, len(t.durations)) if (t := tallies.get(label)) else None
+        label: _rate(t.errors, t.count) if (t := tallies.get(label)) else None
         for _, label in labels.roles()
     }
     base_errors, cand_errors = error_rate[base], error_rate[cand]
@@ -189,15 +199,36 @@ def route_order(route: dict[str, Any]) -> tuple[Any, ...]:
     return (not finding, -(route["diff_rate"] or 0.0), -ratio, route["route"], route["method"])
 
 
-def summary(joined: Joined, routes: list[dict[str, Any]]) -> dict[str, Any]:
+@dataclass
+class Totals:
+    """Pairs and unpaired records over all routes, by role."""
+
+    pairs: int = 0
+    noise_pairs: int = 0
+    unpaired: Counter[str] = field(default_factory=Counter)
+    generated: Counter[str] = field(default_factory=Counter)
+    unpaired_examples: dict[str, list[str]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, joined: Joined) -> Totals:
+        return cls(
+            len(joined.pairs),
+            len(joined.noise_pairs),
+            joined.unpaired,
+            joined.generated,
+            joined.unpaired_examples,
+        )
+
+
+def summary(labels: Labels, totals: Totals, routes: list[dict[str, Any]]) -> dict[str, Any]:
     """The top-level counts over all routes."""
-    roles = [role for role, _ in joined.labels.roles()]
+    roles = [role for role, _ in labels.roles()]
     return {
-        "pairs": len(joined.pairs),
-        "noise_pairs": len(joined.noise_pairs),
-        "unpaired": {role: joined.unpaired[role] for role in roles},
-        "generated_ids": {role: joined.generated[role] for role in roles},
-        "unpaired_examples": {role: joined.unpaired_examples.get(role, []) for role in roles},
+        "pairs": totals.pairs,
+        "noise_pairs": totals.noise_pairs,
+        "unpaired": {role: totals.unpaired[role] for role in roles},
+        "generated_ids": {role: totals.generated[role] for role in roles},
+        "unpaired_examples": {role: totals.unpaired_examples.get(role, []) for role in roles},
         "differing_pairs": sum(r["differing_pairs"] for r in routes),
         "status_mismatches": sum(r["status_mismatches"] for r in routes),
     }

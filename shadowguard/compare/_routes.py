@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from shadowguard.capture_format import CaptureRecord
 from shadowguard.compare._diff import Difference, PairDiff
+from shadowguard.compare._latency import Latency, summarize
 
 __all__ = ["Example", "LabelTally", "PairTally", "PathTally", "RouteKey", "is_error", "route_of"]
 
@@ -43,8 +44,24 @@ class LabelTally:
     validation_errors: int = 0
     validation_examples: list[str] = field(default_factory=list)
 
+    @property
+    def count(self) -> int:
+        """Records counted."""
+        return len(self.durations)
+
+    def latency(self) -> Latency:
+        """Count and percentiles of the durations (exact: nearest-rank)."""
+        return summarize(self.durations)  # sorts in place
+
+    def ordered(self) -> list[float]:
+        """The durations, ascending (after :meth:`latency`), for the charts."""
+        return self.durations
+
+    def add_duration(self, duration_ms: float) -> None:
+        self.durations.append(duration_ms)
+
     def add(self, record: CaptureRecord) -> None:
-        self.durations.append(record["duration_ms"])
+        self.add_duration(record["duration_ms"])
         status = record["status"]
         self.statuses["none" if status is None else str(status)] += 1
         if is_error(record):

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 from urllib.parse import quote
 
 from shadowguard.capture import TABLE
@@ -27,7 +27,14 @@ from shadowguard.capture_format import CaptureRecord, RecordError, decode
 from shadowguard.compare._errors import CompareError
 from shadowguard.errors import ConfigError
 
-__all__ = ["DEFAULT_MAX_RECORD_BYTES", "Source", "SourceStats", "open_source"]
+__all__ = [
+    "DEFAULT_MAX_RECORD_BYTES",
+    "Skips",
+    "Source",
+    "SourceStats",
+    "open_source",
+    "read_record",
+]
 
 #: Records larger than this are skipped (and counted): a runaway body must not exhaust memory.
 DEFAULT_MAX_RECORD_BYTES = 16 * 1024 * 1024
@@ -57,9 +64,16 @@ def _reason(exc: RecordError) -> str:
     return "invalid record"
 
 
-def _decode(
-    raw: str | bytes, stats: SourceStats, where: str, last: bool = False
+class Skips(Protocol):
+    """Where unreadable records are counted (:class:`SourceStats`, a worker's partial)."""
+
+    def skip(self, reason: str, where: str) -> None: ...
+
+
+def read_record(
+    raw: str | bytes, stats: Skips, where: str, last: bool = False
 ) -> CaptureRecord | None:
+    """The record stored as ``raw``, or None after counting why it cannot be read."""
     try:
         record = decode(raw)
     except RecordError as exc:
@@ -129,7 +143,7 @@ class Source:
                 continue
             if not line.strip():
                 continue
-            record = _decode(line, self.stats, where, last=not line.endswith(b"\n"))
+            record = read_record(line, self.stats, where, last=not line.endswith(b"\n"))
             if record is not None:
                 yield record
 
@@ -164,7 +178,7 @@ class Source:
                     else:
                         self.stats.skip(f"record over {self.max_record_bytes} bytes", where)
                     continue
-                record = _decode(raw, self.stats, where)
+                record = read_record(raw, self.stats, where)
                 if record is not None:
                     yield record
         finally:
