@@ -281,14 +281,6 @@ def _env() -> dict[str, str]:
 WORKER_COMMAND = [sys.executable, "-m", "shadowguard", "compare"]
 
 
-def worker_available() -> bool:
-    """Does this build's ``compare`` have the Kafka worker (its help mentions ``--group``)?"""
-    result = subprocess.run(
-        [*WORKER_COMMAND, "--help"], capture_output=True, text=True, env=_env(), timeout=60
-    )
-    return "--group" in result.stdout
-
-
 @dataclass
 class Worker:
     """A ``shadowguard compare kafka://...`` worker process, its output in files."""
@@ -382,7 +374,8 @@ def merged_report(
     )
 
 
-def _skipped(report: dict[str, Any]) -> dict[str, int]:
+def skipped_by_reason(report: dict[str, Any]) -> dict[str, int]:
+    """Records the report skipped, by reason, over all its sources."""
     total: dict[str, int] = {}
     for source in report["read"]["sources"]:
         for reason, n in source["skipped"].items():
@@ -394,6 +387,10 @@ def _close(a: float | None, b: float | None, relative: float) -> bool:
     if a is None or b is None:
         return a is b
     return abs(a - b) <= relative * max(abs(a), abs(b))
+
+
+#: Settings only a merged report has: the sketch's accuracy, how long a record waited.
+STREAM_SETTINGS = frozenset({"latency_relative_accuracy", "expire_seconds"})
 
 
 def differences(merged: dict[str, Any], reference: dict[str, Any]) -> list[str]:
@@ -414,13 +411,11 @@ def differences(merged: dict[str, Any], reference: dict[str, Any]) -> list[str]:
         same(key, merged.get(key), reference[key])
     for key in ("differing_pairs", "status_mismatches", "gates"):
         same(key, merged.get(key), reference[key])
-    settings = {
-        k: v for k, v in merged.get("settings", {}).items() if k != "latency_relative_accuracy"
-    }
+    settings = {k: v for k, v in merged.get("settings", {}).items() if k not in STREAM_SETTINGS}
     same("settings", settings, reference["settings"])
     for key in ("records", "skipped", "by_label"):
         same(f"read.{key}", merged.get("read", {}).get(key), reference["read"][key])
-    same("read: skipped by reason", _skipped(merged), _skipped(reference))
+    same("read: skipped by reason", skipped_by_reason(merged), skipped_by_reason(reference))
     routes = {(r["method"], r["route"]): r for r in merged.get("routes", [])}
     wanted = {(r["method"], r["route"]): r for r in reference["routes"]}
     same("routes", sorted(routes), sorted(wanted))
