@@ -13,10 +13,11 @@ record format is :mod:`shadowguard.capture_format`. The seams, in call order:
     The bounded queue and the one writer thread per process; drops are counted.
 ``_record``, ``_body``, ``_redact``
     On the writer thread: the record built from a take, the body decoded, fields redacted.
-``_sinks``, ``_sqlite``, ``_jsonl``
-    Where batches go: the :class:`Sink` protocol, the SQLite file, the JSON lines directory.
+``_sinks``, ``_sqlite``, ``_jsonl``, ``_kafka``
+    Where batches go: the :class:`Sink` protocol, the SQLite file, the JSON lines directory,
+    a Kafka topic.
 ``_reader``
-    :func:`read_records`, the records back from either sink.
+    :func:`read_records`, the records back from the SQLite or JSON lines sink.
 ``_runs``
     :func:`record_run`, an experiment run as a ``control`` and a ``candidate`` record.
 ``_messages``

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from shadowguard.capture import _writer
 from shadowguard.capture._redact import Redactor
 from shadowguard.capture._settings import CaptureSettings, parse_url
-from shadowguard.capture._sinks import Sink, is_sink, open_sink
+from shadowguard.capture._sinks import Sink, check_sink, is_sink, open_sink
 from shadowguard.capture._take import Take
 from shadowguard.errors import ConfigError
 
@@ -18,7 +18,8 @@ __all__ = ["Capture", "capture_from"]
 
 _OPTION_ACCEPTED = (
     "None (the SHADOWGUARD_CAPTURE setting), False (off), a capture URL "
-    "(sqlite:///ABSOLUTE/FILE.db or jsonl:///ABSOLUTE/DIR), a CaptureSettings, a Capture, "
+    "(sqlite:///ABSOLUTE/FILE.db, jsonl:///ABSOLUTE/DIR or kafka://HOST:PORT/TOPIC), "
+    "a CaptureSettings, a Capture, "
     "or a sink (an object with write(batch) and close())"
 )
 
@@ -49,6 +50,7 @@ class Capture:
             url = settings.url
             assert url is not None  # checked above
             scheme, path = parse_url(url, "url")
+            check_sink(scheme)
             self.sink_key = (scheme, path)
             self.open = lambda: open_sink(scheme, path)
 

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from shadowguard.capture._settings import parse_url
 from shadowguard.capture._sqlite import TABLE
 from shadowguard.capture_format import CaptureRecord, RecordError, decode
+from shadowguard.errors import ConfigError
 
 __all__ = ["OnError", "read_records"]
 
@@ -45,6 +46,11 @@ def read_records(
     text = os.fspath(source)
     if "://" in text:
         scheme, path = parse_url(text, "capture source")
+        if scheme == "kafka":
+            raise ConfigError(
+                f"capture source {text!r}: read_records reads sqlite:// and jsonl:// captures; "
+                "a kafka:// capture is read by consuming its topic"
+            )
     else:
         path = os.path.abspath(text)
         if os.path.isdir(path):

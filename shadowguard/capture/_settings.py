@@ -16,7 +16,8 @@ from typing import Any
 from shadowguard._overrides import with_overrides
 from shadowguard.errors import ConfigError
 
-#: Where records go: ``sqlite:///ABSOLUTE/FILE.db`` or ``jsonl:///ABSOLUTE/DIR``; unset: off.
+#: Where records go: ``sqlite:///ABSOLUTE/FILE.db``, ``jsonl:///ABSOLUTE/DIR`` or
+#: ``kafka://HOST:PORT/TOPIC``; unset: off.
 ENV_CAPTURE = "SHADOWGUARD_CAPTURE"
 #: The label of this process's records; unset: ``primary`` or ``shadow`` per request.
 ENV_CAPTURE_LABEL = "SHADOWGUARD_CAPTURE_LABEL"
@@ -60,8 +61,22 @@ DEFAULT_REDACT: frozenset[str] = frozenset(
 
 _URL_ACCEPTED = (
     "sqlite:///ABSOLUTE/PATH/FILE.db (a SQLite file in WAL mode, shared by the processes "
-    "of one machine) or jsonl:///ABSOLUTE/PATH/DIR (one JSON lines file per process)"
+    "of one machine), jsonl:///ABSOLUTE/PATH/DIR (one JSON lines file per process) or "
+    "kafka://HOST:PORT[,HOST:PORT...]/TOPIC[?OPTION=VALUE&...] (a Kafka topic of letters, "
+    "digits, '.', '_' or '-'; options: compression.type=none|gzip|snappy|lz4|zstd, "
+    "linger.ms=0..60000 (default 50), message.timeout.ms=100..600000 (default 30000, "
+    "above linger.ms))"
 )
+_KAFKA_HOST = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]{2,45}\]):(\d{1,5})\Z"
+)
+_KAFKA_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}\Z")
+_KAFKA_COMPRESSION = frozenset({"none", "gzip", "snappy", "lz4", "zstd"})
+#: The producer options a ``kafka://`` URL may set, with their bounds (inclusive).
+_KAFKA_RANGES = {"linger.ms": (0, 60_000), "message.timeout.ms": (100, 600_000)}
+#: The Kafka sink's ``linger.ms`` and ``message.timeout.ms`` unless the URL sets them.
+KAFKA_LINGER_MS = 50
+KAFKA_MESSAGE_TIMEOUT_MS = 30_000
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 _LABEL_ACCEPTED = (
     "up to 64 letters, digits, '_', '.' or '-', starting with a letter or digit "
@@ -85,11 +100,67 @@ def normalize_field(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "").replace(".", "").replace(" ", "")
 
 
+@dataclass(frozen=True)
+class KafkaTarget:
+    """Where a ``kafka://`` URL sends records: the brokers, the topic, producer options."""
+
+    bootstrap: str
+    topic: str
+    options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def where(self) -> str:
+        """The URL's part after ``kafka://``, in a canonical form (options sorted)."""
+        query = "&".join(f"{k}={v}" for k, v in self.options)
+        return f"{self.bootstrap}/{self.topic}" + (f"?{query}" if query else "")
+
+
+def parse_kafka(rest: str) -> KafkaTarget | None:
+    """The target of ``kafka://`` + ``rest``, or None when it is malformed."""
+    location, _, query = rest.partition("?")
+    hosts, slash, topic = location.partition("/")
+    if not slash or not _KAFKA_TOPIC.match(topic) or topic in (".", ".."):
+        return None
+    for host in hosts.split(","):
+        m = _KAFKA_HOST.match(host)
+        if m is None or not 1 <= int(m.group(1)) <= 65535:
+            return None
+    options: dict[str, str] = {}
+    if "?" in rest:
+        for item in query.split("&"):
+            key, eq, value = item.partition("=")
+            if not eq or key in options or not _kafka_option_ok(key, value):
+                return None
+            options[key] = value
+    # The client refuses a producer that may wait longer to send than to deliver.
+    linger = int(options.get("linger.ms", KAFKA_LINGER_MS))
+    if linger >= int(options.get("message.timeout.ms", KAFKA_MESSAGE_TIMEOUT_MS)):
+        return None
+    return KafkaTarget(hosts, topic, tuple(sorted(options.items())))
+
+
+def _kafka_option_ok(key: str, value: str) -> bool:
+    if key == "compression.type":
+        return value in _KAFKA_COMPRESSION
+    bounds = _KAFKA_RANGES.get(key)
+    if bounds is None or not value.isascii() or not value.isdigit() or len(value) > 7:
+        return False
+    return bounds[0] <= int(value) <= bounds[1]
+
+
 def parse_url(raw: str, name: str = ENV_CAPTURE) -> tuple[str, str]:
-    """``(scheme, absolute path)`` of a capture URL; ConfigError naming ``name`` otherwise."""
+    """``(scheme, where)`` of a capture URL; ConfigError naming ``name`` otherwise.
+
+    ``where`` is the absolute path of a ``sqlite`` file or ``jsonl`` directory, or for
+    ``kafka`` the canonical :attr:`KafkaTarget.where` (read it with :func:`parse_kafka`).
+    """
     value = raw.strip()
     scheme, sep, rest = value.partition("://")
     scheme = scheme.lower()
+    if sep and scheme == "kafka":
+        target = parse_kafka(rest)
+        if target is not None:
+            return scheme, target.where
     if (
         sep
         and scheme in ("sqlite", "jsonl")
@@ -204,12 +275,13 @@ class CaptureSettings:
 
     @property
     def scheme(self) -> str | None:
-        """``sqlite`` or ``jsonl``, or None when capture is off."""
+        """``sqlite``, ``jsonl`` or ``kafka``, or None when capture is off."""
         return None if self.url is None else parse_url(self.url, "url")[0]
 
     @property
     def path(self) -> str | None:
-        """The SQLite file or the JSON lines directory, or None when capture is off."""
+        """The SQLite file, the JSON lines directory or ``HOST:PORT/TOPIC`` (with options) of
+        a Kafka topic, or None when capture is off."""
         return None if self.url is None else parse_url(self.url, "url")[1]
 
     @classmethod

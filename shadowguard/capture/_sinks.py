@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from shadowguard.capture_format import CaptureRecord
+from shadowguard.errors import missing_extra_error
 
-__all__ = ["Encoded", "Sink", "is_sink", "open_sink"]
+__all__ = ["Encoded", "Sink", "check_sink", "is_sink", "open_sink"]
 
 
 class Encoded(NamedTuple):
@@ -39,8 +41,21 @@ def is_sink(value: object) -> bool:
     return callable(getattr(value, "write", None)) and callable(getattr(value, "close", None))
 
 
+def check_sink(scheme: str) -> None:
+    """At start-up: ImportError naming the extra when the sink's library is missing."""
+    if scheme == "kafka" and importlib.util.find_spec("confluent_kafka") is None:
+        raise missing_extra_error("confluent_kafka", "kafka")
+
+
 def open_sink(scheme: str, path: str) -> Sink:
     """The built-in sink for a parsed capture URL (on the writer thread)."""
+    if scheme == "kafka":
+        from shadowguard.capture._kafka import KafkaSink
+        from shadowguard.capture._settings import parse_kafka
+
+        target = parse_kafka(path)
+        assert target is not None  # parse_url checked it
+        return KafkaSink(target)
     if scheme == "sqlite":
         from shadowguard.capture._sqlite import SqliteSink
 

@@ -12,6 +12,11 @@ The seams, in call order (:func:`compare` runs them):
 - :mod:`._text`, :mod:`._html` (with :mod:`._charts`): the terminal summary and the page;
 - :mod:`._command`: the command line; :mod:`._options`: options and the config file.
 
+On Kafka (``kafka://`` sources): :mod:`._stream` joins one partition as records arrive,
+:mod:`._partial` and :mod:`._sketch` hold mergeable tallies, :mod:`._worker` is a consumer
+group member writing checkpointed segments (:mod:`._kafka`), :mod:`._kafka_report` merges
+them, :mod:`._kafka_command` is their command line.
+
 Importing :mod:`shadowguard` does not import this package.
 """
 

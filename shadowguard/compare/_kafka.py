@@ -12,6 +12,7 @@ with every record counted once however often Kafka delivered it.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 from collections.abc import Iterable
@@ -25,6 +26,7 @@ __all__ = [
     "KafkaSource",
     "Segment",
     "choose_chain",
+    "client_config",
     "clients",
     "ensure_topic",
     "is_kafka",
@@ -76,6 +78,17 @@ def results_topic(topic: str, group: str, given: str | None) -> str:
     return name
 
 
+#: The clients' own log lines (librdkafka's): shown when the application configures logging,
+#: never printed by the command line on its own (its one-line errors say what failed).
+CLIENT_LOGGER = logging.getLogger("shadowguard.compare.kafka")
+CLIENT_LOGGER.addHandler(logging.NullHandler())
+
+
+def client_config(bootstrap: str, **extra: Any) -> dict[str, Any]:
+    """The configuration every client of the compare workers starts from."""
+    return {"bootstrap.servers": bootstrap, "logger": CLIENT_LOGGER, **extra}
+
+
 def clients() -> Any:
     """``confluent_kafka.cimpl`` (the client's own classes, never a guarded one)."""
     try:
@@ -92,7 +105,7 @@ def ensure_topic(bootstrap: str, name: str, partitions: int = 1) -> None:
     from confluent_kafka.admin import AdminClient
 
     cimpl = clients()
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     if name in admin.list_topics(timeout=10).topics:
         return
     futures = admin.create_topics([cimpl.NewTopic(name, partitions, 1)], operation_timeout=10)
@@ -135,7 +148,7 @@ class Segment:
             "end": self.end,
             "settings": self.settings,
             "watermark": self.watermark,
-            "pending": self.pending,
+            "pending": _encode_pending(self.pending),
             "pending_examples": self.pending_examples,
             "partial": self.partial,
             "worker": self.worker,
@@ -159,7 +172,7 @@ class Segment:
                 end=int(data["end"]),
                 settings=dict(data["settings"]),
                 watermark=None if data["watermark"] is None else float(data["watermark"]),
-                pending=[[int(o), int(r), int(f)] for o, r, f in data["pending"]],
+                pending=_decode_pending(data["pending"]),
                 pending_examples={
                     str(k): [str(i) for i in v] for k, v in data["pending_examples"].items()
                 },
@@ -172,6 +185,34 @@ class Segment:
         if segment.end < segment.start:
             raise ValueError("malformed segment: it ends before it starts")
         return segment
+
+
+def _encode_pending(pending: list[list[int]]) -> dict[str, Any]:
+    """Held records, compactly: offset gaps, and one letter per record for side and flags.
+
+    A segment holds every record of its partition's window; this keeps it a few bytes per
+    record, well under a broker's message size limit.
+    """
+    gaps, previous = [], 0
+    for offset, _, _ in pending:
+        gaps.append(offset - previous)
+        previous = offset
+    codes = "".join(chr(97 + role * 4 + flags) for _, role, flags in pending)
+    return {"gaps": gaps, "codes": codes}
+
+
+def _decode_pending(data: Any) -> list[list[int]]:
+    gaps, codes = data["gaps"], data["codes"]
+    if not isinstance(codes, str) or len(gaps) != len(codes):
+        raise ValueError("pending gaps and codes differ in length")
+    pending, offset = [], 0
+    for gap, code in zip(gaps, codes, strict=True):
+        offset += int(gap)
+        value = ord(code) - 97
+        if not 0 <= value < 12:
+            raise ValueError(f"pending code {code!r}")
+        pending.append([offset, value // 4, value % 4])
+    return pending
 
 
 @dataclass
@@ -190,12 +231,14 @@ def read_segments(
     cimpl = clients()
     wanted = None if partitions is None else set(partitions)
     consumer = cimpl.Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "shadowguard-compare-reader",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
+        client_config(
+            bootstrap,
+            **{
+                "group.id": "shadowguard-compare-reader",
+                "enable.auto.commit": False,
+                "enable.partition.eof": True,
+            },
+        )
     )
     found = Segments()
     try:

@@ -15,7 +15,13 @@ from typing import Any
 from shadowguard.compare._compare import Result, build_report
 from shadowguard.compare._errors import CompareError
 from shadowguard.compare._join import Labels
-from shadowguard.compare._kafka import KafkaSource, choose_chain, clients, read_segments
+from shadowguard.compare._kafka import (
+    KafkaSource,
+    choose_chain,
+    client_config,
+    clients,
+    read_segments,
+)
 from shadowguard.compare._options import Options
 from shadowguard.compare._partial import Partial
 from shadowguard.compare._sketch import RELATIVE_ACCURACY
@@ -27,7 +33,7 @@ __all__ = ["kafka_report"]
 def _ends(source: KafkaSource) -> dict[int, int]:
     """The end offset of each partition of the captured topic."""
     cimpl = clients()
-    consumer = cimpl.Consumer({"bootstrap.servers": source.bootstrap, "group.id": "sg-ends"})
+    consumer = cimpl.Consumer(client_config(source.bootstrap, **{"group.id": "sg-ends"}))
     try:
         topic = consumer.list_topics(source.topic, timeout=10).topics.get(source.topic)
         if topic is None or topic.error is not None:

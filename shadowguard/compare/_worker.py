@@ -36,6 +36,7 @@ from shadowguard.compare._kafka import (
     KafkaSource,
     Segment,
     choose_chain,
+    client_config,
     clients,
     ensure_topic,
     read_segments,
@@ -137,7 +138,7 @@ class Worker:
         self._last_at: float | None = None
         cimpl = clients()
         self._cimpl = cimpl
-        common = {"bootstrap.servers": source.bootstrap}
+        common = client_config(source.bootstrap)
         self.consumer = cimpl.Consumer(
             common
             | {
@@ -146,11 +147,18 @@ class Worker:
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": settings.session_timeout_ms,
                 "heartbeat.interval.ms": max(100, settings.session_timeout_ms // 5),
+                # librdkafka prefetches up to 64 MiB by default: bound it with the rest.
+                "queued.max.messages.kbytes": 16 * 1024,
             }
         )
         self.producer = cimpl.Producer(
             common
-            | {"linger.ms": 5, "message.max.bytes": 32 * 1024 * 1024, "enable.idempotence": True}
+            | {
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "message.max.bytes": 32 * 1024 * 1024,
+                "enable.idempotence": True,
+            }
         )
 
     # -- the loop ---------------------------------------------------------------------------
@@ -171,8 +179,9 @@ class Worker:
         idle_since = time.monotonic()
         try:
             while not self.stop.is_set():
+                rebalances = self.stats.rebalances
                 messages = self.consumer.consume(num_messages=500, timeout=0.5)
-                if messages:
+                if messages or self.stats.rebalances != rebalances:
                     idle_since = time.monotonic()
                 for message in messages:
                     self._message(message)

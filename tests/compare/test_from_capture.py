@@ -9,6 +9,7 @@ JSON-lines folder, pairs every request and finds the change at its field path on
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import shadowguard
 from shadowguard import capture
 from shadowguard.middleware.asgi import ShadowGuardMiddleware
 from tests._cli import json_report, run_shadowguard
+from tests.peers.kafka import KafkaBroker
 
 SHADOW = {"x-shadow-request": "1"}
 ORDERS = 60
@@ -69,3 +71,21 @@ def test_the_compare_command_reads_what_the_middleware_captured(
     assert [(d["path"], d["count"]) for d in route["diffs"]] == [("total", ORDERS // 10)]
     examples = set(route["diffs"][0]["examples"])
     assert examples <= {f"rq-{i}" for i in range(10, ORDERS + 1, 10)}
+
+
+def test_workers_on_kafka_compare_what_the_middleware_captured(kafka_broker: KafkaBroker) -> None:
+    """The same traffic through the Kafka capture sink, compared by two workers in a group."""
+    topic = kafka_broker.create_topic("capture", partitions=4)
+    url = f"kafka://{kafka_broker.bootstrap}/{topic}"
+    asyncio.run(mirrored_traffic(service(url)))
+    assert capture.flush(timeout=30)
+    capture.close()
+    worker = ("compare", url, "--group", "g", "--idle-exit", "4", "--session-timeout", "2")
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: run_shadowguard(*worker), range(2)))
+    assert [d.returncode for d in done] == [0, 0], [d.stderr for d in done]
+    report = json_report(run_shadowguard("compare", "report", url, "--group", "g", "--json"))
+    assert report["pairs"] == ORDERS
+    assert report["unpaired"] == {"baseline": 0, "candidate": 0}
+    [route] = report["routes"]
+    assert [(d["path"], d["count"]) for d in route["diffs"]] == [("total", ORDERS // 10)]

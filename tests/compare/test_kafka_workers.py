@@ -191,11 +191,6 @@ def test_bad_input_is_counted_and_the_worker_carries_on(
     assert load.differences(merged, reference) == []
 
 
-@pytest.mark.xfail(
-    reason="the merged report's settings add latency_relative_accuracy and expire_seconds, "
-    "which report.schema.json (settings: additionalProperties false) does not allow yet",
-    strict=True,
-)
 def test_the_merged_report_follows_the_report_schema(
     bad_input: tuple[dict[str, Any], dict[str, Any], dict[str, Any]],
 ) -> None:

@@ -162,19 +162,43 @@ _MIRROR = """\
 """
 
 
+_BREAKER = """\
+      circuit_breakers:
+        thresholds:
+          - priority: DEFAULT
+            max_connections: {limit}
+            max_pending_requests: 1
+            max_requests: {limit}
+            max_retries: 0
+"""
+
+
 def routes_config(
-    primary_port: int, mirrors: Mapping[str, int | None], timeout: str = "0.5s"
+    primary_port: int,
+    mirrors: Mapping[str, int | None],
+    timeout: str = "0.5s",
+    breakers: Mapping[str, int] | None = None,
 ) -> str:
     """Envoy config: each Host of ``mirrors`` to the primary, mirrored to the shadow at the
     port it maps to (None: not mirrored). The route ``timeout`` is also the mirror's; Envoy
-    stamps ``x-request-start`` on every request and on the copy."""
+    stamps ``x-request-start`` on every request and on the copy. ``breakers`` maps a Host to
+    the copies its shadow cluster takes at once: Envoy refuses the rest itself."""
     vhosts, clusters = [], [CLUSTER.format(name="primary", port=primary_port)]
     for i, (host, shadow_port) in enumerate(mirrors.items()):
         vhosts.append(_VHOST.format(name=f"host_{i}", host=host, timeout=timeout))
         if shadow_port is not None:
             vhosts.append(_MIRROR.format(cluster=f"shadow_{i}"))
-            clusters.append(CLUSTER.format(name=f"shadow_{i}", port=shadow_port))
+            cluster = CLUSTER.format(name=f"shadow_{i}", port=shadow_port)
+            if breakers and host in breakers:
+                cluster += _BREAKER.format(limit=breakers[host])
+            clusters.append(cluster)
     return CONFIG.format(vhosts="".join(vhosts).rstrip("\n"), clusters="".join(clusters))
+
+
+def copies_refused(proxy: Envoy, cluster: str) -> int:
+    """Copies Envoy's circuit breakers on ``cluster`` refused (never sent to the shadow)."""
+    name = f"cluster.{cluster}.upstream_rq_pending_overflow"
+    return proxy.stats(name).get(name, 0)
 
 
 def copies_sent(proxy: Envoy, cluster: str) -> int:

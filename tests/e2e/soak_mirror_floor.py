@@ -6,7 +6,8 @@ It measures the primary behind one Envoy in three conditions, interleaved as in
 answers at once with 503 (a shadow that costs nothing: what remains is the front Envoy's
 own work for the copy); and the slow shadowguard shadow of the load proof. The first
 comparison is the floor no shadow can go below on this machine, noted; the second, the
-shadow's cost over that floor, is asserted within ``TOLERANCE``.
+shadow's cost over that floor, is asserted within ``TOLERANCE``. A second test measures the
+slow shadow behind Envoy circuit breakers set to its admission limit against no mirror.
 """
 
 from __future__ import annotations
@@ -19,10 +20,19 @@ from tests.e2e._orders import (
     PRIMARY,
     Orders,
     Stack,
+    copies_refused,
+    copies_sent,
     lowest_cpu_priority,
     routes_config,
 )
-from tests.e2e.test_primary_under_load import BLOCK, DELAY, MAX_PAIRS, PAIRS, slow_shadow
+from tests.e2e.test_primary_under_load import (
+    BLOCK,
+    DELAY,
+    LIMIT,
+    MAX_PAIRS,
+    PAIRS,
+    slow_shadow,
+)
 
 #: An Envoy that answers every request with 503 at once.
 _IDLE_VHOST = """\
@@ -76,4 +86,39 @@ def test_a_slow_shadow_costs_the_primary_no_more_than_an_idle_mirror(stack: Stac
     stack.figures(f"the mirror's floor: {floor}")
     stack.figures(f"the slow shadow over that floor: {over_floor}")
     assert over_floor.within(TOLERANCE), str(over_floor)
+    stack.assert_stored_once(orders)
+
+
+def test_a_slow_shadow_behind_envoy_circuit_breakers_costs_the_primary_little(
+    stack: Stack,
+) -> None:
+    """The slow shadow with its cluster's circuit breakers at its admission limit: Envoy
+    refuses the copies the shadow would shed, so they cost the shadow's CPU nothing."""
+    primary = stack.service(PRIMARY)
+    shadow = slow_shadow(stack)
+    mirrors = {"plain.local": None, "orders.local": shadow.port}
+    proxy = stack.envoy(routes_config(primary.port, mirrors, "0.5s", {"orders.local": LIMIT}))
+    orders = Orders(
+        proxy.listener_port,
+        f"breaker-{uuid.uuid4().hex[:6]}-",
+        {"no mirror": "plain.local", "slow mirror": "orders.local"},
+    )
+    try:
+        comparison = compare_within(
+            lambda condition: orders.block(condition, BLOCK),
+            "no mirror",
+            "slow mirror",
+            pairs=PAIRS,
+            max_pairs=MAX_PAIRS,
+            tolerance=TOLERANCE,
+            settle=DELAY + 0.1,
+            warm_up=True,
+        )
+    finally:
+        orders.close()
+    sent, refused = copies_sent(proxy, "shadow_1"), copies_refused(proxy, "shadow_1")
+    stack.figures(f"behind circuit breakers ({LIMIT}): {comparison}")
+    stack.figures(f"copies: {sent} sent to the shadow, {refused} refused by Envoy")
+    assert refused > sent, (sent, refused)  # the breakers, not the shadow, turned most away
+    assert comparison.within(TOLERANCE), str(comparison)
     stack.assert_stored_once(orders)

@@ -23,6 +23,7 @@ from tests.e2e._orders import (
     SHADOW,
     Orders,
     Stack,
+    copies_refused,
     copies_sent,
     lowest_cpu_priority,
     metrics,
@@ -44,7 +45,12 @@ HOSTS = {"no mirror": "plain.local", "faulty mirror": "orders.local"}
 
 
 def _behind_the_mirror(
-    stack: Stack, fault: str, prefix: str, timeout: str = "0.5s", **env: str
+    stack: Stack,
+    fault: str,
+    prefix: str,
+    timeout: str = "0.5s",
+    breaker: int | None = None,
+    **env: str,
 ) -> tuple[UvicornService, Envoy, Orders]:
     """The primary, the faulty shadow at the lowest CPU priority (see
     test_primary_under_load.py), Envoy mirroring ``orders.local`` to it, and the orders."""
@@ -59,7 +65,8 @@ def _behind_the_mirror(
     )
     lowest_cpu_priority(shadow)
     routes = {"plain.local": None, "orders.local": shadow.port}
-    proxy = stack.envoy(routes_config(primary.port, routes, timeout))
+    breakers = None if breaker is None else {"orders.local": breaker}
+    proxy = stack.envoy(routes_config(primary.port, routes, timeout, breakers))
     return shadow, proxy, Orders(proxy.listener_port, f"{prefix}-{uuid.uuid4().hex[:6]}-", HOSTS)
 
 
@@ -158,6 +165,28 @@ def test_a_burst_of_ten_times_the_admission_limit(stack: Stack) -> None:
         counts: dict[str, Any] = metrics(shadow)
         assert counts["shed"] == {"limit": burst - LIMIT, "disconnected": LIMIT}, counts
         _compare(stack, lambda c: orders.bursts(c, bursts=3, size=burst), 1.1)
+    finally:
+        orders.close()
+    stack.assert_stored_once(orders)
+
+
+def test_envoy_circuit_breakers_refuse_a_burst_before_the_shadow_sees_it(stack: Stack) -> None:
+    """The same burst with the shadow cluster's circuit breakers at the admission limit
+    (docs: Envoy mirror settings): Envoy itself refuses what the shadow would shed, so the
+    refused copies cost the shadow nothing; the primary's orders are all stored once."""
+    shadow, proxy, orders = _behind_the_mirror(stack, "hang", "breaker", "1s", breaker=LIMIT)
+    burst = 10 * LIMIT
+    try:
+        orders.bursts("faulty mirror", bursts=1, size=burst)
+        _copies_ended(shadow, proxy, timeout=15, what="the burst's copies answered")
+        sent, refused = copies_sent(proxy, "shadow_1"), copies_refused(proxy, "shadow_1")
+        counts: dict[str, Any] = metrics(shadow)
+        stack.figures(f"burst of {burst}: Envoy sent {sent}, refused {refused}; shadow {counts}")
+        assert sent + refused == burst
+        # At most LIMIT connections and one pending copy: the rest never left Envoy.
+        assert sent <= LIMIT + 1, (sent, refused)
+        assert counts["requests"].get("shadow", 0) + counts["shed"].get("limit", 0) == sent
+        assert counts["shed"].get("limit", 0) <= 1, counts
     finally:
         orders.close()
     stack.assert_stored_once(orders)

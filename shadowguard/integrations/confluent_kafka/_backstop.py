@@ -11,7 +11,9 @@ and their ``poll()``/``flush()`` serve the primary's delivery reports as primary
 The client's ``Producer`` is a C type: its attributes cannot be set, so the backstop writes
 its method table directly and tells CPython the type changed (``PyType_Modified``), the way
 the C API itself does; ``uninstall()`` puts the client's methods back. Guarded producers
-never reach the backstop in shadow: they call the client's methods taken at import.
+never reach the backstop in shadow: they call the client's methods taken at import. Each
+replacement is marked with the client's method it replaces (``unwrapped(method)``), which
+the Kafka capture sink, shadowguard's own channel, calls instead.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from shadowguard.contract import (
     Patches,
     ShadowSideEffectBlocked,
     as_primary,
+    mark_wrapped,
     refuse,
     scope_now,
 )
@@ -131,7 +134,7 @@ def guard_client_type(patches: Patches) -> None:
         if original is None:  # a method this client version does not have
             continue
         make = _serving if name in _SERVING else _refusing
-        set_type_method(client, name, make(name, original))
+        set_type_method(client, name, mark_wrapped(make(name, original), original))
         patches.add(
             f"confluent_kafka.cimpl.Producer.{name}",
             functools.partial(set_type_method, client, name, original),
