@@ -84,6 +84,14 @@ def run_worker(args: argparse.Namespace, options: Options) -> int:
     except cimpl.KafkaException as exc:
         raise CompareError(f"Kafka at {source.bootstrap}: {exc.args[0].str()}") from None
     figures: dict[str, Any] = asdict(stats)
+    unjoined = worker.unjoined_labels()
+    if unjoined:
+        sides = ", ".join(f"{role} {label!r}" for role, label in worker.labels.roles())
+        sys.stderr.write(
+            f"shadowguard compare: warning: a side got no record ({sides}) while records "
+            f"labelled {', '.join(map(repr, unjoined))} were read; name the sides with "
+            "--baseline, --candidate or --noise (workers do not guess them)\n"
+        )
     if args.stats:
         try:
             Path(args.stats).write_text(json.dumps(figures), encoding="utf-8")

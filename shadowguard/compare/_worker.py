@@ -115,6 +115,22 @@ class Stats:
     max_rss_kb: int = 0
     checkpoints: int = 0
     skipped: int = 0
+    #: Records read by label: a side named wrongly shows here as a label never joined.
+    by_label: dict[str, int] = field(default_factory=dict)
+    #: When each assignment came (epoch seconds): rebalance times.
+    assigned_at: list[float] = field(default_factory=list)
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident size (``VmHWM``; ``ru_maxrss`` can carry a parent's)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
 
 
 class Worker:
@@ -176,7 +192,9 @@ class Worker:
             on_revoke=self._revoked,
             on_lost=self._lost,
         )
-        idle_since = time.monotonic()
+        # The first assignment takes a group join (about half the session timeout on some
+        # brokers): idle time counts from then, or from twice the session timeout at most.
+        idle_since = time.monotonic() + 2 * self.settings.session_timeout_ms / 1000
         try:
             while not self.stop.is_set():
                 rebalances = self.stats.rebalances
@@ -194,7 +212,7 @@ class Worker:
             self.stats.partitions = sorted(self.owned)
             self.consumer.close()
             self.producer.flush(10)
-        self.stats.max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self.stats.max_rss_kb = peak_rss_kb()
         if self._first_at is not None and self._last_at is not None:
             self.stats.seconds = round(self._last_at - self._first_at, 3)
         return self.stats
@@ -203,6 +221,13 @@ class Worker:
         """SIGTERM and SIGINT stop the worker after a last checkpoint."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: self.stop.set())
+
+    def unjoined_labels(self) -> list[str]:
+        """Labels read but joined to no side, when a side got no record: a misnamed side."""
+        sides = {label for _, label in self.labels.roles()}
+        if all(self.stats.by_label.get(label) for label in sides):
+            return []
+        return sorted(set(self.stats.by_label) - sides)
 
     def _message(self, message: Any) -> None:
         error = message.error()
@@ -244,6 +269,8 @@ class Worker:
         else:
             record = read_record(value, partial, where)
             if record is not None:
+                label = record["label"]
+                self.stats.by_label[label] = self.stats.by_label.get(label, 0) + 1
                 before = partial.totals.pairs + partial.totals.noise_pairs
                 owned.join.add(offset, record)
                 self.stats.pairs += partial.totals.pairs + partial.totals.noise_pairs - before
@@ -336,6 +363,7 @@ class Worker:
 
     def _assigned(self, consumer: Any, partitions: list[Any]) -> None:
         self.stats.rebalances += 1
+        self.stats.assigned_at.append(round(time.time(), 3))
         numbers = [tp.partition for tp in partitions]
         found = read_segments(
             self.source.bootstrap, self.settings.results, self.source.topic, numbers

@@ -3,6 +3,7 @@ outputs, and every way to call it wrongly (one line, exit 2)."""
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -132,3 +133,27 @@ def test_an_unreachable_broker_is_one_line(kafka_broker: KafkaBroker) -> None:
 def test_a_missing_topic_is_one_line(kafka_broker: KafkaBroker) -> None:
     source = f"kafka://{kafka_broker.bootstrap}/no-such-topic-here"
     _one_line(run_shadowguard("compare", source, "--group", "g", *WORKER), "no topic")
+
+
+def test_a_worker_warns_when_a_side_is_named_wrongly(
+    kafka_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    topic = kafka_broker.create_topic("cmp", partitions=1)
+    records = [
+        {**r, "label": "candidate" if r["label"] == "shadow" else r["label"]} for r in _pairs(4)
+    ]
+    _produce(kafka_broker, topic, records)  # type: ignore[arg-type]
+    source = f"kafka://{kafka_broker.bootstrap}/{topic}"
+    stats = tmp_path / "stats.json"
+    done = run_shadowguard("compare", source, "--group", "g", *WORKER[:-1], "--stats", str(stats))
+    assert done.returncode == 0, done.stderr
+    assert "a side got no record" in done.stderr
+    assert "'candidate'" in done.stderr
+    assert "--candidate" in done.stderr
+    figures = json.loads(stats.read_text(encoding="utf-8"))
+    assert figures["by_label"] == {"primary": 4, "candidate": 4}
+    assert len(figures["assigned_at"]) == figures["rebalances"] >= 1
+    assert 10_000 < figures["max_rss_kb"] < 1_000_000  # this process's own peak
+    named = run_shadowguard("compare", source, "--group", "h", "--candidate", "candidate", *WORKER)
+    assert named.returncode == 0
+    assert "warning" not in named.stderr
