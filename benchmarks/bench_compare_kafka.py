@@ -146,6 +146,7 @@ def _takeover(h: Harness, bootstrap: str, folder: Path) -> None:
             time.sleep(0.1)
         at_kill = offsets()
         killed = time.monotonic()
+        killed_at = time.time()
         workers[0].process.kill()
         resumed: dict[int, float] = {}
         # The survivor's last commits may come after the stream ended: watch until it exits.
@@ -167,9 +168,16 @@ def _takeover(h: Harness, bootstrap: str, folder: Path) -> None:
         if len(resumed) < PARTITIONS:
             h.note(f"takeover not measured: only partitions {sorted(resumed)} committed again")
             return
+        reassigned = [t - killed_at for t in survivor.get("assigned_at", []) if t > killed_at]
         h.note(
             f"takeover, 2 workers on a stream of {TAKEOVER_RATE:,} records/s, SIGKILL of one: "
-            f"every partition committed again within {max(resumed.values()):.1f} s of the kill "
+            + (
+                f"the survivor was assigned every partition {reassigned[0]:.1f} s after the kill "
+                "(the session timeout, 2 s, and the rebalance); "
+                if reassigned
+                else ""
+            )
+            + f"every partition committed again within {max(resumed.values()):.1f} s of the kill "
             f"(each: {', '.join(f'{t:.1f}' for t in sorted(resumed.values()))} s; commits follow "
             f"checkpoints, every 5 s); "
             f"the survivor held {len(survivor['partitions'])} partitions at the end after "
