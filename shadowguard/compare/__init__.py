@@ -14,7 +14,8 @@ The seams, in call order (:func:`compare` runs them):
 
 On Kafka (``kafka://`` sources): :mod:`._stream` joins one partition as records arrive,
 :mod:`._partial` and :mod:`._sketch` hold mergeable tallies, :mod:`._worker` is a consumer
-group member writing checkpointed segments (:mod:`._kafka`), :mod:`._kafka_report` merges
+group member writing checkpointed segments (:mod:`._kafka`; its settings and figures in
+:mod:`._worker_settings`), :mod:`._kafka_report` merges
 them, :mod:`._kafka_command` is their command line.
 
 Importing :mod:`shadowguard` does not import this package.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 import time
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shadowguard.compare._errors import CompareError
+from shadowguard.compare._partial import Partial
 
 __all__ = [
     "SEGMENT_KIND",
@@ -134,6 +136,12 @@ class Segment:
     partial: dict[str, Any]
     order: int = 0
     worker: str = ""
+    #: The partition's clock state (see :class:`._stream.PartitionJoin`): a run of records
+    #: that disagreed with the watermark, and the latest start among them.
+    clock: list[float] = field(default_factory=lambda: [0, 0.0])
+    #: Digest of the record at ``end - 1`` and of the held records: a restore checks them.
+    last_digest: str = ""
+    held_digest: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The message value (without ``order``, which is where it was read)."""
@@ -151,27 +159,36 @@ class Segment:
             "pending": _encode_pending(self.pending),
             "pending_examples": self.pending_examples,
             "partial": self.partial,
+            "clock": self.clock,
+            "last_digest": self.last_digest,
+            "held_digest": self.held_digest,
             "worker": self.worker,
             "written_at": time.time(),
         }
 
     @classmethod
     def from_json(cls, data: Any, order: int) -> Segment:
-        """A segment from its message value; ValueError when it is not one."""
+        """A segment from its message value; ValueError when it is not a valid one.
+
+        Everything a worker or the report will use is checked here (the settings, the
+        partial tallies), so that a malformed or forged message is one unreadable segment,
+        never a failed report.
+        """
         if not isinstance(data, dict) or data.get("kind") != SEGMENT_KIND:
             raise ValueError("not a shadowguard compare segment")
         if data.get("v") != SEGMENT_VERSION:
             raise ValueError(f"unknown segment version {data.get('v')!r}")
         try:
+            settings = check_settings(data["settings"])
             segment = cls(
                 id=str(data["id"]),
                 prev=None if data["prev"] is None else str(data["prev"]),
                 topic=str(data["topic"]),
-                partition=int(data["partition"]),
-                start=int(data["start"]),
-                end=int(data["end"]),
-                settings=dict(data["settings"]),
-                watermark=None if data["watermark"] is None else float(data["watermark"]),
+                partition=_int(data["partition"]),
+                start=_int(data["start"]),
+                end=_int(data["end"]),
+                settings=settings,
+                watermark=None if data["watermark"] is None else _finite(data["watermark"]),
                 pending=_decode_pending(data["pending"]),
                 pending_examples={
                     str(k): [str(i) for i in v] for k, v in data["pending_examples"].items()
@@ -179,12 +196,51 @@ class Segment:
                 partial=dict(data["partial"]),
                 order=order,
                 worker=str(data.get("worker", "")),
+                clock=[_int(data["clock"][0]), _finite(data["clock"][1])],
+                last_digest=str(data["last_digest"]),
+                held_digest=str(data["held_digest"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"malformed segment: {exc!r}") from None
-        if segment.end < segment.start:
+            Partial.from_json(segment.partial, settings["examples"])
+        except Exception as exc:
+            raise ValueError(f"malformed segment: {type(exc).__name__}: {exc}"[:300]) from None
+        if segment.end < segment.start or segment.start < -1:
             raise ValueError("malformed segment: it ends before it starts")
         return segment
+
+
+def _int(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"not a whole number: {value!r}")
+    return value
+
+
+def _finite(value: Any) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"not a finite number: {value!r}")
+    return number
+
+
+def check_settings(data: Any) -> dict[str, Any]:
+    """A segment's settings as a worker wrote them; TypeError/ValueError otherwise."""
+    labels = data["labels"]
+    if not (
+        isinstance(labels, dict)
+        and isinstance(labels.get("baseline"), str)
+        and isinstance(labels.get("candidate"), str)
+        and (labels.get("noise") is None or isinstance(labels["noise"], str))
+    ):
+        raise TypeError("labels")
+    if data["window_seconds"] is not None:
+        _finite(data["window_seconds"])
+    _finite(data["expire_seconds"])
+    if _int(data["examples"]) < 0 or _int(data["max_record_bytes"]) < 1:
+        raise ValueError("examples or max_record_bytes")
+    headers = data["headers"]
+    for names in (data["ignore"], [] if headers is None else headers):
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise TypeError("ignore or headers")
+    return dict(data)
 
 
 def _encode_pending(pending: list[list[int]]) -> dict[str, Any]:
@@ -275,7 +331,7 @@ def _take(found: Segments, message: Any, topic: str, wanted: set[int] | None) ->
     order = message.offset() * 1024 + message.partition()
     try:
         segment = Segment.from_json(json.loads(message.value() or b""), order)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         found.unreadable += 1
         found.first_problem = found.first_problem or f"offset {message.offset()}: {exc}"
         return

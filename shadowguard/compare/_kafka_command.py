@@ -38,15 +38,20 @@ def kafka_mode(sources: list[str]) -> str | None:
     )
 
 
-def _seconds(name: str, text: str | None, default: float | None) -> float | None:
+def _seconds(
+    name: str, text: str | None, default: float | None, low: float = 0.0, high: float = 1e7
+) -> float | None:
     if text is None:
         return default
     try:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise CompareError(f"{name}={text!r} is not valid: accepted values are seconds > 0")
+    if not math.isfinite(value) or not low < value <= high:
+        raise CompareError(
+            f"{name}={text!r} is not valid: accepted values are seconds over {low:g} "
+            f"and up to {high:g}"
+        )
     return value
 
 
@@ -58,7 +63,8 @@ def _group(args: argparse.Namespace) -> str:
 
 def run_worker(args: argparse.Namespace, options: Options) -> int:
     """Run one worker until it is stopped or idle; 0 when it stopped cleanly."""
-    from shadowguard.compare._worker import Worker, WorkerSettings
+    from shadowguard.compare._worker import Worker
+    from shadowguard.compare._worker_settings import WorkerSettings
 
     source = parse_source(args.sources[0])
     group = _group(args)
@@ -66,12 +72,15 @@ def run_worker(args: argparse.Namespace, options: Options) -> int:
         EXPIRE_WITHOUT_WINDOW if options.window is None else options.window + EXPIRE_MARGIN
     )
     expire = _seconds("--expire", args.expire, default_expire)
-    session = _seconds("--session-timeout", args.session_timeout, 10.0)
+    session = _seconds("--session-timeout", args.session_timeout, 10.0, low=0.999, high=3600)
     assert expire is not None
     assert session is not None
+    results = results_topic(source.topic, group, args.results)
+    if results == source.topic:
+        raise CompareError("--results names the captured topic: results need a topic of their own")
     settings = WorkerSettings(
         group=group,
-        results=results_topic(source.topic, group, args.results),
+        results=results,
         expire=expire,
         idle_exit=_seconds("--idle-exit", args.idle_exit, None),
         session_timeout_ms=int(session * 1000),
@@ -91,6 +100,11 @@ def run_worker(args: argparse.Namespace, options: Options) -> int:
             f"shadowguard compare: warning: a side got no record ({sides}) while records "
             f"labelled {', '.join(map(repr, unjoined))} were read; name the sides with "
             "--baseline, --candidate or --noise (workers do not guess them)\n"
+        )
+    if not stats.rebalances:
+        sys.stderr.write(
+            "shadowguard compare: warning: this worker was never assigned a partition (more "
+            f"workers than partitions, or group {group!r} did not settle); it compared nothing\n"
         )
     if args.stats:
         try:
@@ -113,8 +127,17 @@ def run_report(args: argparse.Namespace, options: Options) -> Result:
     group = _group(args)
     cimpl = clients()
     try:
-        return kafka_report(
+        result = kafka_report(
             source, group, results_topic(source.topic, group, args.results), options
         )
     except cimpl.KafkaException as exc:
         raise CompareError(f"Kafka at {source.bootstrap}: {exc.args[0].str()}") from None
+    partitions = result.report["read"]["sources"][0]["kafka"]["partitions"]
+    behind = {p: v["behind"] for p, v in partitions.items() if v["behind"]}
+    if behind:
+        sys.stderr.write(
+            f"shadowguard compare: warning: the workers have not compared "
+            f"{sum(behind.values()):,} records yet (partitions {', '.join(sorted(behind))}): "
+            "this report covers what they have\n"
+        )
+    return result

@@ -16,6 +16,7 @@ in arrival order, not nearest start first.
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import math
 from collections.abc import Callable, Iterator
@@ -31,6 +32,10 @@ __all__ = ["CANDIDATE", "NOISE", "Held", "PartitionJoin", "unpaired_role"]
 
 #: The flags of a held baseline record: which partners it has found.
 CANDIDATE, NOISE = 1, 2
+#: Records in a row whose start disagrees with the watermark (more than ``expire`` ahead
+#: or behind) before the watermark follows them: one replica with a wrong clock cannot
+#: move it, a pause in the traffic longer than ``expire`` can.
+CLOCK_RUN = 8
 _ROLES = ("baseline", "candidate", "noise")
 
 
@@ -42,6 +47,7 @@ class Held:
     role: int  # index in ("baseline", "candidate", "noise")
     record: CaptureRecord
     flags: int = 0
+    digest: bytes = b""
 
 
 class PartitionJoin:
@@ -65,13 +71,17 @@ class PartitionJoin:
         self.waiting: dict[str, list[Held]] = {}
         self.held = 0
         self.watermark = -math.inf
+        #: Records in a row that disagreed with the watermark, and the latest start among them.
+        self.streak = 0
+        self.streak_max = 0.0
         self._heap: list[tuple[float, int, str]] = []
         self.partial = Partial(examples)
 
     # -- reading ---------------------------------------------------------------------------
 
-    def add(self, offset: int, record: CaptureRecord) -> None:
-        """Tally ``record`` (read at ``offset``) and pair it or hold it."""
+    def add(self, offset: int, record: CaptureRecord, digest: bytes = b"") -> None:
+        """Tally ``record`` (read at ``offset``; ``digest`` of its stored form) and pair it
+        or hold it."""
         partial = self.partial
         partial.records += 1
         label = record["label"]
@@ -84,15 +94,22 @@ class PartitionJoin:
                 partial.totals.generated[name] += 1
                 partial.totals.unpaired[name] += 1
             else:
-                self._join(Held(offset, role, record))
-        self._advance(record["started_at"])
+                self._join(Held(offset, role, record, 0, digest))
+        self._clock(record["started_at"])
 
-    def restore(self, offset: int, record: CaptureRecord, flags: int) -> None:
+    def restore(self, offset: int, record: CaptureRecord, flags: int, digest: bytes = b"") -> None:
         """Hold again a record a checkpoint held (already tallied): no count changes."""
         role = self.roles.get(record["label"])
         if role is None or record["request_id_generated"]:
             raise ValueError(f"offset {offset} was held but is not a record of a side")
-        self._hold(Held(offset, role, record, flags))
+        self._hold(Held(offset, role, record, flags, digest))
+
+    def held_digest(self) -> str:
+        """One digest of every held record's stored form, by offset."""
+        digest = hashlib.blake2b(digest_size=16)
+        for held in self.held_records():
+            digest.update(held.offset.to_bytes(8, "big", signed=True) + held.digest)
+        return digest.hexdigest()
 
     def _within(self, a: CaptureRecord, b: CaptureRecord) -> bool:
         return self.window is None or abs(a["started_at"] - b["started_at"]) <= self.window
@@ -158,12 +175,30 @@ class PartitionJoin:
             del self.waiting[request_id]
         self.held -= 1
 
-    def _advance(self, started_at: float) -> None:
-        if started_at <= self.watermark:
+    def _clock(self, started_at: float) -> None:
+        """Move the watermark with ``started_at``, unless it disagrees (see :data:`CLOCK_RUN`)."""
+        watermark = self.watermark
+        if watermark == -math.inf or abs(started_at - watermark) <= self.expire:
+            self.streak = 0
+            if started_at > watermark:
+                self._advance(started_at)
             return
-        self.watermark = started_at
-        horizon = started_at - self.expire
+        self.streak += 1
+        self.streak_max = started_at if self.streak == 1 else max(self.streak_max, started_at)
+        if self.streak >= CLOCK_RUN:
+            self.streak = 0
+            self._advance(self.streak_max)
+
+    def _advance(self, watermark: float) -> None:
+        self.watermark = watermark
+        horizon = watermark - self.expire
         heap = self._heap
+        if len(heap) > 2 * self.held + 1024:  # entries of records paired since: drop them
+            heap[:] = [
+                (h.record["started_at"], h.offset, h.record["request_id"])
+                for h in self.held_records()
+            ]
+            heapq.heapify(heap)
         while heap and heap[0][0] < horizon:
             _, offset, request_id = heapq.heappop(heap)
             for held in self.waiting.get(request_id, ()):

@@ -14,11 +14,11 @@ from that checkpoint; nothing is counted twice because only one chain is ever me
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import math
 import os
-import resource
 import signal
 import socket
 import threading
@@ -31,7 +31,6 @@ from typing import Any
 from shadowguard._fieldpaths import IgnoreRules
 from shadowguard.compare._diff import Differ
 from shadowguard.compare._errors import CompareError
-from shadowguard.compare._join import Labels
 from shadowguard.compare._kafka import (
     KafkaSource,
     Segment,
@@ -44,49 +43,17 @@ from shadowguard.compare._kafka import (
 from shadowguard.compare._options import Options
 from shadowguard.compare._sources import read_record
 from shadowguard.compare._stream import PartitionJoin, unpaired_role
+from shadowguard.compare._worker_settings import (
+    Stats,
+    WorkerSettings,
+    peak_rss_kb,
+    stream_labels,
+    stream_settings,
+)
 
-__all__ = ["Worker", "WorkerSettings", "stream_labels", "stream_settings"]
+__all__ = ["Worker"]
 
 logger = logging.getLogger("shadowguard.compare")
-_ROLES = ("baseline", "candidate", "noise")
-
-
-def stream_labels(options: Options) -> Labels:
-    """The sides a worker joins: given up front (``--candidate`` default ``shadow``)."""
-    noise = options.noise
-    chosen = None if noise is None or noise.lower() in ("", "none") else noise
-    labels = Labels(options.baseline or "primary", options.candidate or "shadow", chosen)
-    names = [label for _, label in labels.roles()]
-    if len(set(names)) != len(names):
-        raise CompareError(f"the sides must differ: {', '.join(names)}")
-    return labels
-
-
-def stream_settings(options: Options, expire: float) -> dict[str, Any]:
-    """What shapes a worker's results: every worker of a group must run with the same."""
-    labels = stream_labels(options)
-    return {
-        "labels": {role: getattr(labels, role) for role in _ROLES},
-        "window_seconds": options.window,
-        "expire_seconds": expire,
-        "ignore": list(options.ignore),
-        "headers": list(options.header) or None,
-        "examples": options.examples,
-        "max_record_bytes": options.max_record_bytes,
-    }
-
-
-@dataclass(frozen=True)
-class WorkerSettings:
-    """How a worker runs (besides the comparison's own options)."""
-
-    group: str
-    results: str
-    expire: float
-    idle_exit: float | None = None
-    segment_records: int = 20_000
-    segment_seconds: float = 5.0
-    session_timeout_ms: int = 10_000
 
 
 @dataclass
@@ -100,37 +67,16 @@ class _Owned:
     #: offset -> (role, flags) of the records the checkpoint held, until read again.
     restore: dict[int, tuple[int, int]] = field(default_factory=dict)
     since: float = field(default_factory=time.monotonic)
+    #: What the checkpoint says of the record at ``start - 1`` and of the held records, until
+    #: the restore has read them (a topic recreated under the same name shows here).
+    expect_last: str = ""
+    expect_held: str = ""
+    #: The digest of the last record read.
+    last: str = ""
 
 
-@dataclass
-class Stats:
-    """What a worker did, written with ``--stats`` when it stops."""
-
-    records: int = 0
-    pairs: int = 0
-    seconds: float = 0.0
-    partitions: list[int] = field(default_factory=list)
-    rebalances: int = 0
-    max_pending: int = 0
-    max_rss_kb: int = 0
-    checkpoints: int = 0
-    skipped: int = 0
-    #: Records read by label: a side named wrongly shows here as a label never joined.
-    by_label: dict[str, int] = field(default_factory=dict)
-    #: When each assignment came (epoch seconds): rebalance times.
-    assigned_at: list[float] = field(default_factory=list)
-
-
-def peak_rss_kb() -> int:
-    """This process's peak resident size (``VmHWM``; ``ru_maxrss`` can carry a parent's)."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+def _digest(value: bytes | None) -> bytes:
+    return hashlib.blake2b(value or b"", digest_size=8).digest()
 
 
 class Worker:
@@ -154,6 +100,10 @@ class Worker:
         self._last_at: float | None = None
         cimpl = clients()
         self._cimpl = cimpl
+        self._too_large = {
+            cimpl.KafkaError.MSG_SIZE_TOO_LARGE,
+            getattr(cimpl.KafkaError, "_MSG_SIZE_TOO_LARGE", cimpl.KafkaError.MSG_SIZE_TOO_LARGE),
+        }
         common = client_config(source.bootstrap)
         self.consumer = cimpl.Consumer(
             common
@@ -241,6 +191,8 @@ class Worker:
             return  # not ours (any more), or read again after a seek
         owned.next = offset + 1
         value = message.value()
+        digest = _digest(value)
+        owned.last = digest.hex()
         where = f"{self.source.topic}[{message.partition()}]@{offset}"
         if offset < owned.start:  # replaying what the checkpoint still held
             held = owned.restore.pop(offset, None)
@@ -248,12 +200,11 @@ class Worker:
                 record = read_record(value or b"", _Strict(where), where)
                 assert record is not None
                 try:
-                    owned.join.restore(offset, record, held[1])
+                    owned.join.restore(offset, record, held[1], digest)
                 except ValueError as exc:
-                    raise CompareError(
-                        f"{where}: the checkpoint does not match the topic ({exc}); was the "
-                        "topic recreated? Compare it under a new --group"
-                    ) from None
+                    raise _mismatch(where, str(exc)) from None
+            if offset == owned.start - 1:
+                self._restored(owned, where)
             return
         if owned.restore:
             self._gone(owned, where)
@@ -262,6 +213,7 @@ class Worker:
         self._last_at = now
         self.stats.records += 1
         partial = owned.join.partial
+        skipped = sum(partial.skipped.values())
         if value is None:
             partial.skip("invalid record", f"{where}: no value")
         elif len(value) > self.options.max_record_bytes:
@@ -272,10 +224,23 @@ class Worker:
                 label = record["label"]
                 self.stats.by_label[label] = self.stats.by_label.get(label, 0) + 1
                 before = partial.totals.pairs + partial.totals.noise_pairs
-                owned.join.add(offset, record)
+                owned.join.add(offset, record, digest)
                 self.stats.pairs += partial.totals.pairs + partial.totals.noise_pairs - before
+        self.stats.skipped += sum(partial.skipped.values()) - skipped
         waiting = sum(o.join.held for o in self.owned.values())
         self.stats.max_pending = max(self.stats.max_pending, waiting)
+
+    def _restored(self, owned: _Owned, where: str) -> None:
+        """The checkpoint's last record is read again: is it the same topic?"""
+        if owned.expect_last and owned.last != owned.expect_last:
+            raise _mismatch(where, "this is not the record it ended with")
+        if (
+            owned.expect_held
+            and not owned.restore
+            and owned.join.held_digest() != owned.expect_held
+        ):
+            raise _mismatch(where, "the records it held are not these")
+        owned.expect_last = owned.expect_held = ""
 
     def _gone(self, owned: _Owned, where: str) -> None:
         """Held records no longer on the topic (retention removed them): unpaired now."""
@@ -334,15 +299,35 @@ class Worker:
             pending_examples=examples,
             partial=join.partial.to_json(),
             worker=self.name,
+            clock=[join.streak, join.streak_max],
+            last_digest=owned.last,
+            held_digest=join.held_digest(),
         )
         delivered: list[Any] = []
-        self.producer.produce(
-            self.settings.results,
-            json.dumps(segment.to_json(), allow_nan=False).encode(),
-            key=f"{self.source.topic}/{number}".encode(),
-            on_delivery=lambda error, _message: delivered.append(error),
+        value = json.dumps(segment.to_json(), allow_nan=False).encode()
+        too_large = CompareError(
+            f"the checkpoint of partition {number} ({len(value):,} bytes) is larger than the "
+            "broker takes in one message: raise the results topic's max.message.bytes, or "
+            "capture route templates rather than raw paths (it grows with the routes)"
         )
-        self.producer.flush(30)
+        try:
+            self.producer.produce(
+                self.settings.results,
+                value,
+                key=f"{self.source.topic}/{number}".encode(),
+                on_delivery=lambda error, _message: delivered.append(error),
+            )
+        except self._cimpl.KafkaException as exc:
+            if exc.args[0].code() in self._too_large:
+                raise too_large from None
+            delivered.append(exc.args[0])
+        except BufferError as exc:
+            delivered.append(exc)
+        else:
+            self.producer.flush(30)
+        error: Any = delivered[0] if delivered else None
+        if callable(getattr(error, "code", None)) and error.code() in self._too_large:
+            raise too_large
         if not delivered or delivered[0] is not None:
             logger.warning(
                 "shadowguard compare: checkpoint of partition %d not written (%s); its "
@@ -383,8 +368,13 @@ class Worker:
                 owned.prev = tail.id
                 owned.start = tail.end
                 owned.join.watermark = -math.inf if tail.watermark is None else tail.watermark
+                owned.join.streak, owned.join.streak_max = int(tail.clock[0]), tail.clock[1]
                 owned.restore = {offset: (role, flags) for offset, role, flags in tail.pending}
+                owned.expect_last, owned.expect_held = tail.last_digest, tail.held_digest
+                # From the first held record, or the last one read: both are checked.
                 owned.next = min(owned.restore, default=tail.end)
+                if tail.end > 0:
+                    owned.next = min(owned.next, tail.end - 1)
                 tp.offset = owned.next
             else:
                 tp.offset = self._cimpl.OFFSET_BEGINNING
@@ -402,6 +392,13 @@ class Worker:
         # Another worker may own them already: a checkpoint now would only fork the chain.
         for tp in partitions:
             self.owned.pop(tp.partition, None)
+
+
+def _mismatch(where: str, why: str) -> CompareError:
+    return CompareError(
+        f"{where}: the checkpoint does not match the topic ({why}); was the topic recreated? "
+        "Compare it under a new --group"
+    )
 
 
 class _Strict:

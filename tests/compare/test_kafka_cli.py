@@ -157,3 +157,39 @@ def test_a_worker_warns_when_a_side_is_named_wrongly(
     named = run_shadowguard("compare", source, "--group", "h", "--candidate", "candidate", *WORKER)
     assert named.returncode == 0
     assert "warning" not in named.stderr
+
+
+def test_a_recreated_topic_under_the_same_group_is_refused(kafka_broker: KafkaBroker) -> None:
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    topic = kafka_broker.create_topic("cmp", partitions=1)
+    first = _pairs(30)
+    first.append(record("lonely", "primary", started_at=1_700_000_029.0))  # held at the end
+    _produce(kafka_broker, topic, first)
+    source = f"kafka://{kafka_broker.bootstrap}/{topic}"
+    assert run_shadowguard("compare", source, "--group", "g", *WORKER).returncode == 0
+    admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
+    admin.delete_topics([topic], operation_timeout=10)[topic].result(timeout=10)
+    admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=10)[topic].result(timeout=10)
+    second = [{**r, "request_id": f"new-{r['request_id']}"} for r in _pairs(40)]
+    _produce(kafka_broker, topic, second)  # type: ignore[arg-type]
+    again = run_shadowguard("compare", source, "--group", "g", *WORKER)
+    _one_line(again, "does not match the topic", "new --group")
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("--results", "{topic}"), "--results names the captured topic"),
+        (("--session-timeout", "0.0001"), "--session-timeout"),
+        (("--session-timeout", "1e9"), "--session-timeout"),
+    ],
+)
+def test_worker_settings_out_of_range_are_one_line(
+    kafka_broker: KafkaBroker, args: tuple[str, ...], needle: str
+) -> None:
+    topic = kafka_broker.create_topic("cmp", partitions=1)
+    source = f"kafka://{kafka_broker.bootstrap}/{topic}"
+    given = [a.format(topic=topic) for a in args]
+    _one_line(run_shadowguard("compare", source, "--group", "g", *given), needle)

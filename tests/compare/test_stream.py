@@ -217,3 +217,40 @@ def test_a_record_held_beyond_expire_is_unpaired_and_memory_stays_bounded() -> N
     partial = join.take_partial()
     assert partial.totals.unpaired["baseline"] >= 1000 - 12
     assert partial.totals.pairs == 0
+
+
+def test_one_record_with_a_wrong_clock_neither_expires_nor_stops_the_others() -> None:
+    join = _join(Labels("primary", "shadow", None), None, expire=100.0)
+    start = 1_700_000_000.0
+    for i in range(50):
+        join.add(i, record(f"a{i}", "primary", started_at=start + i))
+    join.add(50, record("bad", "primary", started_at=start * 1000))  # milliseconds
+    for i in range(50):
+        join.add(51 + i, record(f"a{i}", "shadow", started_at=start + i + 0.001))
+    partial = join.take_partial()
+    assert partial.totals.pairs == 50
+    # The clock still moves: a long run afterwards stays bounded by the expiry.
+    for i in range(2000):
+        join.add(200 + i, record(f"b{i}", "primary", started_at=start + 100 + i))
+        assert join.held <= 105
+    assert len(join._heap) <= 2 * join.held + 1024
+
+
+def test_a_partition_whose_first_record_has_a_wrong_clock_recovers() -> None:
+    join = _join(Labels("primary", "shadow", None), None, expire=20.0)
+    start = 1_700_000_000.0
+    join.add(0, record("bad", "primary", started_at=start * 1000))
+    for i in range(3000):
+        join.add(1 + i, record(f"b{i}", "primary", started_at=start + i))
+        assert join.held <= 40  # the clock followed the run of normal records
+
+
+def test_a_traffic_pause_longer_than_expire_moves_the_clock() -> None:
+    join = _join(Labels("primary", "shadow", None), None, expire=20.0)
+    start = 1_700_000_000.0
+    for i in range(10):
+        join.add(i, record(f"a{i}", "primary", started_at=start + i))
+    for i in range(100):  # an hour later
+        join.add(10 + i, record(f"b{i}", "primary", started_at=start + 3600 + i))
+    assert join.watermark >= start + 3600
+    assert join.take_partial().totals.unpaired["baseline"] >= 10 + 100 - 25
