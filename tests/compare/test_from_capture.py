@@ -80,11 +80,11 @@ def test_workers_on_kafka_compare_what_the_middleware_captured(kafka_broker: Kaf
     asyncio.run(mirrored_traffic(service(url)))
     assert capture.flush(timeout=30)
     capture.close()
-    worker = ("compare", url, "--group", "g", "--idle-exit", "4", "--session-timeout", "2")
+    worker = ("compare", url, "--group", topic, "--idle-exit", "4", "--session-timeout", "2")
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda _: run_shadowguard(*worker), range(2)))
     assert [d.returncode for d in done] == [0, 0], [d.stderr for d in done]
-    report = json_report(run_shadowguard("compare", "report", url, "--group", "g", "--json"))
+    report = json_report(run_shadowguard("compare", "report", url, "--group", topic, "--json"))
     assert report["pairs"] == ORDERS
     assert report["unpaired"] == {"baseline": 0, "candidate": 0}
     [route] = report["routes"]

@@ -52,16 +52,16 @@ def test_the_merged_report_keeps_the_schema_and_renders(
     topic = kafka_broker.create_topic("cmp", partitions=3)
     _produce(kafka_broker, topic, _pairs(60))
     source = f"kafka://{kafka_broker.bootstrap}/{topic}"
-    worker = run_shadowguard("compare", source, "--group", "g", *WORKER)
+    worker = run_shadowguard("compare", source, "--group", topic, *WORKER)
     assert worker.returncode == 0, worker.stderr
-    result = run_shadowguard("compare", "report", source, "--group", "g", "--json")
+    result = run_shadowguard("compare", "report", source, "--group", topic, "--json")
     report = json_report(result)
     jsonschema.validate(report, report_schema())
     assert report["pairs"] == 60
     assert report["differing_pairs"] == 30
     assert report["settings"]["latency_relative_accuracy"] == 0.01
     kafka = report["read"]["sources"][0]["kafka"]
-    assert kafka["group"] == "g"
+    assert kafka["group"] == topic
     assert sum(p["behind"] for p in kafka["partitions"].values()) == 0
     html = tmp_path / "r.html"
     text = run_shadowguard(
@@ -69,7 +69,7 @@ def test_the_merged_report_keeps_the_schema_and_renders(
         "report",
         source,
         "--group",
-        "g",
+        topic,
         "--html",
         str(html),
         "--fail-on",
@@ -84,9 +84,9 @@ def test_workers_with_other_settings_are_refused(kafka_broker: KafkaBroker) -> N
     topic = kafka_broker.create_topic("cmp", partitions=1)
     _produce(kafka_broker, topic, _pairs(5))
     source = f"kafka://{kafka_broker.bootstrap}/{topic}"
-    assert run_shadowguard("compare", source, "--group", "g", *WORKER).returncode == 0
+    assert run_shadowguard("compare", source, "--group", topic, *WORKER).returncode == 0
     _produce(kafka_broker, topic, _pairs(5))
-    other = run_shadowguard("compare", source, "--group", "g", "--ignore", "v", *WORKER)
+    other = run_shadowguard("compare", source, "--group", topic, "--ignore", "v", *WORKER)
     _one_line(other, "other settings", "--group")
 
 
@@ -145,7 +145,7 @@ def test_a_worker_warns_when_a_side_is_named_wrongly(
     _produce(kafka_broker, topic, records)  # type: ignore[arg-type]
     source = f"kafka://{kafka_broker.bootstrap}/{topic}"
     stats = tmp_path / "stats.json"
-    done = run_shadowguard("compare", source, "--group", "g", *WORKER[:-1], "--stats", str(stats))
+    done = run_shadowguard("compare", source, "--group", topic, *WORKER[:-1], "--stats", str(stats))
     assert done.returncode == 0, done.stderr
     assert "a side got no record" in done.stderr
     assert "'candidate'" in done.stderr
@@ -154,7 +154,9 @@ def test_a_worker_warns_when_a_side_is_named_wrongly(
     assert figures["by_label"] == {"primary": 4, "candidate": 4}
     assert len(figures["assigned_at"]) == figures["rebalances"] >= 1
     assert 10_000 < figures["max_rss_kb"] < 1_000_000  # this process's own peak
-    named = run_shadowguard("compare", source, "--group", "h", "--candidate", "candidate", *WORKER)
+    named = run_shadowguard(
+        "compare", source, "--group", f"h-{topic}", "--candidate", "candidate", *WORKER
+    )
     assert named.returncode == 0
     assert "warning" not in named.stderr
 
@@ -168,13 +170,13 @@ def test_a_recreated_topic_under_the_same_group_is_refused(kafka_broker: KafkaBr
     first.append(record("lonely", "primary", started_at=1_700_000_029.0))  # held at the end
     _produce(kafka_broker, topic, first)
     source = f"kafka://{kafka_broker.bootstrap}/{topic}"
-    assert run_shadowguard("compare", source, "--group", "g", *WORKER).returncode == 0
+    assert run_shadowguard("compare", source, "--group", topic, *WORKER).returncode == 0
     admin = AdminClient({"bootstrap.servers": kafka_broker.bootstrap})
     admin.delete_topics([topic], operation_timeout=10)[topic].result(timeout=10)
     admin.create_topics([NewTopic(topic, 1, 1)], operation_timeout=10)[topic].result(timeout=10)
     second = [{**r, "request_id": f"new-{r['request_id']}"} for r in _pairs(40)]
     _produce(kafka_broker, topic, second)  # type: ignore[arg-type]
-    again = run_shadowguard("compare", source, "--group", "g", *WORKER)
+    again = run_shadowguard("compare", source, "--group", topic, *WORKER)
     _one_line(again, "does not match the topic", "new --group")
 
 
