@@ -67,9 +67,9 @@ class Comparison:
         pairs = zip(self.blocks[self.candidate], self.blocks[self.baseline], strict=True)
         return statistics.median(percentile(c, 50) / percentile(b, 50) for c, b in pairs)
 
-    def within(self, tolerance: float) -> bool:
-        """P50 within ``tolerance``; P99 within it or ``TAIL_TOLERANCE``, the larger."""
-        tail = max(tolerance, TAIL_TOLERANCE)
+    def within(self, tolerance: float, tail_tolerance: float = TAIL_TOLERANCE) -> bool:
+        """P50 within ``tolerance``; P99 within it or ``tail_tolerance``, the larger."""
+        tail = max(tolerance, tail_tolerance)
         return self.ratio("p50") <= 1 + tolerance and self.ratio("p99") <= 1 + tail
 
     def __str__(self) -> str:
