@@ -27,10 +27,10 @@ from tests.e2e._orders import (
 )
 from tests.e2e.test_primary_under_load import (
     BLOCK,
-    DELAY,
     LIMIT,
     MAX_PAIRS,
     PAIRS,
+    against_slow_mirror,
     slow_shadow,
 )
 
@@ -71,16 +71,7 @@ def test_a_slow_shadow_costs_the_primary_no_more_than_an_idle_mirror(stack: Stac
             tolerance=TOLERANCE,
             warm_up=True,
         )
-        over_floor = compare_within(
-            block,
-            "idle mirror",
-            "slow mirror",
-            pairs=PAIRS,
-            max_pairs=MAX_PAIRS,
-            tolerance=TOLERANCE,
-            settle=DELAY + 0.1,
-            warm_up=True,
-        )
+        over_floor = against_slow_mirror(orders, "idle mirror")
     finally:
         orders.close()
     stack.figures(f"the mirror's floor: {floor}")
@@ -104,16 +95,7 @@ def test_a_slow_shadow_behind_envoy_circuit_breakers_costs_the_primary_little(
         {"no mirror": "plain.local", "slow mirror": "orders.local"},
     )
     try:
-        comparison = compare_within(
-            lambda condition: orders.block(condition, BLOCK),
-            "no mirror",
-            "slow mirror",
-            pairs=PAIRS,
-            max_pairs=MAX_PAIRS,
-            tolerance=TOLERANCE,
-            settle=DELAY + 0.1,
-            warm_up=True,
-        )
+        comparison = against_slow_mirror(orders, "no mirror")
     finally:
         orders.close()
     sent, refused = copies_sent(proxy, "shadow_1"), copies_refused(proxy, "shadow_1")

@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 from tests._soak import examples
-from tests.e2e._latency import TAIL_TOLERANCE, TOLERANCE, compare_within
+from tests.e2e._latency import TAIL_TOLERANCE, TOLERANCE, Comparison, compare_within
 from tests.e2e._orders import (
     PRIMARY,
     SHADOW,
@@ -84,6 +84,20 @@ def slow_shadow(stack: Stack) -> UvicornService:
     return shadow
 
 
+def against_slow_mirror(orders: Orders, baseline: str) -> Comparison:
+    """The primary's latency with the slow mirror against ``baseline``, blocks interleaved."""
+    return compare_within(
+        lambda condition: orders.block(condition, BLOCK),
+        baseline,
+        "slow mirror",
+        pairs=PAIRS,
+        max_pairs=MAX_PAIRS,
+        tolerance=TOLERANCE,
+        settle=DELAY + 0.1,  # the copies admitted in a mirrored block have ended
+        warm_up=True,
+    )
+
+
 def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(stack: Stack) -> None:
     """The primary's P50/P99 with a slow mirrored shadow against no mirror, within
     ``TOLERANCE`` (25 % in the suite; issue 19's 10 % in ``nox -s soak``, which this 2-core
@@ -104,16 +118,7 @@ def test_a_slow_shadow_costs_the_primary_little_and_its_memory_stays_bounded(sta
     rss = RssPeak(shadow.process.pid)
     started = time.monotonic()
     try:
-        comparison = compare_within(
-            lambda condition: orders.block(condition, BLOCK),
-            "no mirror",
-            "slow mirror",
-            pairs=PAIRS,
-            max_pairs=MAX_PAIRS,
-            tolerance=TOLERANCE,
-            settle=DELAY + 0.1,  # the copies admitted in a mirrored block have ended
-            warm_up=True,
-        )
+        comparison = against_slow_mirror(orders, "no mirror")
         loaded = time.monotonic() - started
         # The shadow answers at once after the load: no backlog of copies nobody waits for.
         begin = time.perf_counter()
