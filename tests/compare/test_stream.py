@@ -102,8 +102,12 @@ def _join(labels: Labels, window: float | None, expire: float) -> PartitionJoin:
     return PartitionJoin(labels, window, expire, differ, 3)
 
 
-def _checkpoint(join: PartitionJoin) -> tuple[list[tuple[int, int, int]], float]:
-    return [(h.offset, h.role, h.flags) for h in join.held_records()], join.watermark
+def _checkpoint(
+    join: PartitionJoin,
+) -> tuple[list[tuple[int, int, int]], tuple[float, int, float]]:
+    """What a segment keeps of a join: the held records and the clock."""
+    held = [(h.offset, h.role, h.flags) for h in join.held_records()]
+    return held, (join.watermark, join.streak, join.streak_max)
 
 
 def _stream_totals(
@@ -125,12 +129,12 @@ def _stream_totals(
         for offset in range(position, cut):
             join.add(offset, records[offset])
         merged.merge(Partial.from_json(json.loads(json.dumps(join.take_partial().to_json())), 3))
-        held, watermark = _checkpoint(join)
+        held, clock = _checkpoint(join)
         # A crash: some work after the checkpoint is lost, a new owner restores it.
         for offset in range(cut, min(len(records), cut + crash_after)):
             join.add(offset, records[offset])
         join = _join(labels, window, expire)
-        join.watermark = watermark
+        join.watermark, join.streak, join.streak_max = clock
         for offset, _, flags in held:
             join.restore(offset, records[offset], flags)
         position = cut
@@ -192,7 +196,7 @@ def test_the_stream_join_counts_what_a_file_comparison_counts(
                 )
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(
     streams(),
     st.lists(st.integers(min_value=0, max_value=160), max_size=4),
