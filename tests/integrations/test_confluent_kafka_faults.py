@@ -135,8 +135,10 @@ def test_broker_stopped_and_restarted_primary_as_unguarded_shadow_never_stored(
     broker: Broker,
 ) -> None:
     # Long enough to outlast a broker restart on a loaded machine (the "down-back" step),
-    # short enough to expire while it stays down (the "down-lost" step).
-    config = broker.config(**{"message.timeout.ms": 6000})
+    # short enough to expire while it stays down (the "down-lost" step). Reconnecting
+    # quickly: librdkafka's backoff grows towards 10 s, past the timeout (a compat run lost
+    # one producer's "down-back" message that way).
+    config = broker.config(**{"message.timeout.ms": 8000, "reconnect.backoff.max.ms": 500})
     producers = {"guarded": confluent_kafka.Producer(config), "control": CLIENT_TYPE(config)}
     reports = Reports()
     topic = broker.topic
