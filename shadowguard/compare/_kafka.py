@@ -142,6 +142,8 @@ class Segment:
     #: Digest of the record at ``end - 1`` and of the held records: a restore checks them.
     last_digest: str = ""
     held_digest: str = ""
+    #: ``partial`` read back (set by :meth:`from_json`, which validates it).
+    tallies: Partial | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The message value (without ``order``, which is where it was read)."""
@@ -200,7 +202,7 @@ class Segment:
                 last_digest=str(data["last_digest"]),
                 held_digest=str(data["held_digest"]),
             )
-            Partial.from_json(segment.partial, settings["examples"])
+            segment.tallies = Partial.from_json(segment.partial, settings["examples"])
         except Exception as exc:
             raise ValueError(f"malformed segment: {type(exc).__name__}: {exc}"[:300]) from None
         if segment.end < segment.start or segment.start < -1:

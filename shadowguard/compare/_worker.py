@@ -100,10 +100,6 @@ class Worker:
         self._last_at: float | None = None
         cimpl = clients()
         self._cimpl = cimpl
-        self._too_large = {
-            cimpl.KafkaError.MSG_SIZE_TOO_LARGE,
-            getattr(cimpl.KafkaError, "_MSG_SIZE_TOO_LARGE", cimpl.KafkaError.MSG_SIZE_TOO_LARGE),
-        }
         common = client_config(source.bootstrap)
         self.consumer = cimpl.Consumer(
             common
@@ -318,7 +314,7 @@ class Worker:
                 on_delivery=lambda error, _message: delivered.append(error),
             )
         except self._cimpl.KafkaException as exc:
-            if exc.args[0].code() in self._too_large:
+            if exc.args[0].code() == self._cimpl.KafkaError.MSG_SIZE_TOO_LARGE:
                 raise too_large from None
             delivered.append(exc.args[0])
         except BufferError as exc:
@@ -326,7 +322,10 @@ class Worker:
         else:
             self.producer.flush(30)
         error: Any = delivered[0] if delivered else None
-        if callable(getattr(error, "code", None)) and error.code() in self._too_large:
+        if (
+            callable(getattr(error, "code", None))
+            and error.code() == self._cimpl.KafkaError.MSG_SIZE_TOO_LARGE
+        ):
             raise too_large
         if not delivered or delivered[0] is not None:
             logger.warning(
